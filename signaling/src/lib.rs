@@ -1,0 +1,29 @@
+//! The message model of commons-signal, protocol v1.
+//!
+//! This crate is sans-IO except for key files: it never touches the network, an async runtime
+//! or the clock. Everything a node signs or verifies is defined here, so every implementation
+//! agrees on the exact bytes:
+//!
+//! - [`wire`]: canonical CBOR encoding with bounded, strict decoding;
+//! - [`keys`]: secp256k1 keys, x-only public keys and BIP340 signatures over tagged hashes;
+//! - [`messages`]: attestations, presences, signals, proposals, release bundles;
+//! - [`spec`]: network parameters, the built-in networks and spec files.
+
+pub mod keys;
+pub mod messages;
+pub mod spec;
+pub mod types;
+pub mod wire;
+
+pub use keys::{KeyError, PublicKey, SecretKey, Signature};
+pub use messages::{
+    AnyMessage, Artifact, AttestationBody, Choice, MaintainerSignature, MessageKind, MultiSigned,
+    Presence, PresenceBody, Proposal, ProposalBody, ReleaseBundle, ReleaseClass, ReleaseManifest,
+    ReleaseVersion, Signal, SignalBody, Signed, SignedBody, UptimeAttestation,
+};
+pub use spec::{NetworkSpec, SpecError};
+pub use types::{BoundedBytes, BoundedString, BoundedVec, Hash32, WireIp};
+pub use wire::{DecodeError, decode, encode};
+
+/// The protocol version every message of this crate carries.
+pub const PROTOCOL_VERSION: u8 = 1;

@@ -1,0 +1,484 @@
+//! Network specs: the parameters every node of one network must share, like a blockchain's
+//! chain parameters or TUF's root metadata.
+//!
+//! The network id is the tagged hash of the spec's canonical CBOR without its bootstrap
+//! peers, so nodes that disagree on any rule never accept each other's signatures, while
+//! operators may still list different bootstrap peers.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{PublicKey, SecretKey, tagged_hash};
+use crate::messages::ReleaseClass;
+use crate::types::Hash32;
+use crate::wire;
+
+/// What is wrong with a spec.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// The spec file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The spec file.
+        path: String,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or JSON for a spec.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The spec file.
+        path: String,
+        /// The parser's message, with line and column where it gives them.
+        message: String,
+    },
+    /// The spec parses but breaks a rule.
+    #[error("{origin}: invalid spec: `{field}` {reason}")]
+    Invalid {
+        /// The spec file or built-in name.
+        origin: String,
+        /// The offending field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// Neither a built-in network name nor an existing file.
+    #[error("unknown network {0:?}: use mainnet, testnet, regtest or the path of a spec file")]
+    Unknown(String),
+}
+
+/// Parameters of one governance tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSpec {
+    /// The tier's number, 1 to 255.
+    pub tier: u8,
+    /// Its name ("routine maintenance", ...).
+    pub name: String,
+    /// How many distinct maintainers must sign a proposal of this tier.
+    pub signatures_required: u32,
+    /// The shortest lock a proposal of this tier may have, in seconds; 0 means no lock.
+    pub min_lock_secs: u64,
+    /// Share of the qualified weight (0 to 1) that must signal `override` to override.
+    pub override_weight_share: f64,
+    /// Share of the counted nodes (0 to 1) that must signal `override` to override.
+    pub override_node_share: f64,
+}
+
+/// Who signs releases of one class, and how many of them must.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseClassSpec {
+    /// The class.
+    pub class: ReleaseClass,
+    /// How many distinct signers must sign.
+    pub threshold: u32,
+    /// The keys allowed to sign releases of this class.
+    pub signers: Vec<PublicKey>,
+}
+
+/// How long a proposal that survived its lock spends in each activation stage, in seconds
+/// after the lock ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationSpec {
+    /// Time in `ready` before the testnet stage.
+    pub ready_secs: u64,
+    /// Time on testnet.
+    pub testnet_secs: u64,
+    /// Time on signet.
+    pub signet_secs: u64,
+    /// Time as a mainnet opt-in, after which it is the mainnet default.
+    pub mainnet_opt_in_secs: u64,
+}
+
+/// All rules of one network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// The network's name; also names its gossip topics.
+    pub name: String,
+    /// Length of an epoch in seconds: `epoch = floor(unix_seconds / epoch_secs)`.
+    pub epoch_secs: u64,
+    /// How many epochs an attestation looks back over, and how long it stays valid.
+    pub uptime_window_epochs: u32,
+    /// The attested uptime, in epochs, that qualifies a node.
+    pub min_uptime_epochs: u32,
+    /// How many attesters in distinct netgroups must agree (q of the Sybil rule).
+    pub attestation_quorum: u32,
+    /// IPv4 netgroup prefix length.
+    pub netgroup_ipv4_prefix: u8,
+    /// IPv6 netgroup prefix length.
+    pub netgroup_ipv6_prefix: u8,
+    /// Whether loopback, private and other unroutable addresses get netgroups of their own
+    /// (regtest); otherwise they all share one netgroup.
+    pub allow_unroutable: bool,
+    /// How far in the future a signal's time may be, in seconds.
+    pub max_clock_skew_secs: u64,
+    /// Keys of the maintainers who sign proposals.
+    pub maintainers: Vec<PublicKey>,
+    /// The governance tiers.
+    pub tiers: Vec<TierSpec>,
+    /// The release classes.
+    pub release_classes: Vec<ReleaseClassSpec>,
+    /// Activation stages after a lock ends.
+    pub activation: ActivationSpec,
+    /// Peers to connect to first (multiaddrs); not part of the network id.
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+}
+
+const DAY: u64 = 86_400;
+
+/// The tiers of the reference design, with lock lengths scaled by `unit` seconds per day.
+fn reference_tiers(day: u64) -> Vec<TierSpec> {
+    let tier = |tier, name: &str, sigs, days, share| TierSpec {
+        tier,
+        name: name.to_string(),
+        signatures_required: sigs,
+        min_lock_secs: days * day,
+        override_weight_share: share,
+        override_node_share: share,
+    };
+    vec![
+        tier(1, "routine maintenance", 3, 7, 0.25),
+        tier(2, "feature changes", 4, 30, 0.30),
+        tier(3, "consensus-adjacent", 5, 90, 0.40),
+        tier(4, "emergency", 4, 0, 1.0),
+        tier(5, "governance changes", 5, 180, 0.40),
+    ]
+}
+
+/// The seed of the i-th well-known regtest maintainer key. Everyone knows these keys: they
+/// exist so that local networks and tests can sign proposals and releases.
+pub fn regtest_maintainer_seed(i: usize) -> String {
+    format!("commons-signal regtest maintainer {i}")
+}
+
+/// The i-th well-known regtest maintainer key (0 to 6).
+pub fn regtest_maintainer_key(i: usize) -> SecretKey {
+    SecretKey::from_seed(&regtest_maintainer_seed(i))
+}
+
+impl NetworkSpec {
+    /// The main network. Its maintainer and release keys are set by the launch ceremony;
+    /// until then it lists none, and no proposal or release can reach a threshold.
+    pub fn mainnet() -> Self {
+        NetworkSpec {
+            name: "mainnet".into(),
+            epoch_secs: DAY,
+            uptime_window_epochs: 120,
+            min_uptime_epochs: 90,
+            attestation_quorum: 3,
+            netgroup_ipv4_prefix: 24,
+            netgroup_ipv6_prefix: 48,
+            allow_unroutable: false,
+            max_clock_skew_secs: 600,
+            maintainers: vec![],
+            tiers: reference_tiers(DAY),
+            release_classes: Self::release_classes(vec![], vec![]),
+            activation: ActivationSpec {
+                ready_secs: 0,
+                testnet_secs: 30 * DAY,
+                signet_secs: 60 * DAY,
+                mainnet_opt_in_secs: 90 * DAY,
+            },
+            bootstrap: vec![],
+        }
+    }
+
+    /// The public test network: hour-long epochs, a day of uptime qualifies, locks of hours.
+    pub fn testnet() -> Self {
+        NetworkSpec {
+            name: "testnet".into(),
+            epoch_secs: 3_600,
+            uptime_window_epochs: 48,
+            min_uptime_epochs: 24,
+            attestation_quorum: 3,
+            tiers: reference_tiers(3_600),
+            activation: ActivationSpec {
+                ready_secs: 0,
+                testnet_secs: DAY,
+                signet_secs: 2 * DAY,
+                mainnet_opt_in_secs: 3 * DAY,
+            },
+            ..Self::mainnet()
+        }
+    }
+
+    /// The local test network: 2-second epochs, 3 epochs of uptime qualify, locks of tens of
+    /// seconds, loopback addresses split into /30 netgroups, and the well-known keys of
+    /// [`regtest_maintainer_key`] (five maintainers, seven consensus release signers).
+    pub fn regtest() -> Self {
+        let keys: Vec<PublicKey> = (0..7)
+            .map(|i| regtest_maintainer_key(i).public_key())
+            .collect();
+        NetworkSpec {
+            name: "regtest".into(),
+            epoch_secs: 2,
+            uptime_window_epochs: 30,
+            min_uptime_epochs: 3,
+            attestation_quorum: 2,
+            netgroup_ipv4_prefix: 30,
+            netgroup_ipv6_prefix: 64,
+            allow_unroutable: true,
+            max_clock_skew_secs: 30,
+            maintainers: keys[..5].to_vec(),
+            tiers: reference_tiers(5),
+            release_classes: Self::release_classes(keys[..5].to_vec(), keys.clone()),
+            activation: ActivationSpec {
+                ready_secs: 60,
+                testnet_secs: 30,
+                signet_secs: 30,
+                mainnet_opt_in_secs: 30,
+            },
+            bootstrap: vec![],
+        }
+    }
+
+    /// Release classes of the reference design: consensus binaries 6-of-7, protocol 4-of-5,
+    /// applications 3-of-5.
+    fn release_classes(five: Vec<PublicKey>, seven: Vec<PublicKey>) -> Vec<ReleaseClassSpec> {
+        vec![
+            ReleaseClassSpec {
+                class: ReleaseClass::Consensus,
+                threshold: 6,
+                signers: seven,
+            },
+            ReleaseClassSpec {
+                class: ReleaseClass::Protocol,
+                threshold: 4,
+                signers: five.clone(),
+            },
+            ReleaseClassSpec {
+                class: ReleaseClass::Application,
+                threshold: 3,
+                signers: five,
+            },
+        ]
+    }
+
+    /// A built-in network by name.
+    pub fn builtin(name: &str) -> Option<Self> {
+        match name {
+            "mainnet" => Some(Self::mainnet()),
+            "testnet" => Some(Self::testnet()),
+            "regtest" => Some(Self::regtest()),
+            _ => None,
+        }
+    }
+
+    /// A built-in name, or else the path of a spec file.
+    pub fn resolve(name_or_path: &str) -> Result<Self, SpecError> {
+        if let Some(spec) = Self::builtin(name_or_path) {
+            return Ok(spec);
+        }
+        let path = Path::new(name_or_path);
+        if path.exists() {
+            Self::load(path)
+        } else {
+            Err(SpecError::Unknown(name_or_path.to_string()))
+        }
+    }
+
+    /// Reads and validates a spec file: JSON when it ends in `.json`, TOML otherwise.
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
+            path: origin.clone(),
+            source,
+        })?;
+        let spec: NetworkSpec = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(|e| SpecError::Parse {
+                path: origin.clone(),
+                message: format!("line {} column {}: {e}", e.line(), e.column()),
+            })?
+        } else {
+            toml::from_str(&text).map_err(|e| SpecError::Parse {
+                path: origin.clone(),
+                message: e.to_string(),
+            })?
+        };
+        spec.validate(&origin)?;
+        Ok(spec)
+    }
+
+    /// The spec as TOML, the format `network init` writes.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a spec always serializes to TOML")
+    }
+
+    /// Checks every rule a usable spec must follow; `origin` names it in errors.
+    pub fn validate(&self, origin: &str) -> Result<(), SpecError> {
+        let invalid = |field: &str, reason: String| SpecError::Invalid {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            reason,
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 32
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !name_ok {
+            return Err(invalid(
+                "name",
+                "must be 1 to 32 characters of a-z, 0-9 and -".into(),
+            ));
+        }
+        if self.epoch_secs == 0 {
+            return Err(invalid("epoch_secs", "must be at least 1".into()));
+        }
+        if self.uptime_window_epochs == 0 {
+            return Err(invalid("uptime_window_epochs", "must be at least 1".into()));
+        }
+        if self.min_uptime_epochs > self.uptime_window_epochs {
+            return Err(invalid(
+                "min_uptime_epochs",
+                format!(
+                    "is {} but the window is only {} epochs",
+                    self.min_uptime_epochs, self.uptime_window_epochs
+                ),
+            ));
+        }
+        if self.attestation_quorum == 0 {
+            return Err(invalid("attestation_quorum", "must be at least 1".into()));
+        }
+        if !(1..=32).contains(&self.netgroup_ipv4_prefix) {
+            return Err(invalid(
+                "netgroup_ipv4_prefix",
+                "must be between 1 and 32".into(),
+            ));
+        }
+        if !(1..=128).contains(&self.netgroup_ipv6_prefix) {
+            return Err(invalid(
+                "netgroup_ipv6_prefix",
+                "must be between 1 and 128".into(),
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for key in &self.maintainers {
+            if !key.is_valid() {
+                return Err(invalid(
+                    "maintainers",
+                    format!("{key} is not a secp256k1 key"),
+                ));
+            }
+            if !seen.insert(*key) {
+                return Err(invalid("maintainers", format!("{key} is listed twice")));
+            }
+        }
+        if self.tiers.is_empty() {
+            return Err(invalid("tiers", "must list at least one tier".into()));
+        }
+        let mut tiers = std::collections::BTreeSet::new();
+        for tier in &self.tiers {
+            if !tiers.insert(tier.tier) {
+                return Err(invalid(
+                    "tiers",
+                    format!("tier {} is listed twice", tier.tier),
+                ));
+            }
+            if tier.signatures_required == 0 {
+                return Err(invalid(
+                    "tiers.signatures_required",
+                    format!("tier {} needs at least 1", tier.tier),
+                ));
+            }
+            // A network before its key ceremony lists no maintainers; it is valid but cannot
+            // accept proposals yet.
+            if !self.maintainers.is_empty()
+                && tier.signatures_required as usize > self.maintainers.len()
+            {
+                return Err(invalid(
+                    "tiers.signatures_required",
+                    format!(
+                        "tier {} needs {} signatures but only {} maintainers are listed",
+                        tier.tier,
+                        tier.signatures_required,
+                        self.maintainers.len()
+                    ),
+                ));
+            }
+            for (field, share) in [
+                ("tiers.override_weight_share", tier.override_weight_share),
+                ("tiers.override_node_share", tier.override_node_share),
+            ] {
+                if !(share > 0.0 && share <= 1.0) {
+                    return Err(invalid(
+                        field,
+                        format!(
+                            "of tier {} must be above 0 and at most 1, not {share}",
+                            tier.tier
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut classes = std::collections::BTreeSet::new();
+        for class in &self.release_classes {
+            let name = class.class.name();
+            if !classes.insert(class.class) {
+                return Err(invalid(
+                    "release_classes",
+                    format!("class {name} is listed twice"),
+                ));
+            }
+            if class.threshold == 0 {
+                return Err(invalid(
+                    "release_classes.threshold",
+                    format!("of class {name} must be at least 1"),
+                ));
+            }
+            if !class.signers.is_empty() && class.threshold as usize > class.signers.len() {
+                return Err(invalid(
+                    "release_classes.threshold",
+                    format!(
+                        "of class {name} is {} but only {} signers are listed",
+                        class.threshold,
+                        class.signers.len()
+                    ),
+                ));
+            }
+            let distinct: std::collections::BTreeSet<_> = class.signers.iter().collect();
+            if distinct.len() != class.signers.len() {
+                return Err(invalid(
+                    "release_classes.signers",
+                    format!("of class {name} lists a key twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The network id: what every signature of this network is bound to.
+    pub fn network_id(&self) -> Hash32 {
+        let mut rules = self.clone();
+        rules.bootstrap.clear();
+        tagged_hash("commons-signal/v1/network", &[&wire::encode(&rules)])
+    }
+
+    /// The epoch a Unix time falls in.
+    pub fn epoch_at(&self, unix_secs: u64) -> u64 {
+        unix_secs / self.epoch_secs
+    }
+
+    /// The parameters of a tier, if the network has it.
+    pub fn tier(&self, tier: u8) -> Option<&TierSpec> {
+        self.tiers.iter().find(|t| t.tier == tier)
+    }
+
+    /// The rules of a release class, if the network has it.
+    pub fn release_class(&self, class: ReleaseClass) -> Option<&ReleaseClassSpec> {
+        self.release_classes.iter().find(|c| c.class == class)
+    }
+}
+
+impl fmt::Display for NetworkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "{} ({})", self.name, &self.network_id().to_hex()[..16])
+    }
+}

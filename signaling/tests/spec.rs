@@ -1,0 +1,134 @@
+//! Network specs: built-ins, files, validation and network ids.
+
+use commons_signaling::{NetworkSpec, SpecError};
+
+#[test]
+fn builtins_are_valid_and_distinct() {
+    let specs = [
+        NetworkSpec::mainnet(),
+        NetworkSpec::testnet(),
+        NetworkSpec::regtest(),
+    ];
+    for spec in &specs {
+        spec.validate(&spec.name).unwrap();
+    }
+    let ids: std::collections::BTreeSet<_> = specs.iter().map(|s| s.network_id()).collect();
+    assert_eq!(ids.len(), 3);
+}
+
+#[test]
+fn regtest_qualifies_a_node_in_under_a_minute_and_splits_loopback() {
+    let spec = NetworkSpec::regtest();
+    assert!(spec.epoch_secs * u64::from(spec.min_uptime_epochs + 1) < 60);
+    assert!(spec.allow_unroutable);
+    assert!(
+        spec.netgroup_ipv4_prefix >= 24,
+        "127.0.0.0/8 must split into several groups"
+    );
+    assert_eq!(spec.maintainers.len(), 5);
+}
+
+#[test]
+fn reference_numbers_of_mainnet() {
+    let spec = NetworkSpec::mainnet();
+    let locks: Vec<(u8, u32, u64)> = spec
+        .tiers
+        .iter()
+        .map(|t| (t.tier, t.signatures_required, t.min_lock_secs / 86_400))
+        .collect();
+    assert_eq!(
+        locks,
+        vec![(1, 3, 7), (2, 4, 30), (3, 5, 90), (4, 4, 0), (5, 5, 180)]
+    );
+    assert_eq!(
+        spec.epoch_secs * u64::from(spec.min_uptime_epochs),
+        90 * 86_400
+    );
+    let thresholds: Vec<u32> = spec.release_classes.iter().map(|c| c.threshold).collect();
+    assert_eq!(thresholds, vec![6, 4, 3]);
+}
+
+#[test]
+fn bootstrap_peers_do_not_change_the_network_id() {
+    let mut spec = NetworkSpec::regtest();
+    let id = spec.network_id();
+    spec.bootstrap.push("/ip4/127.0.0.1/tcp/1".into());
+    assert_eq!(spec.network_id(), id);
+    spec.tiers[0].override_weight_share = 0.5;
+    assert_ne!(spec.network_id(), id);
+}
+
+#[test]
+fn toml_and_json_files_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = NetworkSpec::regtest();
+    let toml_path = dir.path().join("spec.toml");
+    std::fs::write(&toml_path, spec.to_toml()).unwrap();
+    assert_eq!(NetworkSpec::load(&toml_path).unwrap(), spec);
+    let json_path = dir.path().join("spec.json");
+    std::fs::write(&json_path, serde_json::to_string(&spec).unwrap()).unwrap();
+    let loaded = NetworkSpec::resolve(json_path.to_str().unwrap()).unwrap();
+    assert_eq!(loaded.network_id(), spec.network_id());
+}
+
+#[test]
+fn invalid_spec_names_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    let mut spec = NetworkSpec::regtest();
+    spec.min_uptime_epochs = spec.uptime_window_epochs + 1;
+    std::fs::write(&path, spec.to_toml()).unwrap();
+    let err = NetworkSpec::load(&path).unwrap_err();
+    assert!(
+        matches!(&err, SpecError::Invalid { field, .. } if field == "min_uptime_epochs"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("spec.toml"));
+
+    let mut spec = NetworkSpec::regtest();
+    spec.tiers[1].signatures_required = 9;
+    std::fs::write(&path, spec.to_toml()).unwrap();
+    let err = NetworkSpec::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("signatures_required") && err.contains("only 5 maintainers"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_field_and_syntax_errors_are_reported_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.toml");
+    std::fs::write(
+        &path,
+        NetworkSpec::regtest()
+            .to_toml()
+            .replace("epoch_secs", "epoch_seconds"),
+    )
+    .unwrap();
+    let err = NetworkSpec::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("epoch_seconds") && err.contains("line"),
+        "{err}"
+    );
+
+    let json = dir.path().join("spec.json");
+    std::fs::write(&json, "{\n  \"name\": \"x\",\n  oops\n}").unwrap();
+    let err = NetworkSpec::load(&json).unwrap_err().to_string();
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn unknown_network_gets_a_helpful_message() {
+    let err = NetworkSpec::resolve("mainnet-typo")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("mainnet, testnet, regtest"), "{err}");
+}
+
+#[test]
+fn epochs_are_floor_of_time_over_length() {
+    let spec = NetworkSpec::mainnet();
+    assert_eq!(spec.epoch_at(86_399), 0);
+    assert_eq!(spec.epoch_at(86_400), 1);
+}

@@ -1,0 +1,208 @@
+//! Canonical CBOR: round trips and every way a decoder must refuse bytes.
+
+mod common;
+
+use commons_signaling::wire::{decode, encode};
+use commons_signaling::{
+    AnyMessage, BoundedVec, DecodeError, MessageKind, Presence, Proposal, ReleaseBundle, Signal,
+    UptimeAttestation,
+};
+use proptest::prelude::*;
+
+#[test]
+fn every_kind_round_trips() {
+    let net = common::network();
+    let a = common::attestation();
+    assert_eq!(UptimeAttestation::decode(&a.encode()).unwrap(), a);
+    assert!(a.verify(&net));
+    let p = common::presence();
+    assert_eq!(Presence::decode(&p.encode()).unwrap(), p);
+    let s = common::signal();
+    assert_eq!(Signal::decode(&s.encode()).unwrap(), s);
+    assert!(s.verify(&net));
+    let pr = common::proposal();
+    assert_eq!(Proposal::decode(&pr.encode()).unwrap(), pr);
+    let r = common::release();
+    assert_eq!(ReleaseBundle::decode(&r.encode()).unwrap(), r);
+}
+
+#[test]
+fn any_message_finds_the_kind() {
+    let cases = [
+        (common::signal().encode(), MessageKind::Signal),
+        (common::proposal().encode(), MessageKind::Proposal),
+        (common::release().encode(), MessageKind::Release),
+        (common::presence().encode(), MessageKind::Presence),
+        (common::attestation().encode(), MessageKind::Attestation),
+    ];
+    for (bytes, kind) in cases {
+        assert_eq!(AnyMessage::decode(&bytes).unwrap().kind(), kind);
+    }
+    assert!(matches!(
+        AnyMessage::decode(b"\xa0"),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+#[test]
+fn trailing_bytes_are_rejected() {
+    let mut bytes = common::signal().encode();
+    bytes.push(0);
+    assert_eq!(Signal::decode(&bytes), Err(DecodeError::TrailingBytes(1)));
+}
+
+#[test]
+fn oversized_input_is_rejected_before_decoding() {
+    let bytes = vec![0u8; MessageKind::Signal.max_bytes() + 1];
+    assert!(matches!(
+        Signal::decode(&bytes),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn unknown_version_is_reported_as_such() {
+    let mut signal = common::signal();
+    signal.body.version = 2;
+    assert_eq!(
+        Signal::decode(&signal.encode()),
+        Err(DecodeError::UnknownVersion { found: 2 })
+    );
+
+    // A future version whose layout differs is still reported by its version.
+    use ciborium::value::Value;
+    let future = Value::Map(vec![(
+        Value::Text("body".into()),
+        Value::Map(vec![
+            (Value::Text("version".into()), Value::Integer(7.into())),
+            (Value::Text("something".into()), Value::Bool(true)),
+        ]),
+    )]);
+    assert_eq!(
+        Signal::decode(&encode(&future)),
+        Err(DecodeError::UnknownVersion { found: 7 })
+    );
+}
+
+#[test]
+fn reordered_map_keys_are_non_canonical() {
+    use ciborium::value::Value;
+    let bytes = common::attestation().encode();
+    let value: Value = ciborium::de::from_reader(&bytes[..]).unwrap();
+    let Value::Map(mut entries) = value else {
+        panic!("messages are maps")
+    };
+    entries.reverse();
+    let reordered = encode(&Value::Map(entries));
+    assert_ne!(reordered, bytes);
+    assert_eq!(
+        UptimeAttestation::decode(&reordered),
+        Err(DecodeError::NonCanonical)
+    );
+}
+
+#[test]
+fn long_form_integers_are_non_canonical() {
+    let bytes = common::attestation().encode();
+    // "seen_epochs": 27 is the single byte 0x18 0x1b; write it as a 4-byte integer instead.
+    let key = b"seen_epochs";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(&bytes[at..at + 2], &[0x18, 27]);
+    let mut long = bytes[..at].to_vec();
+    long.extend_from_slice(&[0x1a, 0, 0, 0, 27]);
+    long.extend_from_slice(&bytes[at + 2..]);
+    assert_eq!(
+        UptimeAttestation::decode(&long),
+        Err(DecodeError::NonCanonical)
+    );
+}
+
+#[test]
+fn unknown_fields_are_non_canonical() {
+    use ciborium::value::Value;
+    let bytes = common::attestation().encode();
+    let Value::Map(mut entries) = ciborium::de::from_reader(&bytes[..]).unwrap() else {
+        unreachable!()
+    };
+    entries.push((Value::Text("extra".into()), Value::Bool(true)));
+    assert_eq!(
+        UptimeAttestation::decode(&encode(&Value::Map(entries))),
+        Err(DecodeError::NonCanonical)
+    );
+}
+
+#[test]
+fn declared_lengths_beyond_the_bound_are_rejected_without_allocating() {
+    // An array header claiming 2^32 elements, in a message of a few bytes.
+    type Small = BoundedVec<u8, 4>;
+    let bytes = [0x9a, 0xff, 0xff, 0xff, 0xff, 0x00];
+    assert!(matches!(
+        decode::<Small>(&bytes, 64),
+        Err(DecodeError::Malformed(_))
+    ));
+    let five = encode(&vec![1u8, 2, 3, 4, 5]);
+    let err = decode::<Small>(&five, 64).unwrap_err();
+    assert!(err.to_string().contains("at most 4"), "{err}");
+    // Indefinite-length arrays are bounded too, and non-canonical.
+    let indefinite = [0x9f, 1, 2, 3, 4, 5, 0xff];
+    assert!(decode::<Small>(&indefinite, 64).is_err());
+    let indefinite_ok = [0x9f, 1, 2, 0xff];
+    assert_eq!(
+        decode::<Small>(&indefinite_ok, 64),
+        Err(DecodeError::NonCanonical)
+    );
+}
+
+#[test]
+fn wrong_key_length_is_malformed() {
+    let bytes = common::attestation().encode();
+    let key = b"attester";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap() + key.len();
+    assert_eq!(bytes[at], 0x58); // byte string, one-byte length
+    let mut short = bytes[..at].to_vec();
+    short.extend_from_slice(&[0x58, 31]);
+    short.extend_from_slice(&bytes[at + 2..at + 2 + 31]);
+    short.extend_from_slice(&bytes[at + 2 + 32..]);
+    assert!(matches!(
+        UptimeAttestation::decode(&short),
+        Err(DecodeError::Malformed(_))
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    #[test]
+    fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = AnyMessage::decode(&bytes);
+    }
+
+    #[test]
+    fn single_byte_corruption_never_panics_and_never_verifies_as_the_original(
+        index in 0usize..2000,
+        value in any::<u8>(),
+    ) {
+        static SIGNAL: std::sync::OnceLock<Signal> = std::sync::OnceLock::new();
+        let signal = SIGNAL.get_or_init(common::signal).clone();
+        let mut bytes = signal.encode();
+        let index = index % bytes.len();
+        prop_assume!(bytes[index] != value);
+        bytes[index] = value;
+        if let Ok(decoded) = Signal::decode(&bytes) {
+            // Whatever still decodes is a different message, so the old signature fails.
+            prop_assert_ne!(&decoded, &signal);
+            prop_assert!(!decoded.verify(&common::network()));
+        }
+    }
+
+    #[test]
+    fn signals_round_trip(sequence in any::<u64>(), time in any::<u64>(), choice in 0usize..4) {
+        static SIGNAL: std::sync::OnceLock<Signal> = std::sync::OnceLock::new();
+        let mut signal = SIGNAL.get_or_init(common::signal).clone();
+        signal.body.sequence = sequence;
+        signal.body.time = time;
+        signal.body.choice = commons_signaling::Choice::ALL[choice];
+        let bytes = signal.encode();
+        prop_assert_eq!(Signal::decode(&bytes).unwrap(), signal);
+    }
+}
