@@ -127,9 +127,9 @@ fn probe_version(bytes: &[u8]) -> Option<u64> {
     find(&value, 1)
 }
 
-fn describe<E: std::fmt::Debug>(error: ciborium::de::Error<E>) -> String {
+fn describe<E>(error: ciborium::de::Error<E>) -> String {
     match error {
-        ciborium::de::Error::Io(e) => format!("input ended early ({e:?})"),
+        ciborium::de::Error::Io(_) => "input ended early".to_string(),
         ciborium::de::Error::Syntax(offset) => format!("invalid CBOR at byte {offset}"),
         ciborium::de::Error::Semantic(Some(offset), msg) => format!("{msg} (at byte {offset})"),
         ciborium::de::Error::Semantic(None, msg) => msg,

@@ -1,0 +1,327 @@
+//! The command line, declared with clap's derive API.
+//!
+//! Global options live on [`Cli`]; each command group is a subcommand enum. Online commands
+//! (talking to `commonsd` over JSON-RPC) are meant to be added as further variants of
+//! [`Command`], with their options (`--datadir`, `--rpc-url`) on [`Cli`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use commons_signaling::{Hash32, ReleaseClass, ReleaseVersion};
+
+/// Thirty days, the default lifetime of a release manifest.
+pub const DEFAULT_RELEASE_EXPIRY_SECS: u64 = 30 * 86_400;
+
+/// Command-line tool of commons-signal: keys, networks, proposals and release bundles.
+#[derive(Debug, Parser)]
+#[command(name = "commons-cli", version, about, long_about = None)]
+pub struct Cli {
+    /// Network whose rules apply: regtest, testnet, mainnet, or the path of a spec file (or of
+    /// a directory holding spec.toml, as `network init` writes).
+    #[arg(
+        long,
+        global = true,
+        default_value = "regtest",
+        value_name = "NAME|PATH"
+    )]
+    pub network: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The command groups.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate and inspect secret key files.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create a network spec with fresh maintainer keys.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Create, sign and verify time-locked proposals.
+    #[command(subcommand)]
+    Proposal(ProposalCommand),
+    /// Create, sign, combine and verify release bundles.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Print any message file (or detached signature) as JSON.
+    Decode(DecodeArgs),
+}
+
+/// `key ...`
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a secret key file (mode 0600) and print its x-only public key.
+    Generate {
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the x-only public key of a secret key file (never the secret).
+    Show {
+        /// The secret key file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// `network ...`
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Write DIR/spec.toml, a regtest-style network with N fresh maintainer keys, and the
+    /// keys as DIR/maintainer-1.key ... (mode 0600).
+    Init(NetworkInitArgs),
+}
+
+/// Arguments of `network init`.
+#[derive(Debug, Args)]
+pub struct NetworkInitArgs {
+    /// Directory to create; it must not exist or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// How many maintainers (and maintainer keys) the network has.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub maintainers: u32,
+    /// The network's name: 1 to 32 characters of a-z, 0-9 and -.
+    #[arg(long, default_value = "local")]
+    pub name: String,
+    /// How many keys sign releases [default: N]. The maintainer keys come first; when M is
+    /// larger than N, the others are written as DIR/release-signer-K.key.
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub release_signers: Option<u32>,
+}
+
+/// `proposal ...`
+#[derive(Debug, Subcommand)]
+pub enum ProposalCommand {
+    /// Write a new, unsigned proposal.
+    Create(ProposalCreateArgs),
+    /// Add a maintainer signature to a proposal file, in place.
+    Sign {
+        /// The proposal file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The maintainer's secret key file.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+    },
+    /// Check a proposal against the network's rules; exit code 0 only when it is valid.
+    Verify {
+        /// The proposal file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// Arguments of `proposal create`.
+#[derive(Debug, Args)]
+pub struct ProposalCreateArgs {
+    /// Governance tier (1 routine, 2 feature, 3 consensus-adjacent, 4 emergency, 5 governance
+    /// on the built-in networks).
+    #[arg(long, value_name = "T")]
+    pub tier: u8,
+    /// One-line title, at most 200 bytes.
+    #[arg(long)]
+    pub title: String,
+    /// What the change is: a repository and commit, or a pull request; at most 400 bytes.
+    #[arg(long, value_name = "R")]
+    pub reference: String,
+    /// When the lock starts: Unix seconds, `now`, or `+SECS` from now.
+    #[arg(long, default_value = "now", value_name = "UNIX|now|+SECS", value_parser = parse_lock_start)]
+    pub lock_start: TimeArg,
+    /// When the lock ends: Unix seconds, or `+SECS` after the lock start [default: lock start
+    /// plus the tier's shortest lock].
+    #[arg(long, value_name = "UNIX|+SECS", value_parser = parse_lock_end)]
+    pub lock_end: Option<TimeArg>,
+    /// Where to write the proposal; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// A point in time given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeArg {
+    /// The current time.
+    Now,
+    /// Absolute Unix seconds.
+    At(u64),
+    /// Seconds after a reference time (now for a lock start, the lock start for its end).
+    After(u64),
+}
+
+fn parse_time(s: &str, allow_now: bool) -> Result<TimeArg, String> {
+    let expected = if allow_now {
+        "expected Unix seconds, `now` or `+SECS`"
+    } else {
+        "expected Unix seconds or `+SECS`"
+    };
+    if s == "now" && allow_now {
+        return Ok(TimeArg::Now);
+    }
+    let (relative, digits) = match s.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expected.to_string());
+    }
+    let value: u64 = digits.parse().map_err(|_| format!("{s} is too large"))?;
+    Ok(if relative {
+        TimeArg::After(value)
+    } else {
+        TimeArg::At(value)
+    })
+}
+
+fn parse_lock_start(s: &str) -> Result<TimeArg, String> {
+    parse_time(s, true)
+}
+
+fn parse_lock_end(s: &str) -> Result<TimeArg, String> {
+    parse_time(s, false)
+}
+
+/// Parses 64 hex characters.
+fn parse_hash(s: &str) -> Result<Hash32, String> {
+    s.parse()
+        .map_err(|_| "expected 64 hex characters (a SHA-256 hash)".to_string())
+}
+
+fn parse_version(s: &str) -> Result<ReleaseVersion, String> {
+    s.parse()
+}
+
+/// The release classes, as command-line values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClassArg {
+    /// Consensus binaries.
+    Consensus,
+    /// Protocol software.
+    Protocol,
+    /// Applications.
+    Application,
+}
+
+impl From<ClassArg> for ReleaseClass {
+    fn from(class: ClassArg) -> Self {
+        match class {
+            ClassArg::Consensus => ReleaseClass::Consensus,
+            ClassArg::Protocol => ReleaseClass::Protocol,
+            ClassArg::Application => ReleaseClass::Application,
+        }
+    }
+}
+
+/// `release ...`
+#[derive(Debug, Subcommand)]
+pub enum ReleaseCommand {
+    /// Write a new, unsigned release bundle, hashing each artifact.
+    Create(ReleaseCreateArgs),
+    /// Sign a release bundle: in place, or into a detached signature file.
+    Sign {
+        /// The release bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// The signer's secret key file.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// Write only the signature, to this new file, and leave FILE unchanged.
+        #[arg(long, value_name = "OUT")]
+        detached: Option<PathBuf>,
+    },
+    /// Add detached signatures to a release bundle, in place.
+    Combine {
+        /// The release bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Detached signature files made with `release sign --detached`.
+        #[arg(value_name = "SIG", required = true)]
+        signatures: Vec<PathBuf>,
+    },
+    /// Check a release bundle (and optionally its artifacts); exit code 0 only when all pass.
+    Verify {
+        /// The release bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Directory holding the artifacts, each checked for size and SHA-256.
+        #[arg(long, value_name = "DIR")]
+        artifacts: Option<PathBuf>,
+        /// The newest version already known on the channel; the bundle must be newer.
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+        newest: Option<ReleaseVersion>,
+    },
+}
+
+/// Arguments of `release create`.
+#[derive(Debug, Args)]
+pub struct ReleaseCreateArgs {
+    /// Release channel ("stable", "beta", ...); versions increase per channel.
+    #[arg(long, value_name = "C")]
+    pub channel: String,
+    /// Release version: one to four dot-separated numbers, like 1.2.3.
+    #[arg(long, value_name = "V", value_parser = parse_version)]
+    pub version: ReleaseVersion,
+    /// Kind of software, which sets the signature threshold.
+    #[arg(long, value_enum)]
+    pub class: ClassArg,
+    /// Files of the release; each is listed under its file name.
+    #[arg(long = "artifact", value_name = "PATH", required = true, num_args = 1..)]
+    pub artifacts: Vec<PathBuf>,
+    /// The commit the release was built from.
+    #[arg(long, value_name = "X")]
+    pub source_commit: String,
+    /// SHA-256 of the build description.
+    #[arg(long, value_name = "H", value_parser = parse_hash)]
+    pub build_hash: Option<Hash32>,
+    /// SHA-256 of the network spec the release was built for.
+    #[arg(long, value_name = "H", value_parser = parse_hash)]
+    pub spec_hash: Option<Hash32>,
+    /// SHA-256 of the test results.
+    #[arg(long, value_name = "H", value_parser = parse_hash)]
+    pub test_results_hash: Option<Hash32>,
+    /// An OpenTimestamps proof file, carried as opaque bytes (at most 16 KiB).
+    #[arg(long, value_name = "FILE")]
+    pub ots_proof: Option<PathBuf>,
+    /// Seconds until the manifest expires and is refused.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RELEASE_EXPIRY_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub expires_in: u64,
+    /// Where to write the bundle; an existing file is never overwritten.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `decode`.
+#[derive(Debug, Args)]
+pub struct DecodeArgs {
+    /// A message file of any kind, or a detached signature.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn lock_times() {
+        assert_eq!(parse_lock_start("now"), Ok(TimeArg::Now));
+        assert_eq!(parse_lock_start("+60"), Ok(TimeArg::After(60)));
+        assert_eq!(
+            parse_lock_start("1700000000"),
+            Ok(TimeArg::At(1_700_000_000))
+        );
+        assert!(parse_lock_end("now").is_err());
+        assert!(parse_lock_end("+").is_err());
+        assert!(parse_lock_end("-5").is_err());
+        assert!(parse_lock_end("99999999999999999999999").is_err());
+    }
+}

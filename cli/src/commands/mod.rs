@@ -1,0 +1,235 @@
+//! The commands, one module per command group, and what they share: the [`Context`]
+//! (network, clock, standard output) and loading of message files.
+//!
+//! Every command in this module works offline on files. Online commands belong in modules
+//! of their own beside these, dispatched from [`run`].
+
+mod decode;
+mod key;
+mod network;
+mod proposal;
+mod release;
+
+use std::cell::OnceCell;
+use std::fmt;
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::anyhow;
+use commons_aggregator::rules::{SignatureFate, ThresholdReport};
+use commons_signaling::messages::MultiSignedBody;
+use commons_signaling::{
+    AnyMessage, BoundedString, Hash32, MaintainerSignature, MessageKind, MultiSigned, NetworkSpec,
+    ProposalBody, PublicKey, ReleaseManifest, wire,
+};
+
+use crate::cli::{Cli, Command, KeyCommand, NetworkCommand, ProposalCommand, ReleaseCommand};
+use crate::error::{CliError, Result, spec_error};
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli) -> Result {
+    let ctx = Context::new(cli.network);
+    match cli.command {
+        Command::Key(KeyCommand::Generate { out }) => key::generate(&ctx, &out),
+        Command::Key(KeyCommand::Show { file }) => key::show(&ctx, &file),
+        Command::Network(NetworkCommand::Init(args)) => network::init(&ctx, &args),
+        Command::Proposal(ProposalCommand::Create(args)) => proposal::create(&ctx, &args),
+        Command::Proposal(ProposalCommand::Sign { file, key }) => proposal::sign(&ctx, &file, &key),
+        Command::Proposal(ProposalCommand::Verify { file }) => proposal::verify(&ctx, &file),
+        Command::Release(ReleaseCommand::Create(args)) => release::create(&ctx, &args),
+        Command::Release(ReleaseCommand::Sign {
+            file,
+            key,
+            detached,
+        }) => release::sign(&ctx, &file, &key, detached.as_deref()),
+        Command::Release(ReleaseCommand::Combine { file, signatures }) => {
+            release::combine(&ctx, &file, &signatures)
+        }
+        Command::Release(ReleaseCommand::Verify {
+            file,
+            artifacts,
+            newest,
+        }) => release::verify(&ctx, &file, artifacts.as_deref(), newest.as_ref()),
+        Command::Decode(args) => decode::decode(&ctx, &args.file),
+    }
+}
+
+/// A resolved network: its rules and its id.
+#[derive(Debug)]
+pub struct Network {
+    /// The rules.
+    pub spec: NetworkSpec,
+    /// The id every signature on it is bound to.
+    pub id: Hash32,
+}
+
+impl Network {
+    /// `name (first 16 hex digits of the id)`, for output.
+    pub fn label(&self) -> String {
+        format!("{} ({})", self.spec.name, &self.id.to_hex()[..16])
+    }
+}
+
+/// What every command may need: the network (resolved on first use, so commands that do not
+/// need one are not broken by a bad `--network`), the clock and standard output.
+pub struct Context {
+    network_arg: String,
+    network: OnceCell<Network>,
+}
+
+impl Context {
+    /// A context for the `--network` value given.
+    pub fn new(network_arg: String) -> Self {
+        Context {
+            network_arg,
+            network: OnceCell::new(),
+        }
+    }
+
+    /// The network named by `--network`: a built-in name, a spec file, or a directory
+    /// holding `spec.toml`.
+    pub fn network(&self) -> Result<&Network> {
+        if let Some(network) = self.network.get() {
+            return Ok(network);
+        }
+        let arg = &self.network_arg;
+        let dir_spec = Path::new(arg).join("spec.toml");
+        let spec = if NetworkSpec::builtin(arg).is_none() && Path::new(arg).is_dir() {
+            NetworkSpec::load(&dir_spec).map_err(spec_error)?
+        } else {
+            NetworkSpec::resolve(arg).map_err(spec_error)?
+        };
+        let id = spec.network_id();
+        Ok(self.network.get_or_init(|| Network { spec, id }))
+    }
+
+    /// The `--network` value as given.
+    pub fn network_arg(&self) -> &str {
+        &self.network_arg
+    }
+
+    /// The current Unix time in seconds.
+    pub fn now(&self) -> Result<u64> {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .map_err(|_| CliError::Input(anyhow!("the system clock is set before 1970")))
+    }
+
+    /// Prints one line to standard output.
+    pub fn say(&self, line: impl fmt::Display) -> Result {
+        let text = line.to_string();
+        writeln!(
+            std::io::stdout().lock(),
+            "{}",
+            crate::format::terminal_safe(&text)
+        )
+        .map_err(|e| CliError::Input(anyhow!("writing to standard output: {e}")))
+    }
+}
+
+/// A text option that must not be empty and has at most `N` bytes, or an error naming the
+/// option.
+fn text<const N: usize>(option: &str, value: &str) -> Result<BoundedString<N>> {
+    if value.trim().is_empty() {
+        return Err(anyhow!("{option} must not be empty").into());
+    }
+    BoundedString::new(value).map_err(|e| anyhow!("{option} is {e}").into())
+}
+
+/// The largest message file of any kind.
+fn max_message_bytes() -> usize {
+    MessageKind::ALL
+        .iter()
+        .map(|k| k.max_bytes())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The largest detached signature file: a signer, a signature and CBOR framing.
+const MAX_DETACHED_BYTES: usize = 256;
+
+/// Decodes a detached signature file's bytes.
+fn decode_detached(bytes: &[u8]) -> Option<MaintainerSignature> {
+    wire::decode::<MaintainerSignature>(bytes, MAX_DETACHED_BYTES).ok()
+}
+
+/// Reads a maintainer-signed message of one kind, explaining a file of another kind.
+fn load_multi<B: MultiSignedBody>(path: &Path) -> Result<MultiSigned<B>> {
+    let what = B::KIND.name();
+    let bytes = crate::files::read_bounded(path, max_message_bytes(), "message")?;
+    MultiSigned::<B>::decode(&bytes).map_err(|error| {
+        let name = path.display();
+        if let Ok(other) = AnyMessage::decode(&bytes) {
+            anyhow!(
+                "{name}: this is a {} message, not a {what}",
+                other.kind().name()
+            )
+        } else if decode_detached(&bytes).is_some() {
+            anyhow!("{name}: this is a detached signature, not a {what}")
+        } else {
+            anyhow!("{name}: not a valid {what}: {error}")
+        }
+        .into()
+    })
+}
+
+/// Reads a proposal file.
+pub fn load_proposal(path: &Path) -> Result<MultiSigned<ProposalBody>> {
+    load_multi(path)
+}
+
+/// Reads a release bundle file.
+pub fn load_release(path: &Path) -> Result<MultiSigned<ReleaseManifest>> {
+    load_multi(path)
+}
+
+/// Reads a detached signature file.
+pub fn load_detached(path: &Path) -> Result<MaintainerSignature> {
+    let bytes = crate::files::read_bounded(path, max_message_bytes(), "message")?;
+    if let Some(signature) = decode_detached(&bytes) {
+        return Ok(signature);
+    }
+    let name = path.display();
+    Err(match AnyMessage::decode(&bytes) {
+        Ok(other) => anyhow!(
+            "{name}: this is a {} message, not a detached signature",
+            other.kind().name()
+        ),
+        Err(_) => anyhow!("{name}: not a detached signature (made by `release sign --detached`)"),
+    }
+    .into())
+}
+
+/// One line per signature: the key, who it is on this network, and its fate.
+fn signature_lines(report: &ThresholdReport, allowed: &[PublicKey], role: &str) -> Vec<String> {
+    if report.signatures.is_empty() {
+        return vec!["  (none)".to_string()];
+    }
+    report
+        .signatures
+        .iter()
+        .map(|(key, fate)| {
+            let who = match allowed.iter().position(|k| k == key) {
+                Some(i) => format!("{role} {}", i + 1),
+                None => "-".to_string(),
+            };
+            format!("  {key}  {who:<13} {}", crate::format::fate(*fate))
+        })
+        .collect()
+}
+
+/// A hint for a report in which no signature counts for one reason: the usual causes.
+fn bad_signature_hint(report: &ThresholdReport) -> &'static str {
+    let all = |wanted: SignatureFate| {
+        !report.signatures.is_empty() && report.signatures.iter().all(|(_, fate)| *fate == wanted)
+    };
+    if all(SignatureFate::BadSignature) {
+        " (no signature verifies: the file was changed after signing, or signed for another network)"
+    } else if all(SignatureFate::UnknownKey) {
+        " (no signer is authorised on this network: is --network right?)"
+    } else {
+        ""
+    }
+}

@@ -1,0 +1,219 @@
+//! `proposal create`, `proposal sign` and `proposal verify`.
+
+use std::path::Path;
+
+use anyhow::anyhow;
+use commons_aggregator::rules::{ProposalError, ThresholdReport, check_threshold, verify_proposal};
+use commons_signaling::{PROTOCOL_VERSION, Proposal, ProposalBody};
+
+use super::{Context, Network, load_proposal, signature_lines, text};
+use crate::cli::{ProposalCreateArgs, TimeArg};
+use crate::error::{CliError, Result};
+use crate::files;
+use crate::format;
+
+/// `proposal create`.
+pub fn create(ctx: &Context, args: &ProposalCreateArgs) -> Result {
+    let net = ctx.network()?;
+    let tier = net
+        .spec
+        .tier(args.tier)
+        .ok_or_else(|| unknown_tier(net, args.tier))?;
+    let now = ctx.now()?;
+    let overflow = || CliError::Input(anyhow!("lock time is too far in the future"));
+    let lock_start = match args.lock_start {
+        TimeArg::Now => now,
+        TimeArg::At(t) => t,
+        TimeArg::After(secs) => now.checked_add(secs).ok_or_else(overflow)?,
+    };
+    let lock_end = match args.lock_end {
+        None => lock_start
+            .checked_add(tier.min_lock_secs)
+            .ok_or_else(overflow)?,
+        Some(TimeArg::At(t)) => t,
+        Some(TimeArg::After(secs)) => lock_start.checked_add(secs).ok_or_else(overflow)?,
+        Some(TimeArg::Now) => now,
+    };
+    let body = ProposalBody {
+        version: PROTOCOL_VERSION,
+        tier: args.tier,
+        title: text("--title", &args.title)?,
+        reference: text("--reference", &args.reference)?,
+        lock_start,
+        lock_end,
+    };
+    let proposal = Proposal::new(body);
+    // The network's rules, less the signatures it does not have yet.
+    match verify_proposal(&proposal, &net.spec, &net.id) {
+        Ok(_) | Err(ProposalError::BelowThreshold(_)) => {}
+        Err(error) => {
+            return Err(anyhow!(
+                "cannot create this proposal on network {}: {error}",
+                net.spec.name
+            )
+            .into());
+        }
+    }
+    files::write_new(&args.out, &proposal.encode())?;
+    let id = proposal.id(&net.id);
+    summary(ctx, net, &proposal, &id.to_hex())?;
+    ctx.say(format_args!(
+        "signatures  0 of {} required; next: commons-cli --network {} proposal sign {} --key KEY",
+        tier.signatures_required,
+        shell_word(ctx.network_arg()),
+        shell_word(&args.out.display().to_string())
+    ))?;
+    ctx.say(format_args!("wrote       {}", args.out.display()))
+}
+
+/// Quotes a word for a shell hint when it needs it.
+fn shell_word(word: &str) -> String {
+    if word
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./:+=,@".contains(&b))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn unknown_tier(net: &Network, tier: u8) -> CliError {
+    let known: Vec<String> = net
+        .spec
+        .tiers
+        .iter()
+        .map(|t| format!("{} ({})", t.tier, t.name))
+        .collect();
+    CliError::Input(anyhow!(
+        "tier {tier} does not exist on network {}; it has tiers {}",
+        net.spec.name,
+        known.join(", ")
+    ))
+}
+
+/// The lines every proposal command prints first.
+fn summary(ctx: &Context, net: &Network, proposal: &Proposal, id: &str) -> Result {
+    let body = &proposal.body;
+    let tier_name = net
+        .spec
+        .tier(body.tier)
+        .map_or("not on this network", |t| t.name.as_str());
+    ctx.say(format_args!("proposal    {id}"))?;
+    ctx.say(format_args!("network     {}", net.label()))?;
+    ctx.say(format_args!("tier        {} ({tier_name})", body.tier))?;
+    ctx.say(format_args!(
+        "title       {}",
+        format::one_line(body.title.as_str())
+    ))?;
+    ctx.say(format_args!(
+        "reference   {}",
+        format::one_line(body.reference.as_str())
+    ))?;
+    let length = body
+        .lock_end
+        .checked_sub(body.lock_start)
+        .map_or("ends before it starts".into(), format::duration);
+    ctx.say(format_args!(
+        "lock        {} to {} ({length})",
+        format::utc(body.lock_start),
+        format::utc(body.lock_end)
+    ))
+}
+
+/// The signature report of a proposal on a network, whether or not the rest is valid.
+fn report(proposal: &Proposal, net: &Network) -> ThresholdReport {
+    let required = net
+        .spec
+        .tier(proposal.body.tier)
+        .map_or(0, |t| t.signatures_required as usize);
+    check_threshold(
+        proposal.id(&net.id),
+        &proposal.signatures,
+        &net.spec.maintainers,
+        required,
+    )
+}
+
+/// `proposal sign FILE --key KEY`.
+pub fn sign(ctx: &Context, file: &Path, key_file: &Path) -> Result {
+    let net = ctx.network()?;
+    let mut proposal = load_proposal(file)?;
+    let key = super::key::load(key_file)?;
+    let public = key.public_key();
+    if !net.spec.maintainers.contains(&public) {
+        return Err(anyhow!(
+            "{}: key {public} is not a maintainer of network {}; is --network right?",
+            key_file.display(),
+            net.spec.name
+        )
+        .into());
+    }
+    match verify_proposal(&proposal, &net.spec, &net.id) {
+        Ok(_) | Err(ProposalError::BelowThreshold(_)) => {}
+        Err(error) => {
+            return Err(anyhow!(
+                "{}: refusing to sign, the proposal is not valid on network {}: {error}",
+                file.display(),
+                net.spec.name
+            )
+            .into());
+        }
+    }
+    let replaced = proposal.signatures.iter().any(|s| s.signer == public);
+    proposal
+        .add_signature(&key, &net.id)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    files::replace(file, &proposal.encode())?;
+
+    let report = report(&proposal, net);
+    let verb = if replaced {
+        "replaced the earlier signature of"
+    } else {
+        "signed as"
+    };
+    ctx.say(format_args!("proposal    {}", report.id))?;
+    ctx.say(format_args!("{verb} {public}"))?;
+    ctx.say(format_args!(
+        "counted     {} of {} required{}",
+        report.counted,
+        report.required,
+        if report.is_met() {
+            " (threshold met)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// `proposal verify FILE`: exit code 0 only when the proposal is valid on the network.
+pub fn verify(ctx: &Context, file: &Path) -> Result {
+    let net = ctx.network()?;
+    let proposal = load_proposal(file)?;
+    let verdict = verify_proposal(&proposal, &net.spec, &net.id);
+    let report = match &verdict {
+        Ok(report) | Err(ProposalError::BelowThreshold(report)) => report.clone(),
+        Err(_) => report(&proposal, net),
+    };
+    summary(ctx, net, &proposal, &report.id.to_hex())?;
+    ctx.say("signatures")?;
+    for line in signature_lines(&report, &net.spec.maintainers, "maintainer") {
+        ctx.say(line)?;
+    }
+    ctx.say(format_args!(
+        "counted     {} of {} required",
+        report.counted, report.required
+    ))?;
+    match verdict {
+        Ok(_) => ctx.say(format_args!("valid       on network {}", net.spec.name)),
+        Err(error) => {
+            ctx.say("INVALID")?;
+            let hint = super::bad_signature_hint(&report);
+            Err(CliError::failed(format_args!(
+                "{}: not valid on network {}: {error}{hint}",
+                file.display(),
+                net.spec.name
+            )))
+        }
+    }
+}

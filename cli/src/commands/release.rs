@@ -1,0 +1,455 @@
+//! `release create`, `release sign`, `release combine` and `release verify`.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+
+use anyhow::anyhow;
+use commons_aggregator::rules::{
+    ReleaseError, ThresholdReport, check_artifact, check_threshold, is_safe_file_name,
+    verify_release,
+};
+use commons_signaling::messages::MAX_ARTIFACTS;
+use commons_signaling::spec::ReleaseClassSpec;
+use commons_signaling::{
+    Artifact, BoundedBytes, BoundedString, BoundedVec, MaintainerSignature, PROTOCOL_VERSION,
+    ReleaseBundle, ReleaseClass, ReleaseManifest, ReleaseVersion, SecretKey, wire,
+};
+
+use super::{
+    Context, Network, bad_signature_hint, load_detached, load_release, signature_lines, text,
+};
+use crate::cli::ReleaseCreateArgs;
+use crate::error::{CliError, Result};
+use crate::files;
+use crate::format;
+
+/// The largest OpenTimestamps proof a manifest carries.
+const MAX_OTS_BYTES: usize = 16_384;
+
+/// The rules of a release class on the network, or an error saying it has none.
+fn class_rules(net: &Network, class: ReleaseClass) -> Result<&ReleaseClassSpec> {
+    net.spec.release_class(class).ok_or_else(|| {
+        CliError::Input(anyhow!(
+            "release class {} is not defined on network {}",
+            class.name(),
+            net.spec.name
+        ))
+    })
+}
+
+/// Streams one artifact file through SHA-256 and makes its manifest entry.
+fn hash_artifact(path: &Path, names: &mut BTreeSet<String>) -> Result<Artifact> {
+    let shown = path.display();
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{shown}: an artifact needs a UTF-8 file name"))?;
+    if !is_safe_file_name(name) {
+        return Err(anyhow!(
+            "{shown}: {name:?} cannot be an artifact name (no hidden files, no control characters)"
+        )
+        .into());
+    }
+    if !names.insert(name.to_string()) {
+        return Err(anyhow!("{shown}: another artifact is also named {name:?}").into());
+    }
+    let name = BoundedString::new(name).map_err(|e| anyhow!("{shown}: file name is {e}"))?;
+    let digest = files::sha256_file(path, u64::MAX).map_err(|e| files::io_error(path, &e))?;
+    Ok(Artifact {
+        name,
+        sha256: digest.sha256,
+        size: digest.size,
+    })
+}
+
+/// `release create`.
+pub fn create(ctx: &Context, args: &ReleaseCreateArgs) -> Result {
+    let net = ctx.network()?;
+    let class = ReleaseClass::from(args.class);
+    class_rules(net, class)?;
+    let now = ctx.now()?;
+    let expires = now
+        .checked_add(args.expires_in)
+        .ok_or_else(|| anyhow!("--expires-in is too far in the future"))?;
+    // Hashing can take long: learn first that the output cannot be written.
+    if args.out.exists() {
+        return Err(anyhow!(
+            "{}: exists already; refusing to overwrite it",
+            args.out.display()
+        )
+        .into());
+    }
+    if args.artifacts.len() > MAX_ARTIFACTS {
+        return Err(anyhow!(
+            "{} artifacts given; a release lists at most {MAX_ARTIFACTS}",
+            args.artifacts.len()
+        )
+        .into());
+    }
+    let mut names = BTreeSet::new();
+    let artifacts = args
+        .artifacts
+        .iter()
+        .map(|path| hash_artifact(path, &mut names))
+        .collect::<Result<Vec<_>>>()?;
+    let ots_proof = match &args.ots_proof {
+        None => None,
+        Some(path) => {
+            let bytes = files::read_bounded(path, MAX_OTS_BYTES, "OpenTimestamps proof")?;
+            Some(BoundedBytes::new(bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?)
+        }
+    };
+    let manifest = ReleaseManifest {
+        version: PROTOCOL_VERSION,
+        channel: text("--channel", &args.channel)?,
+        release: args.version.clone(),
+        class,
+        created: now,
+        expires,
+        artifacts: BoundedVec::truncating(artifacts),
+        source_commit: text("--source-commit", &args.source_commit)?,
+        build_hash: args.build_hash,
+        spec_hash: args.spec_hash,
+        test_results_hash: args.test_results_hash,
+        ots_proof,
+    };
+    let bundle = ReleaseBundle::new(manifest);
+    match verify_release(&bundle, &net.spec, &net.id, None, now) {
+        Ok(_) | Err(ReleaseError::BelowThreshold(_)) => {}
+        Err(error) => {
+            return Err(anyhow!(
+                "cannot create this release on network {}: {error}",
+                net.spec.name
+            )
+            .into());
+        }
+    }
+    files::write_new(&args.out, &bundle.encode())?;
+    let report = report(&bundle, net);
+    summary(ctx, net, &bundle, &report, now)?;
+    ctx.say("artifacts")?;
+    let width = name_width(&bundle.body);
+    for artifact in bundle.body.artifacts.iter() {
+        ctx.say(artifact_line(artifact, width))?;
+    }
+    ctx.say(format_args!(
+        "signatures  0 of {} required",
+        report.required
+    ))?;
+    ctx.say(format_args!("wrote       {}", args.out.display()))
+}
+
+/// The widest artifact name and size, for aligned columns.
+fn name_width(manifest: &ReleaseManifest) -> (usize, usize) {
+    let widest = |f: fn(&Artifact) -> usize| manifest.artifacts.iter().map(f).max().unwrap_or(0);
+    (
+        widest(|a| a.name.as_str().chars().count()),
+        widest(|a| a.size.to_string().len()),
+    )
+}
+
+/// One artifact: name, size and SHA-256.
+fn artifact_line(artifact: &Artifact, (width, size_width): (usize, usize)) -> String {
+    format!(
+        "  {:<width$}  {:>size_width$} bytes  sha256 {}",
+        format::one_line(artifact.name.as_str()),
+        artifact.size,
+        artifact.sha256
+    )
+}
+
+/// The signature report of a bundle on a network, whether or not the rest is valid.
+fn report(bundle: &ReleaseBundle, net: &Network) -> ThresholdReport {
+    let (signers, required) = net
+        .spec
+        .release_class(bundle.body.class)
+        .map_or((&[][..], 0), |c| (&c.signers[..], c.threshold as usize));
+    check_threshold(bundle.id(&net.id), &bundle.signatures, signers, required)
+}
+
+/// The lines every release command prints first.
+fn summary(
+    ctx: &Context,
+    net: &Network,
+    bundle: &ReleaseBundle,
+    report: &ThresholdReport,
+    now: u64,
+) -> Result {
+    let m = &bundle.body;
+    ctx.say(format_args!("release     {}", report.id))?;
+    ctx.say(format_args!("network     {}", net.label()))?;
+    ctx.say(format_args!(
+        "channel     {}",
+        format::one_line(m.channel.as_str())
+    ))?;
+    ctx.say(format_args!("version     {}", m.release))?;
+    let signers = net
+        .spec
+        .release_class(m.class)
+        .map_or(0, |c| c.signers.len());
+    ctx.say(format_args!(
+        "class       {} (needs {} of {signers} release signers)",
+        m.class.name(),
+        report.required
+    ))?;
+    ctx.say(format_args!("created     {}", format::utc(m.created)))?;
+    let left = if now >= m.expires {
+        "expired".to_string()
+    } else {
+        format!("in {}", format::approx(m.expires - now))
+    };
+    ctx.say(format_args!(
+        "expires     {} ({left})",
+        format::utc(m.expires)
+    ))?;
+    ctx.say(format_args!(
+        "source      {}",
+        format::one_line(m.source_commit.as_str())
+    ))?;
+    for (label, hash) in [
+        ("build hash", m.build_hash),
+        ("spec hash", m.spec_hash),
+        ("tests hash", m.test_results_hash),
+    ] {
+        if let Some(hash) = hash {
+            ctx.say(format_args!("{label:<11} {hash}"))?;
+        }
+    }
+    if let Some(proof) = &m.ots_proof {
+        ctx.say(format_args!(
+            "ots proof   {} bytes (carried, not checked)",
+            proof.as_slice().len()
+        ))?;
+    }
+    Ok(())
+}
+
+/// Loads a bundle and the signing key, and checks the key may sign it.
+fn prepare_signing<'n>(
+    ctx: &'n Context,
+    file: &Path,
+    key_file: &Path,
+) -> Result<(ReleaseBundle, &'n Network, SecretKey)> {
+    let net = ctx.network()?;
+    let bundle = load_release(file)?;
+    let key = super::key::load(key_file)?;
+    let public = key.public_key();
+    let class = bundle.body.class;
+    if !class_rules(net, class)?.signers.contains(&public) {
+        return Err(anyhow!(
+            "{}: key {public} is not a signer of {} releases on network {}; is --network right?",
+            key_file.display(),
+            class.name(),
+            net.spec.name
+        )
+        .into());
+    }
+    match verify_release(&bundle, &net.spec, &net.id, None, ctx.now()?) {
+        Ok(_) | Err(ReleaseError::BelowThreshold(_)) => Ok((bundle, net, key)),
+        Err(error) => Err(anyhow!(
+            "{}: refusing to sign, the release is not valid on network {}: {error}",
+            file.display(),
+            net.spec.name
+        )
+        .into()),
+    }
+}
+
+/// `release sign FILE --key KEY [--detached OUT]`.
+pub fn sign(ctx: &Context, file: &Path, key_file: &Path, detached: Option<&Path>) -> Result {
+    let (mut bundle, net, key) = prepare_signing(ctx, file, key_file)?;
+    let public = key.public_key();
+    let id = bundle.id(&net.id);
+    if let Some(out) = detached {
+        let signature = MaintainerSignature {
+            signer: public,
+            signature: key.sign(&id),
+        };
+        files::write_new(out, &wire::encode(&signature))?;
+        ctx.say(format_args!("release     {id}"))?;
+        ctx.say(format_args!("signed as {public}"))?;
+        ctx.say(format_args!(
+            "wrote       detached signature {} ({} unchanged)",
+            out.display(),
+            file.display()
+        ))?;
+        return ctx.say(format_args!(
+            "next        commons-cli --network {} release combine {} {}",
+            ctx.network_arg(),
+            file.display(),
+            out.display()
+        ));
+    }
+    let replaced = bundle.signatures.iter().any(|s| s.signer == public);
+    bundle
+        .add_signature(&key, &net.id)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    files::replace(file, &bundle.encode())?;
+    let report = report(&bundle, net);
+    let verb = if replaced {
+        "replaced the earlier signature of"
+    } else {
+        "signed as"
+    };
+    ctx.say(format_args!("release     {id}"))?;
+    ctx.say(format_args!("{verb} {public}"))?;
+    counted_line(ctx, &report)
+}
+
+fn counted_line(ctx: &Context, report: &ThresholdReport) -> Result {
+    ctx.say(format_args!(
+        "counted     {} of {} required{}",
+        report.counted,
+        report.required,
+        if report.is_met() {
+            " (threshold met)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// `release combine FILE SIG...`: all signatures are checked before the file is written;
+/// one that is not over this manifest on this network rejects the whole command.
+pub fn combine(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf]) -> Result {
+    let net = ctx.network()?;
+    let mut bundle = load_release(file)?;
+    let class = bundle.body.class;
+    let signers = class_rules(net, class)?.signers.clone();
+    let id = bundle.id(&net.id);
+    let mut added = Vec::new();
+    for path in signature_files {
+        let signature = load_detached(path)?;
+        let signer = signature.signer;
+        if !signature.verify(&id) {
+            return Err(anyhow!(
+                "{}: the signature by {signer} is not over this release (id {id}) on network {}: \
+                 it was made for another manifest or network, or is damaged; {} was not changed",
+                path.display(),
+                net.spec.name,
+                file.display()
+            )
+            .into());
+        }
+        if !signers.contains(&signer) {
+            return Err(anyhow!(
+                "{}: {signer} is not a signer of {} releases on network {}; {} was not changed",
+                path.display(),
+                class.name(),
+                net.spec.name,
+                file.display()
+            )
+            .into());
+        }
+        bundle
+            .add_detached(signature)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        added.push((signer, path));
+    }
+    files::replace(file, &bundle.encode())?;
+    ctx.say(format_args!("release     {id}"))?;
+    for (signer, path) in added {
+        ctx.say(format_args!("added       {signer} from {}", path.display()))?;
+    }
+    counted_line(ctx, &report(&bundle, net))
+}
+
+/// `release verify FILE [--artifacts DIR] [--newest VERSION]`: exit code 0 only when the
+/// bundle and every checked artifact pass.
+pub fn verify(
+    ctx: &Context,
+    file: &Path,
+    artifacts_dir: Option<&Path>,
+    newest: Option<&ReleaseVersion>,
+) -> Result {
+    let net = ctx.network()?;
+    let bundle = load_release(file)?;
+    let now = ctx.now()?;
+    let verdict = verify_release(&bundle, &net.spec, &net.id, newest, now);
+    let report = match &verdict {
+        Ok(report) | Err(ReleaseError::BelowThreshold(report)) => report.clone(),
+        Err(_) => report(&bundle, net),
+    };
+    let mut problems = Vec::new();
+    if let Err(error) = &verdict {
+        problems.push(format!(
+            "not valid on network {}: {error}{}",
+            net.spec.name,
+            bad_signature_hint(&report)
+        ));
+    }
+
+    summary(ctx, net, &bundle, &report, now)?;
+    ctx.say("signatures")?;
+    let signers = net
+        .spec
+        .release_class(bundle.body.class)
+        .map_or(&[][..], |c| &c.signers[..]);
+    for line in signature_lines(&report, signers, "signer") {
+        ctx.say(line)?;
+    }
+    ctx.say(format_args!(
+        "counted     {} of {} required",
+        report.counted, report.required
+    ))?;
+    ctx.say("artifacts")?;
+    let width = name_width(&bundle.body);
+    for artifact in bundle.body.artifacts.iter() {
+        let head = artifact_line(artifact, width);
+        let Some(dir) = artifacts_dir else {
+            ctx.say(format_args!("{head}  not checked (no --artifacts)"))?;
+            continue;
+        };
+        let result = check_one(dir, artifact)?;
+        match result {
+            Ok(()) => ctx.say(format_args!("{head}  ok"))?,
+            Err(problem) => {
+                ctx.say(format_args!("{head}  FAILED: {problem}"))?;
+                problems.push(format!("artifact {problem}"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        let checked = if artifacts_dir.is_some() {
+            " with all artifacts"
+        } else {
+            ""
+        };
+        return ctx.say(format_args!(
+            "valid       on network {}{checked}",
+            net.spec.name
+        ));
+    }
+    ctx.say("INVALID")?;
+    Err(CliError::failed(format_args!(
+        "{}: {}",
+        file.display(),
+        problems.join("; ")
+    )))
+}
+
+/// Checks one artifact in `dir`: `Ok(Err(problem))` when it does not match the manifest,
+/// `Err` when it cannot be read at all.
+fn check_one(dir: &Path, artifact: &Artifact) -> Result<std::result::Result<(), String>> {
+    let name = artifact.name.as_str();
+    if !is_safe_file_name(name) {
+        return Ok(Err(format!("{name:?}: unsafe file name, not read")));
+    }
+    let path = dir.join(name);
+    // One byte beyond the expected size is enough to know the size is wrong.
+    match files::sha256_file(&path, artifact.size.saturating_add(1)) {
+        Ok(digest) => {
+            let size = if digest.size > artifact.size {
+                fs::metadata(&path).map_or(digest.size, |m| m.len())
+            } else {
+                digest.size
+            };
+            Ok(check_artifact(artifact, size, &digest.sha256).map_err(|e| e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Err(format!("{name}: missing from {}", dir.display())))
+        }
+        Err(e) => Err(files::io_error(&path, &e).into()),
+    }
+}
