@@ -1,0 +1,467 @@
+//! The aggregator: one per node or simulation, holding every message that counts and the
+//! tallies they give.
+
+use std::collections::HashMap;
+
+use commons_signaling::spec::TierSpec;
+use commons_signaling::{
+    Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, UptimeAttestation,
+};
+use serde::Serialize;
+
+use crate::policy::Policy;
+use crate::population::{AttestationOutcome, Move, Population, UptimeStatus};
+use crate::rules::{ProposalError, verify_proposal};
+use crate::tally::{ProposalState, ProposalTally, Tally, override_met};
+
+/// What became of a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalOutcome {
+    /// Valid and stored.
+    New,
+    /// A proposal with this id is already stored (the first one stored is kept).
+    Duplicate,
+}
+
+/// The verdict of the cheap checks on a signal, before its signature is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precheck {
+    /// It would change the tally: verify it, then [`Aggregator::apply_signal`].
+    New,
+    /// Exactly the signal already held: nothing to verify or forward.
+    Duplicate,
+}
+
+/// What [`Aggregator::apply_signal`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalOutcome {
+    /// The signer's first signal on this proposal.
+    New,
+    /// It replaced the signer's earlier signal, which had this sequence number.
+    Replaced {
+        /// The sequence number of the replaced signal.
+        previous_sequence: u64,
+    },
+    /// Exactly the signal already held: nothing changed.
+    Duplicate,
+}
+
+/// Why a signal is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignalRejection {
+    /// No such proposal is known (yet).
+    #[error("unknown proposal {0}")]
+    UnknownProposal(Hash32),
+    /// Cast at or after the end of the proposal's lock.
+    #[error("cast at {time}, not before the end of the lock at {lock_end}")]
+    AfterLockEnd {
+        /// The signal's time.
+        time: u64,
+        /// The proposal's lock end.
+        lock_end: u64,
+    },
+    /// Its time is further in the future than the network's clock skew allows.
+    #[error("cast at {time}, more than {max_skew} s after now ({now})")]
+    FromFuture {
+        /// The signal's time.
+        time: u64,
+        /// The time it was checked at.
+        now: u64,
+        /// The spec's largest clock skew.
+        max_skew: u64,
+    },
+    /// A lower sequence number than the signer's latest signal on this proposal.
+    #[error("sequence {offered} is below the signer's latest, {latest}")]
+    Replay {
+        /// The held signal's sequence number.
+        latest: u64,
+        /// This signal's.
+        offered: u64,
+    },
+    /// The same sequence number as the held signal but other content, and the held one wins
+    /// (larger canonical bytes), as it does on every node.
+    #[error("another signal with sequence {sequence} by this signer is held and wins")]
+    Equivocation {
+        /// The sequence number both carry.
+        sequence: u64,
+    },
+}
+
+impl SignalRejection {
+    /// A short snake_case code for metrics labels and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SignalRejection::UnknownProposal(_) => "unknown_proposal",
+            SignalRejection::AfterLockEnd { .. } => "after_lock_end",
+            SignalRejection::FromFuture { .. } => "from_future",
+            SignalRejection::Replay { .. } => "replay",
+            SignalRejection::Equivocation { .. } => "equivocation",
+        }
+    }
+}
+
+struct Entry {
+    proposal: Proposal,
+    tier: TierSpec,
+    /// The latest signal of each signer.
+    signals: HashMap<PublicKey, Signal>,
+    tally: ProposalTally,
+    /// The epoch at which the override verdict was latched.
+    overridden_at: Option<u64>,
+}
+
+impl Entry {
+    fn lock(&self) -> (u64, u64) {
+        (self.proposal.body.lock_start, self.proposal.body.lock_end)
+    }
+}
+
+/// The Sybil rule and the tallies of one node (or one simulated network).
+///
+/// Sans-IO and deterministic: the same messages, in any order and with any duplicates, at the
+/// same epoch, give bit-identical tallies. Signature verification is the caller's job
+/// (proposals excepted), so that it can run off the caller's event loop and be skipped for
+/// duplicates: [`Aggregator::precheck_signal`] and [`Aggregator::unverified_attestations`]
+/// say what needs verifying, and the `apply`/`add` methods trust that it was.
+pub struct Aggregator {
+    spec: NetworkSpec,
+    network_id: Hash32,
+    policy: Policy,
+    population: Population,
+    proposals: HashMap<Hash32, Entry>,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("network", &self.spec.name)
+            .field("epoch", &self.epoch())
+            .field("proposals", &self.proposals.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Aggregator {
+    /// An empty aggregator for `spec` at `epoch`.
+    pub fn new(spec: NetworkSpec, policy: Policy, epoch: u64) -> Self {
+        Aggregator {
+            network_id: spec.network_id(),
+            spec,
+            population: Population::new(policy.clone(), epoch),
+            policy,
+            proposals: HashMap::new(),
+        }
+    }
+
+    /// The network spec.
+    pub fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    /// The network id that signatures are bound to.
+    pub fn network_id(&self) -> &Hash32 {
+        &self.network_id
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.population.epoch()
+    }
+
+    /// Verifies a proposal against the spec (tier, lock, maintainer threshold, which checks
+    /// signatures) and stores it.
+    pub fn add_proposal(&mut self, proposal: Proposal) -> Result<ProposalOutcome, ProposalError> {
+        let id = proposal.id(&self.network_id);
+        if self.proposals.contains_key(&id) {
+            return Ok(ProposalOutcome::Duplicate);
+        }
+        verify_proposal(&proposal, &self.spec, &self.network_id)?;
+        let tier = self
+            .spec
+            .tier(proposal.body.tier)
+            .expect("verified proposals have a known tier")
+            .clone();
+        let entry = Entry {
+            proposal,
+            tier,
+            signals: HashMap::new(),
+            tally: ProposalTally::default(),
+            overridden_at: None,
+        };
+        self.proposals.insert(id, entry);
+        Ok(ProposalOutcome::New)
+    }
+
+    /// The cheap checks, without signature verification: a known proposal, cast before its
+    /// lock ends and not from the future, and not a replay of what is held. A duplicate is
+    /// found with two hash lookups and one comparison.
+    pub fn precheck_signal(&self, signal: &Signal, now: u64) -> Result<Precheck, SignalRejection> {
+        let body = &signal.body;
+        let entry = self
+            .proposals
+            .get(&body.proposal)
+            .ok_or(SignalRejection::UnknownProposal(body.proposal))?;
+        let held = entry.signals.get(&body.signer);
+        if held.is_some_and(|h| h == signal) {
+            return Ok(Precheck::Duplicate);
+        }
+        let lock_end = entry.proposal.body.lock_end;
+        if body.time >= lock_end {
+            return Err(SignalRejection::AfterLockEnd {
+                time: body.time,
+                lock_end,
+            });
+        }
+        let max_skew = self.spec.max_clock_skew_secs;
+        if body.time > now.saturating_add(max_skew) {
+            return Err(SignalRejection::FromFuture {
+                time: body.time,
+                now,
+                max_skew,
+            });
+        }
+        if let Some(held) = held {
+            let (latest, offered) = (held.body.sequence, body.sequence);
+            if offered < latest {
+                return Err(SignalRejection::Replay { latest, offered });
+            }
+            if offered == latest && signal.encode() < held.encode() {
+                return Err(SignalRejection::Equivocation { sequence: offered });
+            }
+        }
+        Ok(Precheck::New)
+    }
+
+    /// Applies a signal whose signature, and that of every attestation it carries that
+    /// [`Aggregator::unverified_attestations`] lists, the caller has verified. Re-runs the
+    /// cheap checks, stores the signal as the signer's latest, absorbs its attestations and
+    /// updates the tallies they touch.
+    pub fn apply_signal(
+        &mut self,
+        signal: Signal,
+        now: u64,
+    ) -> Result<SignalOutcome, SignalRejection> {
+        if self.precheck_signal(&signal, now)? == Precheck::Duplicate {
+            return Ok(SignalOutcome::Duplicate);
+        }
+        for attestation in signal.body.attestations.iter() {
+            self.add_attestation(attestation.clone());
+        }
+        let (id, signer, choice) = (signal.body.proposal, signal.body.signer, signal.body.choice);
+        let sqrt = self.policy.sqrt_weighting;
+        let counted = self
+            .population
+            .counted(&signer)
+            .map(|g| (g, self.population.netgroup_size(&g)));
+        let entry = self.proposals.get_mut(&id).expect("prechecked");
+        let previous = entry.signals.insert(signer, signal);
+        let old_choice = previous.as_ref().map(|p| p.body.choice);
+        if let Some((g, n)) = counted {
+            entry.tally.change_choice(g, n, old_choice, choice, sqrt);
+        }
+        Ok(match previous {
+            None => SignalOutcome::New,
+            Some(p) => SignalOutcome::Replaced {
+                previous_sequence: p.body.sequence,
+            },
+        })
+    }
+
+    /// The attestations among `attestations` that would change something, and so need their
+    /// signatures verified before they are applied; known, superseded, expired and
+    /// self-attestations are left out.
+    pub fn unverified_attestations<'a>(
+        &self,
+        attestations: &'a [UptimeAttestation],
+    ) -> Vec<&'a UptimeAttestation> {
+        attestations
+            .iter()
+            .filter(|a| self.population.classify(a) == AttestationOutcome::New)
+            .collect()
+    }
+
+    /// Absorbs an attestation whose signature the caller verified.
+    pub fn add_attestation(&mut self, attestation: UptimeAttestation) -> AttestationOutcome {
+        let outcome = self.population.add(attestation);
+        self.follow_population();
+        outcome
+    }
+
+    /// Absorbs the attestations a presence carries (the caller verified the presence and the
+    /// attestations [`Aggregator::unverified_attestations`] lists); returns how many were new.
+    pub fn apply_presence(&mut self, presence: Presence) -> usize {
+        let mut new = 0;
+        for attestation in presence.body.attestations.into_vec() {
+            if self.add_attestation(attestation) == AttestationOutcome::New {
+                new += 1;
+            }
+        }
+        new
+    }
+
+    /// Passes the population's changes on to every tally.
+    fn follow_population(&mut self) {
+        let sqrt = self.policy.sqrt_weighting;
+        for mv in self.population.take_moves() {
+            let (Move::Leave { node, .. } | Move::Join { node, .. }) = mv;
+            for entry in self.proposals.values_mut() {
+                let choice = entry.signals.get(&node).map(|s| s.body.choice);
+                entry.tally.apply_move(&mv, choice, sqrt);
+            }
+        }
+    }
+
+    /// Moves to `epoch`: latches override verdicts as the old epoch closes, forgets expired
+    /// attestations, recomputes every standing and tally, and latches again with the new
+    /// population. Epochs are expected to increase; expired attestations are gone for good.
+    pub fn set_epoch(&mut self, epoch: u64) {
+        let closing = self.epoch();
+        self.latch_overrides(closing);
+        self.population.set_epoch(epoch);
+        let sqrt = self.policy.sqrt_weighting;
+        for entry in self.proposals.values_mut() {
+            entry.tally = ProposalTally::rebuild(&entry.signals, &self.population, sqrt);
+        }
+        self.latch_overrides(epoch);
+    }
+
+    /// The epochs in which an override can be latched: from the one the lock starts in to
+    /// the one after the lock's last, so that signals cast just before the lock ends still
+    /// reach every node in time. `None` for a proposal without a lock.
+    fn override_epochs(&self, entry: &Entry) -> Option<(u64, u64)> {
+        let (start, end) = entry.lock();
+        (end > start).then(|| (self.spec.epoch_at(start), self.spec.epoch_at(end - 1) + 1))
+    }
+
+    fn override_met_now(&self, entry: &Entry) -> bool {
+        let (units, nodes) = entry.tally.override_counts();
+        let (total_nodes, total_units) = self.population.totals();
+        override_met(units, nodes, total_units, total_nodes, &entry.tier)
+    }
+
+    fn latch_overrides(&mut self, epoch: u64) {
+        let latch: Vec<Hash32> = self
+            .proposals
+            .iter()
+            .filter(|(_, e)| e.overridden_at.is_none())
+            .filter(|(_, e)| {
+                self.override_epochs(e)
+                    .is_some_and(|(a, b)| (a..=b).contains(&epoch))
+            })
+            .filter(|(_, e)| self.override_met_now(e))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in latch {
+            self.proposals.get_mut(&id).expect("listed").overridden_at = Some(epoch);
+        }
+    }
+
+    /// The tally of a proposal at the current epoch.
+    pub fn tally(&self, id: &Hash32) -> Option<Tally> {
+        let entry = self.proposals.get(id)?;
+        Some(entry.tally.view(
+            *id,
+            &entry.tier,
+            self.epoch(),
+            entry.signals.len() as u64,
+            self.population.totals(),
+        ))
+    }
+
+    /// Where a proposal stands at `now` (Unix seconds). Overridden once a verdict was
+    /// latched; during the override epochs also whenever the current tally meets the
+    /// thresholds (the verdict is latched when the epoch closes); otherwise pending before
+    /// the lock, locked during it, then the activation stages.
+    pub fn state(&self, id: &Hash32, now: u64) -> Option<ProposalState> {
+        let entry = self.proposals.get(id)?;
+        let (start, end) = entry.lock();
+        if entry.overridden_at.is_some() {
+            return Some(ProposalState::Overridden);
+        }
+        if now < start {
+            return Some(ProposalState::Pending);
+        }
+        let epoch = self.epoch();
+        let open = self
+            .override_epochs(entry)
+            .is_some_and(|(a, b)| (a..=b).contains(&epoch));
+        if open && self.override_met_now(entry) {
+            return Some(ProposalState::Overridden);
+        }
+        if now < end {
+            return Some(ProposalState::Locked);
+        }
+        Some(ProposalState::after_lock(&self.spec.activation, now - end))
+    }
+
+    /// The epoch at which a proposal's override was latched, if it was.
+    pub fn overridden_at(&self, id: &Hash32) -> Option<u64> {
+        self.proposals.get(id)?.overridden_at
+    }
+
+    /// Restores a latched override after a restart (see [`Aggregator::overridden_at`]): the
+    /// verdict depends on the population when it was reached, which replaying messages
+    /// later cannot reproduce. False when the proposal is unknown.
+    pub fn restore_override(&mut self, id: &Hash32, epoch: u64) -> bool {
+        match self.proposals.get_mut(id) {
+            Some(entry) => {
+                entry.overridden_at = Some(entry.overridden_at.map_or(epoch, |e| e.min(epoch)));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A node's uptime standing at the current epoch; `None` when no attestation about it is
+    /// held.
+    pub fn uptime(&self, key: &PublicKey) -> Option<UptimeStatus> {
+        self.population.status(key)
+    }
+
+    /// The denominator of every tally: how many nodes count at the current epoch, and their
+    /// total weight in units.
+    pub fn population(&self) -> (u64, u64) {
+        self.population.totals()
+    }
+
+    /// The stored proposals, by lock start, then id.
+    pub fn proposals(&self) -> Vec<(&Hash32, &Proposal)> {
+        let mut all: Vec<(&Hash32, &Proposal)> = self
+            .proposals
+            .iter()
+            .map(|(id, e)| (id, &e.proposal))
+            .collect();
+        all.sort_by_key(|(id, p)| (p.body.lock_start, **id));
+        all
+    }
+
+    /// One stored proposal.
+    pub fn proposal(&self, id: &Hash32) -> Option<&Proposal> {
+        self.proposals.get(id).map(|e| &e.proposal)
+    }
+
+    /// A signer's latest signal on a proposal.
+    pub fn signal(&self, id: &Hash32, signer: &PublicKey) -> Option<&Signal> {
+        self.proposals.get(id)?.signals.get(signer)
+    }
+
+    /// Every stored signal (the latest of each signer on each proposal), in no particular
+    /// order: with the proposals and attestations, what a restart replays.
+    pub fn signals(&self) -> impl Iterator<Item = &Signal> {
+        self.proposals.values().flat_map(|e| e.signals.values())
+    }
+
+    /// Every stored attestation (the latest of each attester about each subject, not yet
+    /// expired), in no particular order.
+    pub fn attestations(&self) -> impl Iterator<Item = &UptimeAttestation> {
+        self.population.attestations()
+    }
+}

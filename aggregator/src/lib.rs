@@ -1,0 +1,22 @@
+//! Sybil-resistant, deterministic tallies of commons-signal: uptime qualification, IP
+//! dedup, netgroups, square-root weights, tallies and time locks, plus the validity rules of
+//! proposals and release bundles.
+//!
+//! Sans-IO: no clock, network or storage. Time is passed in, so the same messages give the
+//! same result on every node and in the simulator. The rule itself is written up in
+//! `docs/PROTOCOL.md`, "The tally rule"; [`Aggregator`] is where it runs.
+
+mod aggregator;
+pub mod netgroup;
+pub mod policy;
+mod population;
+pub mod rules;
+pub mod tally;
+pub mod weight;
+
+pub use aggregator::{Aggregator, Precheck, ProposalOutcome, SignalOutcome, SignalRejection};
+pub use netgroup::Netgroup;
+pub use policy::Policy;
+pub use population::{AttestationOutcome, UptimeStatus};
+pub use tally::{ChoiceTally, ProposalState, Tally};
+pub use weight::{WEIGHT_SCALE, netgroup_units, units_to_weight};
