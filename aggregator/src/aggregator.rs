@@ -1,11 +1,11 @@
 //! The aggregator: one per node or simulation, holding every message that counts and the
 //! tallies they give.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use commons_signaling::spec::TierSpec;
 use commons_signaling::{
-    Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, UptimeAttestation,
+    Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, Signature, UptimeAttestation,
 };
 use serde::Serialize;
 
@@ -132,6 +132,8 @@ pub struct Aggregator {
     policy: Policy,
     population: Population,
     proposals: HashMap<Hash32, Entry>,
+    /// Signatures of the signals held, to drop a duplicate before decoding it.
+    held_signatures: HashSet<Signature>,
 }
 
 impl std::fmt::Debug for Aggregator {
@@ -153,6 +155,7 @@ impl Aggregator {
             population: Population::new(policy.clone(), epoch),
             policy,
             proposals: HashMap::new(),
+            held_signatures: HashSet::new(),
         }
     }
 
@@ -198,6 +201,13 @@ impl Aggregator {
         };
         self.proposals.insert(id, entry);
         Ok(ProposalOutcome::New)
+    }
+
+    /// Whether `bytes` encode a signal held here, judged before decoding by the signature alone
+    /// (the last 64 bytes of a canonical signal). A different message carrying a held
+    /// signature cannot verify, so dropping it too loses nothing.
+    pub fn holds_signal_encoding(&self, bytes: &[u8]) -> bool {
+        Signal::signature_of_encoding(bytes).is_some_and(|s| self.held_signatures.contains(&s))
     }
 
     /// The cheap checks, without signature verification: a known proposal, cast before its
@@ -262,7 +272,11 @@ impl Aggregator {
             .counted(&signer)
             .map(|g| (g, self.population.netgroup_size(&g)));
         let entry = self.proposals.get_mut(&id).expect("prechecked");
+        self.held_signatures.insert(signal.signature);
         let previous = entry.signals.insert(signer, signal);
+        if let Some(previous) = &previous {
+            self.held_signatures.remove(&previous.signature);
+        }
         let old_choice = previous.as_ref().map(|p| p.body.choice);
         if let Some((g, n)) = counted {
             entry.tally.change_choice(g, n, old_choice, choice, sqrt);

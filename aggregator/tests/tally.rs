@@ -452,3 +452,23 @@ fn proposals_are_listed_by_lock_start() {
     assert_eq!(ids, vec![early, late]);
     assert!(w.agg.proposal(&early).is_some());
 }
+
+#[test]
+fn a_held_signal_is_recognised_by_its_encoding_until_it_is_replaced() {
+    let (mut w, id) = world(1);
+    let first = signal(&w.network, &key("n0"), id, Choice::Support, 1, T);
+    let bytes = first.encode();
+    assert!(!w.agg.holds_signal_encoding(&bytes));
+    w.agg.apply_signal(first, T).unwrap();
+    assert!(w.agg.holds_signal_encoding(&bytes));
+    assert!(!w.agg.holds_signal_encoding(&bytes[..10]));
+
+    let second = signal(&w.network, &key("n0"), id, Choice::Oppose, 2, T);
+    let second_bytes = second.encode();
+    w.agg.apply_signal(second, T).unwrap();
+    assert!(w.agg.holds_signal_encoding(&second_bytes));
+    assert!(
+        !w.agg.holds_signal_encoding(&bytes),
+        "a replaced signal is no longer held, so it goes through the checks (and is a replay)"
+    );
+}

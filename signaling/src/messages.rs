@@ -128,9 +128,35 @@ impl<B: SignedBody> Signed<B> {
 
     /// Whether the signature is the signer's, for this network.
     pub fn verify(&self, network_id: &Hash32) -> bool {
-        self.body
-            .signer()
-            .verify(&self.digest(network_id), &self.signature)
+        self.verify_digest(&self.digest(network_id))
+    }
+
+    /// Whether the signature is the signer's over `digest`, as computed by
+    /// [`Signed::decode_with_digest`].
+    pub fn verify_digest(&self, digest: &Hash32) -> bool {
+        self.body.signer().verify(digest, &self.signature)
+    }
+
+    /// Decodes, and computes the signing digest from the input itself rather than by encoding
+    /// the body again: in the one canonical encoding, `{"body": B, "signature": bytes(64)}`,
+    /// the body's bytes sit at a fixed offset from both ends.
+    pub fn decode_with_digest(
+        bytes: &[u8],
+        network_id: &Hash32,
+    ) -> Result<(Self, Hash32), DecodeError> {
+        const PREFIX: &[u8] = b"\xa2\x64body";
+        const SUFFIX_LEN: usize = 1 + "signature".len() + 2 + 64;
+        let message = Self::decode(bytes)?;
+        debug_assert!(bytes.starts_with(PREFIX));
+        let body = &bytes[PREFIX.len()..bytes.len() - SUFFIX_LEN];
+        Ok((message, signing_digest(B::KIND, network_id, body)))
+    }
+
+    /// The signature of a canonically encoded message, read without decoding it: the last 64
+    /// bytes. Lets a receiver drop a message it already holds before decoding it.
+    pub fn signature_of_encoding(bytes: &[u8]) -> Option<Signature> {
+        let tail = bytes.len().checked_sub(64).map(|start| &bytes[start..])?;
+        Some(Signature(tail.try_into().ok()?))
     }
 
     /// Canonical bytes.

@@ -206,3 +206,25 @@ proptest! {
         prop_assert_eq!(Signal::decode(&bytes).unwrap(), signal);
     }
 }
+
+#[test]
+fn digest_from_the_encoding_equals_the_digest_of_the_body() {
+    let net = common::network();
+    for bytes in [common::signal().encode(), common::presence().encode()] {
+        if let Ok((signal, digest)) = Signal::decode_with_digest(&bytes, &net) {
+            assert_eq!(digest, signal.digest(&net));
+            assert!(signal.verify_digest(&digest));
+            assert_eq!(
+                Signal::signature_of_encoding(&bytes),
+                Some(signal.signature)
+            );
+        } else {
+            let (presence, digest) = Presence::decode_with_digest(&bytes, &net).unwrap();
+            assert_eq!(digest, presence.digest(&net));
+        }
+    }
+    let (attestation, digest) =
+        UptimeAttestation::decode_with_digest(&common::attestation().encode(), &net).unwrap();
+    assert_eq!(digest, attestation.digest(&net));
+    assert_eq!(Signal::signature_of_encoding(&[0; 10]), None);
+}

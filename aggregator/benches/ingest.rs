@@ -1,0 +1,255 @@
+//! The signal ingest path against raw BIP340 verification, measured in the same run.
+//!
+//! `cargo bench -p commons-aggregator --bench ingest` prints a table: raw k256 verifications
+//! per second, signals per second through decode, duplicate check, signature verification and
+//! aggregation, their ratio (the goal is at least 0.9), and the cost of a duplicate, which is
+//! caught before the signature check (the goal is under 2 µs).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use commons_aggregator::{Aggregator, Policy, Precheck};
+use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::{
+    AttestationBody, BoundedString, BoundedVec, Choice, Hash32, NetworkSpec, Proposal,
+    ProposalBody, SecretKey, Signal, SignalBody, Signed, UptimeAttestation, WireIp,
+};
+
+const SIGNERS: usize = 2_000;
+const ROUNDS: usize = 5;
+
+struct Fixture {
+    aggregator: Aggregator,
+    signals: Vec<Vec<u8>>,
+    raw: Vec<([u8; 32], [u8; 32], [u8; 64])>,
+    now: u64,
+}
+
+fn attest(
+    net: &Hash32,
+    attester: &SecretKey,
+    subject: &SecretKey,
+    ip: String,
+    epoch: u64,
+) -> UptimeAttestation {
+    let body = AttestationBody {
+        version: 1,
+        attester: attester.public_key(),
+        subject: subject.public_key(),
+        subject_ip: WireIp(ip.parse().expect("valid IP")),
+        epoch,
+        seen_epochs: 10,
+    };
+    Signed::sign(body, attester, net)
+}
+
+/// A network of qualified signers (each attested by two attesters in distinct netgroups, the
+/// attesters placed by a third key), one locked proposal, and one signal per signer whose
+/// attestations the aggregator already knows, as it would from presences.
+fn fixture() -> Fixture {
+    let spec = NetworkSpec::regtest();
+    let net = spec.network_id();
+    let policy = Policy {
+        allow_unroutable: true,
+        netgroup_ipv4_prefix: 24,
+        ..Policy::from_spec(&spec)
+    };
+    let now = 1_800_000_000;
+    let epoch = spec.epoch_at(now);
+    let mut aggregator = Aggregator::new(spec.clone(), policy, epoch);
+
+    let mut proposal = Proposal::new(ProposalBody {
+        version: 1,
+        tier: 1,
+        title: BoundedString::new("bench").expect("short"),
+        reference: BoundedString::new("bench").expect("short"),
+        lock_start: now - 10,
+        lock_end: now + 3_600,
+    });
+    for i in 0..3 {
+        proposal
+            .add_signature(&regtest_maintainer_key(i), &net)
+            .expect("room for signatures");
+    }
+    let proposal_id = proposal.id(&net);
+    aggregator.add_proposal(proposal).expect("valid proposal");
+
+    let placer = SecretKey::from_seed("bench placer");
+    let attesters = [
+        SecretKey::from_seed("bench attester 0"),
+        SecretKey::from_seed("bench attester 1"),
+    ];
+    for (i, attester) in attesters.iter().enumerate() {
+        aggregator.add_attestation(attest(
+            &net,
+            &placer,
+            attester,
+            format!("198.51.{i}.1"),
+            epoch,
+        ));
+        aggregator.add_attestation(attest(
+            &net,
+            &attesters[1 - i],
+            attester,
+            format!("198.51.{i}.1"),
+            epoch,
+        ));
+    }
+
+    let mut signals = Vec::with_capacity(SIGNERS);
+    let mut raw = Vec::with_capacity(SIGNERS);
+    for n in 0..SIGNERS {
+        let signer = SecretKey::from_seed(&format!("bench signer {n}"));
+        let ip = format!("10.{}.{}.{}", n / 65_536, (n / 256) % 256, n % 256);
+        let carried: Vec<UptimeAttestation> = attesters
+            .iter()
+            .map(|a| attest(&net, a, &signer, ip.clone(), epoch))
+            .collect();
+        for a in &carried {
+            aggregator.add_attestation(a.clone());
+        }
+        let body = SignalBody {
+            version: 1,
+            proposal: proposal_id,
+            choice: Choice::ALL[n % 3],
+            sequence: 1,
+            time: now - 5,
+            signer: signer.public_key(),
+            attestations: BoundedVec::new(carried).expect("two attestations"),
+        };
+        let signal: Signal = Signed::sign(body, &signer, &net);
+        raw.push((
+            signal.body.signer.0,
+            signal.digest(&net).0,
+            signal.signature.0,
+        ));
+        signals.push(signal.encode());
+    }
+    aggregator.set_epoch(epoch);
+    Fixture {
+        aggregator,
+        signals,
+        raw,
+        now,
+    }
+}
+
+fn raw_verifications(raw: &[([u8; 32], [u8; 32], [u8; 64])]) -> Duration {
+    let start = Instant::now();
+    for (key, digest, sig) in raw {
+        let key = k256::schnorr::VerifyingKey::from_bytes(key).expect("valid key");
+        let sig = k256::schnorr::Signature::try_from(&sig[..]).expect("64 bytes");
+        assert!(key.verify_raw(black_box(digest), &sig).is_ok());
+    }
+    start.elapsed()
+}
+
+/// What the node does for a signal from gossip: drop a held one by its signature before
+/// decoding; decode, computing the signing digest from the input; the cheap checks; verify the
+/// signal and any attestation it carries that is not yet known; aggregate.
+fn ingest(aggregator: &mut Aggregator, bytes: &[u8], now: u64) -> bool {
+    if aggregator.holds_signal_encoding(bytes) {
+        return false;
+    }
+    let net = *aggregator.network_id();
+    let (signal, digest) = Signal::decode_with_digest(bytes, &net).expect("valid bytes");
+    match aggregator.precheck_signal(&signal, now) {
+        Ok(Precheck::New) => {}
+        Ok(Precheck::Duplicate) | Err(_) => return false,
+    }
+    if !signal.verify_digest(&digest) {
+        return false;
+    }
+    let fresh: Vec<UptimeAttestation> = aggregator
+        .unverified_attestations(&signal.body.attestations)
+        .into_iter()
+        .cloned()
+        .collect();
+    for attestation in fresh {
+        if attestation.verify(&net) {
+            aggregator.add_attestation(attestation);
+        }
+    }
+    aggregator.apply_signal(signal, now).is_ok()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("ingest: bench");
+        return;
+    }
+    eprintln!("preparing {SIGNERS} qualified signers per round ...");
+    let mut raw_best = Duration::MAX;
+    let mut pipeline_best = Duration::MAX;
+    let mut duplicate_best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let Fixture {
+            mut aggregator,
+            signals,
+            raw,
+            now,
+        } = fixture();
+        raw_best = raw_best.min(raw_verifications(&raw));
+
+        let start = Instant::now();
+        for bytes in &signals {
+            assert!(ingest(&mut aggregator, bytes, now));
+        }
+        pipeline_best = pipeline_best.min(start.elapsed());
+
+        let start = Instant::now();
+        for bytes in &signals {
+            assert!(!ingest(&mut aggregator, bytes, now));
+        }
+        duplicate_best = duplicate_best.min(start.elapsed());
+
+        let id = *aggregator.proposals()[0].0;
+        let tally = aggregator.tally(&id).expect("tally");
+        assert_eq!(tally.signers as usize, SIGNERS);
+        assert_eq!(
+            tally.uncounted_signers, 0,
+            "every signer qualified and counted"
+        );
+    }
+    // The same duplicates once more, this time through a full decode and the cheap checks:
+    // what a duplicate costs when it is not caught by its signature.
+    let Fixture {
+        mut aggregator,
+        signals,
+        now,
+        ..
+    } = fixture();
+    for bytes in &signals {
+        assert!(ingest(&mut aggregator, bytes, now));
+    }
+    let start = Instant::now();
+    for bytes in &signals {
+        let signal = Signal::decode(bytes).expect("valid bytes");
+        assert_eq!(
+            aggregator.precheck_signal(&signal, now),
+            Ok(Precheck::Duplicate)
+        );
+    }
+    let decoded_duplicate = start.elapsed();
+
+    let per_sec = |d: Duration| SIGNERS as f64 / d.as_secs_f64();
+    let raw = per_sec(raw_best);
+    let pipeline = per_sec(pipeline_best);
+    println!("| measure ({SIGNERS} signals, best of {ROUNDS} rounds) | value |");
+    println!("|---|---|");
+    println!("| raw k256 BIP340 verifications per second | {raw:.0} |");
+    println!("| signals per second through the ingest path | {pipeline:.0} |");
+    println!(
+        "| ratio ingest / raw verification (goal >= 0.9) | {:.3} |",
+        pipeline / raw
+    );
+    let micros = |d: Duration| d.as_secs_f64() * 1e6 / SIGNERS as f64;
+    println!(
+        "| cost of a duplicate signal, caught by its signature (goal < 2 us) | {:.3} us |",
+        micros(duplicate_best)
+    );
+    println!(
+        "| cost of a duplicate signal, full decode + cheap checks | {:.3} us |",
+        micros(decoded_duplicate)
+    );
+}
