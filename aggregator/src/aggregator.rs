@@ -262,8 +262,9 @@ impl Aggregator {
         if self.precheck_signal(&signal, now)? == Precheck::Duplicate {
             return Ok(SignalOutcome::Duplicate);
         }
+        let signer = signal.body.signer;
         for attestation in signal.body.attestations.iter() {
-            self.add_attestation(attestation.clone());
+            self.add_carried_attestation(&signer, attestation.clone());
         }
         let (id, signer, choice) = (signal.body.proposal, signal.body.signer, signal.body.choice);
         let sqrt = self.policy.sqrt_weighting;
@@ -312,13 +313,29 @@ impl Aggregator {
     /// Absorbs the attestations a presence carries (the caller verified the presence and the
     /// attestations [`Aggregator::unverified_attestations`] lists); returns how many were new.
     pub fn apply_presence(&mut self, presence: Presence) -> usize {
-        let mut new = 0;
-        for attestation in presence.body.attestations.into_vec() {
-            if self.add_attestation(attestation) == AttestationOutcome::New {
-                new += 1;
-            }
+        let carrier = presence.body.node;
+        presence
+            .body
+            .attestations
+            .into_vec()
+            .into_iter()
+            .filter(|a| {
+                self.add_carried_attestation(&carrier, a.clone()) == AttestationOutcome::New
+            })
+            .count()
+    }
+
+    /// Absorbs a verified attestation that `carrier` announced (in a presence or a signal):
+    /// only attestations about the carrier itself are taken.
+    pub fn add_carried_attestation(
+        &mut self,
+        carrier: &PublicKey,
+        attestation: UptimeAttestation,
+    ) -> AttestationOutcome {
+        if attestation.body.subject != *carrier {
+            return AttestationOutcome::NotCarriedBySubject;
         }
-        new
+        self.add_attestation(attestation)
     }
 
     /// Passes the population's changes on to every tally.

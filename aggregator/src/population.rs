@@ -31,6 +31,10 @@ pub enum AttestationOutcome {
     Expired,
     /// A node attesting itself: never counts.
     SelfAttestation,
+    /// Carried in a presence or signal of a node other than its subject. Only a subject
+    /// carries attestations about itself; otherwise any key could announce attestations that
+    /// move an honest node to an address of the announcer's choosing.
+    NotCarriedBySubject,
 }
 
 /// What the aggregator knows about one node's uptime at the current epoch.

@@ -232,6 +232,38 @@ fn presences_carry_attestations() {
 }
 
 #[test]
+fn only_a_subject_carries_attestations_about_itself() {
+    // Two keys try to move honest node "h" to a sink address by announcing attestations
+    // about it in their own presences and signals: none of them is taken.
+    let (mut w, id) = world(0);
+    let net = w.network;
+    w.qualify("h", "198.51.7.1", 5);
+    w.place("c1", "11.1.0.1");
+    w.place("c2", "11.2.0.1");
+    let hijack =
+        |attester: &str| attestation(&net, &key(attester), pk("h"), "203.0.113.99", EPOCH, 30);
+    let p = presence(&net, &key("c1"), EPOCH, vec![hijack("c1"), hijack("c2")]);
+    assert_eq!(w.agg.apply_presence(p), 0);
+    let s = signal_with(
+        &net,
+        &key("c2"),
+        id,
+        Choice::Support,
+        1,
+        T,
+        vec![hijack("c1"), hijack("c2")],
+    );
+    w.agg.apply_signal(s, T).unwrap();
+    assert_eq!(
+        w.agg.add_carried_attestation(&pk("c1"), hijack("c1")),
+        commons_aggregator::AttestationOutcome::NotCarriedBySubject
+    );
+    let status = w.agg.uptime(&pk("h")).unwrap();
+    assert_eq!(status.ip, Some("198.51.7.1".parse().unwrap()));
+    assert_eq!(status.uptime_epochs, 5);
+}
+
+#[test]
 fn weights_within_a_netgroup_are_shared() {
     let mut w = World::new(2, EPOCH);
     for i in 0..4 {

@@ -1,0 +1,14 @@
+//! commons-sim: simulations of commons-signal that run the node's own rules.
+//!
+//! The Sybil simulator ([`sybil`]) builds a world of honest and attacking nodes from a
+//! scenario and a seed, feeds the messages those nodes would exchange through the very
+//! `commons_aggregator::Aggregator` a node runs, and reports how much weight each side got.
+//! The command-line entry point is the `commons-sim` binary; everything it does is here, so
+//! that tests and other tools can run scenarios directly.
+
+pub mod error;
+pub mod progress;
+pub mod rng;
+pub mod sybil;
+
+pub use error::SimError;
