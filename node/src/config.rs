@@ -1,0 +1,445 @@
+//! Command line, environment and config file of `commonsd`.
+//!
+//! Every setting can come from a flag, a `COMMONS_*` environment variable or the config file
+//! `<datadir>/commonsd.toml`, in that order of precedence, and else from a default that
+//! depends on the network (like bitcoind's ports and per-network data directories).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use commons_signaling::NetworkSpec;
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+
+/// The name of the config file inside the base data directory.
+pub const CONFIG_FILE: &str = "commonsd.toml";
+
+/// Command-line flags. Each also reads a `COMMONS_*` environment variable; a flag given on
+/// the command line wins over the variable.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(
+    name = "commonsd",
+    version,
+    about = "The commons-signal peer daemon: gossips, verifies and tallies signed signals on \
+             time-locked governance proposals"
+)]
+pub struct Cli {
+    /// Base data directory. Networks other than mainnet use a subdirectory named after the
+    /// network. The config file `commonsd.toml` is read from here. [default: ~/.commons-signal]
+    #[arg(long, env = "COMMONS_DATADIR", value_name = "DIR")]
+    pub datadir: Option<PathBuf>,
+
+    /// Network: mainnet, testnet, regtest, or the path of a network spec file. [default: mainnet]
+    #[arg(long, env = "COMMONS_NETWORK", value_name = "NAME|PATH")]
+    pub network: Option<String>,
+
+    /// Address to listen on for peers (repeatable; comma-separated in the environment).
+    /// [default: /ip4/0.0.0.0/tcp/<port of the network>]
+    #[arg(
+        long,
+        env = "COMMONS_LISTEN",
+        value_name = "MULTIADDR",
+        value_delimiter = ','
+    )]
+    pub listen: Option<Vec<Multiaddr>>,
+
+    /// Peers to connect to at start (repeatable; comma-separated in the environment), in
+    /// addition to those of the network spec.
+    #[arg(long, env = "COMMONS_BOOTSTRAP", value_name = "MULTIADDR", value_delimiter = ',', num_args = 1..)]
+    pub bootstrap: Option<Vec<Multiaddr>>,
+
+    /// Address of the JSON-RPC server. It has cookie authentication but no TLS: keep it on
+    /// loopback. [default: 127.0.0.1:<RPC port of the network>]
+    #[arg(long, env = "COMMONS_RPC_BIND", value_name = "ADDR")]
+    pub rpc_bind: Option<SocketAddr>,
+
+    /// Address of the Prometheus `/metrics` endpoint.
+    /// [default: 127.0.0.1:<metrics port of the network>]
+    #[arg(long, env = "COMMONS_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Print the resolved configuration as JSON and exit, without touching the data
+    /// directory beyond reading the config file.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The config file: the same keys as the flags (without `datadir`, which locates it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// See [`Cli::network`].
+    pub network: Option<String>,
+    /// See [`Cli::listen`].
+    pub listen: Option<OneOrMany>,
+    /// See [`Cli::bootstrap`].
+    pub bootstrap: Option<OneOrMany>,
+    /// See [`Cli::rpc_bind`].
+    pub rpc_bind: Option<String>,
+    /// See [`Cli::metrics_bind`].
+    pub metrics_bind: Option<String>,
+}
+
+/// A config-file value that may be one string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// A single value.
+    One(String),
+    /// A list of values.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The default ports of a network. Each network has its own, so that nodes of several
+/// networks can run on one machine without flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DefaultPorts {
+    /// Peer-to-peer TCP port.
+    pub p2p: u16,
+    /// JSON-RPC port.
+    pub rpc: u16,
+    /// Prometheus metrics port.
+    pub metrics: u16,
+}
+
+/// The default ports for a network name: mainnet 8733/8732/9733, testnet 18733/..., regtest
+/// 28733/..., any network loaded from a spec file 38733/....
+pub fn default_ports(network: &str) -> DefaultPorts {
+    let offset = match network {
+        "mainnet" => 0,
+        "testnet" => 10_000,
+        "regtest" => 20_000,
+        _ => 30_000,
+    };
+    DefaultPorts {
+        p2p: 8733 + offset,
+        rpc: 8732 + offset,
+        metrics: 9733 + offset,
+    }
+}
+
+/// The data directory of a network inside the base directory: the base itself for mainnet,
+/// else a subdirectory named after the network (spec names are `[a-z0-9-]`, so always a
+/// plain path component).
+pub fn network_dir(base: &Path, network: &str) -> PathBuf {
+    if network == "mainnet" {
+        base.to_path_buf()
+    } else {
+        base.join(network)
+    }
+}
+
+/// The default base data directory, `~/.commons-signal`.
+pub fn default_base_dir() -> Result<PathBuf, ConfigError> {
+    match std::env::var_os("HOME") {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".commons-signal")),
+        _ => Err(ConfigError("HOME is not set: pass --datadir DIR".into())),
+    }
+}
+
+/// A configuration problem, as one line for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The resolved configuration the daemon runs with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// The base data directory (holds the config file).
+    pub base_dir: PathBuf,
+    /// This network's data directory (key, database, cookie).
+    pub datadir: PathBuf,
+    /// What `--network` said (name or path), for messages telling the user what to run.
+    pub network_arg: String,
+    /// The network's rules.
+    #[serde(skip)]
+    pub spec: NetworkSpec,
+    /// Peer-to-peer listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peers: the operator's, then the spec's.
+    pub bootstrap: Vec<Multiaddr>,
+    /// JSON-RPC address.
+    pub rpc_bind: SocketAddr,
+    /// `/metrics` address.
+    pub metrics_bind: SocketAddr,
+}
+
+impl Config {
+    /// Merges flags (and environment, which clap already folded into `cli`), the config file
+    /// and defaults. `home_base` is the base directory used when neither flag nor environment
+    /// names one.
+    pub fn resolve(
+        cli: &Cli,
+        home_base: impl FnOnce() -> Result<PathBuf, ConfigError>,
+    ) -> Result<Self, ConfigError> {
+        let base_dir = match &cli.datadir {
+            Some(dir) => dir.clone(),
+            None => home_base()?,
+        };
+        let file = read_file_config(&base_dir.join(CONFIG_FILE))?;
+        let conf_path = base_dir.join(CONFIG_FILE);
+        let conf = conf_path.display();
+
+        let (network_arg, spec) = match (&cli.network, &file.network) {
+            (Some(n), _) => (n.clone(), NetworkSpec::resolve(n)),
+            (None, Some(n)) => {
+                // A relative spec path in the file is relative to the file, not to wherever
+                // the daemon happens to be started from.
+                let resolved = if NetworkSpec::builtin(n).is_none() && Path::new(n).is_relative() {
+                    base_dir.join(n).display().to_string()
+                } else {
+                    n.clone()
+                };
+                (resolved.clone(), NetworkSpec::resolve(&resolved))
+            }
+            (None, None) => ("mainnet".to_string(), Ok(NetworkSpec::mainnet())),
+        };
+        let spec = spec.map_err(|e| ConfigError(format!("--network: {e}")))?;
+        let ports = default_ports(&spec.name);
+
+        let listen = match (&cli.listen, file.listen) {
+            (Some(v), _) => v.clone(),
+            (None, Some(v)) => parse_addrs(v.into_vec(), &format!("{conf}: listen"))?,
+            (None, None) => vec![
+                format!("/ip4/0.0.0.0/tcp/{}", ports.p2p)
+                    .parse()
+                    .expect("static multiaddr parses"),
+            ],
+        };
+        if listen.is_empty() {
+            return Err(ConfigError(
+                "--listen: at least one address is needed".into(),
+            ));
+        }
+        let mut bootstrap = match (&cli.bootstrap, file.bootstrap) {
+            (Some(v), _) => v.clone(),
+            (None, Some(v)) => parse_addrs(v.into_vec(), &format!("{conf}: bootstrap"))?,
+            (None, None) => Vec::new(),
+        };
+        for peer in &spec.bootstrap {
+            let addr: Multiaddr = peer.parse().map_err(|e| {
+                ConfigError(format!(
+                    "network spec {}: bootstrap peer {peer:?}: {e}",
+                    spec.name
+                ))
+            })?;
+            if !bootstrap.contains(&addr) {
+                bootstrap.push(addr);
+            }
+        }
+        let loopback = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+        let rpc_bind = pick_socket(cli.rpc_bind, file.rpc_bind, &format!("{conf}: rpc-bind"))?
+            .unwrap_or(loopback(ports.rpc));
+        let metrics_bind = pick_socket(
+            cli.metrics_bind,
+            file.metrics_bind,
+            &format!("{conf}: metrics-bind"),
+        )?
+        .unwrap_or(loopback(ports.metrics));
+        let datadir = network_dir(&base_dir, &spec.name);
+        Ok(Config {
+            base_dir,
+            datadir,
+            network_arg,
+            spec,
+            listen,
+            bootstrap,
+            rpc_bind,
+            metrics_bind,
+        })
+    }
+
+    /// The command that queries this node with `commons-cli`.
+    /// `rpc_addr` is where the server actually listens (the kernel picks the port when the
+    /// configured one is 0).
+    pub fn cli_hint(&self, rpc_addr: SocketAddr) -> String {
+        let mut cmd = format!("commons-cli --datadir {}", self.base_dir.display());
+        if self.spec.name != "mainnet" {
+            cmd.push_str(&format!(" --network {}", self.network_arg));
+        }
+        let default = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            default_ports(&self.spec.name).rpc,
+        );
+        if rpc_addr != default {
+            cmd.push_str(&format!(" --rpc {rpc_addr}"));
+        }
+        cmd.push_str(" getinfo");
+        cmd
+    }
+}
+
+fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map_err(|e| {
+            // toml's messages span several lines (a source excerpt); the first names the
+            // position and the last the problem, which together make one readable line.
+            let msg = e
+                .message()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigError(format!("{}: {msg}{at}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+        Err(e) => Err(ConfigError(format!("{}: {e}", path.display()))),
+    }
+}
+
+fn parse_addrs(values: Vec<String>, what: &str) -> Result<Vec<Multiaddr>, ConfigError> {
+    values
+        .into_iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|e| ConfigError(format!("{what}: {v:?}: {e}")))
+        })
+        .collect()
+}
+
+fn pick_socket(
+    flag: Option<SocketAddr>,
+    file: Option<String>,
+    what: &str,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    file.map(|v| {
+        v.parse()
+            .map_err(|e| ConfigError(format!("{what}: {v:?}: {e} (expected IP:PORT)")))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("commonsd").chain(args.iter().copied())).unwrap()
+    }
+
+    fn no_home() -> Result<PathBuf, ConfigError> {
+        Err(ConfigError("no home in tests".into()))
+    }
+
+    #[test]
+    fn defaults_per_network() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.spec.name, "mainnet");
+        assert_eq!(c.datadir, dir.path());
+        assert_eq!(c.rpc_bind, "127.0.0.1:8732".parse().unwrap());
+        assert_eq!(c.listen, vec!["/ip4/0.0.0.0/tcp/8733".parse().unwrap()]);
+
+        let c =
+            Config::resolve(&parse(&["--datadir", d, "--network", "regtest"]), no_home).unwrap();
+        assert_eq!(c.datadir, dir.path().join("regtest"));
+        assert_eq!(c.rpc_bind, "127.0.0.1:28732".parse().unwrap());
+        assert_eq!(c.metrics_bind, "127.0.0.1:29733".parse().unwrap());
+        assert!(c.cli_hint(c.rpc_bind).contains("--network regtest"));
+        assert!(!c.cli_hint(c.rpc_bind).contains("--rpc"));
+        assert!(
+            c.cli_hint("127.0.0.1:5".parse().unwrap())
+                .contains("--rpc 127.0.0.1:5")
+        );
+    }
+
+    #[test]
+    fn flag_beats_file_beats_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "network = \"testnet\"\nrpc-bind = \"127.0.0.1:1111\"\nlisten = \"/ip4/127.0.0.1/tcp/2222\"\n\
+             bootstrap = [\"/ip4/127.0.0.2/tcp/3333\"]\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.spec.name, "testnet");
+        assert_eq!(c.datadir, dir.path().join("testnet"));
+        assert_eq!(c.rpc_bind, "127.0.0.1:1111".parse().unwrap());
+        assert_eq!(c.listen, vec!["/ip4/127.0.0.1/tcp/2222".parse().unwrap()]);
+        assert_eq!(
+            c.bootstrap,
+            vec!["/ip4/127.0.0.2/tcp/3333".parse().unwrap()]
+        );
+        // The default metrics port follows the network the file chose.
+        assert_eq!(c.metrics_bind, "127.0.0.1:19733".parse().unwrap());
+
+        let c = Config::resolve(
+            &parse(&[
+                "--datadir",
+                d,
+                "--network",
+                "regtest",
+                "--rpc-bind",
+                "127.0.0.1:4444",
+            ]),
+            no_home,
+        )
+        .unwrap();
+        assert_eq!(c.spec.name, "regtest");
+        assert_eq!(c.rpc_bind, "127.0.0.1:4444".parse().unwrap());
+        assert_eq!(c.listen, vec!["/ip4/127.0.0.1/tcp/2222".parse().unwrap()]);
+    }
+
+    #[test]
+    fn bad_file_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "rpc-bnd = \"x\"\n").unwrap();
+        let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
+        assert!(!e.0.contains('\n'), "{e}");
+        assert!(e.0.contains("rpc-bnd"), "{e}");
+        std::fs::write(dir.path().join(CONFIG_FILE), "rpc-bind = \"nonsense\"\n").unwrap();
+        let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
+        assert!(e.0.contains("rpc-bind") && !e.0.contains('\n'), "{e}");
+        std::fs::write(dir.path().join(CONFIG_FILE), "listen = [\"/nope\"]\n").unwrap();
+        let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
+        assert!(e.0.contains("listen") && !e.0.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn unknown_network_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let e =
+            Config::resolve(&parse(&["--datadir", d, "--network", "moon"]), no_home).unwrap_err();
+        assert!(e.0.contains("unknown network"), "{e}");
+    }
+
+    #[test]
+    fn spec_file_relative_to_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let mut spec = NetworkSpec::regtest();
+        spec.name = "lab".into();
+        std::fs::write(dir.path().join("lab.toml"), spec.to_toml()).unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "network = \"lab.toml\"\n").unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.spec.name, "lab");
+        assert_eq!(c.datadir, dir.path().join("lab"));
+        assert_eq!(c.rpc_bind.port(), 38732);
+    }
+}

@@ -1,0 +1,514 @@
+//! Wiring: data directory, key, store, swarm, node core, RPC and metrics servers, the event
+//! loop that feeds gossip and sync into the node, and the epoch scheduler.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow};
+use commons_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
+use commons_signaling::{BoundedBytes, BoundedVec, SecretKey, UptimeAttestation};
+use prometheus_client::registry::Registry;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::cookie::Cookie;
+use crate::metrics::{self, SharedRegistry};
+use crate::node::{Clock, Node, system_clock, topic_kind};
+use crate::rpc;
+use crate::store::Store;
+use crate::sync::{MAX_DELIVERED, SyncRequest, SyncResponse};
+
+/// The node key's file name in the network's data directory.
+pub const KEY_FILE: &str = "node.key";
+/// The database directory's name in the network's data directory.
+pub const DB_DIR: &str = "db";
+/// Gossip messages verified at once; beyond this the event loop waits, and the networking
+/// layer sheds what it cannot queue rather than the node falling behind without bound.
+const MAX_CONCURRENT_INGEST: usize = 64;
+/// The most catch-up pages taken from one peer per connection.
+const MAX_CATCHUP_PAGES: usize = 10_000;
+
+/// Knobs that tests and embedders may turn; the daemon uses the defaults.
+#[derive(Clone)]
+pub struct Options {
+    /// The clock the node reads.
+    pub clock: Clock,
+    /// Kademlia discovery (off in tests with a fixed topology).
+    pub discovery: bool,
+    /// How often own messages that found no peer are published again.
+    pub retry_interval: Duration,
+    /// How often the node catches up with one random peer besides at each new connection,
+    /// so that messages lost to a partition or a full queue still arrive.
+    pub resync_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: system_clock(),
+            discovery: true,
+            retry_interval: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    /// The node core.
+    pub node: Arc<Node>,
+    /// The networking handle.
+    pub net: P2pHandle,
+    /// Where JSON-RPC listens.
+    pub rpc_addr: SocketAddr,
+    /// Where `/metrics` listens.
+    pub metrics_addr: SocketAddr,
+    /// The RPC credentials of this run.
+    pub cookie: Arc<Cookie>,
+    /// The metrics registry (node and libp2p).
+    pub registry: SharedRegistry,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    p2p_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("node", &self.node)
+            .field("rpc", &self.rpc_addr)
+            .finish()
+    }
+}
+
+/// Creates the data directory (mode 0700: it holds the key and the cookie).
+fn create_datadir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+/// Loads the node key, creating it on first start.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
+    if path.exists() {
+        return SecretKey::load(path).map_err(|e| anyhow!("{e}"));
+    }
+    let key = SecretKey::generate();
+    key.save(path).map_err(|e| anyhow!("{e}"))?;
+    tracing::info!(path = %path.display(), key = %key.public_key(), "created a new node key");
+    Ok(key)
+}
+
+fn p2p_config(config: &Config, options: &Options) -> P2pConfig {
+    let mut p2p = P2pConfig::new(config.spec.name.clone());
+    p2p.listen_addrs = config.listen.clone();
+    p2p.bootstrap = config.bootstrap.clone();
+    p2p.discovery = options.discovery;
+    // Peers attest the address they see our connections come from. A node listening on one
+    // specific address (one of several on a host, or on the loopback range on regtest)
+    // must dial from it too, or peers would attest an address it does not listen on.
+    p2p.outbound_source_ip = config.listen.iter().find_map(|addr| {
+        addr.iter().find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Ip4(ip) if !ip.is_unspecified() => {
+                Some(std::net::IpAddr::V4(ip))
+            }
+            libp2p::multiaddr::Protocol::Ip6(ip) if !ip.is_unspecified() => {
+                Some(std::net::IpAddr::V6(ip))
+            }
+            _ => None,
+        })
+    });
+    p2p.agent_version = format!("commonsd/{}", crate::node::VERSION);
+    if config.spec.allow_unroutable {
+        // Networks that give loopback and private addresses netgroups of their own run
+        // many nodes on one host (regtest); gossipsub must not penalise them for sharing
+        // an IP.
+        p2p.ip_colocation_threshold = 1_000;
+    }
+    p2p
+}
+
+impl Daemon {
+    /// Starts everything; on failure returns a one-line reason.
+    pub async fn start(config: &Config, options: Options) -> anyhow::Result<Daemon> {
+        create_datadir(&config.datadir)?;
+        let key = load_or_create_key(&config.datadir.join(KEY_FILE))?;
+        let db_path = config.datadir.join(DB_DIR);
+        let store = Arc::new(Store::open(&db_path).map_err(|e| {
+            anyhow!(
+                "cannot open the database {}: {e} (is another commonsd using this data directory?)",
+                db_path.display()
+            )
+        })?);
+
+        let mut registry = Registry::default();
+        let keypair =
+            commons_p2p::keypair_from_secret(&key.secret_bytes()).map_err(|e| anyhow!("{e}"))?;
+        let (p2p_node, net, events) =
+            P2pNode::new(p2p_config(config, &options), keypair, &mut registry)
+                .map_err(|e| anyhow!("cannot start networking: {e}"))?;
+        let p2p_task = tokio::spawn(p2p_node.run());
+
+        let node = Arc::new(
+            Node::new(
+                config.spec.clone(),
+                key,
+                store,
+                Some(net.clone()),
+                options.clock.clone(),
+            )
+            .map_err(|e| anyhow!("cannot load the store: {e}"))?,
+        );
+        metrics::register(&mut registry, node.ingest_metrics(), node.clone());
+        let registry: SharedRegistry = Arc::new(Mutex::new(registry));
+
+        let rpc_listener = rpc::bind(config.rpc_bind).await?;
+        let metrics_listener = metrics::bind(config.metrics_bind).await?;
+        let rpc_addr = rpc_listener.local_addr()?;
+        let metrics_addr = metrics_listener.local_addr()?;
+        let cookie = Arc::new(Cookie::create(&config.datadir).with_context(|| {
+            format!(
+                "cannot write the RPC cookie in {}",
+                config.datadir.display()
+            )
+        })?);
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(rpc::serve(
+                rpc_listener,
+                cookie.clone(),
+                node.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(metrics::serve(
+                metrics_listener,
+                registry.clone(),
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(event_loop(
+                node.clone(),
+                net.clone(),
+                events,
+                shutdown_rx.clone(),
+            )),
+            tokio::spawn(epoch_loop(node.clone(), net.clone(), shutdown_rx.clone())),
+            tokio::spawn(maintenance_loop(
+                node.clone(),
+                net.clone(),
+                options.clone(),
+                shutdown_rx,
+            )),
+        ];
+        tracing::info!(
+            network = %config.spec,
+            key = %node.public_key(),
+            peer_id = %net.local_peer_id(),
+            rpc = %rpc_addr,
+            metrics = %metrics_addr,
+            "commonsd started"
+        );
+        Ok(Daemon {
+            node,
+            net,
+            rpc_addr,
+            metrics_addr,
+            cookie,
+            registry,
+            shutdown,
+            tasks,
+            p2p_task,
+        })
+    }
+
+    /// Stops accepting RPC and network work, closes connections, flushes the store and
+    /// removes the cookie.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            // The loops end at the signal; bound the wait so a stuck task cannot hold the
+            // store open forever.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let _ = self.net.shutdown().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.p2p_task).await;
+        match self.node.store().flush() {
+            Ok(()) => tracing::info!("store flushed"),
+            Err(e) => tracing::error!(error = %e, "store flush failed"),
+        }
+        self.cookie.remove();
+    }
+}
+
+/// The path of the cookie for a config (for the start-up hint).
+pub fn cookie_path(config: &Config) -> PathBuf {
+    config.datadir.join(crate::cookie::COOKIE_FILE)
+}
+
+async fn event_loop(
+    node: Arc<Node>,
+    net: P2pHandle,
+    mut events: mpsc::Receiver<P2pEvent>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_INGEST));
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => break,
+            },
+            _ = crate::stopped(&mut shutdown) => break,
+        };
+        match event {
+            P2pEvent::Message {
+                topic,
+                data,
+                message_id,
+                propagation_source,
+                ..
+            } => {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let (node, net) = (node.clone(), net.clone());
+                tokio::spawn(async move {
+                    let outcome = node.ingest(topic_kind(topic), &data).await;
+                    if outcome.verdict == Verdict::Reject {
+                        tracing::debug!(peer = %propagation_source, topic = %topic, reason = outcome.reason, "rejected gossip message");
+                    }
+                    let _ = net
+                        .report_validation(message_id, propagation_source, outcome.verdict)
+                        .await;
+                    drop(permit);
+                });
+            }
+            P2pEvent::PeerConnected {
+                peer,
+                remote_ip,
+                outbound,
+            } => {
+                tracing::debug!(%peer, ip = ?remote_ip, outbound, "peer connected");
+                node.peer_connected(peer, remote_ip);
+                tokio::spawn(catch_up(node.clone(), net.clone(), peer));
+            }
+            P2pEvent::PeerDisconnected { peer } => {
+                tracing::debug!(%peer, "peer disconnected");
+                node.peer_disconnected(&peer);
+            }
+            P2pEvent::InboundSync {
+                peer,
+                request,
+                channel,
+            } => {
+                let (node, net) = (node.clone(), net.clone());
+                tokio::spawn(async move {
+                    let key = commons_p2p::peer_xonly_key(&peer).map(commons_signaling::PublicKey);
+                    let (response, misbehaved) = node.serve_sync(key, &request).await;
+                    if misbehaved {
+                        let _ = net.penalize(peer).await;
+                    }
+                    if let Err(e) = net.respond(channel, response).await {
+                        tracing::debug!(%peer, error = %e, "sync response not sent");
+                    }
+                });
+            }
+            P2pEvent::InboundFetch { peer, .. } => {
+                // Artifact fetch is served by a later version; dropping the channel fails the
+                // request on the peer's side at once instead of letting it time out.
+                tracing::debug!(%peer, "artifact fetch is not served by this node");
+            }
+            P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),
+        }
+    }
+}
+
+/// Pulls everything a newly connected peer holds, page by page, through the ingest
+/// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
+async fn catch_up(node: Arc<Node>, net: P2pHandle, peer: PeerId) {
+    let mut after = None;
+    let (mut taken, mut new) = (0usize, 0usize);
+    for _ in 0..MAX_CATCHUP_PAGES {
+        let request = SyncRequest::Catchup {
+            after: after.take(),
+        }
+        .encode();
+        let bytes = match net.request_sync(peer, request).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "catch-up request failed");
+                return;
+            }
+        };
+        let (items, next) = match SyncResponse::decode(&bytes) {
+            Ok(SyncResponse::Batch { items, next }) => (items, next),
+            Ok(SyncResponse::Refused { reason }) => {
+                tracing::debug!(%peer, %reason, "catch-up refused");
+                return;
+            }
+            Ok(SyncResponse::Delivered { .. }) | Err(_) => {
+                tracing::debug!(%peer, "catch-up answer is garbage; penalising");
+                let _ = net.penalize(peer).await;
+                return;
+            }
+        };
+        let mut rejected = 0usize;
+        for item in items.iter() {
+            let outcome = node.ingest(item.kind, item.bytes.as_slice()).await;
+            taken += 1;
+            match outcome.verdict {
+                Verdict::Accept => new += 1,
+                Verdict::Reject => rejected += 1,
+                Verdict::Ignore => {}
+            }
+        }
+        if rejected > 0 {
+            tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
+            let _ = net.penalize(peer).await;
+        }
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    if taken > 0 {
+        tracing::info!(%peer, received = taken, new, "caught up with peer");
+    }
+}
+
+/// Hands each subject the attestations this node just made about it.
+fn deliver(net: &P2pHandle, issued: Vec<(PeerId, UptimeAttestation)>) {
+    let mut by_peer: HashMap<PeerId, Vec<BoundedBytes<{ crate::sync::MAX_ITEM_BYTES }>>> =
+        HashMap::new();
+    for (peer, attestation) in issued {
+        if let Ok(blob) = BoundedBytes::new(attestation.encode()) {
+            by_peer.entry(peer).or_default().push(blob);
+        }
+    }
+    for (peer, blobs) in by_peer {
+        let mut blobs = blobs;
+        blobs.truncate(MAX_DELIVERED);
+        let request = SyncRequest::Deliver {
+            attestations: BoundedVec::truncating(blobs),
+        }
+        .encode();
+        let net = net.clone();
+        tokio::spawn(async move {
+            match net.request_sync(peer, request).await {
+                Ok(bytes) => {
+                    if !matches!(
+                        SyncResponse::decode(&bytes),
+                        Ok(SyncResponse::Delivered { .. })
+                    ) {
+                        tracing::debug!(%peer, "unexpected answer to an attestation delivery");
+                    }
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "attestation delivery failed"),
+            }
+        });
+    }
+}
+
+fn unix_millis() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Sleeps until the next epoch boundary, does the epoch work, and publishes the node's
+/// presence half an epoch later, once the attestations peers made at the boundary arrived.
+async fn epoch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiver<bool>) {
+    let epoch_ms = u128::from(node.spec().epoch_secs) * 1000;
+    loop {
+        let now = unix_millis();
+        let wait = epoch_ms - now % epoch_ms;
+        let sleep = Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX));
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+        let epoch = node.spec().epoch_at(node.now());
+        let issued = node.on_epoch(epoch);
+        deliver(&net, issued);
+        let half = Duration::from_millis(u64::try_from(epoch_ms / 2).unwrap_or(u64::MAX));
+        tokio::select! {
+            _ = tokio::time::sleep(half) => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+        let presence = node.make_presence(epoch);
+        node.publish(TopicKind::Presences, presence.encode()).await;
+    }
+}
+
+/// Retries own messages that found no peer, and now and then catches up with a random peer.
+async fn maintenance_loop(
+    node: Arc<Node>,
+    net: P2pHandle,
+    options: Options,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut retry = tokio::time::interval(options.retry_interval);
+    let mut resync = tokio::time::interval(options.resync_interval);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Both fire at once on the first tick; the connections made at start catch up anyway.
+    resync.tick().await;
+    loop {
+        tokio::select! {
+            _ = retry.tick() => {
+                let sent = node.retry_unpublished().await;
+                if sent > 0 {
+                    tracing::debug!(sent, "published own messages that were waiting for peers");
+                }
+            }
+            _ = resync.tick() => {
+                let peers = node.connected_peers();
+                if !peers.is_empty() {
+                    // Which peer does not matter much; spread the load by the clock.
+                    let pick = peers[usize::try_from(unix_millis() % peers.len() as u128).unwrap_or(0)];
+                    tokio::spawn(catch_up(node.clone(), net.clone(), pick));
+                }
+            }
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

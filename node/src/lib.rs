@@ -1,0 +1,25 @@
+//! The commons-signal peer daemon `commonsd`: configuration, RocksDB store, ingest pipeline,
+//! epoch scheduler, JSON-RPC server and Prometheus metrics.
+//!
+//! [`node::Node`] is the core (aggregator, store, ingest, RPC methods) and runs without a
+//! network; [`daemon::Daemon`] wires it to the swarm, the servers and the epoch scheduler.
+
+pub mod config;
+pub mod cookie;
+pub mod daemon;
+pub mod metrics;
+pub mod node;
+pub mod rpc;
+pub mod store;
+pub mod sync;
+
+/// Resolves once `shutdown` holds true (or its sender is gone). The guard of
+/// `watch::Receiver::wait_for` is not `Send`, which would keep the servers' futures from
+/// being spawned; this borrows only between awaits.
+pub(crate) async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}

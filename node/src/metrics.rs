@@ -1,0 +1,393 @@
+//! Prometheus metrics and the `/metrics` endpoint.
+//!
+//! Counters are updated as messages arrive. Tallies, states and gauges are computed from the
+//! node at scrape time by a [`Collector`], so a scrape always shows one consistent state and
+//! nothing is recomputed between scrapes. Everything lives in the same [`Registry`] as the
+//! libp2p metrics of the networking layer, so one scrape shows both.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::CONTENT_TYPE;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::{Registry, Unit};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Labels of `commons_messages_received_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReceivedLabels {
+    /// Message kind: proposal, signal, presence, attestation, release.
+    pub kind: String,
+    /// What became of it: accept, reject or ignore.
+    pub verdict: String,
+}
+
+/// Labels carrying only a message kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct KindLabels {
+    /// Message kind.
+    pub kind: String,
+}
+
+/// The counters the ingest pipeline updates.
+#[derive(Debug, Clone, Default)]
+pub struct IngestMetrics {
+    /// Messages received from peers, by kind and verdict.
+    pub received: Family<ReceivedLabels, Counter>,
+    /// Messages dropped as duplicates before their signature was checked.
+    pub duplicates: Family<KindLabels, Counter>,
+}
+
+impl IngestMetrics {
+    /// Counts a received message.
+    pub fn received(&self, kind: &str, verdict: &str) {
+        self.received
+            .get_or_create(&ReceivedLabels {
+                kind: kind.into(),
+                verdict: verdict.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a duplicate dropped before verification.
+    pub fn duplicate(&self, kind: &str) {
+        self.duplicates
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+}
+
+/// One proposal's numbers at scrape time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProposalMetrics {
+    /// The proposal id, hex.
+    pub id: String,
+    /// The current state's name.
+    pub state: String,
+    /// Per choice: name, summed weight, node count.
+    pub choices: Vec<(String, f64, u64)>,
+    /// Weighted share of `override` in the qualified population.
+    pub override_ratio: f64,
+}
+
+/// Everything the collector shows, read from the node at scrape time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// Every known proposal.
+    pub proposals: Vec<ProposalMetrics>,
+    /// Every state a proposal can be in, so each gets a 0 or 1 series.
+    pub states: Vec<String>,
+    /// Qualified, counted nodes in the current window.
+    pub qualified_nodes: u64,
+    /// Their total weight.
+    pub qualified_weight: f64,
+    /// Connected peers.
+    pub peers: u64,
+    /// Bytes the store uses.
+    pub store_bytes: u64,
+}
+
+/// Where the collector reads a [`Snapshot`] from.
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// The numbers as of now.
+    fn snapshot(&self) -> Snapshot;
+}
+
+/// Computes the node's gauges at each scrape.
+pub struct NodeCollector<S> {
+    source: Arc<S>,
+}
+
+impl<S> fmt::Debug for NodeCollector<S> {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("NodeCollector")
+    }
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+fn encode_family<M: EncodeMetric + prometheus_client::metrics::TypedMetric + Default>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    family: &Family<Labels, M>,
+) -> fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, unit, family.metric_type())?;
+    family.encode(metric)
+}
+
+fn encode_gauge<T: prometheus_client::encoding::EncodeGaugeValue>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: T,
+) -> fmt::Result {
+    let gauge = ConstGauge::new(value);
+    let metric = encoder.encode_descriptor(name, help, unit, gauge.metric_type())?;
+    gauge.encode(metric)
+}
+
+impl<S: SnapshotSource> Collector for NodeCollector<S> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let snap = self.source.snapshot();
+        let weight: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+        let nodes: Family<Labels, Gauge> = Family::default();
+        let ratio: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
+        let state: Family<Labels, Gauge> = Family::default();
+        for p in &snap.proposals {
+            for (choice, w, n) in &p.choices {
+                let labels = vec![("proposal", p.id.clone()), ("choice", choice.clone())];
+                weight.get_or_create(&labels).set(*w);
+                nodes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            ratio
+                .get_or_create(&vec![("proposal", p.id.clone())])
+                .set(p.override_ratio);
+            for s in &snap.states {
+                state
+                    .get_or_create(&vec![("proposal", p.id.clone()), ("state", s.clone())])
+                    .set(i64::from(*s == p.state));
+            }
+        }
+        encode_family(
+            &mut encoder,
+            "commons_tally_weight",
+            "Summed square-root weight of the latest signals per proposal and choice",
+            None,
+            &weight,
+        )?;
+        encode_family(
+            &mut encoder,
+            "commons_tally_nodes",
+            "Counted signers per proposal and choice",
+            None,
+            &nodes,
+        )?;
+        encode_family(
+            &mut encoder,
+            "commons_override_ratio",
+            "Weighted share of the qualified population signalling override",
+            None,
+            &ratio,
+        )?;
+        encode_family(
+            &mut encoder,
+            "commons_proposal_state",
+            "1 for the state each proposal is in, 0 for the others",
+            None,
+            &state,
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_qualified_nodes",
+            "Qualified nodes counted after IP dedup in the current window",
+            None,
+            i64::try_from(snap.qualified_nodes).unwrap_or(i64::MAX),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_qualified_weight",
+            "Total square-root weight of the qualified nodes (the tally denominator)",
+            None,
+            snap.qualified_weight,
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_peers",
+            "Directly connected peers",
+            None,
+            i64::try_from(snap.peers).unwrap_or(i64::MAX),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_store",
+            "Approximate size of the RocksDB store (SST files and memtables)",
+            Some(&Unit::Bytes),
+            i64::try_from(snap.store_bytes).unwrap_or(i64::MAX),
+        )?;
+        Ok(())
+    }
+}
+
+/// The shared registry: the networking layer registers into it while the swarm is built,
+/// and the endpoint encodes it at each scrape.
+pub type SharedRegistry = Arc<Mutex<Registry>>;
+
+/// Registers the node's counters (updated through `metrics`, which shares its series with
+/// the registered copy) and its scrape-time collector.
+pub fn register<S: SnapshotSource>(
+    registry: &mut Registry,
+    metrics: &IngestMetrics,
+    source: Arc<S>,
+) {
+    // The encoder adds the `_total` suffix to counters.
+    registry.register(
+        "commons_messages_received",
+        "Messages received from peers, by kind and verdict (accept, reject, ignore)",
+        metrics.received.clone(),
+    );
+    registry.register(
+        "commons_duplicates_dropped",
+        "Messages dropped as duplicates before signature verification",
+        metrics.duplicates.clone(),
+    );
+    registry.register_collector(Box::new(NodeCollector { source }));
+    // Every series exists from the first scrape, so rate() and alerts see a 0 before the
+    // first message rather than a missing series.
+    for kind in commons_signaling::MessageKind::ALL {
+        for verdict in ["accept", "reject", "ignore"] {
+            let _ = metrics.received.get_or_create(&ReceivedLabels {
+                kind: kind.name().into(),
+                verdict: verdict.into(),
+            });
+        }
+        let _ = metrics.duplicates.get_or_create(&KindLabels {
+            kind: kind.name().into(),
+        });
+    }
+}
+
+/// Encodes the registry in the OpenMetrics text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry)
+        .expect("writing metrics into a String cannot fail");
+    out
+}
+
+/// The content type of [`encode`]'s output.
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+async fn serve_request(
+    registry: SharedRegistry,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = if request.method() != Method::GET {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "use GET\n".to_string(),
+        )
+    } else if request.uri().path() != "/metrics" {
+        (
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "metrics are served at /metrics\n".to_string(),
+        )
+    } else {
+        let text = encode(&registry.lock().expect("metrics registry lock poisoned"));
+        (StatusCode::OK, CONTENT_TYPE_OPENMETRICS, text)
+    };
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("metrics response is valid")
+}
+
+/// Serves `/metrics` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    registry: SharedRegistry,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::stopped(&mut shutdown) => break,
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(serve_request(registry, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Binds the metrics address, failing with a one-line message.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen for metrics on {addr}: {e} (is another commonsd running? see --metrics-bind)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl SnapshotSource for Fixed {
+        fn snapshot(&self) -> Snapshot {
+            Snapshot {
+                proposals: vec![ProposalMetrics {
+                    id: "ab".into(),
+                    state: "locked".into(),
+                    choices: vec![("support".into(), 1.5, 2), ("override".into(), 0.5, 1)],
+                    override_ratio: 0.25,
+                }],
+                states: vec!["pending".into(), "locked".into()],
+                qualified_nodes: 3,
+                qualified_weight: 2.0,
+                peers: 4,
+                store_bytes: 1000,
+            }
+        }
+    }
+
+    #[test]
+    fn text_format() {
+        let mut registry = Registry::default();
+        let ingest = IngestMetrics::default();
+        register(&mut registry, &ingest, Arc::new(Fixed));
+        ingest.received("signal", "accept");
+        ingest.duplicate("signal");
+        let text = encode(&registry);
+        for line in [
+            "commons_tally_weight{proposal=\"ab\",choice=\"support\"} 1.5",
+            "commons_tally_nodes{proposal=\"ab\",choice=\"override\"} 1",
+            "commons_override_ratio{proposal=\"ab\"} 0.25",
+            "commons_proposal_state{proposal=\"ab\",state=\"locked\"} 1",
+            "commons_proposal_state{proposal=\"ab\",state=\"pending\"} 0",
+            "commons_qualified_nodes 3",
+            "commons_qualified_weight 2.0",
+            "commons_peers 4",
+            "commons_store_bytes 1000",
+            "commons_messages_received_total{kind=\"signal\",verdict=\"accept\"} 1",
+            "commons_duplicates_dropped_total{kind=\"signal\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! JSON-RPC 2.0 over HTTP with cookie authentication.
+//!
+//! The server is a thin layer: it authenticates, parses the envelope and hands each call to
+//! an [`RpcHandler`] (the node implements it), so the methods can be tested without HTTP and
+//! the HTTP handling without a node. Every JSON-RPC response, errors included, is sent with
+//! HTTP 200 so clients read one format; only missing or wrong credentials get a bare 401.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cookie::Cookie;
+
+/// Largest request body accepted: the largest call (a proposal in hex) is a few KiB.
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Invalid JSON was received.
+pub const PARSE_ERROR: i64 = -32700;
+/// The JSON is not a valid request object.
+pub const INVALID_REQUEST: i64 = -32600;
+/// The method does not exist.
+pub const METHOD_NOT_FOUND: i64 = -32601;
+/// Invalid method parameters.
+pub const INVALID_PARAMS: i64 = -32602;
+/// Internal error.
+pub const INTERNAL_ERROR: i64 = -32603;
+/// The object asked for does not exist (an unknown proposal, say).
+pub const NOT_FOUND: i64 = -32001;
+/// The request was understood but refused by the node's rules (an invalid proposal, a
+/// signal on a proposal that is not locked).
+pub const REJECTED: i64 = -32002;
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RpcError {
+    /// The error code.
+    pub code: i64,
+    /// A one-line description for the user.
+    pub message: String,
+    /// Extra structured detail, if any.
+    pub data: Option<Value>,
+}
+
+impl RpcError {
+    /// An error with a code and message.
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    /// Invalid parameters.
+    pub fn invalid_params(message: impl Into<String>) -> Self {
+        Self::new(INVALID_PARAMS, message)
+    }
+
+    /// An internal failure (the store, say); the message is logged and returned.
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %message, "RPC call failed");
+        Self::new(INTERNAL_ERROR, message.to_string())
+    }
+
+    fn to_json(&self) -> Value {
+        let mut e = json!({ "code": self.code, "message": self.message });
+        if let Some(data) = &self.data {
+            e["data"] = data.clone();
+        }
+        e
+    }
+}
+
+/// The parameters of a call, given by name (an object) or by position (an array).
+#[derive(Debug, Clone)]
+pub struct Params(Value);
+
+impl Params {
+    /// Wraps a `params` value (absent means none).
+    pub fn new(value: Value) -> Self {
+        Params(value)
+    }
+
+    /// The raw value.
+    pub fn raw(&self) -> &Value {
+        &self.0
+    }
+
+    /// The parameter `name`, or the one at `position` when given by position.
+    pub fn get(&self, name: &str, position: usize) -> Option<&Value> {
+        match &self.0 {
+            Value::Object(map) => map.get(name),
+            Value::Array(items) => items.get(position),
+            _ => None,
+        }
+        .filter(|v| !v.is_null())
+    }
+
+    /// A required string parameter.
+    pub fn required_str(&self, name: &str, position: usize) -> Result<&str, RpcError> {
+        match self.get(name, position) {
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(RpcError::invalid_params(format!(
+                "`{name}` must be a string, not {other}"
+            ))),
+            None => Err(RpcError::invalid_params(format!(
+                "missing parameter `{name}`"
+            ))),
+        }
+    }
+
+    /// An optional string parameter.
+    pub fn optional_str(&self, name: &str, position: usize) -> Result<Option<&str>, RpcError> {
+        match self.get(name, position) {
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(RpcError::invalid_params(format!(
+                "`{name}` must be a string, not {other}"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    /// Fails when parameters other than `known` were given by name, or more than
+    /// `known.len()` by position, so that a misspelt parameter is not silently ignored.
+    pub fn only(&self, known: &[&str]) -> Result<(), RpcError> {
+        match &self.0 {
+            Value::Null => Ok(()),
+            Value::Object(map) => match map.keys().find(|k| !known.contains(&k.as_str())) {
+                Some(k) => Err(RpcError::invalid_params(format!(
+                    "unknown parameter `{k}` (expected {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))),
+                None => Ok(()),
+            },
+            Value::Array(items) if items.len() <= known.len() => Ok(()),
+            Value::Array(items) => Err(RpcError::invalid_params(format!(
+                "{} parameters given, at most {} expected",
+                items.len(),
+                known.len()
+            ))),
+            other => Err(RpcError::invalid_params(format!(
+                "params must be an object or an array, not {other}"
+            ))),
+        }
+    }
+}
+
+/// A boxed future returned by [`RpcHandler::call`].
+pub type RpcFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, RpcError>> + Send + 'a>>;
+
+/// What the server dispatches calls to.
+pub trait RpcHandler: Send + Sync + 'static {
+    /// Runs `method`; unknown methods return [`METHOD_NOT_FOUND`].
+    fn call<'a>(&'a self, method: &'a str, params: Params) -> RpcFuture<'a>;
+}
+
+/// Handles one parsed JSON value (a request or a batch); `None` when nothing is to be sent
+/// back (only notifications).
+pub async fn handle_json<H: RpcHandler + ?Sized>(handler: &H, body: &[u8]) -> Option<Value> {
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Some(error_response(
+                Value::Null,
+                &RpcError::new(PARSE_ERROR, format!("parse error: {e}")),
+            ));
+        }
+    };
+    match value {
+        Value::Array(items) if items.is_empty() => Some(error_response(
+            Value::Null,
+            &RpcError::new(INVALID_REQUEST, "empty batch"),
+        )),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                if let Some(response) = handle_one(handler, item).await {
+                    out.push(response);
+                }
+            }
+            if out.is_empty() {
+                None
+            } else {
+                Some(Value::Array(out))
+            }
+        }
+        single => handle_one(handler, single).await,
+    }
+}
+
+async fn handle_one<H: RpcHandler + ?Sized>(handler: &H, request: Value) -> Option<Value> {
+    let Value::Object(mut map) = request else {
+        return Some(error_response(
+            Value::Null,
+            &RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
+        ));
+    };
+    // A request without an id is a notification: it runs, but gets no response.
+    let id = map.remove("id");
+    let reply_id = id.clone().unwrap_or(Value::Null);
+    match map.get("jsonrpc") {
+        // Accepting requests without the field keeps JSON-RPC 1.0 clients (bitcoin-cli
+        // style) working.
+        None => {}
+        Some(Value::String(v)) if v == "2.0" => {}
+        Some(_) => {
+            return Some(error_response(
+                reply_id,
+                &RpcError::new(INVALID_REQUEST, "jsonrpc must be \"2.0\""),
+            ));
+        }
+    }
+    if !matches!(
+        id,
+        None | Some(Value::Null | Value::String(_) | Value::Number(_))
+    ) {
+        return Some(error_response(
+            Value::Null,
+            &RpcError::new(INVALID_REQUEST, "id must be a string, number or null"),
+        ));
+    }
+    let Some(Value::String(method)) = map.remove("method") else {
+        return Some(error_response(
+            reply_id,
+            &RpcError::new(INVALID_REQUEST, "method must be a string"),
+        ));
+    };
+    let params = map.remove("params").unwrap_or(Value::Null);
+    if !matches!(params, Value::Null | Value::Object(_) | Value::Array(_)) {
+        return Some(error_response(
+            reply_id,
+            &RpcError::invalid_params("params must be an object or an array"),
+        ));
+    }
+    let result = handler.call(&method, Params::new(params)).await;
+    id.as_ref()?;
+    Some(match result {
+        Ok(value) => json!({ "jsonrpc": "2.0", "result": value, "id": reply_id }),
+        Err(error) => error_response(reply_id, &error),
+    })
+}
+
+fn error_response(id: Value, error: &RpcError) -> Value {
+    json!({ "jsonrpc": "2.0", "error": error.to_json(), "id": id })
+}
+
+fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .expect("static response is valid")
+}
+
+async fn serve_request<H: RpcHandler>(
+    handler: Arc<H>,
+    cookie: Arc<Cookie>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    // Authenticate before looking at anything else, so unauthenticated clients learn
+    // nothing about the server beyond that it wants credentials.
+    if !cookie.check(request.headers().get(AUTHORIZATION).map(|v| v.as_bytes())) {
+        let mut response = text_response(StatusCode::UNAUTHORIZED, "unauthorized\n");
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            "Basic realm=\"commonsd\"".parse().expect("static header"),
+        );
+        return response;
+    }
+    if request.method() != Method::POST {
+        let mut response = text_response(StatusCode::METHOD_NOT_ALLOWED, "use POST\n");
+        response
+            .headers_mut()
+            .insert("allow", "POST".parse().expect("static header"));
+        return response;
+    }
+    if request.uri().path() != "/" {
+        return text_response(StatusCode::NOT_FOUND, "JSON-RPC is served at /\n");
+    }
+    let body = match Limited::new(request.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return text_response(StatusCode::PAYLOAD_TOO_LARGE, "request too large\n"),
+    };
+    match handle_json(handler.as_ref(), &body).await {
+        Some(value) => Response::builder()
+            .status(StatusCode::OK)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(value.to_string() + "\n")))
+            .expect("JSON response is valid"),
+        None => Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Full::new(Bytes::new()))
+            .expect("empty response is valid"),
+    }
+}
+
+/// Serves JSON-RPC on `listener` until `shutdown` turns true; connections in progress then
+/// finish on their own while no new ones are accepted.
+pub async fn serve<H: RpcHandler>(
+    listener: TcpListener,
+    cookie: Arc<Cookie>,
+    handler: Arc<H>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!(error = %e, "RPC accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = crate::stopped(&mut shutdown) => break,
+        };
+        let handler = handler.clone();
+        let cookie = cookie.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let handler = handler.clone();
+                let cookie = cookie.clone();
+                async move { Ok::<_, Infallible>(serve_request(handler, cookie, req).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "RPC connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Binds the RPC address, failing with a one-line message.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen for RPC on {addr}: {e} (is another commonsd running? see --rpc-bind)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl RpcHandler for Echo {
+        fn call<'a>(&'a self, method: &'a str, params: Params) -> RpcFuture<'a> {
+            Box::pin(async move {
+                match method {
+                    "echo" => Ok(params.raw().clone()),
+                    "need" => {
+                        params.only(&["x"])?;
+                        Ok(json!(params.required_str("x", 0)?))
+                    }
+                    _ => Err(RpcError::new(
+                        METHOD_NOT_FOUND,
+                        format!("unknown method {method}"),
+                    )),
+                }
+            })
+        }
+    }
+
+    async fn run(body: &str) -> Option<Value> {
+        handle_json(&Echo, body.as_bytes()).await
+    }
+
+    #[tokio::test]
+    async fn envelope_errors() {
+        let r = run("{nope").await.unwrap();
+        assert_eq!(r["error"]["code"], PARSE_ERROR);
+        assert_eq!(r["id"], Value::Null);
+        let r = run(r#"{"jsonrpc":"2.0","id":1,"method":"what"}"#)
+            .await
+            .unwrap();
+        assert_eq!(r["error"]["code"], METHOD_NOT_FOUND);
+        assert_eq!(r["id"], 1);
+        let r = run(r#"{"jsonrpc":"2.0","id":"a","method":"need","params":{}}"#)
+            .await
+            .unwrap();
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        let r = run(r#"{"jsonrpc":"2.0","id":"a","method":"need","params":{"y":"1"}}"#)
+            .await
+            .unwrap();
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        let r = run(r#"{"jsonrpc":"2.0","id":"a","method":"need","params":3}"#)
+            .await
+            .unwrap();
+        assert_eq!(r["error"]["code"], INVALID_PARAMS);
+        let r = run(r#"{"jsonrpc":"2.0","id":2,"method":"need","params":["v"]}"#)
+            .await
+            .unwrap();
+        assert_eq!(r["result"], "v");
+        let r = run(r#"[1]"#).await.unwrap();
+        assert_eq!(r[0]["error"]["code"], INVALID_REQUEST);
+        let r = run(r#"{"jsonrpc":"1.5","id":3,"method":"echo"}"#)
+            .await
+            .unwrap();
+        assert_eq!(r["error"]["code"], INVALID_REQUEST);
+        let r = run(r#"{"id":3,"method":7}"#).await.unwrap();
+        assert_eq!(r["error"]["code"], INVALID_REQUEST);
+        // A notification gets no answer; a batch answers its requests in order.
+        assert!(run(r#"{"jsonrpc":"2.0","method":"echo"}"#).await.is_none());
+        let r = run(r#"[{"jsonrpc":"2.0","id":1,"method":"echo","params":[1]},{"jsonrpc":"2.0","method":"echo"},{"jsonrpc":"2.0","id":2,"method":"x"}]"#)
+            .await
+            .unwrap();
+        assert_eq!(r.as_array().unwrap().len(), 2);
+        assert_eq!(r[0]["result"], json!([1]));
+        assert_eq!(r[1]["error"]["code"], METHOD_NOT_FOUND);
+    }
+}

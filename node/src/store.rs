@@ -1,0 +1,401 @@
+//! The node's RocksDB store: the source of truth on restart.
+//!
+//! One column family per record kind, each keyed so that the record a node keeps replaces the
+//! one it supersedes:
+//!
+//! | column family | key | value |
+//! |---|---|---|
+//! | `proposals` | proposal id | the signed proposal |
+//! | `signals` | proposal id ‖ signer | the signer's latest signal on that proposal |
+//! | `attestations` | subject ‖ attester | the attester's latest attestation of that subject |
+//! | `presences` | node | the node's latest presence |
+//! | `releases` | bundle id | the signed release bundle |
+//! | `meta` | text key | the node's own bookkeeping (signal sequences, observed uptime) |
+//!
+//! Values are the canonical CBOR of the messages, which were verified before they were
+//! stored; all writes of one ingested message go through one [`Batch`], so a crash (even
+//! `kill -9`) leaves either all or none of them. Writes go to the write-ahead log without an
+//! fsync: that survives a process crash, and only a power loss can lose the last messages,
+//! which peers give back at the next catch-up sync.
+
+use std::path::Path;
+
+use commons_signaling::{
+    Hash32, MessageKind, Presence, Proposal, PublicKey, ReleaseBundle, Signal, UptimeAttestation,
+};
+use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+
+/// Column family names, in the order records are replayed at start: proposals first (signals
+/// refer to them), then attestations and presences (they qualify signers), then signals.
+pub const COLUMN_FAMILIES: [&str; 6] = [
+    "proposals",
+    "attestations",
+    "presences",
+    "signals",
+    "releases",
+    "meta",
+];
+
+const CF_PROPOSALS: &str = "proposals";
+const CF_SIGNALS: &str = "signals";
+const CF_ATTESTATIONS: &str = "attestations";
+const CF_PRESENCES: &str = "presences";
+const CF_RELEASES: &str = "releases";
+const CF_META: &str = "meta";
+
+/// A store failure, with what the node was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("database: {0}")]
+    Db(#[from] rocksdb::Error),
+    /// A stored record does not decode: the database is damaged or from another version.
+    #[error("corrupt record in {cf}: {reason}")]
+    Corrupt {
+        /// The column family.
+        cf: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The RocksDB database of one network's data directory.
+pub struct Store {
+    db: DB,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+/// One write: column family, key, and the value to put (`None` deletes).
+type Op = (&'static str, Vec<u8>, Option<Vec<u8>>);
+
+/// The writes of one ingested message, applied atomically by [`Store::write`].
+#[derive(Default)]
+pub struct Batch {
+    ops: Vec<Op>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Batch({} writes)", self.ops.len())
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Stores a proposal under its id.
+    pub fn put_proposal(&mut self, id: &Hash32, proposal: &Proposal) {
+        self.ops
+            .push((CF_PROPOSALS, id.0.to_vec(), Some(proposal.encode())));
+    }
+
+    /// Stores a signal as its signer's latest on its proposal.
+    pub fn put_signal(&mut self, signal: &Signal) {
+        let key = pair_key(&signal.body.proposal.0, &signal.body.signer.0);
+        self.ops.push((CF_SIGNALS, key, Some(signal.encode())));
+    }
+
+    /// Stores an attestation as its attester's latest about its subject.
+    pub fn put_attestation(&mut self, attestation: &UptimeAttestation) {
+        let key = pair_key(&attestation.body.subject.0, &attestation.body.attester.0);
+        self.ops
+            .push((CF_ATTESTATIONS, key, Some(attestation.encode())));
+    }
+
+    /// Stores a presence as its node's latest.
+    pub fn put_presence(&mut self, presence: &Presence) {
+        self.ops.push((
+            CF_PRESENCES,
+            presence.body.node.0.to_vec(),
+            Some(presence.encode()),
+        ));
+    }
+
+    /// Stores a release bundle under its id.
+    pub fn put_release(&mut self, id: &Hash32, bundle: &ReleaseBundle) {
+        self.ops
+            .push((CF_RELEASES, id.0.to_vec(), Some(bundle.encode())));
+    }
+
+    /// Stores a bookkeeping value.
+    pub fn put_meta(&mut self, key: &str, value: &[u8]) {
+        self.ops
+            .push((CF_META, key.as_bytes().to_vec(), Some(value.to_vec())));
+    }
+
+    /// Deletes a bookkeeping value.
+    pub fn delete_meta(&mut self, key: &str) {
+        self.ops.push((CF_META, key.as_bytes().to_vec(), None));
+    }
+
+    /// Deletes the attestation by `attester` about `subject` (it expired).
+    pub fn delete_attestation(&mut self, subject: &PublicKey, attester: &PublicKey) {
+        self.ops
+            .push((CF_ATTESTATIONS, pair_key(&subject.0, &attester.0), None));
+    }
+}
+
+fn pair_key(a: &[u8; 32], b: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(a);
+    key.extend_from_slice(b);
+    key
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // The records are small and few next to what RocksDB is tuned for; keep its own
+        // logs from piling up in the data directory.
+        options.set_keep_log_file_num(4);
+        let cfs = COLUMN_FAMILIES.iter().map(|name| {
+            let mut cf = Options::default();
+            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf)
+        });
+        let db = DB::open_cf_descriptors(&options, path, cfs)?;
+        Ok(Store { db })
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created at open")
+    }
+
+    /// Applies a batch atomically.
+    pub fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut wb = WriteBatch::default();
+        for (cf, key, value) in &batch.ops {
+            match value {
+                Some(value) => wb.put_cf(self.cf(cf), key, value),
+                None => wb.delete_cf(self.cf(cf), key),
+            }
+        }
+        self.db.write(wb)?;
+        Ok(())
+    }
+
+    /// Writes memtables to SST files, so the next start does not replay the WAL.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let cfs: Vec<&rocksdb::ColumnFamily> = COLUMN_FAMILIES.iter().map(|n| self.cf(n)).collect();
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Approximate bytes the store uses: SST files plus memtables, over all column families.
+    pub fn size_bytes(&self) -> u64 {
+        COLUMN_FAMILIES
+            .iter()
+            .map(|name| {
+                let cf = self.cf(name);
+                [
+                    "rocksdb.total-sst-files-size",
+                    "rocksdb.cur-size-all-mem-tables",
+                ]
+                .iter()
+                .filter_map(|p| self.db.property_int_value_cf(cf, *p).ok().flatten())
+                .sum::<u64>()
+            })
+            .sum()
+    }
+
+    fn get(&self, cf: &'static str, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(cf), key)?)
+    }
+
+    fn decode<T>(
+        cf: &'static str,
+        bytes: &[u8],
+        decode: fn(&[u8]) -> Result<T, commons_signaling::DecodeError>,
+    ) -> Result<T, StoreError> {
+        decode(bytes).map_err(|e| StoreError::Corrupt {
+            cf,
+            reason: e.to_string(),
+        })
+    }
+
+    fn all<T>(
+        &self,
+        cf: &'static str,
+        decode: fn(&[u8]) -> Result<T, commons_signaling::DecodeError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.scan(cf, &[], decode)
+    }
+
+    fn scan<T>(
+        &self,
+        cf: &'static str,
+        prefix: &[u8],
+        decode: fn(&[u8]) -> Result<T, commons_signaling::DecodeError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let mode = IteratorMode::From(prefix, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(Self::decode(cf, &value, decode)?);
+        }
+        Ok(out)
+    }
+
+    /// A proposal by id.
+    pub fn proposal(&self, id: &Hash32) -> Result<Option<Proposal>, StoreError> {
+        self.get(CF_PROPOSALS, &id.0)?
+            .map(|b| Self::decode(CF_PROPOSALS, &b, Proposal::decode))
+            .transpose()
+    }
+
+    /// The latest signal of `signer` on `proposal`.
+    pub fn signal(
+        &self,
+        proposal: &Hash32,
+        signer: &PublicKey,
+    ) -> Result<Option<Signal>, StoreError> {
+        self.get(CF_SIGNALS, &pair_key(&proposal.0, &signer.0))?
+            .map(|b| Self::decode(CF_SIGNALS, &b, Signal::decode))
+            .transpose()
+    }
+
+    /// The latest attestation by `attester` about `subject`.
+    pub fn attestation(
+        &self,
+        subject: &PublicKey,
+        attester: &PublicKey,
+    ) -> Result<Option<UptimeAttestation>, StoreError> {
+        self.get(CF_ATTESTATIONS, &pair_key(&subject.0, &attester.0))?
+            .map(|b| Self::decode(CF_ATTESTATIONS, &b, UptimeAttestation::decode))
+            .transpose()
+    }
+
+    /// The latest presence of `node`.
+    pub fn presence(&self, node: &PublicKey) -> Result<Option<Presence>, StoreError> {
+        self.get(CF_PRESENCES, &node.0)?
+            .map(|b| Self::decode(CF_PRESENCES, &b, Presence::decode))
+            .transpose()
+    }
+
+    /// A release bundle by id.
+    pub fn release(&self, id: &Hash32) -> Result<Option<ReleaseBundle>, StoreError> {
+        self.get(CF_RELEASES, &id.0)?
+            .map(|b| Self::decode(CF_RELEASES, &b, ReleaseBundle::decode))
+            .transpose()
+    }
+
+    /// Every proposal, by id.
+    pub fn proposals(&self) -> Result<Vec<Proposal>, StoreError> {
+        self.all(CF_PROPOSALS, Proposal::decode)
+    }
+
+    /// Every stored signal (the latest per signer and proposal).
+    pub fn signals(&self) -> Result<Vec<Signal>, StoreError> {
+        self.all(CF_SIGNALS, Signal::decode)
+    }
+
+    /// Every stored attestation (the latest per attester and subject).
+    pub fn attestations(&self) -> Result<Vec<UptimeAttestation>, StoreError> {
+        self.all(CF_ATTESTATIONS, UptimeAttestation::decode)
+    }
+
+    /// The stored attestations whose subject is `subject`.
+    pub fn attestations_about(
+        &self,
+        subject: &PublicKey,
+    ) -> Result<Vec<UptimeAttestation>, StoreError> {
+        self.scan(CF_ATTESTATIONS, &subject.0, UptimeAttestation::decode)
+    }
+
+    /// Every stored presence (the latest per node).
+    pub fn presences(&self) -> Result<Vec<Presence>, StoreError> {
+        self.all(CF_PRESENCES, Presence::decode)
+    }
+
+    /// Every release bundle.
+    pub fn releases(&self) -> Result<Vec<ReleaseBundle>, StoreError> {
+        self.all(CF_RELEASES, ReleaseBundle::decode)
+    }
+
+    /// One page of the raw records of a kind, in key order, starting after `after`: at most
+    /// `max_items` records and about `max_bytes` of values (always at least one record, so
+    /// paging makes progress). The flag says whether more records follow.
+    #[allow(clippy::type_complexity)]
+    pub fn page(
+        &self,
+        kind: MessageKind,
+        after: Option<&[u8]>,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<(Vec<u8>, Vec<u8>)>, bool), StoreError> {
+        let cf = match kind {
+            MessageKind::Proposal => CF_PROPOSALS,
+            MessageKind::Signal => CF_SIGNALS,
+            MessageKind::Attestation => CF_ATTESTATIONS,
+            MessageKind::Presence => CF_PRESENCES,
+            MessageKind::Release => CF_RELEASES,
+        };
+        let mode = match after {
+            Some(key) => IteratorMode::From(key, rocksdb::Direction::Forward),
+            None => IteratorMode::Start,
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.db.iterator_cf(self.cf(cf), mode) {
+            let (key, value) = item?;
+            if after.is_some_and(|a| *key == *a) {
+                continue;
+            }
+            if out.len() >= max_items || (!out.is_empty() && bytes + value.len() > max_bytes) {
+                return Ok((out, true));
+            }
+            bytes += value.len();
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok((out, false))
+    }
+
+    /// A bookkeeping value.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(CF_META, key.as_bytes())
+    }
+
+    /// Every bookkeeping value whose key starts with `prefix`, with its key.
+    pub fn meta_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mode = IteratorMode::From(prefix.as_bytes(), rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_META), mode) {
+            let (key, value) = item?;
+            if !key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let key = String::from_utf8(key.to_vec()).map_err(|_| StoreError::Corrupt {
+                cf: CF_META,
+                reason: "key is not UTF-8".into(),
+            })?;
+            out.push((key, value.to_vec()));
+        }
+        Ok(out)
+    }
+}

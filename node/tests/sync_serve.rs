@@ -1,0 +1,180 @@
+//! The sync protocol as served by a node: catch-up pages carry everything in order and feed
+//! another node to the same tally; garbage and misaddressed deliveries count as misbehaviour.
+
+mod common;
+
+use std::sync::Arc;
+
+use commons_node::node::Node;
+use commons_node::rpc::{Params, RpcHandler};
+use commons_node::store::Store;
+use commons_node::sync::{SyncRequest, SyncResponse};
+use commons_p2p::Verdict;
+use commons_signaling::{
+    BoundedBytes, BoundedVec, Choice, MessageKind, NetworkSpec, PROTOCOL_VERSION, PresenceBody,
+    SecretKey, Signed, UptimeAttestation,
+};
+use serde_json::json;
+
+fn node(dir: &std::path::Path, key: SecretKey, t: u64) -> Node {
+    let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    Node::new(
+        NetworkSpec::regtest(),
+        key,
+        store,
+        None,
+        Arc::new(move || t),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn catch_up_reproduces_the_tally() {
+    let spec = NetworkSpec::regtest();
+    let t = 3_000_000;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = node(da.path(), SecretKey::from_seed("a"), t);
+    let b = node(db.path(), SecretKey::from_seed("b"), t);
+    let p = common::proposal(&spec, "sync", t - 10, 100);
+    let id = p.id(&spec.network_id());
+    assert_eq!(
+        a.ingest(MessageKind::Proposal, &p.encode()).await.verdict,
+        Verdict::Accept
+    );
+    let (keys, about) = common::clique(&spec, 4, spec.epoch_at(t));
+    for (i, key) in keys.iter().enumerate().take(3) {
+        let s = common::signal(&spec, key, id, Choice::Override, 1, t - 5, about[i].clone());
+        assert_eq!(
+            a.ingest(MessageKind::Signal, &s.encode()).await.verdict,
+            Verdict::Accept
+        );
+    }
+    // The fourth node only announces itself; its presence must travel too.
+    let presence = |epoch: u64, attestations: Vec<UptimeAttestation>| {
+        let body = PresenceBody {
+            version: PROTOCOL_VERSION,
+            node: keys[3].public_key(),
+            epoch,
+            attestations: BoundedVec::new(attestations).unwrap(),
+        };
+        Signed::sign(body, &keys[3], &spec.network_id())
+    };
+    let own = presence(spec.epoch_at(t), about[3].clone());
+    let outcome = a.ingest(MessageKind::Presence, &own.encode()).await;
+    assert_eq!(outcome.verdict, Verdict::Accept, "{}", outcome.reason);
+    // A presence carrying attestations about someone else is invalid.
+    let hijack = presence(spec.epoch_at(t) + 1, about[2].clone());
+    let outcome = a.ingest(MessageKind::Presence, &hijack.encode()).await;
+    assert_eq!(outcome.verdict, Verdict::Reject, "{}", outcome.reason);
+
+    // B pulls A's pages until the end, through its own ingest pipeline.
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let (bytes, bad) = a
+            .serve_sync(
+                None,
+                &SyncRequest::Catchup {
+                    after: after.take(),
+                }
+                .encode(),
+            )
+            .await;
+        assert!(!bad);
+        let SyncResponse::Batch { items, next } = SyncResponse::decode(&bytes).unwrap() else {
+            panic!("not a batch")
+        };
+        for item in items.iter() {
+            let outcome = b.ingest(item.kind, item.bytes.as_slice()).await;
+            assert_ne!(
+                outcome.verdict,
+                Verdict::Reject,
+                "{:?} {}",
+                item.kind,
+                outcome.reason
+            );
+        }
+        pages += 1;
+        match next {
+            Some(c) => after = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 1);
+    let (ta, tb) = (tally(&a, &id.to_hex()).await, tally(&b, &id.to_hex()).await);
+    assert_eq!(ta, tb);
+    assert_eq!(tb["choices"]["override"]["nodes"], 3);
+    assert_eq!(tb["total_nodes"], 4);
+}
+
+async fn tally(node: &Node, id: &str) -> serde_json::Value {
+    let handler: &dyn RpcHandler = node;
+    handler
+        .call("gettally", Params::new(json!({ "id": id })))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn misbehaviour_is_reported() {
+    let spec = NetworkSpec::regtest();
+    let t = 3_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let me = SecretKey::from_seed("me");
+    let n = node(dir.path(), me.clone(), t);
+    let (_, bad) = n.serve_sync(None, b"garbage").await;
+    assert!(bad);
+
+    let peer = SecretKey::from_seed("peer");
+    let other = SecretKey::from_seed("other");
+    let ip = "127.0.0.5".parse().unwrap();
+    let deliver = |a: commons_signaling::UptimeAttestation| SyncRequest::Deliver {
+        attestations: BoundedVec::new(vec![BoundedBytes::new(a.encode()).unwrap()]).unwrap(),
+    };
+    // Right attester, right subject: accepted.
+    let good = common::attestation(&spec, &peer, &me, ip, spec.epoch_at(t), 1);
+    let (bytes, bad) = n
+        .serve_sync(Some(peer.public_key()), &deliver(good).encode())
+        .await;
+    assert!(!bad);
+    assert_eq!(
+        SyncResponse::decode(&bytes).unwrap(),
+        SyncResponse::Delivered { accepted: 1 }
+    );
+    assert_eq!(n.attestations_about_me(16).len(), 1);
+    // About someone else, or made by someone other than the sender: misbehaviour.
+    let wrong_subject = common::attestation(&spec, &peer, &other, ip, spec.epoch_at(t), 1);
+    assert!(
+        n.serve_sync(Some(peer.public_key()), &deliver(wrong_subject).encode())
+            .await
+            .1
+    );
+    let wrong_sender = common::attestation(&spec, &other, &me, ip, spec.epoch_at(t), 1);
+    assert!(
+        n.serve_sync(Some(peer.public_key()), &deliver(wrong_sender).encode())
+            .await
+            .1
+    );
+    // A bare attestation about another node counts nowhere: its subject must carry it.
+    let bare = common::attestation(&spec, &peer, &other, ip, spec.epoch_at(t), 1);
+    let outcome = n.ingest(MessageKind::Attestation, &bare.encode()).await;
+    assert_eq!(
+        (outcome.verdict, outcome.reason),
+        (Verdict::Ignore, "not_carried_by_subject")
+    );
+    // A bare attestation about another node counts nowhere: its subject must carry it.
+    let bare = common::attestation(&spec, &peer, &other, ip, spec.epoch_at(t), 1);
+    let outcome = n.ingest(MessageKind::Attestation, &bare.encode()).await;
+    assert_eq!(
+        (outcome.verdict, outcome.reason),
+        (Verdict::Ignore, "not_carried_by_subject")
+    );
+    // A forged signature.
+    let mut forged = common::attestation(&spec, &peer, &me, ip, spec.epoch_at(t), 2);
+    forged.signature.0[0] ^= 1;
+    assert!(
+        n.serve_sync(Some(peer.public_key()), &deliver(forged).encode())
+            .await
+            .1
+    );
+}
