@@ -26,6 +26,24 @@ pub struct Cli {
     )]
     pub network: String,
 
+    /// Base data directory of the node to talk to (its cookie is in the network's
+    /// subdirectory, as commonsd lays it out). Default: ~/.commons-signal.
+    #[arg(long, global = true, value_name = "DIR", env = "COMMONS_DATADIR")]
+    pub datadir: Option<PathBuf>,
+
+    /// Address of the node's JSON-RPC server (HOST:PORT). Default: 127.0.0.1 and the
+    /// network's default RPC port.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub rpc_url: Option<String>,
+
+    /// Cookie file to authenticate with, instead of the one in the data directory.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub rpc_cookie: Option<PathBuf>,
+
+    /// Print the node's answer as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -48,6 +66,33 @@ pub enum Command {
     Release(ReleaseCommand),
     /// Print any message file (or detached signature) as JSON.
     Decode(DecodeArgs),
+    /// Show the running node: network, identity, peers, epoch, its own uptime.
+    Getinfo,
+    /// List the node's peers.
+    Peers,
+    /// List the proposals the node knows, with their states.
+    Proposals,
+    /// Show the tally of a proposal.
+    Tally {
+        /// The proposal id (64 hex characters).
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+    /// Show the attested uptime of a node (default: the node itself).
+    Uptime {
+        /// The node's public key (64 hex characters).
+        #[arg(value_name = "KEY")]
+        key: Option<String>,
+    },
+    /// Cast the node's signal on a proposal: support, oppose, override or abstain.
+    Signal {
+        /// The proposal id (64 hex characters).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// What the node says.
+        #[arg(value_name = "CHOICE", value_parser = ["support", "oppose", "override", "abstain"])]
+        choice: String,
+    },
 }
 
 /// `key ...`
@@ -109,6 +154,12 @@ pub enum ProposalCommand {
     },
     /// Check a proposal against the network's rules; exit code 0 only when it is valid.
     Verify {
+        /// The proposal file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Hand a signed proposal to the running node, which checks it, stores it and gossips it.
+    Submit {
         /// The proposal file.
         #[arg(value_name = "FILE")]
         file: PathBuf,

@@ -13,6 +13,8 @@ pub const EXIT_FAILED: u8 = 1;
 /// Exit code of bad arguments and of input that cannot be read, parsed or used. clap exits
 /// with the same code for usage errors.
 pub const EXIT_INPUT: u8 = 2;
+/// Exit code when the node cannot be reached or refuses the credentials.
+pub const EXIT_UNAVAILABLE: u8 = 3;
 
 /// Why a command did not succeed.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub enum CliError {
     Failed(anyhow::Error),
     /// Bad arguments, or input that could not be read, parsed or used (exit code 2).
     Input(anyhow::Error),
+    /// The node is not running, not reachable, or refused the cookie (exit code 3).
+    Unavailable(anyhow::Error),
 }
 
 /// The result of a command or a step of one.
@@ -37,13 +41,14 @@ impl CliError {
         match self {
             CliError::Failed(_) => EXIT_FAILED,
             CliError::Input(_) => EXIT_INPUT,
+            CliError::Unavailable(_) => EXIT_UNAVAILABLE,
         }
     }
 
     /// The error with its context chain.
     pub fn error(&self) -> &anyhow::Error {
         match self {
-            CliError::Failed(e) | CliError::Input(e) => e,
+            CliError::Failed(e) | CliError::Input(e) | CliError::Unavailable(e) => e,
         }
     }
 

@@ -14,6 +14,7 @@ mod commands;
 mod error;
 mod files;
 mod format;
+mod rpc;
 
 use std::process::ExitCode;
 

@@ -100,44 +100,9 @@ impl OneOrMany {
     }
 }
 
-/// The default ports of a network. Each network has its own, so that nodes of several
-/// networks can run on one machine without flags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct DefaultPorts {
-    /// Peer-to-peer TCP port.
-    pub p2p: u16,
-    /// JSON-RPC port.
-    pub rpc: u16,
-    /// Prometheus metrics port.
-    pub metrics: u16,
-}
+pub use commons_signaling::spec::DefaultPorts;
 
-/// The default ports for a network name: mainnet 8733/8732/9733, testnet 18733/..., regtest
-/// 28733/..., any network loaded from a spec file 38733/....
-pub fn default_ports(network: &str) -> DefaultPorts {
-    let offset = match network {
-        "mainnet" => 0,
-        "testnet" => 10_000,
-        "regtest" => 20_000,
-        _ => 30_000,
-    };
-    DefaultPorts {
-        p2p: 8733 + offset,
-        rpc: 8732 + offset,
-        metrics: 9733 + offset,
-    }
-}
-
-/// The data directory of a network inside the base directory: the base itself for mainnet,
-/// else a subdirectory named after the network (spec names are `[a-z0-9-]`, so always a
-/// plain path component).
-pub fn network_dir(base: &Path, network: &str) -> PathBuf {
-    if network == "mainnet" {
-        base.to_path_buf()
-    } else {
-        base.join(network)
-    }
-}
+pub use commons_signaling::spec::{default_ports, network_dir};
 
 /// The default base data directory, `~/.commons-signal`.
 pub fn default_base_dir() -> Result<PathBuf, ConfigError> {

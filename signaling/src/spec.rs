@@ -482,3 +482,42 @@ impl fmt::Display for NetworkSpec {
         write!(f, "{} ({})", self.name, &self.network_id().to_hex()[..16])
     }
 }
+
+/// The ports a node uses unless told otherwise; the CLI finds a local node by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultPorts {
+    /// Peer-to-peer (TCP).
+    pub p2p: u16,
+    /// JSON-RPC on 127.0.0.1.
+    pub rpc: u16,
+    /// Prometheus metrics.
+    pub metrics: u16,
+}
+
+/// The default ports for a network name: mainnet 8733 (p2p), 8732 (RPC) and 9733 (metrics);
+/// testnet 10 000 higher, regtest 20 000 higher, any network loaded from a spec file 30 000
+/// higher, so nodes of different networks can run side by side.
+pub fn default_ports(network: &str) -> DefaultPorts {
+    let offset = match network {
+        "mainnet" => 0,
+        "testnet" => 10_000,
+        "regtest" => 20_000,
+        _ => 30_000,
+    };
+    DefaultPorts {
+        p2p: 8733 + offset,
+        rpc: 8732 + offset,
+        metrics: 9733 + offset,
+    }
+}
+
+/// The data directory of a network inside a base directory: the base itself for mainnet,
+/// else a subdirectory named after the network (spec names are `[a-z0-9-]`, so always one
+/// plain path component), as bitcoind does.
+pub fn network_dir(base: &Path, network: &str) -> std::path::PathBuf {
+    if network == "mainnet" {
+        base.to_path_buf()
+    } else {
+        base.join(network)
+    }
+}

@@ -7,6 +7,7 @@
 mod decode;
 mod key;
 mod network;
+mod online;
 mod proposal;
 mod release;
 
@@ -30,7 +31,25 @@ use crate::error::{CliError, Result, spec_error};
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result {
     let ctx = Context::new(cli.network);
+    let online = || {
+        online::Online::new(
+            &ctx,
+            cli.datadir.as_deref(),
+            cli.rpc_url.as_deref(),
+            cli.rpc_cookie.as_deref(),
+            cli.json,
+        )
+    };
     match cli.command {
+        Command::Getinfo => online()?.getinfo(&ctx),
+        Command::Peers => online()?.peers(&ctx),
+        Command::Proposals => online()?.proposals(&ctx),
+        Command::Tally { id } => online()?.tally(&ctx, &id),
+        Command::Uptime { key } => online()?.uptime(&ctx, key.as_deref()),
+        Command::Signal { id, choice } => online()?.signal(&ctx, &id, &choice),
+        Command::Proposal(ProposalCommand::Submit { file }) => {
+            online()?.submit_proposal(&ctx, &file)
+        }
         Command::Key(KeyCommand::Generate { out }) => key::generate(&ctx, &out),
         Command::Key(KeyCommand::Show { file }) => key::show(&ctx, &file),
         Command::Network(NetworkCommand::Init(args)) => network::init(&ctx, &args),
