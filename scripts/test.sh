@@ -11,5 +11,5 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/commons-signal/target}
 mkdir -p "$CARGO_TARGET_DIR"
 
 # End-to-end tests start the daemon and the CLI as real processes: build them first.
-cargo build --workspace --bins --locked
+cargo build --workspace --bins --tests --locked
 cargo test --workspace --locked "$@"
