@@ -275,6 +275,60 @@ pub fn encode(registry: &Registry) -> String {
 pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of [`to_classic_text`]'s output.
+pub const CONTENT_TYPE_CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites OpenMetrics text into the classic Prometheus text format (version 0.0.4), for
+/// scrapers and tools that do not ask for OpenMetrics (promtool, older servers, curl). The
+/// formats differ in what matters here: a counter's HELP and TYPE name its `_total` samples,
+/// `info` metrics are gauges named `_info`, and there are no `# UNIT` or `# EOF` lines.
+pub fn to_classic_text(openmetrics: &str) -> String {
+    let mut renamed = std::collections::HashMap::new();
+    for line in openmetrics.lines() {
+        let mut parts = line.splitn(4, ' ');
+        if let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            match kind {
+                "counter" => renamed.insert(name.to_string(), (format!("{name}_total"), "counter")),
+                "info" => renamed.insert(name.to_string(), (format!("{name}_info"), "gauge")),
+                "unknown" => renamed.insert(name.to_string(), (name.to_string(), "untyped")),
+                _ => None,
+            };
+        }
+    }
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let mut parts = line.splitn(4, ' ');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some("#"), Some("HELP"), Some(name), rest) if renamed.contains_key(name) => {
+                out.push_str(&format!(
+                    "# HELP {} {}",
+                    renamed[name].0,
+                    rest.unwrap_or("")
+                ));
+            }
+            (Some("#"), Some("TYPE"), Some(name), Some(_)) if renamed.contains_key(name) => {
+                let (new_name, kind) = &renamed[name];
+                out.push_str(&format!("# TYPE {new_name} {kind}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether a scraper's `Accept` header asks for OpenMetrics.
+fn wants_openmetrics(accept: Option<&hyper::header::HeaderValue>) -> bool {
+    accept
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"))
+}
+
 async fn serve_request(
     registry: SharedRegistry,
     request: Request<Incoming>,
@@ -293,7 +347,11 @@ async fn serve_request(
         )
     } else {
         let text = encode(&registry.lock().expect("metrics registry lock poisoned"));
-        (StatusCode::OK, CONTENT_TYPE_OPENMETRICS, text)
+        if wants_openmetrics(request.headers().get(hyper::header::ACCEPT)) {
+            (StatusCode::OK, CONTENT_TYPE_OPENMETRICS, text)
+        } else {
+            (StatusCode::OK, CONTENT_TYPE_CLASSIC, to_classic_text(&text))
+        }
     };
     Response::builder()
         .status(status)
@@ -343,6 +401,25 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classic_text_names_counters_by_their_samples() {
+        let open = "# HELP x_messages Messages.\n# TYPE x_messages counter\nx_messages_total{kind=\"a\"} 3\n\
+                    # HELP x_store Store size.\n# TYPE x_store gauge\n# UNIT x_store bytes\nx_store_bytes 7\n\
+                    # HELP x_build Build.\n# TYPE x_build info\nx_build_info{v=\"1\"} 1\n# EOF\n";
+        let classic = to_classic_text(open);
+        assert_eq!(
+            classic,
+            "# HELP x_messages_total Messages.\n# TYPE x_messages_total counter\nx_messages_total{kind=\"a\"} 3\n\
+             # HELP x_store Store size.\n# TYPE x_store gauge\nx_store_bytes 7\n\
+             # HELP x_build_info Build.\n# TYPE x_build_info gauge\nx_build_info{v=\"1\"} 1\n"
+        );
+        let accept = hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+        );
+        assert!(wants_openmetrics(Some(&accept)));
+        assert!(!wants_openmetrics(None));
+    }
 
     struct Fixed;
     impl SnapshotSource for Fixed {

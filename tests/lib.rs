@@ -1,0 +1,496 @@
+//! Harness of the end-to-end tests: real `commonsd` processes on loopback addresses
+//! (127.0.0.x), talked to as users do, over cookie-authenticated JSON-RPC, `/metrics` and
+//! `commons-cli`.
+//!
+//! Every wait is bounded ([`wait_until`]), and every daemon a [`TestNode`] starts is killed
+//! when the node is dropped, also when a test panics. The binaries are taken from the
+//! target directory the test executable was built into (`cargo build --workspace --bins`
+//! builds them; `scripts/test.sh` does so before `cargo test`).
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, anyhow, bail};
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// The environment variables `commonsd` reads; cleared so the caller's shell cannot change
+/// what a test runs.
+const DAEMON_ENV: [&str; 6] = [
+    "COMMONS_DATADIR",
+    "COMMONS_NETWORK",
+    "COMMONS_LISTEN",
+    "COMMONS_BOOTSTRAP",
+    "COMMONS_RPC_BIND",
+    "COMMONS_METRICS_BIND",
+];
+
+/// How long a daemon may take to start or to stop.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Tells the person running `cargo test` which scenario runs, past the test harness's
+/// output capture (which only takes `print!` and `eprint!`).
+pub fn scenario(text: &str) {
+    let line = format!("commons-e2e: {text}\n");
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// The directory holding `commonsd` and `commons-cli`: the target directory's profile
+/// directory that this test executable (`<target>/<profile>/deps/<test>`) was built in,
+/// else `$CARGO_TARGET_DIR/debug`.
+pub fn bin_dir() -> PathBuf {
+    let from_exe = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(Path::to_path_buf));
+    let candidates = from_exe
+        .into_iter()
+        .chain(std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("debug")));
+    for dir in candidates {
+        if dir.join("commonsd").is_file() && dir.join("commons-cli").is_file() {
+            return dir;
+        }
+    }
+    panic!(
+        "commonsd and commons-cli not found next to the test executable: run `cargo build --workspace --bins` first"
+    );
+}
+
+/// The path of one of the workspace's binaries.
+pub fn binary(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Unix seconds now.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// Calls `check` every 250 ms until it returns `Ok`, and panics after `timeout` with `what`
+/// and the last reason `check` gave for not being done.
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(reason) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out after {timeout:?} waiting for {what}: {reason}"
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The answer to one HTTP request.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The body as text.
+    pub body: String,
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`), with timeouts.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &str,
+) -> anyhow::Result<HttpResponse> {
+    let timeout = Duration::from_secs(30);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(auth) = authorization {
+        request.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("no HTTP header in {text:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("no HTTP status in {head:?}"))?;
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_string()
+    };
+    Ok(HttpResponse { status, body })
+}
+
+fn dechunk(mut rest: &str) -> anyhow::Result<String> {
+    let mut out = String::new();
+    loop {
+        let (size, after) = rest
+            .split_once("\r\n")
+            .ok_or_else(|| anyhow!("bad chunk"))?;
+        let size = usize::from_str_radix(size.trim(), 16)?;
+        if size == 0 {
+            return Ok(out);
+        }
+        out.push_str(after.get(..size).ok_or_else(|| anyhow!("short chunk"))?);
+        rest = after
+            .get(size + 2..)
+            .ok_or_else(|| anyhow!("short chunk"))?;
+    }
+}
+
+/// The `Authorization` header value for cookie credentials (`__cookie__:<hex>`).
+pub fn basic_auth(credentials: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials.trim())
+    )
+}
+
+/// How to start one node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    /// The loopback address it listens on (also for RPC and metrics) and dials from.
+    pub ip: String,
+    /// Peers to dial at start (multiaddrs with `/p2p/<id>`).
+    pub bootstrap: Vec<String>,
+}
+
+/// A `commonsd` process on a data directory of its own. Killed when dropped.
+pub struct TestNode {
+    /// A short name for messages.
+    pub name: String,
+    /// The listen IP.
+    pub ip: String,
+    /// The base data directory (`--datadir`).
+    pub base: PathBuf,
+    bootstrap: Vec<String>,
+    /// The peer-to-peer port, fixed after the first start so restarts keep the address.
+    p2p_port: u16,
+    child: Option<Child>,
+    /// JSON-RPC address of the running process.
+    pub rpc_addr: SocketAddr,
+    /// Metrics address of the running process.
+    pub metrics_addr: SocketAddr,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for TestNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestNode")
+            .field("name", &self.name)
+            .field("ip", &self.ip)
+            .field("rpc", &self.rpc_addr)
+            .finish()
+    }
+}
+
+impl TestNode {
+    /// Starts a node in a fresh temporary data directory and waits until its RPC answers.
+    pub fn start(name: &str, spec: NodeSpec) -> anyhow::Result<TestNode> {
+        let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
+        let mut node = TestNode {
+            name: name.to_string(),
+            ip: spec.ip,
+            base: dir.path().to_path_buf(),
+            bootstrap: spec.bootstrap,
+            p2p_port: 0,
+            child: None,
+            rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            _dir: Some(dir),
+        };
+        node.launch()?;
+        Ok(node)
+    }
+
+    /// The network's data directory (key, database, cookie).
+    pub fn datadir(&self) -> PathBuf {
+        self.base.join("regtest")
+    }
+
+    /// The daemon's log (stderr of every run).
+    pub fn log_path(&self) -> PathBuf {
+        self.base.join("commonsd.log")
+    }
+
+    /// The last lines of the log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Whether the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    fn launch(&mut self) -> anyhow::Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut cmd = Command::new(binary("commonsd"));
+        for var in DAEMON_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.arg("--datadir")
+            .arg(&self.base)
+            .args(["--network", "regtest"])
+            .arg("--listen")
+            .arg(format!("/ip4/{}/tcp/{}", self.ip, self.p2p_port))
+            .arg("--rpc-bind")
+            .arg(format!("{}:0", self.ip))
+            .arg("--metrics-bind")
+            .arg(format!("{}:0", self.ip));
+        for peer in &self.bootstrap {
+            cmd.arg("--bootstrap").arg(peer);
+        }
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("COMMONS_E2E_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log));
+        let mut child = cmd.spawn().context("cannot start commonsd")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.child = Some(child);
+
+        // The daemon prints one line with its addresses; the rest of stdout is drained so a
+        // full pipe never blocks it.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("commonsd is running") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let line = loop {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                break line;
+            }
+            if !self.is_running() {
+                bail!(
+                    "{}: commonsd exited at start:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: commonsd did not start in {START_TIMEOUT:?}:\n{}",
+                    self.name,
+                    self.log_tail(20)
+                );
+            }
+        };
+        self.rpc_addr = address_after(&line, "JSON-RPC at http://")?;
+        self.metrics_addr = address_after(&line, "metrics at http://")?;
+        let info = self.rpc("getinfo", Value::Null)?;
+        if self.p2p_port == 0 {
+            let listen = info["listen"].as_array().cloned().unwrap_or_default();
+            self.p2p_port = listen
+                .iter()
+                .filter_map(Value::as_str)
+                .find_map(|a| {
+                    a.rsplit_once("/tcp/")
+                        .and_then(|(_, p)| p.split('/').next()?.parse().ok())
+                })
+                .ok_or_else(|| anyhow!("{}: no listen address in {info}", self.name))?;
+        }
+        Ok(())
+    }
+
+    /// The multiaddr peers dial this node at.
+    pub fn multiaddr(&self) -> anyhow::Result<String> {
+        let info = self.rpc("getinfo", Value::Null)?;
+        let id = info["peer_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no peer_id in {info}"))?;
+        Ok(format!("/ip4/{}/tcp/{}/p2p/{id}", self.ip, self.p2p_port))
+    }
+
+    /// The cookie credentials of the running process.
+    pub fn cookie(&self) -> anyhow::Result<String> {
+        let path = self.datadir().join(".cookie");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(text.trim().to_string())
+    }
+
+    /// A JSON-RPC call with the cookie; the `result`, or the `error` as an error.
+    pub fn rpc(&self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let auth = basic_auth(&self.cookie()?);
+        let body =
+            json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }).to_string();
+        let response = http(self.rpc_addr, "POST", "/", Some(&auth), &body)?;
+        if response.status != 200 {
+            bail!(
+                "{}: {method}: HTTP {}: {}",
+                self.name,
+                response.status,
+                response.body
+            );
+        }
+        let value: Value = serde_json::from_str(&response.body)
+            .with_context(|| format!("{}: {method}: not JSON: {}", self.name, response.body))?;
+        if let Some(error) = value.get("error") {
+            bail!("{}: {method}: {error}", self.name);
+        }
+        Ok(value["result"].clone())
+    }
+
+    /// Runs `commons-cli --datadir <base> --rpc-url <rpc> ARGS` against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let base = self
+            .base
+            .to_str()
+            .expect("temporary paths are UTF-8")
+            .to_string();
+        let rpc = self.rpc_addr.to_string();
+        let mut all = vec![
+            "--network",
+            "regtest",
+            "--datadir",
+            &base,
+            "--rpc-url",
+            &rpc,
+        ];
+        all.extend_from_slice(args);
+        cli(&all)
+    }
+
+    /// [`TestNode::cli`] that must succeed; its standard output.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{}: commons-cli {args:?} failed ({}):\n{}{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        let response = http(self.metrics_addr, "GET", "/metrics", None, "")?;
+        if response.status != 200 {
+            bail!("{}: /metrics: HTTP {}", self.name, response.status);
+        }
+        Ok(response.body)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit.
+    pub fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("{}: not running", self.name)
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "{}: commonsd did not stop on SIGTERM in {START_TIMEOUT:?}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Kills the process with SIGKILL (`kill -9`), with no chance to flush or clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the process again on the same data directory and addresses.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            bail!("{}: still running", self.name);
+        }
+        self.launch()
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Runs `commons-cli` with `args` (bounded by a deadline) and returns its output.
+pub fn cli(args: &[&str]) -> Output {
+    let mut child = Command::new(binary("commons-cli"))
+        .env_remove("COMMONS_DATADIR")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("commons-cli starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait for commons-cli").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("commons-cli output")
+}
+
+fn address_after(line: &str, marker: &str) -> anyhow::Result<SocketAddr> {
+    let rest = line
+        .split_once(marker)
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("no {marker:?} in {line:?}"))?;
+    let end = rest.find([' ', '/']).unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .with_context(|| format!("bad address in {line:?}"))
+}
