@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMMONS_SKIP_PROMETHEUS=1 scripts/setup.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/commons-signal/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/commons-signal/target}"
 cargo build --locked --bin commonsd --bin commons-cli
 datadir="${COMMONS_DATADIR:-$PWD/regtest-node}"
 mkdir -p "$datadir"

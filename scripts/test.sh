@@ -7,7 +7,7 @@ scripts/setup.sh
 
 # Reuse a build directory outside the clone, so a fresh clone does not rebuild libp2p and
 # RocksDB from nothing (about 9 minutes on 2 cores).
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/commons-signal/target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/commons-signal/target}"
 mkdir -p "$CARGO_TARGET_DIR"
 
 # End-to-end tests start the daemon and the CLI as real processes: build them first.
