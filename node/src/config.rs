@@ -228,16 +228,18 @@ impl Config {
     /// `rpc_addr` is where the server actually listens (the kernel picks the port when the
     /// configured one is 0).
     pub fn cli_hint(&self, rpc_addr: SocketAddr) -> String {
-        let mut cmd = format!("commons-cli --datadir {}", self.base_dir.display());
-        if self.spec.name != "mainnet" {
-            cmd.push_str(&format!(" --network {}", self.network_arg));
-        }
+        // The CLI's own default network is regtest, so the network is always spelled out.
+        let mut cmd = format!(
+            "commons-cli --datadir {} --network {}",
+            self.base_dir.display(),
+            self.network_arg
+        );
         let default = SocketAddr::new(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             default_ports(&self.spec.name).rpc,
         );
         if rpc_addr != default {
-            cmd.push_str(&format!(" --rpc {rpc_addr}"));
+            cmd.push_str(&format!(" --rpc-url {rpc_addr}"));
         }
         cmd.push_str(" getinfo");
         cmd
@@ -326,7 +328,7 @@ mod tests {
         assert!(!c.cli_hint(c.rpc_bind).contains("--rpc"));
         assert!(
             c.cli_hint("127.0.0.1:5".parse().unwrap())
-                .contains("--rpc 127.0.0.1:5")
+                .contains("--rpc-url 127.0.0.1:5")
         );
     }
 
