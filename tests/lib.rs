@@ -494,3 +494,44 @@ fn address_after(line: &str, marker: &str) -> anyhow::Result<SocketAddr> {
         .parse()
         .with_context(|| format!("bad address in {line:?}"))
 }
+
+/// A tier-1 regtest proposal locked over `[lock_start, lock_end)`, signed by the first
+/// `signers` well-known regtest maintainer keys: its id (hex) and canonical bytes.
+pub fn regtest_proposal(
+    title: &str,
+    lock_start: u64,
+    lock_end: u64,
+    signers: usize,
+) -> (String, Vec<u8>) {
+    use commons_signaling::spec::regtest_maintainer_key;
+    use commons_signaling::{BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody};
+    let network = NetworkSpec::regtest().network_id();
+    let mut proposal = Proposal::new(ProposalBody {
+        version: PROTOCOL_VERSION,
+        tier: 1,
+        title: BoundedString::new(title).expect("a short title"),
+        reference: BoundedString::new("https://example.invalid/commons-signal/pull/1")
+            .expect("a short reference"),
+        lock_start,
+        lock_end,
+    });
+    for i in 0..signers {
+        proposal
+            .add_signature(&regtest_maintainer_key(i), &network)
+            .expect("room for the signatures");
+    }
+    (proposal.id(&network).to_hex(), proposal.encode())
+}
+
+/// The parts of a `gettally` answer that every node must agree on.
+pub fn tally_essence(tally: &Value) -> Value {
+    json!({
+        "choices": tally["choices"],
+        "total_nodes": tally["total_nodes"],
+        "total_weight": tally["total_weight"],
+        "state": tally["state"],
+        "override_met": tally["override_met"],
+        "signers": tally["signers"],
+        "uncounted_signers": tally["uncounted_signers"],
+    })
+}

@@ -18,9 +18,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use commons_e2e::{NodeSpec, TestNode, now, scenario, wait_until};
-use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody};
+use commons_e2e::{NodeSpec, TestNode, now, regtest_proposal, scenario, tally_essence, wait_until};
 use serde_json::{Value, json};
 
 /// The nodes' addresses. Regtest netgroups are IPv4 /30s: .16/.17 share one, .20 (twice),
@@ -39,22 +37,9 @@ const SHARED: [usize; 2] = [2, 3];
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// A tier-1 regtest proposal signed by maintainers 0, 1 and 2 of the well-known keys.
 fn proposal(title: &str, lock_start: u64, lock_end: u64) -> (String, String) {
-    let spec = NetworkSpec::regtest();
-    let mut p = Proposal::new(ProposalBody {
-        version: PROTOCOL_VERSION,
-        tier: 1,
-        title: BoundedString::new(title).unwrap(),
-        reference: BoundedString::new("https://example.invalid/commons-signal/pull/1").unwrap(),
-        lock_start,
-        lock_end,
-    });
-    let id = spec.network_id();
-    for i in 0..3 {
-        p.add_signature(&regtest_maintainer_key(i), &id).unwrap();
-    }
-    (p.id(&id).to_hex(), hex::encode(p.encode()))
+    let (id, bytes) = regtest_proposal(title, lock_start, lock_end, 3);
+    (id, hex::encode(bytes))
 }
 
 fn netgroup(ip: &str) -> u8 {
@@ -118,19 +103,6 @@ fn matches(tally: &Value, want: &(BTreeMap<String, (f64, u64)>, f64, u64)) -> Re
     Ok(())
 }
 
-/// The parts of a tally that every node must agree on.
-fn essence(tally: &Value) -> Value {
-    json!({
-        "choices": tally["choices"],
-        "total_nodes": tally["total_nodes"],
-        "total_weight": tally["total_weight"],
-        "state": tally["state"],
-        "override_met": tally["override_met"],
-        "signers": tally["signers"],
-        "uncounted_signers": tally["uncounted_signers"],
-    })
-}
-
 /// Waits until every node's tally of `id` is the expected one, in `state`, and all agree.
 fn wait_for_tally(
     nodes: &[TestNode],
@@ -151,7 +123,7 @@ fn wait_for_tally(
                 if t["state"] != state {
                     return Err(format!("{}: state {} (want {state})", n.name, t["state"]));
                 }
-                let e = essence(&t);
+                let e = tally_essence(&t);
                 match &first {
                     None => first = Some(e),
                     Some(f) if *f != e => return Err(format!("{} disagrees: {e} vs {f}", n.name)),
@@ -317,13 +289,13 @@ fn seven_nodes_tally_override_restart_metrics() {
     let victim = 1;
     let before: Vec<Value> = [&p1, &p3]
         .iter()
-        .map(|id| essence(&nodes[victim].rpc("gettally", json!({ "id": id })).unwrap()))
+        .map(|id| tally_essence(&nodes[victim].rpc("gettally", json!({ "id": id })).unwrap()))
         .collect();
     nodes[victim].kill9();
     nodes[victim].restart().unwrap_or_else(|e| panic!("{e}"));
     let after: Vec<Value> = [&p1, &p3]
         .iter()
-        .map(|id| essence(&nodes[victim].rpc("gettally", json!({ "id": id })).unwrap()))
+        .map(|id| tally_essence(&nodes[victim].rpc("gettally", json!({ "id": id })).unwrap()))
         .collect();
     assert_eq!(before, after, "tallies after kill -9 and restart");
     wait_until(WAIT, "the restarted node reconnected", || {

@@ -1,0 +1,712 @@
+//! Daemon benchmark: real release `commonsd` processes on loopback (127.0.0.80-127), as the
+//! daemon issue asks:
+//!
+//! 1. propagation: time for a signal cast with RPC `signal` on one node of a 20-node network
+//!    to show in the `gettally` signer count of every other node (p50 and p99);
+//! 2. ingest: signals per second one node takes in; 100,000 pre-signed signals from 100,000
+//!    keys are served to it over the catch-up sync protocol by an in-process libp2p peer
+//!    (gossip from one peer is capped at 50/s, burst 200, by the default per-peer rate limit,
+//!    so sync is the fastest path a node accepts); and, through gossip, a burst of 5,000
+//!    signals from 25 publishing peers (200 each, within the per-peer burst);
+//! 3. resident memory (VmRSS) of one node idle and holding 100,000 signals;
+//! 4. restart time with 100,000 signals stored: SIGTERM, start again, until RPC answers
+//!    with the full tally.
+//!
+//! Run with `cargo bench -p commons-e2e --bench daemon` (it needs `commonsd` and
+//! `commons-cli` built with `--release` in the same target directory). Without `--bench`
+//! (as under `cargo test --all-targets`) or with `--quick` it only checks that it can
+//! build its messages. `COMMONS_BENCH_SIGNALS`, `COMMONS_BENCH_NODES` and
+//! `COMMONS_BENCH_CASTS` change the sizes; `COMMONS_BENCH_ONLY=gossip,load,propagation`
+//! picks phases. Every daemon is killed when dropped and every wait
+//! is bounded.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use commons_e2e::{NodeSpec, TestNode, now};
+use commons_node::sync::{SyncCursor, SyncItem, SyncRequest, SyncResponse};
+use commons_p2p::{
+    P2pConfig, P2pError, P2pEvent, P2pHandle, P2pNode, RateLimit, TopicKind, Verdict,
+};
+use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::{
+    BoundedBytes, BoundedString, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec,
+    PROTOCOL_VERSION, Proposal, ProposalBody, SecretKey, Signal, SignalBody, Signed,
+};
+use serde_json::{Value, json};
+
+/// Signals on the signal items of one catch-up page (the node's own page limit).
+const PAGE_ITEMS: usize = 4000;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A tier-1 regtest proposal signed by maintainers 0-2; its id and bytes.
+fn proposal(title: &str) -> (Hash32, Vec<u8>) {
+    let spec = NetworkSpec::regtest();
+    let t = now();
+    let mut p = Proposal::new(ProposalBody {
+        version: PROTOCOL_VERSION,
+        tier: 1,
+        title: BoundedString::new(title).expect("short title"),
+        reference: BoundedString::new("https://example.invalid/commons-signal/bench")
+            .expect("short reference"),
+        lock_start: t - 1,
+        lock_end: t + 3600,
+    });
+    let id = spec.network_id();
+    for i in 0..3 {
+        p.add_signature(&regtest_maintainer_key(i), &id)
+            .expect("maintainer signs");
+    }
+    (p.id(&id), p.encode())
+}
+
+/// `count` signals on `proposal`, each from its own key, signed on all cores.
+fn signals(proposal: Hash32, count: usize, seed: &str) -> Vec<Vec<u8>> {
+    let network = NetworkSpec::regtest().network_id();
+    let time = now();
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = count.div_ceil(threads).max(1);
+    let ranges: Vec<(usize, usize)> = (0..count)
+        .step_by(chunk)
+        .map(|s| (s, (s + chunk).min(count)))
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|&(start, end)| {
+                scope.spawn(move || {
+                    (start..end)
+                        .map(|i| {
+                            let key = SecretKey::from_seed(&format!("{seed} {i}"));
+                            let body = SignalBody {
+                                version: PROTOCOL_VERSION,
+                                proposal,
+                                choice: [Choice::Support, Choice::Oppose, Choice::Override][i % 3],
+                                sequence: 1,
+                                time,
+                                signer: key.public_key(),
+                                attestations: BoundedVec::new(Vec::new()).expect("empty fits"),
+                            };
+                            let signal: Signal = Signed::sign(body, &key, &network);
+                            signal.encode()
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("signing thread"))
+            .collect()
+    })
+}
+
+/// Catch-up pages: the proposal first, then the signals; page `i` carries cursor `i + 1`.
+fn pages(proposal: &[u8], signals: &[Vec<u8>]) -> anyhow::Result<Vec<Vec<u8>>> {
+    let item = |kind, bytes: &[u8]| -> anyhow::Result<SyncItem> {
+        Ok(SyncItem {
+            kind,
+            bytes: BoundedBytes::new(bytes.to_vec()).map_err(|e| anyhow!("{e:?}"))?,
+        })
+    };
+    let mut out = Vec::new();
+    let mut items = vec![item(MessageKind::Proposal, proposal)?];
+    let chunks: Vec<&[Vec<u8>]> = signals.chunks(PAGE_ITEMS).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        for s in chunk.iter() {
+            items.push(item(MessageKind::Signal, s)?);
+        }
+        let next = (i + 1 < chunks.len()).then(|| SyncCursor {
+            table: 2,
+            key: BoundedBytes::new(((i + 1) as u64).to_be_bytes().to_vec()).expect("8 bytes"),
+        });
+        let batch = SyncResponse::Batch {
+            items: BoundedVec::new(std::mem::take(&mut items)).map_err(|e| anyhow!("{e:?}"))?,
+            next,
+        };
+        out.push(batch.encode());
+    }
+    if out.is_empty() {
+        out.push(
+            SyncResponse::Batch {
+                items: BoundedVec::new(items).map_err(|e| anyhow!("{e:?}"))?,
+                next: None,
+            }
+            .encode(),
+        );
+    }
+    Ok(out)
+}
+
+/// The page a catch-up request asks for.
+fn page_index(request: &[u8]) -> Option<usize> {
+    match SyncRequest::decode(request).ok()? {
+        SyncRequest::Catchup { after: None } => Some(0),
+        SyncRequest::Catchup { after: Some(c) } => {
+            let bytes: [u8; 8] = c.key.as_slice().try_into().ok()?;
+            Some(u64::from_be_bytes(bytes) as usize)
+        }
+        SyncRequest::Deliver { .. } => None,
+    }
+}
+
+/// An in-process libp2p peer that serves `pages` to whoever asks for catch-up.
+struct Feeder {
+    handle: P2pHandle,
+    first_request: Arc<AtomicU64>,
+    started: Instant,
+}
+
+impl Feeder {
+    fn spawn(
+        ip: Ipv4Addr,
+        bootstrap: &str,
+        pages: Vec<Vec<u8>>,
+        seed: &str,
+    ) -> anyhow::Result<Feeder> {
+        let mut config = P2pConfig::new("regtest");
+        config.listen_addrs = vec![format!("/ip4/{ip}/tcp/0").parse()?];
+        config.bootstrap = vec![bootstrap.parse()?];
+        config.outbound_source_ip = Some(IpAddr::V4(ip));
+        config.discovery = false;
+        config.ip_colocation_threshold = 1_000;
+        let high = RateLimit::new(100_000, 100_000);
+        config.rate_limits.requests_per_peer = high;
+        config.rate_limits.requests_per_ip = high;
+        config.rate_limits.gossip_per_peer = high;
+        config.rate_limits.gossip_per_ip = high;
+        config.request_timeout = Duration::from_secs(120);
+        let secret = SecretKey::from_seed(seed).secret_bytes();
+        let keypair = commons_p2p::keypair_from_secret(&secret)?;
+        let mut registry = commons_p2p::prometheus_client::registry::Registry::default();
+        let (handle, mut events, _task) = P2pNode::spawn(config, keypair, &mut registry)?;
+        let first_request = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let (net, first) = (handle.clone(), first_request.clone());
+        let pages = Arc::new(pages);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                match event {
+                    P2pEvent::InboundSync {
+                        request, channel, ..
+                    } => {
+                        let index = page_index(&request);
+                        if index == Some(0) {
+                            let _ = first.compare_exchange(
+                                0,
+                                started.elapsed().as_micros() as u64 + 1,
+                                Ordering::SeqCst,
+                                Ordering::SeqCst,
+                            );
+                        }
+                        let response = match index.and_then(|i| pages.get(i)) {
+                            Some(page) => page.clone(),
+                            None => SyncResponse::refused("not served").encode(),
+                        };
+                        let _ = net.respond(channel, response).await;
+                    }
+                    P2pEvent::Message {
+                        message_id,
+                        propagation_source,
+                        ..
+                    } => {
+                        let _ = net
+                            .report_validation(message_id, propagation_source, Verdict::Ignore)
+                            .await;
+                    }
+                    _ => {}
+                }
+            }
+        });
+        Ok(Feeder {
+            handle,
+            first_request,
+            started,
+        })
+    }
+
+    /// When the node first asked for catch-up.
+    fn first_request(&self) -> Option<Instant> {
+        match self.first_request.load(Ordering::SeqCst) {
+            0 => None,
+            us => Some(self.started + Duration::from_micros(us - 1)),
+        }
+    }
+}
+
+/// Polls `check` every `every` until it gives `Some`, for at most `timeout`.
+fn poll<T>(
+    timeout: Duration,
+    every: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(every);
+    }
+}
+
+fn signers(node: &TestNode, id: &Hash32) -> Option<u64> {
+    node.rpc("gettally", json!({ "id": id.to_hex() }))
+        .ok()?
+        .get("signers")?
+        .as_u64()
+}
+
+/// VmRSS of the process listening on the node's RPC port, in MiB.
+fn rss_mib(node: &TestNode) -> anyhow::Result<f64> {
+    let pid = node
+        .pid()
+        .ok_or_else(|| anyhow!("{} is not running", node.name))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+    Ok(kib / 1024.0)
+}
+
+/// The process id of a running node.
+trait Pid {
+    fn pid(&self) -> Option<u32>;
+}
+
+impl Pid for TestNode {
+    fn pid(&self) -> Option<u32> {
+        // TestNode keeps its child private: find the daemon by its data directory.
+        let base = self.base.to_str()?.to_string();
+        std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+            let entry = entry.ok()?;
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_daemon = args.first().is_some_and(|a| a.ends_with(b"commonsd"));
+            (is_daemon && args.contains(&base.as_bytes())).then_some(pid)
+        })
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Table rows: figure -> value.
+type Rows = BTreeMap<String, String>;
+
+/// Figures 2, 3 and 4 on one node (127.0.0.100) fed by a peer on 127.0.0.101.
+fn stored_load(rows: &mut Rows, count: usize) -> anyhow::Result<()> {
+    let mut node = TestNode::start(
+        "load",
+        NodeSpec {
+            ip: "127.0.0.100".into(),
+            bootstrap: vec![],
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(5));
+    rows.insert(
+        "3a. VmRSS, idle node (no peers, 5 s after start)".into(),
+        format!("{:.1} MiB", rss_mib(&node)?),
+    );
+
+    let (id, proposal_bytes) = proposal("bench load");
+    let t = Instant::now();
+    let signed = signals(id, count, "commons-bench signer");
+    let signing = t.elapsed();
+    eprintln!("daemon bench: signed {count} signals in {signing:?}");
+    let pages = pages(&proposal_bytes, &signed)?;
+    drop(signed);
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _guard = runtime.enter();
+    let feeder = Feeder::spawn(
+        Ipv4Addr::new(127, 0, 0, 101),
+        &node.multiaddr()?,
+        pages,
+        "commons-bench feeder",
+    )?;
+    let done = poll(
+        Duration::from_secs(900),
+        Duration::from_millis(20),
+        "the fed node's tally",
+        || (signers(&node, &id)? >= count as u64).then(Instant::now),
+    )
+    .with_context(|| format!("last tally: {:?}", signers(&node, &id)))?;
+    let start = feeder
+        .first_request()
+        .ok_or_else(|| anyhow!("no catch-up request seen"))?;
+    let took = done - start;
+    rows.insert(
+        format!("2a. ingest via catch-up sync, {count} signals (1 peer)"),
+        format!(
+            "{:.0} signals/s ({:.2} s)",
+            count as f64 / took.as_secs_f64(),
+            took.as_secs_f64()
+        ),
+    );
+    runtime.block_on(async {
+        let _ = feeder.handle.shutdown().await;
+    });
+    drop(_guard);
+    drop(runtime);
+    std::thread::sleep(Duration::from_secs(3));
+    rows.insert(
+        format!("3b. VmRSS, holding {count} signals"),
+        format!("{:.1} MiB", rss_mib(&node)?),
+    );
+
+    let t = Instant::now();
+    node.stop()?;
+    let stop = t.elapsed();
+    let t = Instant::now();
+    node.restart()?;
+    let rpc_up = t.elapsed();
+    poll(
+        Duration::from_secs(600),
+        Duration::from_millis(10),
+        "the restarted tally",
+        || (signers(&node, &id)? >= count as u64).then_some(()),
+    )?;
+    let full = t.elapsed();
+    rows.insert(
+        format!("4a. stop on SIGTERM, {count} signals stored"),
+        ms(stop),
+    );
+    rows.insert(
+        format!("4b. restart until RPC answers, {count} stored"),
+        ms(rpc_up),
+    );
+    rows.insert(
+        format!("4c. restart until full tally ({count}), {count} stored"),
+        ms(full),
+    );
+    rows.insert(
+        format!("3c. VmRSS after restart, {count} stored"),
+        format!("{:.1} MiB", rss_mib(&node)?),
+    );
+    Ok(())
+}
+
+/// Figure 2 through gossip: one node (127.0.0.102) and `publishers` peers on 127.0.0.103
+/// upward, each publishing `per_publisher` signals back to back (within the node's default
+/// per-peer burst of 200, so none is throttled).
+fn gossip_ingest(rows: &mut Rows, publishers: usize, per_publisher: usize) -> anyhow::Result<()> {
+    let node = TestNode::start(
+        "gossip",
+        NodeSpec {
+            ip: "127.0.0.102".into(),
+            bootstrap: vec![],
+        },
+    )?;
+    let (id, bytes) = proposal("bench gossip");
+    node.rpc("submitproposal", json!({ "hex": hex::encode(&bytes) }))?;
+    let total = publishers * per_publisher;
+    let signed = signals(id, total, "commons-bench gossip signer");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let _guard = runtime.enter();
+    let addr = node.multiaddr()?;
+    let mut feeders = Vec::new();
+    for i in 0..publishers {
+        feeders.push(Feeder::spawn(
+            Ipv4Addr::new(127, 0, 0, 103 + i as u8),
+            &addr,
+            Vec::new(),
+            &format!("commons-bench publisher {i}"),
+        )?);
+    }
+    // Each publisher must be connected; publishing retries while the node's subscription
+    // has not reached it yet.
+    poll(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "publishers to connect to the node",
+        || {
+            runtime.block_on(async {
+                for f in &feeders {
+                    if f.handle.peers().await.ok()?.is_empty() {
+                        return None;
+                    }
+                }
+                Some(())
+            })
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let start = Instant::now();
+    let tasks: Vec<_> = feeders
+        .iter()
+        .zip(signed.chunks(per_publisher))
+        .map(|(f, chunk)| {
+            let (net, chunk) = (f.handle.clone(), chunk.to_vec());
+            runtime.spawn(async move {
+                let mut failed = 0usize;
+                for s in chunk {
+                    let deadline = Instant::now() + Duration::from_secs(5);
+                    loop {
+                        match net.publish(TopicKind::Signals, s.clone()).await {
+                            Ok(_) => break,
+                            Err(P2pError::NoPeers) if Instant::now() < deadline => {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            Err(e) => {
+                                if failed == 0 {
+                                    eprintln!("daemon bench: publish failed: {e}");
+                                }
+                                failed += 1;
+                                break;
+                            }
+                        }
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let failed: usize = runtime.block_on(async {
+        let mut sum = 0;
+        for t in tasks {
+            sum += t.await.unwrap_or(0);
+        }
+        sum
+    });
+    let published = start.elapsed();
+    // Until every published signal is counted, or the count has not moved for 10 s (the
+    // node may have throttled some): the rate is over what arrived.
+    let want = (total - failed) as u64;
+    let (mut got, mut last_change) = (0u64, Instant::now());
+    let hard = Instant::now() + Duration::from_secs(300);
+    while got < want && last_change.elapsed() < Duration::from_secs(10) && Instant::now() < hard {
+        let now_got = signers(&node, &id).unwrap_or(got);
+        if now_got > got {
+            (got, last_change) = (now_got, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = last_change - start;
+    // Why some may not have arrived: the node's own counters.
+    let metrics = node.metrics().unwrap_or_default();
+    let counter = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .fold(0.0, |a, b| a + b)
+    };
+    let dropped = counter("commons_p2p_events_dropped");
+    let limited = counter("commons_p2p_rate_limited");
+    rows.insert(
+        format!("2b. ingest via gossip, {total} signals ({publishers} peers x {per_publisher})"),
+        format!(
+            "{:.0} signals/s ({got} counted in {:.2} s; published in {:.2} s; {failed} publish \
+             errors; node: {dropped} events dropped, {limited} rate-limited)",
+            got as f64 / took.as_secs_f64(),
+            took.as_secs_f64(),
+            published.as_secs_f64()
+        ),
+    );
+    runtime.block_on(async {
+        for f in &feeders {
+            let _ = f.handle.shutdown().await;
+        }
+    });
+    Ok(())
+}
+
+/// Figure 1 on `n` nodes at 127.0.0.80 upward: `casts` signals, each cast on a different node.
+fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for i in 0..n {
+        let mut bootstrap = Vec::new();
+        if i > 0 {
+            bootstrap.push(nodes[0].multiaddr()?);
+        }
+        if i > 1 {
+            bootstrap.push(nodes[i - 1].multiaddr()?);
+        }
+        nodes.push(TestNode::start(
+            &format!("n{i}"),
+            NodeSpec {
+                ip: format!("127.0.0.{}", 80 + i),
+                bootstrap,
+            },
+        )?);
+    }
+    let want_peers = 2.min(n - 1);
+    poll(
+        Duration::from_secs(120),
+        Duration::from_millis(250),
+        "every node to have peers",
+        || {
+            nodes
+                .iter()
+                .all(|node| {
+                    node.rpc("getpeers", Value::Null)
+                        .ok()
+                        .and_then(|p| p.as_array().map(Vec::len))
+                        .is_some_and(|len| len >= want_peers)
+                })
+                .then_some(())
+        },
+    )?;
+    let (id, bytes) = proposal("bench propagation");
+    nodes[0].rpc("submitproposal", json!({ "hex": hex::encode(&bytes) }))?;
+    poll(
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        "the proposal on every node",
+        || {
+            nodes
+                .iter()
+                .all(|node| signers(node, &id).is_some())
+                .then_some(())
+        },
+    )?;
+    // Let gossipsub meshes settle (heartbeats every 500 ms).
+    std::thread::sleep(Duration::from_secs(5));
+
+    let mut all: Vec<Duration> = Vec::new();
+    let mut last: Vec<Duration> = Vec::new();
+    let casts = casts.min(n);
+    for k in 0..casts {
+        let caster = k % n;
+        let want = k as u64 + 1;
+        let start = Instant::now();
+        let results: Vec<anyhow::Result<Duration>> = std::thread::scope(|scope| {
+            let pollers: Vec<_> = nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != caster)
+                .map(|(_, node)| {
+                    scope.spawn(move || {
+                        poll(
+                            Duration::from_secs(30),
+                            Duration::from_millis(5),
+                            "the signal",
+                            || (signers(node, &id)? >= want).then(|| start.elapsed()),
+                        )
+                    })
+                })
+                .collect();
+            if let Err(e) = nodes[caster].rpc(
+                "signal",
+                json!({ "proposal": id.to_hex(), "choice": "support" }),
+            ) {
+                eprintln!("daemon bench: signal on n{caster} failed: {e}");
+            }
+            pollers
+                .into_iter()
+                .map(|p| p.join().expect("poller"))
+                .collect()
+        });
+        let mut worst = Duration::ZERO;
+        for r in results {
+            let d = r?;
+            worst = worst.max(d);
+            all.push(d);
+        }
+        last.push(worst);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    all.sort();
+    last.sort();
+    rows.insert(
+        format!("1a. signal reaches all {n} nodes (p50 / p99 of {casts} signals)"),
+        format!(
+            "{} / {}",
+            ms(percentile(&last, 50.0)),
+            ms(percentile(&last, 99.0))
+        ),
+    );
+    rows.insert(
+        format!(
+            "1b. signal reaches one node (p50 / p99 of {} samples)",
+            all.len()
+        ),
+        format!(
+            "{} / {}",
+            ms(percentile(&all, 50.0)),
+            ms(percentile(&all, 99.0))
+        ),
+    );
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("daemon: bench");
+        return;
+    }
+    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    if quick {
+        let (id, bytes) = proposal("bench quick");
+        let signed = signals(id, 10, "commons-bench quick");
+        let pages = pages(&bytes, &signed).expect("pages build");
+        assert_eq!(
+            page_index(&SyncRequest::Catchup { after: None }.encode()),
+            Some(0)
+        );
+        assert!(SyncResponse::decode(&pages[0]).is_ok());
+        println!("daemon bench: quick mode (run `cargo bench -p commons-e2e --bench daemon`)");
+        return;
+    }
+    let count = env_usize("COMMONS_BENCH_SIGNALS", 100_000);
+    let n = env_usize("COMMONS_BENCH_NODES", 20).clamp(2, 20);
+    let casts = env_usize("COMMONS_BENCH_CASTS", 20);
+    let only = std::env::var("COMMONS_BENCH_ONLY").unwrap_or_default();
+    let run = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
+    let mut rows = Rows::new();
+    let per_publisher = env_usize("COMMONS_BENCH_GOSSIP_EACH", 200);
+    if run("gossip")
+        && let Err(e) = gossip_ingest(&mut rows, 25, per_publisher)
+    {
+        eprintln!("daemon bench: gossip ingest figure incomplete: {e:#}");
+    }
+    print_table(&rows);
+    if run("load")
+        && let Err(e) = stored_load(&mut rows, count)
+    {
+        eprintln!("daemon bench: single-node figures incomplete: {e:#}");
+    }
+    print_table(&rows);
+    if run("propagation")
+        && let Err(e) = propagation(&mut rows, n, casts)
+    {
+        eprintln!("daemon bench: propagation figures incomplete: {e:#}");
+    }
+    print_table(&rows);
+}
+
+fn print_table(rows: &Rows) {
+    let width = rows.keys().map(String::len).max().unwrap_or(10);
+    println!("\n| {:width$} | value |", "figure");
+    println!("|{}|-------|", "-".repeat(width + 2));
+    for (k, v) in rows {
+        println!("| {k:width$} | {v} |");
+    }
+}

@@ -1,0 +1,287 @@
+//! A misbehaving peer: an in-test libp2p swarm (commons-p2p, its own key, on its own
+//! loopback address) joins a real `commonsd` and publishes invalid messages on the node's
+//! gossip topics. The node must stay up, count none of them, show the rejects in `/metrics`
+//! and penalise the sender.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use commons_e2e::{NodeSpec, TestNode, now, regtest_proposal, scenario, tally_essence, wait_until};
+use commons_p2p::prometheus_client::registry::Registry;
+use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pHandle, P2pNode, TopicKind};
+use commons_signaling::{
+    BoundedVec, Choice, Hash32, NetworkSpec, PROTOCOL_VERSION, SecretKey, Signal, SignalBody,
+};
+use serde_json::{Value, json};
+
+/// Three honest nodes (a node qualifies with attestations from two other netgroups), each
+/// in a regtest netgroup of its own, and the attacker. No other test uses 127.0.0.56-67.
+const HONEST: [&str; 3] = ["127.0.0.56", "127.0.0.60", "127.0.0.64"];
+const ATTACKER: &str = "127.0.0.67";
+
+const WAIT: Duration = Duration::from_secs(45);
+
+fn proposal(title: &str, signers: usize) -> (String, Vec<u8>) {
+    let t = now();
+    regtest_proposal(title, t - 1, t + 300, signers)
+}
+
+/// A signal signed with `key` (the honest node's own key, stolen from its data directory).
+fn signal(key: &SecretKey, proposal: &str, choice: Choice, sequence: u64) -> Vec<u8> {
+    let network_id = NetworkSpec::regtest().network_id();
+    let body = SignalBody {
+        version: PROTOCOL_VERSION,
+        proposal: proposal.parse::<Hash32>().unwrap(),
+        choice,
+        sequence,
+        time: now(),
+        signer: key.public_key(),
+        attestations: BoundedVec::default(),
+    };
+    Signal::sign(body, key, &network_id).encode()
+}
+
+/// `commons_messages_received_total{kind, verdict}` from a node's `/metrics`.
+fn received(node: &TestNode, kind: &str, verdict: &str) -> f64 {
+    let text = node.metrics().unwrap();
+    let want = format!("commons_messages_received_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&want))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The attacker: a commons-p2p swarm on its own runtime, shut down when dropped.
+struct Attacker {
+    rt: tokio::runtime::Runtime,
+    handle: P2pHandle,
+}
+
+impl Attacker {
+    fn start(bootstrap: Multiaddr) -> Attacker {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = rt.block_on(async {
+            let mut config = P2pConfig::new("regtest");
+            config.listen_addrs = vec![format!("/ip4/{ATTACKER}/tcp/0").parse().unwrap()];
+            config.outbound_source_ip = Some(ATTACKER.parse::<IpAddr>().unwrap());
+            config.bootstrap = vec![bootstrap];
+            config.discovery = false;
+            config.ip_colocation_threshold = 1_000;
+            let mut registry = Registry::default();
+            let (handle, mut events, _task) =
+                P2pNode::spawn(config, Keypair::generate_secp256k1(), &mut registry).unwrap();
+            // Drain the events; validate nothing and answer no request (an attacker
+            // forwards nothing; the node's catch-up requests to it time out).
+            tokio::spawn(async move { while events.recv().await.is_some() {} });
+            handle
+        });
+        Attacker { rt, handle }
+    }
+
+    fn publish(&self, topic: TopicKind, data: Vec<u8>) {
+        let handle = self.handle.clone();
+        self.rt
+            .block_on(async move { handle.publish(topic, data).await })
+            .unwrap_or_else(|e| panic!("attacker publish on {topic:?}: {e}"));
+    }
+
+    fn mesh(&self, topic: TopicKind) -> usize {
+        let handle = self.handle.clone();
+        self.rt
+            .block_on(async move { handle.mesh_peers(topic).await })
+            .map(|p| p.len())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await
+        });
+    }
+}
+
+#[test]
+fn malicious_peer_is_rejected_and_penalised() {
+    let t0 = Instant::now();
+    let phase = |text: &str| {
+        scenario(&format!(
+            "  [{:>3}s] malicious_peer: {text}",
+            t0.elapsed().as_secs()
+        ))
+    };
+    phase("three honest commonsd on 127.0.0.56/60/64, an attacker swarm on .67");
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for (i, ip) in HONEST.iter().enumerate() {
+        let bootstrap = nodes.iter().map(|n| n.multiaddr().unwrap()).collect();
+        let node = TestNode::start(
+            &format!("h{i}@{ip}"),
+            NodeSpec {
+                ip: ip.to_string(),
+                bootstrap,
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        nodes.push(node);
+    }
+    let target = &nodes[0];
+    let keys: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n.rpc("getinfo", Value::Null).unwrap()["public_key"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    wait_until(WAIT, "the honest nodes qualified on the target", || {
+        for key in &keys {
+            let u = target
+                .rpc("getuptime", json!({ "key": key }))
+                .map_err(|e| e.to_string())?;
+            if u["status"]["qualified"] != true || u["status"]["counted"] != true {
+                return Err(u.to_string());
+            }
+        }
+        Ok(())
+    });
+
+    phase("a real proposal with a counted signal (sequence 2) from the target");
+    let (id, bytes) = proposal("e2e malicious peer", 3);
+    let r = target
+        .rpc("submitproposal", json!({ "hex": hex::encode(&bytes) }))
+        .unwrap();
+    assert_eq!(r["id"], id, "{r}");
+    target.cli_ok(&["signal", &id, "oppose"]);
+    let out = target.cli_ok(&["signal", &id, "support"]);
+    assert!(out.contains("support"), "{out}");
+    let before = wait_until(WAIT, "the target's support counted on every node", || {
+        let mut first: Option<Value> = None;
+        for n in &nodes {
+            let t = n
+                .rpc("gettally", json!({ "id": id }))
+                .map_err(|e| e.to_string())?;
+            if t["choices"]["support"]["nodes"] != 1 || t["signers"] != 1 {
+                return Err(format!("{}: {t}", n.name));
+            }
+            let e = tally_essence(&t);
+            match &first {
+                None => first = Some(e),
+                Some(f) if *f != e => return Err(format!("{} disagrees: {e} vs {f}", n.name)),
+                Some(_) => {}
+            }
+        }
+        Ok(first.unwrap())
+    });
+
+    let attacker = Attacker::start(target.multiaddr().unwrap().parse().unwrap());
+    let attacker_id = attacker.handle.local_peer_id().to_string();
+    wait_until(WAIT, "the attacker in the target's gossip meshes", || {
+        let (s, p) = (
+            attacker.mesh(TopicKind::Signals),
+            attacker.mesh(TopicKind::Proposals),
+        );
+        if s > 0 && p > 0 {
+            Ok(())
+        } else {
+            Err(format!("mesh peers: signals {s}, proposals {p}"))
+        }
+    });
+    let peer = |peers: &Value| {
+        peers
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["peer_id"] == attacker_id.as_str()))
+            .cloned()
+    };
+    let peers = target.rpc("getpeers", Value::Null).unwrap();
+    let score_before =
+        peer(&peers).unwrap_or_else(|| panic!("attacker not a peer: {peers}"))["gossip_score"]
+            .as_f64()
+            .unwrap_or(0.0);
+
+    let sig_rejects = received(target, "signal", "reject");
+    let prop_rejects = received(target, "proposal", "reject");
+    let sig_ignores = received(target, "signal", "ignore");
+
+    phase(
+        "the attacker publishes garbage, an oversized message, a bad signature, a 1-of-3 proposal, a replay",
+    );
+    let stolen = SecretKey::load(&target.datadir().join("node.key")).unwrap();
+    // Garbage (rejected: malformed).
+    attacker.publish(
+        TopicKind::Signals,
+        b"\x01not a signal at all, just bytes".to_vec(),
+    );
+    // Oversized: above the 8 KiB bound of a proposal, below gossipsub's transmit limit.
+    attacker.publish(TopicKind::Proposals, vec![0x5a; 9 * 1024]);
+    // A wrong signature: a newer override in the target's name, one signature bit flipped.
+    let mut forged = signal(&stolen, &id, Choice::Override, 7);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    attacker.publish(TopicKind::Signals, forged);
+    // Below threshold: a tier-1 proposal with one maintainer signature of three.
+    let (weak_id, weak) = proposal("e2e under-signed", 1);
+    attacker.publish(TopicKind::Proposals, weak);
+    // A replay: a correctly signed signal older (sequence 1) than the one held (sequence 2).
+    attacker.publish(
+        TopicKind::Signals,
+        signal(&stolen, &id, Choice::Override, 1),
+    );
+
+    wait_until(WAIT, "the rejects in the target's /metrics", || {
+        let (s, p, i) = (
+            received(target, "signal", "reject"),
+            received(target, "proposal", "reject"),
+            received(target, "signal", "ignore"),
+        );
+        if s >= sig_rejects + 2.0 && p >= prop_rejects + 2.0 && i >= sig_ignores + 1.0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "signal rejects {sig_rejects} -> {s}, proposal rejects {prop_rejects} -> {p}, signal ignores {sig_ignores} -> {i}"
+            ))
+        }
+    });
+
+    phase("nothing counted, the node alive, the attacker penalised");
+    for n in &nodes {
+        let after = n.rpc("gettally", json!({ "id": id })).unwrap();
+        assert_eq!(
+            tally_essence(&before),
+            tally_essence(&after),
+            "{}: tally changed",
+            n.name
+        );
+        let list = n.rpc("listproposals", Value::Null).unwrap();
+        assert!(
+            !list.to_string().contains(&weak_id),
+            "{}: the under-signed proposal is listed: {list}",
+            n.name
+        );
+    }
+    let penalty = wait_until(WAIT, "a negative gossip score or a disconnect", || {
+        let peers = target
+            .rpc("getpeers", Value::Null)
+            .map_err(|e| e.to_string())?;
+        match peer(&peers) {
+            None => Ok("disconnected".to_string()),
+            Some(p) => match p["gossip_score"].as_f64() {
+                Some(s) if s < 0.0 && s < score_before => {
+                    Ok(format!("gossip score {score_before} -> {s}"))
+                }
+                _ => Err(format!("attacker still in good standing: {p}")),
+            },
+        }
+    });
+    phase(&format!("attacker penalised: {penalty}"));
+    for n in &mut nodes {
+        assert!(n.is_running(), "{} exited:\n{}", n.name, n.log_tail(20));
+    }
+    phase("passed");
+}
