@@ -535,3 +535,23 @@ pub fn tally_essence(tally: &Value) -> Value {
         "uncounted_signers": tally["uncounted_signers"],
     })
 }
+
+/// Starts one `commonsd` per address, named `{prefix}{i}@{ip}`, each bootstrapping from all
+/// started before it, so they form a full mesh.
+pub fn start_mesh(prefix: &str, ips: &[&str]) -> Vec<TestNode> {
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let bootstrap = nodes
+            .iter()
+            .map(|n| n.multiaddr().expect("a started node has an address"))
+            .collect();
+        let spec = NodeSpec {
+            ip: ip.to_string(),
+            bootstrap,
+        };
+        let node =
+            TestNode::start(&format!("{prefix}{i}@{ip}"), spec).unwrap_or_else(|e| panic!("{e}"));
+        nodes.push(node);
+    }
+    nodes
+}

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use commons_e2e::{NodeSpec, TestNode, now, regtest_proposal, scenario, tally_essence, wait_until};
+use commons_e2e::{
+    NodeSpec, TestNode, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+};
 use serde_json::{Value, json};
 
 /// One node per regtest netgroup (/30). No other test uses 127.0.0.40-55.
@@ -40,19 +42,7 @@ fn late_node_catches_up_through_sync() {
     };
     phase("three commonsd on 127.0.0.40/44/48, a fourth on .52 joins later");
 
-    let mut nodes: Vec<TestNode> = Vec::new();
-    for (i, ip) in IPS[..3].iter().enumerate() {
-        let bootstrap = nodes.iter().map(|n| n.multiaddr().unwrap()).collect();
-        let node = TestNode::start(
-            &format!("n{i}@{ip}"),
-            NodeSpec {
-                ip: ip.to_string(),
-                bootstrap,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        nodes.push(node);
-    }
+    let mut nodes = start_mesh("n", &IPS[..3]);
     let keys: Vec<String> = nodes.iter().map(public_key).collect();
 
     phase("waiting for the three nodes to qualify");

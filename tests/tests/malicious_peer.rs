@@ -6,7 +6,9 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use commons_e2e::{NodeSpec, TestNode, now, regtest_proposal, scenario, tally_essence, wait_until};
+use commons_e2e::{
+    TestNode, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+};
 use commons_p2p::prometheus_client::registry::Registry;
 use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pHandle, P2pNode, TopicKind};
 use commons_signaling::{
@@ -117,19 +119,7 @@ fn malicious_peer_is_rejected_and_penalised() {
         ))
     };
     phase("three honest commonsd on 127.0.0.56/60/64, an attacker swarm on .67");
-    let mut nodes: Vec<TestNode> = Vec::new();
-    for (i, ip) in HONEST.iter().enumerate() {
-        let bootstrap = nodes.iter().map(|n| n.multiaddr().unwrap()).collect();
-        let node = TestNode::start(
-            &format!("h{i}@{ip}"),
-            NodeSpec {
-                ip: ip.to_string(),
-                bootstrap,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        nodes.push(node);
-    }
+    let mut nodes = start_mesh("h", &HONEST);
     let target = &nodes[0];
     let keys: Vec<String> = nodes
         .iter()

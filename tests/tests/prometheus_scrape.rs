@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use commons_e2e::{NodeSpec, TestNode, http, now, regtest_proposal, scenario, wait_until};
+use commons_e2e::{http, now, regtest_proposal, scenario, start_mesh, wait_until};
 use serde_json::{Value, json};
 
 /// Three nodes (a node qualifies, and its signal counts, with attestations from two other
@@ -125,19 +125,7 @@ fn prometheus_scrapes_the_tally() {
             t0.elapsed().as_secs()
         ))
     };
-    let mut nodes: Vec<TestNode> = Vec::new();
-    for (i, ip) in IPS.iter().enumerate() {
-        let bootstrap = nodes.iter().map(|n| n.multiaddr().unwrap()).collect();
-        let node = TestNode::start(
-            &format!("n{i}@{ip}"),
-            NodeSpec {
-                ip: ip.to_string(),
-                bootstrap,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        nodes.push(node);
-    }
+    let nodes = start_mesh("n", &IPS);
     let node = &nodes[0];
     let Some(prom) = Prometheus::start(node.metrics_addr) else {
         scenario(

@@ -18,7 +18,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use commons_e2e::{NodeSpec, TestNode, now, regtest_proposal, scenario, tally_essence, wait_until};
+use commons_e2e::{
+    TestNode, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+};
 use serde_json::{Value, json};
 
 /// The nodes' addresses. Regtest netgroups are IPv4 /30s: .16/.17 share one, .20 (twice),
@@ -178,19 +180,7 @@ fn seven_nodes_tally_override_restart_metrics() {
     );
 
     // Start: each node dials all that started before it.
-    let mut nodes: Vec<TestNode> = Vec::new();
-    for (i, ip) in IPS.iter().enumerate() {
-        let bootstrap = nodes.iter().map(|n| n.multiaddr().unwrap()).collect();
-        let node = TestNode::start(
-            &format!("n{i}@{ip}"),
-            NodeSpec {
-                ip: ip.to_string(),
-                bootstrap,
-            },
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        nodes.push(node);
-    }
+    let mut nodes = start_mesh("n", &IPS);
     let keys: Vec<String> = nodes
         .iter()
         .map(|n| {
