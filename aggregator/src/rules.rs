@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use commons_signaling::artifact::ArtifactDigest;
 use commons_signaling::{
     Hash32, MaintainerSignature, NetworkSpec, Proposal, PublicKey, ReleaseBundle, ReleaseVersion,
 };
@@ -308,27 +309,46 @@ pub enum ArtifactError {
         /// Hash in the manifest.
         expected: Hash32,
     },
+    /// The whole file matches but its chunk list does not: the manifest was made with
+    /// another chunking, and peers could not check its chunks.
+    #[error("{name}: chunk list hash {actual}, the manifest says {expected}")]
+    ChunkList {
+        /// The artifact.
+        name: String,
+        /// Hash found.
+        actual: Hash32,
+        /// Hash in the manifest.
+        expected: Hash32,
+    },
 }
 
-/// Compares an artifact's measured size and SHA-256 with its manifest entry.
+/// Compares an artifact's measured digest with its manifest entry: size, whole-file SHA-256
+/// and chunk list.
 pub fn check_artifact(
     artifact: &commons_signaling::Artifact,
-    size: u64,
-    sha256: &Hash32,
+    digest: &ArtifactDigest,
 ) -> Result<(), ArtifactError> {
     let name = artifact.name.to_string();
-    if size != artifact.size {
+    if digest.size != artifact.size {
         return Err(ArtifactError::Size {
             name,
-            actual: size,
+            actual: digest.size,
             expected: artifact.size,
         });
     }
-    if *sha256 != artifact.sha256 {
+    if digest.sha256 != artifact.sha256 {
         return Err(ArtifactError::Hash {
             name,
-            actual: *sha256,
+            actual: digest.sha256,
             expected: artifact.sha256,
+        });
+    }
+    let chunk_list = digest.chunk_list_hash();
+    if chunk_list != artifact.chunk_list {
+        return Err(ArtifactError::ChunkList {
+            name,
+            actual: chunk_list,
+            expected: artifact.chunk_list,
         });
     }
     Ok(())

@@ -7,6 +7,7 @@ use commons_aggregator::rules::{
     ArtifactError, MAX_RELEASE_BYTES, ProposalError, ReleaseError, SignatureFate, check_artifact,
     is_safe_file_name, verify_proposal, verify_release,
 };
+use commons_signaling::artifact::ArtifactHasher;
 use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::{
     Artifact, BoundedString, BoundedVec, Hash32, MaintainerSignature, NetworkSpec, ReleaseBundle,
@@ -162,6 +163,7 @@ fn artifact(name: &str, size: u64) -> Artifact {
         name: BoundedString::new(name).unwrap(),
         sha256: Hash32([size as u8; 32]),
         size,
+        chunk_list: Hash32([size as u8 ^ 0xff; 32]),
     }
 }
 
@@ -338,15 +340,43 @@ fn a_release_class_missing_from_the_spec_is_refused() {
 
 #[test]
 fn artifacts_are_checked_against_the_manifest() {
-    let a = artifact("commonsd", 10);
-    assert_eq!(check_artifact(&a, 10, &a.sha256), Ok(()));
+    let bytes = vec![7u8; 3 * 1024 * 1024 + 5];
+    let mut hasher = ArtifactHasher::new();
+    hasher.update(&bytes);
+    let digest = hasher.finish();
+    let a = Artifact {
+        name: BoundedString::new("commonsd").unwrap(),
+        sha256: digest.sha256,
+        size: digest.size,
+        chunk_list: digest.chunk_list_hash(),
+    };
+    assert_eq!(check_artifact(&a, &digest), Ok(()));
+
+    let mut tampered = bytes.clone();
+    tampered[2 * 1024 * 1024 + 1] ^= 1;
+    let mut hasher = ArtifactHasher::new();
+    hasher.update(&tampered);
     assert!(matches!(
-        check_artifact(&a, 11, &a.sha256),
+        check_artifact(&a, &hasher.finish()),
+        Err(ArtifactError::Hash { .. })
+    ));
+
+    let mut hasher = ArtifactHasher::new();
+    hasher.update(&bytes[..bytes.len() - 1]);
+    assert!(matches!(
+        check_artifact(&a, &hasher.finish()),
         Err(ArtifactError::Size { .. })
     ));
+
+    // Right bytes, but a manifest whose chunk list is not theirs: peers could not check
+    // chunks against it, so the artifact is refused.
+    let other_chunking = Artifact {
+        chunk_list: Hash32([0; 32]),
+        ..a.clone()
+    };
     assert!(matches!(
-        check_artifact(&a, 10, &Hash32([0; 32])),
-        Err(ArtifactError::Hash { .. })
+        check_artifact(&other_chunking, &digest),
+        Err(ArtifactError::ChunkList { .. })
     ));
 }
 

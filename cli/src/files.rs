@@ -10,8 +10,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
-use commons_signaling::Hash32;
-use sha2::{Digest, Sha256};
+use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher};
 
 /// The size of the buffer files are streamed through.
 const CHUNK: usize = 64 * 1024;
@@ -113,22 +112,13 @@ pub fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What streaming a file produced: its size (up to the limit) and SHA-256.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FileDigest {
-    /// Bytes hashed.
-    pub size: u64,
-    /// SHA-256 of those bytes.
-    pub sha256: Hash32,
-}
-
-/// Streams a reader through SHA-256, reading at most `limit` bytes, never all at once.
-pub fn sha256_reader(mut reader: impl Read, limit: u64) -> io::Result<FileDigest> {
-    let mut hasher = Sha256::new();
+/// Streams a reader through the artifact hasher (whole file and per chunk), reading at
+/// most `limit` bytes, never all at once.
+pub fn digest_reader(mut reader: impl Read, limit: u64) -> io::Result<ArtifactDigest> {
+    let mut hasher = ArtifactHasher::new();
     let mut buffer = vec![0u8; CHUNK];
-    let mut size: u64 = 0;
-    while size < limit {
-        let want = (limit - size).min(CHUNK as u64) as usize;
+    while hasher.size() < limit {
+        let want = (limit - hasher.size()).min(CHUNK as u64) as usize;
         let n = match reader.read(&mut buffer[..want]) {
             Ok(0) => break,
             Ok(n) => n,
@@ -136,16 +126,12 @@ pub fn sha256_reader(mut reader: impl Read, limit: u64) -> io::Result<FileDigest
             Err(e) => return Err(e),
         };
         hasher.update(&buffer[..n]);
-        size += n as u64;
     }
-    Ok(FileDigest {
-        size,
-        sha256: Hash32(hasher.finalize().into()),
-    })
+    Ok(hasher.finish())
 }
 
-/// Streams a regular file through SHA-256, reading at most `limit` bytes.
-pub fn sha256_file(path: &Path, limit: u64) -> io::Result<FileDigest> {
+/// Streams a regular file through the artifact hasher, reading at most `limit` bytes.
+pub fn digest_file(path: &Path, limit: u64) -> io::Result<ArtifactDigest> {
     let file = fs::File::open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
@@ -153,20 +139,21 @@ pub fn sha256_file(path: &Path, limit: u64) -> io::Result<FileDigest> {
             "not a regular file",
         ));
     }
-    sha256_reader(file, limit)
+    digest_reader(file, limit)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn hashes_in_chunks_and_stops_at_the_limit() {
         let data = vec![7u8; CHUNK * 2 + 5];
-        let all = sha256_reader(&data[..], u64::MAX).unwrap();
+        let all = digest_reader(&data[..], u64::MAX).unwrap();
         assert_eq!(all.size, data.len() as u64);
         assert_eq!(all.sha256.0, <[u8; 32]>::from(Sha256::digest(&data)));
-        let part = sha256_reader(&data[..], 10).unwrap();
+        let part = digest_reader(&data[..], 10).unwrap();
         assert_eq!(part.size, 10);
     }
 

@@ -7,8 +7,10 @@
 //! - [`wire`]: canonical CBOR encoding with bounded, strict decoding;
 //! - [`keys`]: secp256k1 keys, x-only public keys and BIP340 signatures over tagged hashes;
 //! - [`messages`]: attestations, presences, signals, proposals, release bundles;
+//! - [`artifact`]: whole-file and per-chunk hashes of release artifacts;
 //! - [`spec`]: network parameters, the built-in networks and spec files.
 
+pub mod artifact;
 pub mod keys;
 pub mod messages;
 pub mod spec;

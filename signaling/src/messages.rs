@@ -582,6 +582,9 @@ pub struct Artifact {
     pub sha256: Hash32,
     /// Size in bytes.
     pub size: u64,
+    /// SHA-256 of the artifact's chunk list (see [`crate::artifact`]), so that a node
+    /// fetching it from untrusted peers can check every chunk as it arrives.
+    pub chunk_list: Hash32,
 }
 
 /// The most artifacts one release may list.

@@ -55,11 +55,12 @@ fn hash_artifact(path: &Path, names: &mut BTreeSet<String>) -> Result<Artifact> 
         return Err(anyhow!("{shown}: another artifact is also named {name:?}").into());
     }
     let name = BoundedString::new(name).map_err(|e| anyhow!("{shown}: file name is {e}"))?;
-    let digest = files::sha256_file(path, u64::MAX).map_err(|e| files::io_error(path, &e))?;
+    let digest = files::digest_file(path, u64::MAX).map_err(|e| files::io_error(path, &e))?;
     Ok(Artifact {
         name,
         sha256: digest.sha256,
         size: digest.size,
+        chunk_list: digest.chunk_list_hash(),
     })
 }
 
@@ -438,14 +439,12 @@ fn check_one(dir: &Path, artifact: &Artifact) -> Result<std::result::Result<(), 
     }
     let path = dir.join(name);
     // One byte beyond the expected size is enough to know the size is wrong.
-    match files::sha256_file(&path, artifact.size.saturating_add(1)) {
-        Ok(digest) => {
-            let size = if digest.size > artifact.size {
-                fs::metadata(&path).map_or(digest.size, |m| m.len())
-            } else {
-                digest.size
-            };
-            Ok(check_artifact(artifact, size, &digest.sha256).map_err(|e| e.to_string()))
+    match files::digest_file(&path, artifact.size.saturating_add(1)) {
+        Ok(mut digest) => {
+            if digest.size > artifact.size {
+                digest.size = fs::metadata(&path).map_or(digest.size, |m| m.len());
+            }
+            Ok(check_artifact(artifact, &digest).map_err(|e| e.to_string()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             Ok(Err(format!("{name}: missing from {}", dir.display())))

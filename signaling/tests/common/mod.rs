@@ -82,6 +82,7 @@ pub fn release() -> ReleaseBundle {
             name: BoundedString::new("commonsd-x86_64-linux.tar.gz").unwrap(),
             sha256: Hash32([0x11; 32]),
             size: 52_428_800,
+            chunk_list: Hash32([0x33; 32]),
         }])
         .unwrap(),
         source_commit: BoundedString::new("4f2a9c0e1b7d").unwrap(),
