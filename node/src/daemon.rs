@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::artifacts::ArtifactStore;
 use crate::config::Config;
 use crate::cookie::Cookie;
 use crate::metrics::{self, SharedRegistry};
@@ -29,6 +30,8 @@ pub const DB_DIR: &str = "db";
 /// Gossip messages verified at once; beyond this the event loop waits, and the networking
 /// layer sheds what it cannot queue rather than the node falling behind without bound.
 const MAX_CONCURRENT_INGEST: usize = 64;
+/// Artifact fetch requests served at once (each holds a chunk of up to 1 MiB).
+const MAX_CONCURRENT_FETCH_SERVES: usize = 16;
 /// The most catch-up pages taken from one peer per connection.
 const MAX_CATCHUP_PAGES: usize = 10_000;
 
@@ -165,9 +168,20 @@ impl Daemon {
                 Some(net.clone()),
                 options.clock.clone(),
             )
-            .map_err(|e| anyhow!("cannot load the store: {e}"))?,
+            .map_err(|e| anyhow!("cannot load the store: {e}"))?
+            .with_artifacts(ArtifactStore::open(&config.datadir).with_context(|| {
+                format!(
+                    "cannot create the artifact directory in {}",
+                    config.datadir.display()
+                )
+            })?),
         );
-        metrics::register(&mut registry, node.ingest_metrics(), node.clone());
+        metrics::register(
+            &mut registry,
+            node.ingest_metrics(),
+            node.release_metrics(),
+            node.clone(),
+        );
         let registry: SharedRegistry = Arc::new(Mutex::new(registry));
 
         let rpc_listener = rpc::bind(config.rpc_bind).await?;
@@ -201,6 +215,11 @@ impl Daemon {
                 shutdown_rx.clone(),
             )),
             tokio::spawn(epoch_loop(node.clone(), net.clone(), shutdown_rx.clone())),
+            tokio::spawn(crate::releases::fetch_loop(
+                node.clone(),
+                net.clone(),
+                shutdown_rx.clone(),
+            )),
             tokio::spawn(maintenance_loop(
                 node.clone(),
                 net.clone(),
@@ -266,6 +285,7 @@ async fn event_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_INGEST));
+    let serving = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCH_SERVES));
     loop {
         let event = tokio::select! {
             event = events.recv() => match event {
@@ -327,10 +347,28 @@ async fn event_loop(
                     }
                 });
             }
-            P2pEvent::InboundFetch { peer, .. } => {
-                // Artifact fetch is served by a later version; dropping the channel fails the
-                // request on the peer's side at once instead of letting it time out.
-                tracing::debug!(%peer, "artifact fetch is not served by this node");
+            P2pEvent::InboundFetch {
+                peer,
+                request,
+                channel,
+            } => {
+                // Chunks are read from disk on the blocking pool; past this many at once the
+                // request is dropped (the peer asks another) instead of queueing megabytes.
+                let Ok(permit) = serving.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many fetches being served; dropping one");
+                    continue;
+                };
+                let (node, net) = (node.clone(), net.clone());
+                tokio::spawn(async move {
+                    let (response, misbehaved) = node.serve_fetch(&request).await;
+                    if misbehaved {
+                        let _ = net.penalize(peer).await;
+                    }
+                    if let Err(e) = net.respond(channel, response).await {
+                        tracing::debug!(%peer, error = %e, "fetch response not sent");
+                    }
+                    drop(permit);
+                });
             }
             P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),
         }

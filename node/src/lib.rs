@@ -4,11 +4,14 @@
 //! [`node::Node`] is the core (aggregator, store, ingest, RPC methods) and runs without a
 //! network; [`daemon::Daemon`] wires it to the swarm, the servers and the epoch scheduler.
 
+pub mod artifacts;
 pub mod config;
 pub mod cookie;
 pub mod daemon;
+pub mod fetch;
 pub mod metrics;
 pub mod node;
+pub mod releases;
 pub mod rpc;
 pub mod store;
 pub mod sync;

@@ -69,6 +69,54 @@ impl IngestMetrics {
     }
 }
 
+/// Labels carrying a reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why, as a snake_case code.
+    pub reason: String,
+}
+
+/// The reasons a release bundle is refused, so each has a series from the first scrape.
+pub const RELEASE_REJECT_REASONS: [&str; 11] = [
+    "malformed",
+    "too_large",
+    "unknown_version",
+    "unknown_class",
+    "below_threshold",
+    "rollback",
+    "expired",
+    "expiry_before_creation",
+    "bad_artifacts",
+    "artifact_mismatch",
+    "store_failed",
+];
+
+/// The counters of release handling.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseMetrics {
+    /// Artifact bytes fetched from peers and verified chunk by chunk.
+    pub fetched_bytes: Counter,
+    /// Artifact bytes served to peers.
+    pub served_bytes: Counter,
+    /// Chunks (or chunk lists) from peers that did not match the manifest.
+    pub bad_chunks: Counter,
+    /// Release bundles refused (from peers or publishers), by reason.
+    pub rejected: Family<ReasonLabels, Counter>,
+    /// Artifacts being fetched now.
+    pub fetches_in_progress: Gauge,
+}
+
+impl ReleaseMetrics {
+    /// Counts a refused bundle.
+    pub fn rejected(&self, reason: &str) {
+        self.rejected
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+}
+
 /// One proposal's numbers at scrape time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProposalMetrics {
@@ -97,6 +145,8 @@ pub struct Snapshot {
     pub peers: u64,
     /// Bytes the store uses.
     pub store_bytes: u64,
+    /// Per channel, the newest release whose artifacts are all verified: (channel, version).
+    pub newest_verified_releases: Vec<(String, String)>,
 }
 
 /// Where the collector reads a [`Snapshot`] from.
@@ -221,6 +271,22 @@ impl<S: SnapshotSource> Collector for NodeCollector<S> {
             Some(&Unit::Bytes),
             i64::try_from(snap.store_bytes).unwrap_or(i64::MAX),
         )?;
+        let newest: Family<Labels, Gauge> = Family::default();
+        for (channel, version) in &snap.newest_verified_releases {
+            newest
+                .get_or_create(&vec![
+                    ("channel", channel.clone()),
+                    ("version", version.clone()),
+                ])
+                .set(1);
+        }
+        encode_family(
+            &mut encoder,
+            "commons_release_newest_verified",
+            "1 for the newest release of each channel whose artifacts are all verified (the version is a label)",
+            None,
+            &newest,
+        )?;
         Ok(())
     }
 }
@@ -234,8 +300,41 @@ pub type SharedRegistry = Arc<Mutex<Registry>>;
 pub fn register<S: SnapshotSource>(
     registry: &mut Registry,
     metrics: &IngestMetrics,
+    releases: &ReleaseMetrics,
     source: Arc<S>,
 ) {
+    registry.register_with_unit(
+        "commons_release_fetched",
+        "Release artifact bytes fetched from peers, each chunk verified",
+        Unit::Bytes,
+        releases.fetched_bytes.clone(),
+    );
+    registry.register_with_unit(
+        "commons_release_served",
+        "Release artifact bytes served to peers",
+        Unit::Bytes,
+        releases.served_bytes.clone(),
+    );
+    registry.register(
+        "commons_release_bad_chunks",
+        "Artifact chunks or chunk lists from peers that did not match the signed manifest",
+        releases.bad_chunks.clone(),
+    );
+    registry.register(
+        "commons_release_rejected",
+        "Release bundles refused, from peers or publishers, by reason",
+        releases.rejected.clone(),
+    );
+    registry.register(
+        "commons_release_fetches_in_progress",
+        "Release artifacts being fetched",
+        releases.fetches_in_progress.clone(),
+    );
+    for reason in RELEASE_REJECT_REASONS {
+        let _ = releases.rejected.get_or_create(&ReasonLabels {
+            reason: reason.into(),
+        });
+    }
     // The encoder adds the `_total` suffix to counters.
     registry.register(
         "commons_messages_received",
@@ -436,6 +535,7 @@ mod tests {
                 qualified_weight: 2.0,
                 peers: 4,
                 store_bytes: 1000,
+                newest_verified_releases: vec![("stable".into(), "1.4.0".into())],
             }
         }
     }
@@ -444,9 +544,12 @@ mod tests {
     fn text_format() {
         let mut registry = Registry::default();
         let ingest = IngestMetrics::default();
-        register(&mut registry, &ingest, Arc::new(Fixed));
+        let releases = ReleaseMetrics::default();
+        register(&mut registry, &ingest, &releases, Arc::new(Fixed));
         ingest.received("signal", "accept");
         ingest.duplicate("signal");
+        releases.fetched_bytes.inc_by(1 << 20);
+        releases.rejected("rollback");
         let text = encode(&registry);
         for line in [
             "commons_tally_weight{proposal=\"ab\",choice=\"support\"} 1.5",
@@ -460,6 +563,12 @@ mod tests {
             "commons_store_bytes 1000",
             "commons_messages_received_total{kind=\"signal\",verdict=\"accept\"} 1",
             "commons_duplicates_dropped_total{kind=\"signal\"} 1",
+            "commons_release_newest_verified{channel=\"stable\",version=\"1.4.0\"} 1",
+            "commons_release_fetched_bytes_total 1048576",
+            "commons_release_served_bytes_total 0",
+            "commons_release_rejected_total{reason=\"rollback\"} 1",
+            "commons_release_rejected_total{reason=\"below_threshold\"} 0",
+            "commons_release_fetches_in_progress 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -31,7 +31,9 @@ use commons_signaling::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::metrics::{IngestMetrics, ProposalMetrics, Snapshot, SnapshotSource};
+use crate::artifacts::ArtifactStore;
+use crate::metrics::{IngestMetrics, ProposalMetrics, ReleaseMetrics, Snapshot, SnapshotSource};
+use crate::releases::release_error_reason;
 use crate::rpc::{self, Params, RpcError, RpcFuture, RpcHandler};
 use crate::store::{Batch, Store, StoreError};
 use crate::sync::{
@@ -119,14 +121,14 @@ struct ConnectedPeer {
     ip: Option<IpAddr>,
 }
 
-struct State {
+pub(crate) struct State {
     agg: Aggregator,
     /// Latest presence per node: its epoch and signature, to drop repeats cheaply.
     presences: HashMap<PublicKey, (u64, [u8; 64])>,
-    /// Ids of the release bundles held.
-    releases: HashSet<Hash32>,
+    /// The release bundles held, by id.
+    pub(crate) releases: HashMap<Hash32, ReleaseBundle>,
     /// The newest release version held per channel, for rollback checks.
-    newest_release: HashMap<String, ReleaseVersion>,
+    pub(crate) newest_release: HashMap<String, ReleaseVersion>,
     /// Overrides already persisted.
     overrides: HashSet<Hash32>,
     /// Connected peers.
@@ -151,6 +153,12 @@ pub struct Node {
     started: Instant,
     /// Own messages that no peer took yet (no peer subscribed), retried by the daemon.
     unpublished: Mutex<Vec<(TopicKind, Vec<u8>)>>,
+    /// Release artifact files; absent when the node keeps no files (tests of the core).
+    pub(crate) artifacts: Option<Arc<ArtifactStore>>,
+    /// Counters of release handling.
+    pub(crate) release_metrics: ReleaseMetrics,
+    /// Wakes the artifact fetcher when a new release bundle was accepted.
+    pub(crate) release_added: tokio::sync::Notify,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -221,15 +229,15 @@ impl Node {
                 overrides.insert(Hash32(id));
             }
         }
-        let mut releases = HashSet::new();
+        let mut releases = HashMap::new();
         let mut newest_release: HashMap<String, ReleaseVersion> = HashMap::new();
         for bundle in store.releases()? {
-            releases.insert(bundle.id(&network_id));
             let channel = bundle.body.channel.as_str().to_string();
             let version = bundle.body.release.clone();
             if newest_release.get(&channel).is_none_or(|v| version > *v) {
                 newest_release.insert(channel, version);
             }
+            releases.insert(bundle.id(&network_id), bundle);
         }
         let presences = store
             .presences()?
@@ -277,17 +285,32 @@ impl Node {
             clock,
             started: Instant::now(),
             unpublished: Mutex::new(Vec::new()),
+            artifacts: None,
+            release_metrics: ReleaseMetrics::default(),
+            release_added: tokio::sync::Notify::new(),
             spec,
         })
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    /// Keeps release artifacts in `artifacts`: the node then fetches the artifacts of the
+    /// releases it accepts, and serves them.
+    pub fn with_artifacts(mut self, artifacts: ArtifactStore) -> Self {
+        self.artifacts = Some(Arc::new(artifacts));
+        self
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("node state lock poisoned")
     }
 
     /// The counters the ingest pipeline updates, to register with the metrics registry.
     pub fn ingest_metrics(&self) -> &IngestMetrics {
         &self.metrics
+    }
+
+    /// The counters of release handling.
+    pub fn release_metrics(&self) -> &ReleaseMetrics {
+        &self.release_metrics
     }
 
     /// This node's signing key (and libp2p identity).
@@ -655,53 +678,94 @@ impl Node {
     async fn ingest_release(&self, bytes: &[u8]) -> Outcome {
         let bundle = match ReleaseBundle::decode(bytes) {
             Ok(b) => b,
-            Err(e) => return Self::decode_failure(&e),
+            Err(e) => {
+                let outcome = Self::decode_failure(&e);
+                self.release_metrics.rejected(outcome.reason);
+                return outcome;
+            }
         };
         let id = bundle.id(&self.network_id);
-        let channel = bundle.body.channel.as_str().to_string();
-        let newest = {
-            let st = self.state();
-            if st.releases.contains(&id) {
-                return Outcome::ignore("duplicate");
+        if self.state().releases.contains_key(&id) {
+            return Outcome::ignore("duplicate");
+        }
+        if let Err(e) = self.verify_release_off_reactor(&bundle).await {
+            let reason = release_error_reason(&e);
+            self.release_metrics.rejected(reason);
+            return match e {
+                // A superseded or expired bundle was valid once; relays may still hold it.
+                ReleaseError::Rollback { .. } | ReleaseError::Expired { .. } => {
+                    Outcome::ignore(reason)
+                }
+                _ => Outcome::reject(reason),
+            };
+        }
+        match self.accept_release(id, &bundle) {
+            Ok(true) => Outcome::accept(),
+            Ok(false) => Outcome::ignore("duplicate"),
+            Err(reason) => {
+                self.release_metrics.rejected(reason);
+                Outcome::ignore(reason)
             }
-            st.newest_release.get(&channel).cloned()
-        };
+        }
+    }
+
+    /// Checks a bundle against the network's release rules and the newest release held on
+    /// its channel, on the blocking pool.
+    pub(crate) async fn verify_release_off_reactor(
+        &self,
+        bundle: &ReleaseBundle,
+    ) -> Result<(), ReleaseError> {
+        let newest = self
+            .state()
+            .newest_release
+            .get(bundle.body.channel.as_str())
+            .cloned();
         let spec = self.spec.clone();
         let now = self.now();
         let copy = bundle.clone();
-        let verdict = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             verify_release(&copy, &spec, &spec.network_id(), newest.as_ref(), now).map(|_| ())
         })
-        .await;
-        match verdict {
-            Ok(Ok(())) => {}
-            // A superseded or expired bundle was valid once; relays may still hold it.
-            Ok(Err(ReleaseError::Rollback { .. })) => return Outcome::ignore("rollback"),
-            Ok(Err(ReleaseError::Expired { .. })) => return Outcome::ignore("expired"),
-            Ok(Err(_)) | Err(_) => return Outcome::reject("invalid_release"),
-        }
-        let mut st = self.state();
-        if st.releases.contains(&id) {
-            return Outcome::ignore("duplicate");
-        }
-        if st
-            .newest_release
-            .get(&channel)
-            .is_some_and(|v| bundle.body.release <= *v)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ReleaseError::BadArtifacts(
+                "verification task failed".into(),
+            ))
+        })
+    }
+
+    /// Records a verified bundle: `Ok(false)` when it was held already, `Err(reason)` when a
+    /// newer one for its channel arrived meanwhile or the store failed.
+    pub(crate) fn accept_release(
+        &self,
+        id: Hash32,
+        bundle: &ReleaseBundle,
+    ) -> Result<bool, &'static str> {
+        let channel = bundle.body.channel.as_str().to_string();
         {
-            return Outcome::ignore("rollback");
+            let mut st = self.state();
+            if st.releases.contains_key(&id) {
+                return Ok(false);
+            }
+            if st
+                .newest_release
+                .get(&channel)
+                .is_some_and(|v| bundle.body.release <= *v)
+            {
+                return Err("rollback");
+            }
+            let mut batch = Batch::new();
+            batch.put_release(&id, bundle);
+            if !self.write(batch) {
+                return Err("store_failed");
+            }
+            st.releases.insert(id, bundle.clone());
+            st.newest_release
+                .insert(channel, bundle.body.release.clone());
         }
-        st.releases.insert(id);
-        st.newest_release
-            .insert(channel, bundle.body.release.clone());
-        let mut batch = Batch::new();
-        batch.put_release(&id, &bundle);
-        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, "new release bundle");
-        if self.write(batch) {
-            Outcome::accept()
-        } else {
-            Outcome::ignore("store_failed")
-        }
+        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, id = %id, "new release bundle");
+        self.release_added.notify_one();
+        Ok(true)
     }
 
     // ---------------------------------------------------------------- peers and epochs
@@ -1078,7 +1142,7 @@ impl Node {
         Value::Array(out)
     }
 
-    fn parse_id(params: &Params, name: &str) -> Result<Hash32, RpcError> {
+    pub(crate) fn parse_id(params: &Params, name: &str) -> Result<Hash32, RpcError> {
         let text = params.required_str(name, 0)?;
         Hash32::from_str(text).map_err(|_| {
             RpcError::invalid_params(format!("`{name}` must be 64 hex characters, not {text:?}"))
@@ -1325,11 +1389,18 @@ impl RpcHandler for Node {
                 "getuptime" => self.rpc_getuptime(&params),
                 "signal" => self.rpc_signal(&params).await,
                 "submitproposal" => self.rpc_submitproposal(&params).await,
+                "listreleases" => {
+                    params.only(&[])?;
+                    Ok(self.rpc_listreleases())
+                }
+                "getrelease" => self.rpc_getrelease(&params),
+                "publishrelease" => self.rpc_publishrelease(&params).await,
                 _ => Err(RpcError::new(
                     rpc::METHOD_NOT_FOUND,
                     format!(
                         "unknown method {method:?}: use getinfo, getpeers, listproposals, gettally, \
-                         getuptime, signal or submitproposal"
+                         getuptime, signal, submitproposal, listreleases, getrelease or \
+                         publishrelease"
                     ),
                 )),
             }
@@ -1340,6 +1411,7 @@ impl RpcHandler for Node {
 impl SnapshotSource for Node {
     fn snapshot(&self) -> Snapshot {
         let now = self.now();
+        let newest_verified_releases = self.newest_verified_releases();
         let st = self.state();
         let (nodes, units) = st.agg.population();
         let proposals = st
@@ -1370,6 +1442,7 @@ impl SnapshotSource for Node {
             qualified_weight: units_to_weight(units),
             peers: st.peers.len() as u64,
             store_bytes: self.store.size_bytes(),
+            newest_verified_releases,
         }
     }
 }

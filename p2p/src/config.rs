@@ -47,10 +47,16 @@ pub struct RateLimits {
     pub gossip_per_peer: RateLimit,
     /// Gossip messages accepted from all peers connected from one IP.
     pub gossip_per_ip: RateLimit,
-    /// Sync and fetch requests served to one peer.
+    /// Sync requests served to one peer.
     pub requests_per_peer: RateLimit,
-    /// Sync and fetch requests served to all peers connected from one IP.
+    /// Sync requests served to all peers connected from one IP.
     pub requests_per_ip: RateLimit,
+    /// Artifact fetch requests (chunk lists and 1 MiB chunks) served to one peer. Well-behaved
+    /// fetchers pace themselves below it (commonsd asks one peer for at most 32 chunks a
+    /// second).
+    pub fetches_per_peer: RateLimit,
+    /// Artifact fetch requests served to all peers connected from one IP.
+    pub fetches_per_ip: RateLimit,
     /// A peer with more than this many violations (throttled items or application penalties)
     /// within `violation_window` is disconnected and banned.
     pub max_violations: u32,
@@ -67,6 +73,8 @@ impl Default for RateLimits {
             gossip_per_ip: RateLimit::new(100, 400),
             requests_per_peer: RateLimit::new(5, 20),
             requests_per_ip: RateLimit::new(10, 40),
+            fetches_per_peer: RateLimit::new(48, 96),
+            fetches_per_ip: RateLimit::new(96, 192),
             max_violations: 50,
             violation_window: Duration::from_secs(60),
             ban_duration: Duration::from_secs(30 * 60),
@@ -253,6 +261,8 @@ impl P2pConfig {
             ("gossip_per_ip", limits.gossip_per_ip),
             ("requests_per_peer", limits.requests_per_peer),
             ("requests_per_ip", limits.requests_per_ip),
+            ("fetches_per_peer", limits.fetches_per_peer),
+            ("fetches_per_ip", limits.fetches_per_ip),
         ] {
             if limit.quota().is_none() {
                 return Err(format!(

@@ -57,6 +57,7 @@ impl Pair {
 pub(crate) struct Limiter {
     gossip: Pair,
     requests: Pair,
+    fetches: Pair,
     max_violations: usize,
     violation_window: Duration,
     ban_duration: Duration,
@@ -81,6 +82,10 @@ impl Limiter {
                 per_peer: DefaultKeyedRateLimiter::keyed(quota(config.requests_per_peer)?),
                 per_ip: DefaultKeyedRateLimiter::keyed(quota(config.requests_per_ip)?),
             },
+            fetches: Pair {
+                per_peer: DefaultKeyedRateLimiter::keyed(quota(config.fetches_per_peer)?),
+                per_ip: DefaultKeyedRateLimiter::keyed(quota(config.fetches_per_ip)?),
+            },
             max_violations: usize::try_from(config.max_violations).unwrap_or(usize::MAX),
             violation_window: config.violation_window,
             ban_duration: config.ban_duration,
@@ -100,14 +105,18 @@ impl Limiter {
         (self.decide(peer, scope, now), scope)
     }
 
-    /// Checks one inbound sync or fetch request from `peer`.
+    /// Checks one inbound sync request (`fetch` false) or artifact fetch request from
+    /// `peer`. Fetches have their own, larger buckets: a download asks for many chunks in a
+    /// row, and must not use up the allowance of catch-up sync.
     pub(crate) fn check_request(
         &mut self,
         peer: PeerId,
         ip: Option<IpAddr>,
+        fetch: bool,
         now: Instant,
     ) -> (Decision, Option<Scope>) {
-        let scope = self.requests.check(&peer, ip);
+        let pair = if fetch { &self.fetches } else { &self.requests };
+        let scope = pair.check(&peer, ip);
         (self.decide(peer, scope, now), scope)
     }
 
@@ -187,6 +196,8 @@ mod tests {
             gossip_per_ip: RateLimit::new(1, 3),
             requests_per_peer: RateLimit::new(1, 1),
             requests_per_ip: RateLimit::new(1, 1),
+            fetches_per_peer: RateLimit::new(1, 3),
+            fetches_per_ip: RateLimit::new(1, 3),
             max_violations: 2,
             violation_window: Duration::from_secs(60),
             ban_duration: Duration::from_secs(1),
@@ -229,5 +240,32 @@ mod tests {
         assert!(limiter.expire_bans(now).is_empty());
         assert_eq!(limiter.expire_bans(now + Duration::from_secs(2)), vec![a]);
         assert!(!limiter.is_banned(&a));
+    }
+
+    #[test]
+    fn fetches_do_not_use_up_the_sync_allowance() {
+        let mut limiter = Limiter::new(&limits()).unwrap();
+        let a = peer(4);
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(
+                limiter.check_request(a, Some(ip), true, now).0,
+                Decision::Allow
+            );
+        }
+        assert_eq!(
+            limiter.check_request(a, Some(ip), true, now),
+            (Decision::Throttle, Some(Scope::Peer))
+        );
+        // Sync has its own bucket, still full.
+        assert_eq!(
+            limiter.check_request(a, Some(ip), false, now).0,
+            Decision::Allow
+        );
+        assert_eq!(
+            limiter.check_request(a, Some(ip), false, now).0,
+            Decision::Throttle
+        );
     }
 }

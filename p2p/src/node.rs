@@ -906,7 +906,8 @@ impl P2pNode {
                 ..
             } => {
                 let ip = self.peer_ip(&peer);
-                let (decision, scope) = self.limiter.check_request(peer, ip, Instant::now());
+                let fetch = kind == RequestKind::Fetch;
+                let (decision, scope) = self.limiter.check_request(peer, ip, fetch, Instant::now());
                 if decision != Decision::Allow {
                     // Dropping the channel fails the request on the remote side.
                     drop(channel);

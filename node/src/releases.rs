@@ -1,0 +1,637 @@
+//! Release bundles beyond their gossip: publishing with artifacts, the RPC views, serving
+//! artifact chunks to peers, and the fetcher that downloads the artifacts of accepted
+//! releases from peers it does not trust.
+//!
+//! The fetcher works on the newest unexpired release of each channel (an older one would
+//! never be installed, so its bytes are not worth fetching). Per artifact it takes the chunk
+//! list from any peer whose list hashes to the manifest's `chunk_list`, then asks peers for
+//! chunks: at most [`MAX_IN_FLIGHT`] requests at once, [`MAX_PER_PEER`] per peer, and no peer
+//! more often than [`PER_PEER_INTERVAL`] allows, which keeps it under the serving side's
+//! rate limit. Each chunk is checked against the list before it is written; a peer that
+//! sends a bad one is penalised and not asked again during this download, and the chunk goes
+//! to another peer. The whole file is checked once more before it is installed. Chunks
+//! already on disk survive a restart (see [`crate::artifacts`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use commons_aggregator::rules::{ReleaseError, check_threshold, is_safe_file_name};
+use commons_p2p::{P2pHandle, PeerId, TopicKind};
+use commons_signaling::artifact::{chunk_hash, chunk_len, parse_chunk_list};
+use commons_signaling::{Artifact, BoundedBytes, DecodeError, Hash32, ReleaseBundle};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::artifacts::{ArtifactState, ArtifactStore, ArtifactStoreError, chunk_list_fits};
+use crate::fetch::{FetchRequest, FetchResponse};
+use crate::node::Node;
+use crate::rpc::{self, Params, RpcError};
+
+/// Chunk requests in flight at once, over all peers.
+pub const MAX_IN_FLIGHT: usize = 8;
+/// Chunk requests in flight to one peer.
+pub const MAX_PER_PEER: usize = 2;
+/// The shortest time between two requests to one peer: 32 a second, below the serving
+/// side's default limit of 48.
+pub const PER_PEER_INTERVAL: Duration = Duration::from_millis(31);
+/// How long a peer that did not have a chunk, or failed a request, is left alone.
+const PEER_COOLDOWN: Duration = Duration::from_secs(2);
+/// How often the fetcher looks for work when nothing woke it.
+const IDLE_POLL: Duration = Duration::from_secs(10);
+
+/// The metrics and log code of a release rule failure.
+pub fn release_error_reason(error: &ReleaseError) -> &'static str {
+    match error {
+        ReleaseError::UnknownClass(_) => "unknown_class",
+        ReleaseError::BelowThreshold(_) => "below_threshold",
+        ReleaseError::Rollback { .. } => "rollback",
+        ReleaseError::Expired { .. } => "expired",
+        ReleaseError::ExpiryBeforeCreation { .. } => "expiry_before_creation",
+        ReleaseError::BadArtifacts(_) => "bad_artifacts",
+        ReleaseError::TooLarge(_) => "too_large",
+    }
+}
+
+fn decode_reason(error: &DecodeError) -> &'static str {
+    match error {
+        DecodeError::TooLarge { .. } => "too_large",
+        DecodeError::UnknownVersion { .. } => "unknown_version",
+        _ => "malformed",
+    }
+}
+
+/// Where a verified artifact of a release is offered to people: a hard link named after the
+/// artifact, `<datadir>/releases/<channel>/<version>/<name>`.
+fn named_path(datadir: &Path, bundle: &ReleaseBundle, artifact: &Artifact) -> Option<PathBuf> {
+    let channel = bundle.body.channel.as_str();
+    let version = bundle.body.release.to_string();
+    (is_safe_file_name(channel) && is_safe_file_name(&version)).then(|| {
+        datadir
+            .join("releases")
+            .join(channel)
+            .join(version)
+            .join(artifact.name.as_str())
+    })
+}
+
+/// What a release needs from the fetcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReleaseStatus {
+    Verified,
+    Fetching,
+    Superseded,
+    Expired,
+}
+
+impl ReleaseStatus {
+    fn name(self) -> &'static str {
+        match self {
+            ReleaseStatus::Verified => "verified",
+            ReleaseStatus::Fetching => "fetching",
+            ReleaseStatus::Superseded => "superseded",
+            ReleaseStatus::Expired => "expired",
+        }
+    }
+}
+
+impl Node {
+    /// The node's artifact files, when it keeps them.
+    pub fn artifact_store(&self) -> Option<&Arc<ArtifactStore>> {
+        self.artifacts.as_ref()
+    }
+
+    fn held_releases(&self) -> Vec<(Hash32, ReleaseBundle)> {
+        let mut all: Vec<(Hash32, ReleaseBundle)> = self
+            .state()
+            .releases
+            .iter()
+            .map(|(id, b)| (*id, b.clone()))
+            .collect();
+        all.sort_by(|a, b| {
+            (a.1.body.channel.as_str(), &b.1.body.release)
+                .cmp(&(b.1.body.channel.as_str(), &a.1.body.release))
+        });
+        all
+    }
+
+    fn artifact_state(&self, artifact: &Artifact) -> ArtifactState {
+        self.artifacts
+            .as_ref()
+            .map_or(ArtifactState::Waiting, |s| s.state(&artifact.sha256))
+    }
+
+    fn release_status(&self, bundle: &ReleaseBundle) -> ReleaseStatus {
+        let verified = bundle
+            .body
+            .artifacts
+            .iter()
+            .all(|a| self.artifact_state(a) == ArtifactState::Verified);
+        if verified {
+            return ReleaseStatus::Verified;
+        }
+        let newest = self
+            .state()
+            .newest_release
+            .get(bundle.body.channel.as_str())
+            .cloned();
+        if newest.is_some_and(|v| v > bundle.body.release) {
+            ReleaseStatus::Superseded
+        } else if self.now() >= bundle.body.expires {
+            ReleaseStatus::Expired
+        } else {
+            ReleaseStatus::Fetching
+        }
+    }
+
+    /// Per channel, the newest release whose artifacts are all verified.
+    pub fn newest_verified_releases(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (_, bundle) in self.held_releases() {
+            let channel = bundle.body.channel.as_str();
+            if out.iter().any(|(c, _)| c == channel) {
+                continue;
+            }
+            if self.release_status(&bundle) == ReleaseStatus::Verified {
+                out.push((channel.to_string(), bundle.body.release.to_string()));
+            }
+        }
+        out
+    }
+
+    fn release_json(&self, id: &Hash32, bundle: &ReleaseBundle) -> Value {
+        let manifest = &bundle.body;
+        let signers = self
+            .spec()
+            .release_class(manifest.class)
+            .map_or(0, |class| {
+                check_threshold(
+                    *id,
+                    &bundle.signatures,
+                    &class.signers,
+                    class.threshold as usize,
+                )
+                .counted
+            });
+        let status = self.release_status(bundle);
+        let artifacts: Vec<Value> = manifest
+            .artifacts
+            .iter()
+            .map(|a| {
+                let (state, have) = match self.artifact_state(a) {
+                    ArtifactState::Verified => ("verified", a.size),
+                    ArtifactState::Fetching(have) => ("fetching", have),
+                    ArtifactState::Waiting => ("waiting", 0),
+                };
+                let mut entry = json!({
+                    "name": a.name.as_str(),
+                    "sha256": a.sha256.to_hex(),
+                    "size": a.size,
+                    "state": state,
+                    "have_bytes": have,
+                });
+                if state == "verified"
+                    && let Some(store) = &self.artifacts
+                {
+                    let path = self
+                        .datadir()
+                        .and_then(|d| named_path(&d, bundle, a))
+                        .filter(|p| p.is_file())
+                        .unwrap_or_else(|| store.path(&a.sha256));
+                    entry["path"] = json!(path.display().to_string());
+                }
+                entry
+            })
+            .collect();
+        json!({
+            "id": id.to_hex(),
+            "channel": manifest.channel.as_str(),
+            "version": manifest.release.to_string(),
+            "class": manifest.class.name(),
+            "created": manifest.created,
+            "expires": manifest.expires,
+            "signers": signers,
+            "state": status.name(),
+            "artifacts": artifacts,
+        })
+    }
+
+    fn datadir(&self) -> Option<PathBuf> {
+        self.artifacts.as_ref().map(|s| s.datadir().to_path_buf())
+    }
+
+    /// `listreleases`.
+    pub(crate) fn rpc_listreleases(&self) -> Value {
+        Value::Array(
+            self.held_releases()
+                .iter()
+                .map(|(id, b)| self.release_json(id, b))
+                .collect(),
+        )
+    }
+
+    /// `getrelease {id}`.
+    pub(crate) fn rpc_getrelease(&self, params: &Params) -> Result<Value, RpcError> {
+        params.only(&["id"])?;
+        let id = Self::parse_id(params, "id")?;
+        let bundle = self.state().releases.get(&id).cloned().ok_or_else(|| {
+            RpcError::new(
+                rpc::NOT_FOUND,
+                format!("no release {} is known", id.to_hex()),
+            )
+        })?;
+        let mut value = self.release_json(&id, &bundle);
+        value["bundle"] = json!(hex::encode(bundle.encode()));
+        Ok(value)
+    }
+
+    /// `publishrelease {bundle, artifacts}`: verifies a bundle and every artifact in a local
+    /// directory, stores them and gossips the bundle. Nothing is stored unless all of it
+    /// checks out.
+    pub(crate) async fn rpc_publishrelease(&self, params: &Params) -> Result<Value, RpcError> {
+        params.only(&["bundle", "artifacts"])?;
+        let text = params.required_str("bundle", 0)?;
+        let dir = PathBuf::from(params.required_str("artifacts", 1)?);
+        let bytes = hex::decode(text.trim())
+            .map_err(|e| RpcError::invalid_params(format!("`bundle` is not hex: {e}")))?;
+        let bundle = ReleaseBundle::decode(&bytes).map_err(|e| {
+            self.release_metrics.rejected(decode_reason(&e));
+            RpcError::invalid_params(format!("not a release bundle: {e}"))
+        })?;
+        if !dir.is_absolute() {
+            return Err(RpcError::invalid_params(format!(
+                "`artifacts` must be an absolute path, not {}",
+                dir.display()
+            )));
+        }
+        if !dir.is_dir() {
+            return Err(RpcError::invalid_params(format!(
+                "{}: not a directory the node can read",
+                dir.display()
+            )));
+        }
+        let store = self
+            .artifacts
+            .clone()
+            .ok_or_else(|| RpcError::new(rpc::REJECTED, "this node keeps no release artifacts"))?;
+        let id = bundle.id(self.network_id());
+        let held = self.state().releases.contains_key(&id);
+        if !held && let Err(e) = self.verify_release_off_reactor(&bundle).await {
+            self.release_metrics.rejected(release_error_reason(&e));
+            return Err(RpcError::new(
+                rpc::REJECTED,
+                format!("release refused: {e}"),
+            ));
+        }
+        for artifact in bundle.body.artifacts.iter() {
+            let source = dir.join(artifact.name.as_str());
+            let (store, artifact) = (store.clone(), artifact.clone());
+            let imported = tokio::task::spawn_blocking(move || store.import(&artifact, &source))
+                .await
+                .map_err(RpcError::internal)?;
+            match imported {
+                Ok(()) => {}
+                Err(ArtifactStoreError::Mismatch(e)) => {
+                    self.release_metrics.rejected("artifact_mismatch");
+                    return Err(RpcError::new(
+                        rpc::REJECTED,
+                        format!("release refused: artifact {e}"),
+                    ));
+                }
+                Err(e) => return Err(RpcError::invalid_params(e.to_string())),
+            }
+        }
+        let new = if held {
+            false
+        } else {
+            self.accept_release(id, &bundle).map_err(|reason| {
+                self.release_metrics.rejected(reason);
+                RpcError::new(rpc::REJECTED, format!("release refused: {reason}"))
+            })?
+        };
+        self.link_named(&bundle);
+        let published = self.publish(TopicKind::Releases, bytes).await;
+        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, new, published, "release published");
+        Ok(json!({
+            "id": id.to_hex(),
+            "channel": bundle.body.channel.as_str(),
+            "version": bundle.body.release.to_string(),
+            "new": new,
+            "published": published,
+            "artifacts": bundle.body.artifacts.len(),
+        }))
+    }
+
+    /// Gives the verified artifacts of a release their names under `releases/`.
+    fn link_named(&self, bundle: &ReleaseBundle) {
+        let (Some(store), Some(datadir)) = (&self.artifacts, self.datadir()) else {
+            return;
+        };
+        for artifact in bundle.body.artifacts.iter() {
+            let Some(target) = named_path(&datadir, bundle, artifact) else {
+                continue;
+            };
+            if target.exists() || !store.is_verified(&artifact.sha256) {
+                continue;
+            }
+            let linked = target
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::hard_link(store.path(&artifact.sha256), &target));
+            if let Err(e) = linked {
+                tracing::warn!(path = %target.display(), error = %e, "cannot name a verified artifact");
+            }
+        }
+    }
+
+    /// Answers a peer's fetch request; the flag says whether the request was garbage.
+    pub async fn serve_fetch(&self, request: &[u8]) -> (Vec<u8>, bool) {
+        let Ok(request) = FetchRequest::decode(request) else {
+            return (FetchResponse::Missing.encode(), true);
+        };
+        let Some(store) = self.artifacts.clone() else {
+            return (FetchResponse::Missing.encode(), false);
+        };
+        let response = tokio::task::spawn_blocking(move || match request {
+            FetchRequest::ChunkList { artifact } => store
+                .chunk_list(&artifact)
+                .and_then(|list| BoundedBytes::new(list).ok())
+                .map_or(FetchResponse::Missing, |hashes| FetchResponse::ChunkList {
+                    hashes,
+                }),
+            FetchRequest::Chunk { artifact, index } => store
+                .read_chunk(&artifact, index)
+                .and_then(|data| BoundedBytes::new(data).ok())
+                .map_or(FetchResponse::Missing, |data| FetchResponse::Chunk { data }),
+        })
+        .await
+        .unwrap_or(FetchResponse::Missing);
+        if let FetchResponse::Chunk { data } = &response {
+            self.release_metrics
+                .served_bytes
+                .inc_by(data.as_slice().len() as u64);
+        }
+        (response.encode(), false)
+    }
+
+    /// The artifacts the fetcher should get now: those of the newest unexpired release of
+    /// each channel that are not verified yet.
+    fn wanted_artifacts(&self) -> Vec<(ReleaseBundle, Artifact)> {
+        let mut wanted = Vec::new();
+        for (_, bundle) in self.held_releases() {
+            if self.release_status(&bundle) != ReleaseStatus::Fetching {
+                if self.release_status(&bundle) == ReleaseStatus::Verified {
+                    self.link_named(&bundle);
+                }
+                continue;
+            }
+            for artifact in bundle.body.artifacts.iter() {
+                if self.artifact_state(artifact) != ArtifactState::Verified {
+                    wanted.push((bundle.clone(), artifact.clone()));
+                }
+            }
+        }
+        wanted
+    }
+}
+
+/// Downloads the artifacts of accepted releases until shutdown.
+pub async fn fetch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiver<bool>) {
+    let Some(store) = node.artifact_store().cloned() else {
+        return;
+    };
+    loop {
+        let wanted = node.wanted_artifacts();
+        let mut progressed = false;
+        for (bundle, artifact) in wanted {
+            node.release_metrics.fetches_in_progress.inc();
+            let result = tokio::select! {
+                r = fetch_artifact(&node, &net, &store, &artifact) => Some(r),
+                _ = crate::stopped(&mut shutdown) => None,
+            };
+            node.release_metrics.fetches_in_progress.dec();
+            match result {
+                None => return,
+                Some(Ok(())) => {
+                    progressed = true;
+                    tracing::info!(release = %bundle.body.release, artifact = %artifact.name, size = artifact.size, "artifact fetched and verified");
+                    if node.release_status(&bundle) == ReleaseStatus::Verified {
+                        node.link_named(&bundle);
+                        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, "release verified: every artifact matches the signed manifest");
+                    }
+                }
+                Some(Err(reason)) => {
+                    tracing::debug!(artifact = %artifact.name, reason, "artifact not fetched yet");
+                }
+            }
+        }
+        if progressed {
+            continue;
+        }
+        tokio::select! {
+            _ = node.release_added.notified() => {}
+            _ = tokio::time::sleep(IDLE_POLL) => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Which peers to ask, and which to leave alone for now.
+#[derive(Default)]
+struct PeerBook {
+    bad: HashSet<PeerId>,
+    busy: HashMap<PeerId, usize>,
+    resting_until: HashMap<PeerId, Instant>,
+    next_request: HashMap<PeerId, Instant>,
+    turn: usize,
+}
+
+impl PeerBook {
+    fn pick(&mut self, peers: &[PeerId], now: Instant) -> Option<PeerId> {
+        if peers.is_empty() {
+            return None;
+        }
+        for step in 0..peers.len() {
+            let peer = peers[(self.turn + step) % peers.len()];
+            let free = !self.bad.contains(&peer)
+                && self.busy.get(&peer).copied().unwrap_or(0) < MAX_PER_PEER
+                && self.resting_until.get(&peer).is_none_or(|t| *t <= now)
+                && self.next_request.get(&peer).is_none_or(|t| *t <= now);
+            if free {
+                self.turn = (self.turn + step + 1) % peers.len();
+                *self.busy.entry(peer).or_default() += 1;
+                self.next_request.insert(peer, now + PER_PEER_INTERVAL);
+                return Some(peer);
+            }
+        }
+        None
+    }
+
+    fn done(&mut self, peer: &PeerId) {
+        if let Some(n) = self.busy.get_mut(peer) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn rest(&mut self, peer: PeerId, now: Instant) {
+        self.resting_until.insert(peer, now + PEER_COOLDOWN);
+    }
+}
+
+/// Gets the chunk list of an artifact from the first peer whose list matches the manifest.
+async fn fetch_chunk_list(
+    node: &Node,
+    net: &P2pHandle,
+    artifact: &Artifact,
+    book: &mut PeerBook,
+) -> Option<Vec<Hash32>> {
+    let request = FetchRequest::ChunkList {
+        artifact: artifact.sha256,
+    }
+    .encode();
+    for peer in node.connected_peers() {
+        if book.bad.contains(&peer) {
+            continue;
+        }
+        let Ok(bytes) = net.request_fetch(peer, request.clone()).await else {
+            continue;
+        };
+        match FetchResponse::decode(&bytes) {
+            Ok(FetchResponse::Missing) => {}
+            Ok(FetchResponse::ChunkList { hashes }) => match parse_chunk_list(hashes.as_slice()) {
+                Some(list) if chunk_list_fits(artifact, &list) => return Some(list),
+                _ => {
+                    tracing::warn!(%peer, artifact = %artifact.name, "peer sent a chunk list that does not match the manifest; penalising");
+                    node.release_metrics.bad_chunks.inc();
+                    book.bad.insert(peer);
+                    let _ = net.penalize(peer).await;
+                }
+            },
+            Ok(FetchResponse::Chunk { .. }) | Err(_) => {
+                book.bad.insert(peer);
+                let _ = net.penalize(peer).await;
+            }
+        }
+    }
+    None
+}
+
+/// Downloads one artifact; `Err` with a short reason when it cannot finish now (no peer
+/// holds it yet), to be retried later.
+async fn fetch_artifact(
+    node: &Node,
+    net: &P2pHandle,
+    store: &Arc<ArtifactStore>,
+    artifact: &Artifact,
+) -> Result<(), &'static str> {
+    let mut book = PeerBook::default();
+    let saved = {
+        let (store, artifact) = (store.clone(), artifact.clone());
+        tokio::task::spawn_blocking(move || store.saved_chunk_list(&artifact))
+            .await
+            .ok()
+            .flatten()
+    };
+    let chunks = match saved {
+        Some(list) => list,
+        None => fetch_chunk_list(node, net, artifact, &mut book)
+            .await
+            .ok_or("no peer has the chunk list")?,
+    };
+    let download = {
+        let (store, artifact) = (store.clone(), artifact.clone());
+        tokio::task::spawn_blocking(move || store.begin(&artifact, chunks))
+            .await
+            .map_err(|_| "task failed")?
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot start an artifact download");
+                "disk"
+            })?
+    };
+    let mut queue: VecDeque<u32> = download.missing.iter().copied().collect();
+    let mut in_flight = FuturesUnordered::new();
+    let mut idle_since = Instant::now();
+    while !queue.is_empty() || !in_flight.is_empty() {
+        let peers = node.connected_peers();
+        let now = Instant::now();
+        while in_flight.len() < MAX_IN_FLIGHT && !queue.is_empty() {
+            let Some(peer) = book.pick(&peers, now) else {
+                break;
+            };
+            let index = queue.pop_front().expect("queue is not empty");
+            let request = FetchRequest::Chunk {
+                artifact: artifact.sha256,
+                index,
+            }
+            .encode();
+            let net = net.clone();
+            in_flight.push(async move { (peer, index, net.request_fetch(peer, request).await) });
+        }
+        if in_flight.is_empty() {
+            // Nobody to ask right now: peers resting, or none holds the chunks yet.
+            if idle_since.elapsed() > IDLE_POLL {
+                return Err("no peer serves the missing chunks");
+            }
+            tokio::time::sleep(PER_PEER_INTERVAL).await;
+            continue;
+        }
+        let next = tokio::time::timeout(PER_PEER_INTERVAL, in_flight.next()).await;
+        let Ok(Some((peer, index, result))) = next else {
+            continue;
+        };
+        book.done(&peer);
+        let now = Instant::now();
+        let response = match result {
+            Ok(bytes) => FetchResponse::decode(&bytes),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "chunk request failed");
+                book.rest(peer, now);
+                queue.push_back(index);
+                continue;
+            }
+        };
+        let expected_len = chunk_len(download.size, u64::from(index));
+        match response {
+            Ok(FetchResponse::Chunk { data })
+                if Some(data.as_slice().len() as u64) == expected_len
+                    && chunk_hash(data.as_slice()) == download.chunks[index as usize] =>
+            {
+                let len = data.as_slice().len() as u64;
+                let (store, sha256) = (store.clone(), artifact.sha256);
+                let written = tokio::task::spawn_blocking(move || {
+                    store.write_chunk(&sha256, index, data.as_slice())
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => {
+                        node.release_metrics.fetched_bytes.inc_by(len);
+                        idle_since = Instant::now();
+                    }
+                    _ => return Err("disk"),
+                }
+            }
+            Ok(FetchResponse::Missing) => {
+                book.rest(peer, now);
+                queue.push_back(index);
+            }
+            Ok(_) | Err(_) => {
+                tracing::warn!(%peer, artifact = %artifact.name, index, "peer sent a chunk that does not match the signed manifest; penalising it and asking another");
+                node.release_metrics.bad_chunks.inc();
+                book.bad.insert(peer);
+                let _ = net.penalize(peer).await;
+                queue.push_front(index);
+            }
+        }
+    }
+    let (store, artifact) = (store.clone(), artifact.clone());
+    tokio::task::spawn_blocking(move || store.finish(&artifact))
+        .await
+        .map_err(|_| "task failed")?
+        .map_err(|e| {
+            tracing::error!(error = %e, "a fetched artifact failed its final check; starting over");
+            "final check failed"
+        })
+}
