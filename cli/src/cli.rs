@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub rpc_cookie: Option<PathBuf>,
 
+    /// Wait up to SECS for the node to come up (no cookie yet, connection refused) instead
+    /// of failing at once: for scripts that have just started commonsd.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub rpc_wait: Option<u64>,
+
     /// Print the node's answer as JSON, for scripts.
     #[arg(long, global = true)]
     pub json: bool,
@@ -303,6 +308,38 @@ pub enum ReleaseCommand {
         #[arg(long, value_name = "VERSION", value_parser = parse_version)]
         newest: Option<ReleaseVersion>,
     },
+    /// Hand a signed bundle and its artifacts to the running node, which verifies and stores
+    /// them, then gossips the bundle.
+    Publish {
+        /// The release bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Directory holding the artifacts. The node reads them itself, so it must be a
+        /// directory on the node's machine that the node's user can read.
+        #[arg(long, value_name = "DIR")]
+        artifacts: PathBuf,
+    },
+    /// Tell whether a local file is, byte for byte, an artifact of a release the running node
+    /// holds as verified; exit code 0 only when it is.
+    VerifyBinary {
+        /// The file to check, such as the commonsd binary about to be run.
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
+    /// List the releases the running node knows, newest version first in each channel.
+    List,
+    /// Show one release the running node knows, with the state of each artifact.
+    Show {
+        /// The release id (64 hex characters), as `release list` shows it.
+        #[arg(value_name = "ID", value_parser = parse_id)]
+        id: Hash32,
+    },
+}
+
+/// Parses a release id: 64 hex characters.
+fn parse_id(s: &str) -> Result<Hash32, String> {
+    s.parse()
+        .map_err(|_| "expected 64 hex characters (a release id)".to_string())
 }
 
 /// Arguments of `release create`.

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use base64::Engine as _;
@@ -17,7 +17,15 @@ use crate::error::{CliError, Result};
 pub struct RpcClient {
     address: SocketAddr,
     cookie_path: PathBuf,
+    read_timeout: Duration,
+    wait: Option<Duration>,
 }
+
+/// How often a client that waits for the node tries again.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// How long an answer may take by default: every method but a few answers at once.
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The largest answer read from a node; far above any real one.
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;
@@ -37,23 +45,53 @@ impl RpcClient {
         Ok(RpcClient {
             address,
             cookie_path,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            wait: None,
         })
     }
 
+    /// The same client, trying again for up to `wait` while the node is not up yet (no
+    /// cookie, connection refused, a cookie of its previous run), like `bitcoin-cli
+    /// -rpcwait`: for scripts that start the node and then talk to it.
+    pub fn with_wait(mut self, wait: Option<Duration>) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// The same client, waiting up to `timeout` for an answer: for methods whose work grows
+    /// with their input, such as a release whose artifacts the node hashes before answering.
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
     /// Calls `method` with named `params` and returns its `result`. A JSON-RPC error from the
-    /// node is a failure (exit 1); an unreachable node or a refused cookie is `Unavailable`.
+    /// node becomes the [`CliError`] its code calls for (see [`NodeError::into_cli`]); an
+    /// unreachable node or a refused cookie is `Unavailable`.
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
-        let cookie = read_cookie(&self.cookie_path)?;
+        self.call_raw(method, params)?
+            .map_err(|error| error.into_cli(method))
+    }
+
+    /// Calls `method` and returns the node's JSON-RPC error as it is, for commands that word
+    /// it themselves; only failures to reach the node are errors of the outer result.
+    pub fn call_raw(
+        &self,
+        method: &str,
+        params: Value,
+    ) -> Result<std::result::Result<Value, NodeError>> {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let body = serde_json::to_vec(&body).expect("JSON values serialize");
-        let (status, answer) = self.post(&cookie, &body)?;
-        if status == 401 {
-            return Err(CliError::Unavailable(anyhow!(
-                "the node at {} refused the cookie in {}: is that the data directory of this node?",
-                self.address,
-                self.cookie_path.display()
-            )));
-        }
+        let deadline = self.wait.map(|wait| Instant::now() + wait);
+        let (status, answer) = loop {
+            match self.exchange(&body) {
+                Ok(answer) => break answer,
+                Err(Attempt::NotUp(_)) if deadline.is_some_and(|d| Instant::now() < d) => {
+                    std::thread::sleep(WAIT_POLL);
+                }
+                Err(Attempt::NotUp(error) | Attempt::Failed(error)) => return Err(error),
+            }
+        };
         let answer: Value = serde_json::from_slice(&answer).map_err(|e| {
             CliError::Unavailable(anyhow!(
                 "the node at {} answered HTTP {status} with something that is not JSON-RPC: {e}",
@@ -61,26 +99,60 @@ impl RpcClient {
             ))
         })?;
         if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown error");
-            return Err(CliError::failed(format!("{method}: {message}")));
+            return Ok(Err(NodeError {
+                code: error.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: error
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown error")
+                    .to_string(),
+            }));
         }
-        Ok(answer.get("result").cloned().unwrap_or(Value::Null))
+        Ok(Ok(answer.get("result").cloned().unwrap_or(Value::Null)))
     }
 
-    fn post(&self, cookie: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    /// One request: the cookie, a connection, the request and its answer, with the HTTP
+    /// status. Failures before the node took the request are [`Attempt::NotUp`], which a
+    /// waiting client tries again; once the request is sent, nothing is sent twice.
+    fn exchange(&self, body: &[u8]) -> std::result::Result<(u16, Vec<u8>), Attempt> {
+        let cookie = read_cookie(&self.cookie_path).map_err(Attempt::NotUp)?;
         let unavailable = |e: std::io::Error| {
             CliError::Unavailable(anyhow!(
                 "cannot reach commonsd at {}: {e} (is the node running? start it with `commonsd`)",
                 self.address
             ))
         };
-        let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5))
-            .map_err(unavailable)?;
+        let stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5))
+            .map_err(|e| Attempt::NotUp(unavailable(e)))?;
+        let (status, answer) = self.post(stream, &cookie, body).map_err(Attempt::Failed)?;
+        if status == 401 {
+            return Err(Attempt::NotUp(CliError::Unavailable(anyhow!(
+                "the node at {} refused the cookie in {}: is that the data directory of this node?",
+                self.address,
+                self.cookie_path.display()
+            ))));
+        }
+        Ok((status, answer))
+    }
+
+    fn post(&self, mut stream: TcpStream, cookie: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+        let unavailable = |e: std::io::Error| {
+            let timed_out = matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            );
+            CliError::Unavailable(if timed_out {
+                anyhow!(
+                    "commonsd at {} did not answer within {} s",
+                    self.address,
+                    self.read_timeout.as_secs()
+                )
+            } else {
+                anyhow!("lost the connection to commonsd at {}: {e}", self.address)
+            })
+        };
         stream
-            .set_read_timeout(Some(Duration::from_secs(120)))
+            .set_read_timeout(Some(self.read_timeout))
             .map_err(unavailable)?;
         let auth = base64::engine::general_purpose::STANDARD.encode(cookie);
         let head = format!(
@@ -97,6 +169,57 @@ impl RpcClient {
             .read_to_end(&mut raw)
             .map_err(unavailable)?;
         parse_response(&raw).map_err(|e| CliError::Unavailable(anyhow!("{}: {e}", self.address)))
+    }
+}
+
+/// Why one request did not get an answer.
+enum Attempt {
+    /// The node is not up, or not yet: no cookie, no listener, or a stale cookie.
+    NotUp(CliError),
+    /// The request was sent but the answer did not come back whole.
+    Failed(CliError),
+}
+
+/// JSON-RPC error codes of `commonsd` (see docs/OPERATING.md).
+pub mod code {
+    /// The node does not know the method: it is older than this `commons-cli`.
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// Malformed or missing parameters.
+    pub const INVALID_PARAMS: i64 = -32602;
+    /// The node failed internally (storage, say).
+    pub const INTERNAL_ERROR: i64 = -32603;
+    /// What was asked for is not known to the node.
+    pub const NOT_FOUND: i64 = -32001;
+    /// The node's rules refuse the request (a release that fails verification, say).
+    pub const REJECTED: i64 = -32002;
+}
+
+/// A JSON-RPC error object the node answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeError {
+    /// The JSON-RPC error code (see [`code`]).
+    pub code: i64,
+    /// The node's message, which says why.
+    pub message: String,
+}
+
+impl NodeError {
+    /// The error a command reports, with the exit code the error's kind calls for: bad
+    /// parameters are the caller's input (2); a method the node lacks or an internal failure
+    /// means the node cannot do it (3); anything else, such as a refusal by the rules or an
+    /// unknown id, is a failed check (1).
+    pub fn into_cli(self, method: &str) -> CliError {
+        let NodeError { code, message } = self;
+        match code {
+            code::INVALID_PARAMS => CliError::Input(anyhow!("{method}: {message}")),
+            code::METHOD_NOT_FOUND => CliError::Unavailable(anyhow!(
+                "the node does not support `{method}`: it is older than this commons-cli ({message})"
+            )),
+            code::INTERNAL_ERROR => {
+                CliError::Unavailable(anyhow!("{method}: the node failed: {message}"))
+            }
+            _ => CliError::failed(format!("{method}: {message}")),
+        }
     }
 }
 
@@ -163,5 +286,24 @@ mod tests {
         let chunked = b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         assert_eq!(parse_response(chunked).unwrap(), (401, b"abcde".to_vec()));
         assert!(parse_response(b"HTTP/1.1 200").is_err());
+    }
+
+    #[test]
+    fn node_errors_get_the_exit_code_of_their_kind() {
+        let error = |code| {
+            NodeError {
+                code,
+                message: "why".to_string(),
+            }
+            .into_cli("publishrelease")
+        };
+        assert_eq!(error(code::INVALID_PARAMS).exit_code(), 2);
+        assert_eq!(error(code::REJECTED).exit_code(), 1);
+        assert_eq!(error(code::NOT_FOUND).exit_code(), 1);
+        assert_eq!(error(code::METHOD_NOT_FOUND).exit_code(), 3);
+        assert_eq!(error(code::INTERNAL_ERROR).exit_code(), 3);
+        assert_eq!(error(code::REJECTED).to_string(), "publishrelease: why");
+        let old = error(code::METHOD_NOT_FOUND).to_string();
+        assert!(old.contains("does not support `publishrelease`"), "{old}");
     }
 }

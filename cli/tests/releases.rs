@@ -312,3 +312,74 @@ fn decode_prints_a_release_as_json() {
     assert_eq!(doc["message"]["body"]["artifacts"][1]["name"], "SHA256SUMS");
     assert_eq!(doc["id"].as_str().unwrap().len(), 64);
 }
+
+/// The online release commands check what they are given before they look for the node:
+/// bad input is exit 2 with the file named, and only then is a missing node exit 3.
+#[test]
+fn online_release_commands_check_their_input_before_the_node() {
+    let w = setup();
+    // Sign to threshold so the bundle itself is not what is wrong below.
+    for m in [1, 2, 3] {
+        sign(&w, m).ok();
+    }
+    // A data directory without a cookie: no node runs there.
+    std::fs::create_dir(w.path("nodedata")).unwrap();
+    let online = |args: &[&str]| {
+        let mut all = vec!["--datadir", "nodedata"];
+        all.extend_from_slice(args);
+        w.on(NET, &all)
+    };
+
+    let publish = |file: &str, dir: &str| online(&["release", "publish", file, "--artifacts", dir]);
+    publish("missing.cbor", "dist")
+        .expect(2)
+        .stderr_has("error: missing.cbor: no such file or directory");
+    w.on(
+        NET,
+        &[
+            "proposal",
+            "create",
+            "--tier",
+            "1",
+            "--title",
+            "t",
+            "--reference",
+            "r",
+            "--out",
+            "p.cbor",
+        ],
+    )
+    .ok();
+    publish("p.cbor", "dist")
+        .expect(2)
+        .stderr_has("p.cbor: this is a proposal message, not a release");
+    publish("r.cbor", "nowhere")
+        .expect(2)
+        .stderr_has("error: nowhere: no such file or directory");
+    let run = publish("r.cbor", "dist/SHA256SUMS")
+        .expect(2)
+        .stderr_has("error: dist/SHA256SUMS: not a directory");
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    publish("r.cbor", "dist")
+        .expect(3)
+        .stderr_has("the node is not running");
+    w.run(&["release", "publish", "r.cbor"])
+        .expect(2)
+        .stderr_has("--artifacts <DIR>");
+
+    online(&["release", "verify-binary", "missing"])
+        .expect(2)
+        .stderr_has("error: missing: no such file or directory");
+    online(&["release", "verify-binary", "dist"])
+        .expect(2)
+        .stderr_has("error: dist: ");
+    online(&["release", "verify-binary", "dist/app-1.4.0.tar.gz"])
+        .expect(3)
+        .stderr_has("the node is not running");
+
+    online(&["release", "show", "abc"])
+        .expect(2)
+        .stderr_has("expected 64 hex characters (a release id)");
+    online(&["release", "show", &"ab".repeat(32)]).expect(3);
+    online(&["release", "list"]).expect(3);
+}

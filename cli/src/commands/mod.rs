@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result {
             cli.datadir.as_deref(),
             cli.rpc_url.as_deref(),
             cli.rpc_cookie.as_deref(),
+            cli.rpc_wait.map(std::time::Duration::from_secs),
             cli.json,
         )
     };
@@ -50,6 +51,14 @@ pub fn run(cli: Cli) -> Result {
         Command::Proposal(ProposalCommand::Submit { file }) => {
             online()?.submit_proposal(&ctx, &file)
         }
+        Command::Release(ReleaseCommand::Publish { file, artifacts }) => {
+            online()?.publish_release(&ctx, &file, &artifacts)
+        }
+        Command::Release(ReleaseCommand::VerifyBinary { path }) => {
+            online()?.verify_binary(&ctx, &path)
+        }
+        Command::Release(ReleaseCommand::List) => online()?.list_releases(&ctx),
+        Command::Release(ReleaseCommand::Show { id }) => online()?.show_release(&ctx, &id),
         Command::Key(KeyCommand::Generate { out }) => key::generate(&ctx, &out),
         Command::Key(KeyCommand::Show { file }) => key::show(&ctx, &file),
         Command::Network(NetworkCommand::Init(args)) => network::init(&ctx, &args),
@@ -176,9 +185,14 @@ fn decode_detached(bytes: &[u8]) -> Option<MaintainerSignature> {
 
 /// Reads a maintainer-signed message of one kind, explaining a file of another kind.
 fn load_multi<B: MultiSignedBody>(path: &Path) -> Result<MultiSigned<B>> {
+    load_multi_bytes(path).map(|(_, message)| message)
+}
+
+/// Reads a maintainer-signed message of one kind, and gives its file's bytes too.
+fn load_multi_bytes<B: MultiSignedBody>(path: &Path) -> Result<(Vec<u8>, MultiSigned<B>)> {
     let what = B::KIND.name();
     let bytes = crate::files::read_bounded(path, max_message_bytes(), "message")?;
-    MultiSigned::<B>::decode(&bytes).map_err(|error| {
+    let message = MultiSigned::<B>::decode(&bytes).map_err(|error| {
         let name = path.display();
         if let Ok(other) = AnyMessage::decode(&bytes) {
             anyhow!(
@@ -190,8 +204,8 @@ fn load_multi<B: MultiSignedBody>(path: &Path) -> Result<MultiSigned<B>> {
         } else {
             anyhow!("{name}: not a valid {what}: {error}")
         }
-        .into()
-    })
+    })?;
+    Ok((bytes, message))
 }
 
 /// Reads a proposal file.
@@ -202,6 +216,11 @@ pub fn load_proposal(path: &Path) -> Result<MultiSigned<ProposalBody>> {
 /// Reads a release bundle file.
 pub fn load_release(path: &Path) -> Result<MultiSigned<ReleaseManifest>> {
     load_multi(path)
+}
+
+/// Reads a release bundle file, with the file's bytes (which are what the node is sent).
+pub fn load_release_bytes(path: &Path) -> Result<(Vec<u8>, MultiSigned<ReleaseManifest>)> {
+    load_multi_bytes(path)
 }
 
 /// Reads a detached signature file.

@@ -1,7 +1,10 @@
 //! Commands that talk to a running `commonsd` over JSON-RPC. Human-readable output by
 //! default; `--json` prints the node's answer as it is, for scripts.
 
+mod releases;
+
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use serde_json::{Value, json};
@@ -24,6 +27,7 @@ impl Online {
         datadir: Option<&Path>,
         rpc_url: Option<&str>,
         rpc_cookie: Option<&Path>,
+        wait: Option<Duration>,
         json: bool,
     ) -> Result<Self> {
         let network = &ctx.network()?.spec.name;
@@ -45,7 +49,7 @@ impl Online {
             }
         };
         Ok(Online {
-            client: RpcClient::new(&address, cookie)?,
+            client: RpcClient::new(&address, cookie)?.with_wait(wait),
             json,
         })
     }
