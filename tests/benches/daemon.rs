@@ -270,38 +270,12 @@ fn signers(node: &TestNode, id: &Hash32) -> Option<u64> {
         .as_u64()
 }
 
-/// VmRSS of the process listening on the node's RPC port, in MiB.
+/// VmRSS of a running node, in MiB.
 fn rss_mib(node: &TestNode) -> anyhow::Result<f64> {
-    let pid = node
-        .pid()
+    let kib = node
+        .memory_kib("VmRSS")
         .ok_or_else(|| anyhow!("{} is not running", node.name))?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
-    Ok(kib / 1024.0)
-}
-
-/// The process id of a running node.
-trait Pid {
-    fn pid(&self) -> Option<u32>;
-}
-
-impl Pid for TestNode {
-    fn pid(&self) -> Option<u32> {
-        // TestNode keeps its child private: find the daemon by its data directory.
-        let base = self.base.to_str()?.to_string();
-        std::fs::read_dir("/proc").ok()?.find_map(|entry| {
-            let entry = entry.ok()?;
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_daemon = args.first().is_some_and(|a| a.ends_with(b"commonsd"));
-            (is_daemon && args.contains(&base.as_bytes())).then_some(pid)
-        })
-    }
+    Ok(kib as f64 / 1024.0)
 }
 
 fn ms(d: Duration) -> String {

@@ -1,0 +1,447 @@
+//! A signed release travels over the network: five real `commonsd` processes, a 50 MiB
+//! artifact published at one of them, and an in-test peer that serves corrupted chunks. Every
+//! node must end with byte-identical, verified artifacts; the corrupting peer must be
+//! penalised and must not stop anyone; a node killed with `kill -9` in the middle of its
+//! download must finish after a restart.
+//!
+//! The test prints what it measured (time until every node verified the release, each
+//! node's throughput and peak memory); it asserts only that memory stays below the artifact's
+//! size, which is what streaming means.
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use commons_e2e::{TestNode, now, scenario, start_mesh, wait_until};
+use commons_node::fetch::{FetchRequest, FetchResponse};
+use commons_p2p::prometheus_client::registry::Registry;
+use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode};
+use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher, encode_chunk_list};
+use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::{
+    Artifact, BoundedBytes, BoundedString, BoundedVec, NetworkSpec, ReleaseBundle, ReleaseClass,
+    ReleaseManifest,
+};
+use serde_json::{Value, json};
+
+/// Five nodes and the corrupting peer. No other test uses 127.0.0.150-155.
+const NODES: [&str; 5] = [
+    "127.0.0.150",
+    "127.0.0.151",
+    "127.0.0.152",
+    "127.0.0.153",
+    "127.0.0.154",
+];
+const CORRUPTER: &str = "127.0.0.155";
+const BIG: u64 = 50 * 1024 * 1024 + 12_345;
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Deterministic bytes that do not compress (xorshift), written in 1 MiB pieces.
+fn write_artifact(path: &Path, size: u64, seed: u64) -> ArtifactDigest {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut hasher = ArtifactHasher::new();
+    let mut state = seed | 1;
+    let mut left = size;
+    let mut piece = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = usize::try_from(left.min(piece.len() as u64)).unwrap();
+        for word in piece[..n].chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+        }
+        file.write_all(&piece[..n]).unwrap();
+        hasher.update(&piece[..n]);
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+    hasher.finish()
+}
+
+fn entry(name: &str, digest: &ArtifactDigest) -> Artifact {
+    Artifact {
+        name: BoundedString::new(name).unwrap(),
+        sha256: digest.sha256,
+        size: digest.size,
+        chunk_list: digest.chunk_list_hash(),
+    }
+}
+
+/// A regtest application release signed by the class's threshold of release signers.
+fn signed_release(version: &str, artifacts: Vec<Artifact>) -> ReleaseBundle {
+    let spec = NetworkSpec::regtest();
+    let class = spec.release_class(ReleaseClass::Application).unwrap();
+    let t = now();
+    let mut bundle = ReleaseBundle::new(ReleaseManifest {
+        version: 1,
+        channel: BoundedString::new("stable").unwrap(),
+        release: version.parse().unwrap(),
+        class: ReleaseClass::Application,
+        created: t - 10,
+        expires: t + 3600,
+        artifacts: BoundedVec::new(artifacts).unwrap(),
+        source_commit: BoundedString::new("e2e0000").unwrap(),
+        build_hash: None,
+        spec_hash: None,
+        test_results_hash: None,
+        ots_proof: None,
+    });
+    let mut signed = 0;
+    for i in 0..7 {
+        let key = regtest_maintainer_key(i);
+        if signed < class.threshold && class.signers.contains(&key.public_key()) {
+            bundle.add_signature(&key, &spec.network_id()).unwrap();
+            signed += 1;
+        }
+    }
+    bundle
+}
+
+/// A peer that answers chunk-list requests truthfully (so it is believed) and every chunk
+/// request with the right number of wrong bytes.
+struct Corrupter {
+    rt: tokio::runtime::Runtime,
+    handle: P2pHandle,
+}
+
+impl Corrupter {
+    fn start(bootstrap: Vec<Multiaddr>, digest: &ArtifactDigest, size: u64) -> Corrupter {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (sha256, chunks) = (digest.sha256, digest.chunks.clone());
+        let handle = rt.block_on(async move {
+            let mut config = P2pConfig::new("regtest");
+            config.listen_addrs = vec![format!("/ip4/{CORRUPTER}/tcp/0").parse().unwrap()];
+            config.outbound_source_ip = Some(CORRUPTER.parse::<IpAddr>().unwrap());
+            config.bootstrap = bootstrap;
+            config.discovery = false;
+            config.ip_colocation_threshold = 1_000;
+            let mut registry = Registry::default();
+            let (handle, mut events, _task) =
+                P2pNode::spawn(config, Keypair::generate_secp256k1(), &mut registry).unwrap();
+            let responder = handle.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    let P2pEvent::InboundFetch {
+                        request, channel, ..
+                    } = event
+                    else {
+                        continue;
+                    };
+                    let response = match FetchRequest::decode(&request) {
+                        Ok(FetchRequest::ChunkList { artifact }) if artifact == sha256 => {
+                            FetchResponse::ChunkList {
+                                hashes: BoundedBytes::new(encode_chunk_list(&chunks)).unwrap(),
+                            }
+                        }
+                        Ok(FetchRequest::Chunk { artifact, index }) if artifact == sha256 => {
+                            let len = commons_signaling::artifact::chunk_len(size, index.into())
+                                .unwrap_or(1);
+                            FetchResponse::Chunk {
+                                data: BoundedBytes::new(vec![0xee; len as usize]).unwrap(),
+                            }
+                        }
+                        _ => FetchResponse::Missing,
+                    };
+                    let _ = responder.respond(channel, response.encode()).await;
+                }
+            });
+            handle
+        });
+        Corrupter { rt, handle }
+    }
+}
+
+impl Drop for Corrupter {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await
+        });
+    }
+}
+
+fn metric(node: &TestNode, name: &str) -> f64 {
+    let text = node.metrics().unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn release_on(node: &TestNode, id: &str) -> Result<Value, String> {
+    node.rpc("getrelease", json!({ "id": id }))
+        .map_err(|e| format!("{}: {e}", node.name))
+}
+
+fn sha256_of(path: &str) -> String {
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut hasher = ArtifactHasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    hasher.finish().sha256.to_hex()
+}
+
+#[test]
+fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
+    let t0 = Instant::now();
+    let phase = |text: &str| {
+        scenario(&format!(
+            "  [{:>3}s] release_propagation: {text}",
+            t0.elapsed().as_secs()
+        ))
+    };
+    phase("five commonsd on 127.0.0.150-154, a corrupting peer on .155");
+    let mut nodes = start_mesh("r", &NODES);
+    let dist = tempfile::tempdir().unwrap();
+    let big = write_artifact(&dist.path().join("commonsd-linux-x86_64"), BIG, 7);
+    let notes = write_artifact(&dist.path().join("NOTES.txt"), 1000, 11);
+    let bundle = signed_release(
+        "1.0.0",
+        vec![
+            entry("commonsd-linux-x86_64", &big),
+            entry("NOTES.txt", &notes),
+        ],
+    );
+    let id = bundle.id(&NetworkSpec::regtest().network_id()).to_hex();
+
+    let corrupter = Corrupter::start(
+        nodes
+            .iter()
+            .map(|n| n.multiaddr().unwrap().parse().unwrap())
+            .collect(),
+        &big,
+        BIG,
+    );
+    let corrupter_id = corrupter.handle.local_peer_id().to_string();
+    wait_until(WAIT, "the corrupting peer connected to every node", || {
+        for n in &nodes {
+            let peers = n.rpc("getpeers", Value::Null).map_err(|e| e.to_string())?;
+            let list = peers.as_array().cloned().unwrap_or_default();
+            if !list.iter().any(|p| p["peer_id"] == corrupter_id.as_str()) {
+                return Err(format!("{} has {} peers", n.name, list.len()));
+            }
+            if list.len() < NODES.len() {
+                return Err(format!("{} has {} peers", n.name, list.len()));
+            }
+        }
+        Ok(())
+    });
+    let rss_before: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.memory_kib("VmRSS").unwrap_or(0))
+        .collect();
+
+    phase("refused: a bundle whose artifact does not match, and a relative directory");
+    let mut tampered = bundle.clone();
+    tampered.body.artifacts = BoundedVec::new(vec![entry("NOTES.txt", &big)]).unwrap();
+    let err = nodes[0]
+        .rpc(
+            "publishrelease",
+            json!({ "bundle": hex::encode(tampered.encode()), "artifacts": dist.path() }),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("refused"), "{err}");
+    let err = nodes[0]
+        .rpc(
+            "publishrelease",
+            json!({ "bundle": hex::encode(bundle.encode()), "artifacts": "dist" }),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("absolute"), "{err}");
+    assert_eq!(
+        nodes[0].rpc("listreleases", Value::Null).unwrap(),
+        json!([]),
+        "nothing is kept from a refused publication"
+    );
+
+    phase("published at node 0");
+    let published_at = Instant::now();
+    let r = nodes[0]
+        .rpc(
+            "publishrelease",
+            json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dist.path() }),
+        )
+        .unwrap();
+    assert_eq!(r["id"], id.as_str(), "{r}");
+    assert_eq!(r["new"], true, "{r}");
+
+    // Node 4 is killed in the middle of its download, to show that it resumes.
+    let victim = nodes.len() - 1;
+    let mut interrupted_at = None;
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Ok(release) = release_on(&nodes[victim], &id) {
+            let have = release["artifacts"][0]["have_bytes"].as_u64().unwrap_or(0);
+            if release["state"] == "verified" {
+                break;
+            }
+            if have > 0 {
+                interrupted_at = Some(have);
+                nodes[victim].kill9();
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    match interrupted_at {
+        Some(have) => {
+            phase(&format!(
+                "node 4 killed with {have} bytes on disk; restarting"
+            ));
+            nodes[victim].restart().unwrap();
+        }
+        None => phase("node 4 finished before it could be interrupted"),
+    }
+
+    let mut verified_after: Vec<Option<Duration>> = vec![None; nodes.len()];
+    wait_until(WAIT, "every node verified the release", || {
+        for (i, n) in nodes.iter().enumerate() {
+            if verified_after[i].is_some() {
+                continue;
+            }
+            let release = release_on(n, &id)?;
+            if release["state"] != "verified" {
+                return Err(format!("{}: {release}", n.name));
+            }
+            verified_after[i] = Some(published_at.elapsed());
+        }
+        Ok(())
+    });
+    let all_verified = published_at.elapsed();
+
+    phase("every node holds byte-identical artifacts");
+    for n in &nodes {
+        let release = release_on(n, &id).unwrap();
+        for (artifact, digest) in release["artifacts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip([&big, &notes])
+        {
+            let path = artifact["path"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{release}"));
+            assert!(
+                path.starts_with(&n.datadir().display().to_string()),
+                "{path} is not under the data directory"
+            );
+            assert_eq!(
+                sha256_of(path),
+                digest.sha256.to_hex(),
+                "{}: {path}",
+                n.name
+            );
+            assert_eq!(std::fs::metadata(path).unwrap().len(), digest.size);
+        }
+    }
+
+    phase("the corrupting peer was caught and penalised");
+    let bad: Vec<f64> = nodes[1..]
+        .iter()
+        .map(|n| metric(n, "commons_release_bad_chunks_total"))
+        .collect();
+    assert!(
+        bad.iter().all(|b| *b >= 1.0),
+        "bad chunks seen per fetching node: {bad:?}"
+    );
+    let penalised = nodes[1..]
+        .iter()
+        .filter(|n| {
+            let peers = n.rpc("getpeers", Value::Null).unwrap();
+            peers.as_array().unwrap().iter().all(|p| {
+                p["peer_id"] != corrupter_id.as_str() || p["gossip_score"].as_f64() < Some(0.0)
+            })
+        })
+        .count();
+    assert_eq!(
+        penalised,
+        nodes.len() - 1,
+        "every fetching node penalised the corrupter"
+    );
+    assert!(
+        metric(&nodes[0], "commons_release_served_bytes_total") > 0.0,
+        "the publisher served chunks"
+    );
+    assert_eq!(
+        metric(&nodes[2], "commons_release_fetches_in_progress"),
+        0.0
+    );
+    assert!(
+        nodes[2]
+            .metrics()
+            .unwrap()
+            .contains("commons_release_newest_verified{channel=\"stable\",version=\"1.0.0\"} 1"),
+        "newest verified version in /metrics"
+    );
+
+    phase("a rollback to an older version is refused, the same version is not new");
+    let older = signed_release("0.9.0", vec![entry("NOTES.txt", &notes)]);
+    let err = nodes[1]
+        .rpc(
+            "publishrelease",
+            json!({ "bundle": hex::encode(older.encode()), "artifacts": dist.path() }),
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not newer"), "{err}");
+    assert!(
+        metric(
+            &nodes[1],
+            "commons_release_rejected_total{reason=\"rollback\"}"
+        ) >= 1.0
+    );
+    let again = nodes[1]
+        .rpc(
+            "publishrelease",
+            json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dist.path() }),
+        )
+        .unwrap();
+    assert_eq!(again["new"], false, "{again}");
+    assert_eq!(
+        nodes[1]
+            .rpc("listreleases", Value::Null)
+            .unwrap()
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    let mut report = format!(
+        "release_propagation figures: {} MiB verified on all {} nodes {:.2} s after publication\n",
+        BIG >> 20,
+        nodes.len(),
+        all_verified.as_secs_f64()
+    );
+    for (i, n) in nodes.iter().enumerate() {
+        let took = verified_after[i].unwrap_or(all_verified).as_secs_f64();
+        let peak = n.memory_kib("VmHWM").unwrap_or(0);
+        report.push_str(&format!(
+            "  {}: verified after {took:.2} s ({:.1} MiB/s), RSS before {:.1} MiB, peak {:.1} MiB\n",
+            n.name,
+            BIG as f64 / (1 << 20) as f64 / took.max(0.001),
+            rss_before[i] as f64 / 1024.0,
+            peak as f64 / 1024.0,
+        ));
+        // Streaming: a node never holds the artifact whole (the restarted node's peak is
+        // its own run's).
+        assert!(
+            peak.saturating_sub(rss_before[i]) < BIG / 1024,
+            "{}: peak RSS {peak} KiB grew by more than the artifact",
+            n.name
+        );
+    }
+    scenario(&report);
+}
