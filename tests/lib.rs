@@ -17,6 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
+use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher};
+use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::{
+    Artifact, BoundedString, BoundedVec, NetworkSpec, ReleaseBundle, ReleaseClass, ReleaseManifest,
+};
 use serde_json::{Value, json};
 
 /// The environment variables `commonsd` reads; cleared so the caller's shell cannot change
@@ -523,8 +528,7 @@ pub fn regtest_proposal(
     lock_end: u64,
     signers: usize,
 ) -> (String, Vec<u8>) {
-    use commons_signaling::spec::regtest_maintainer_key;
-    use commons_signaling::{BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody};
+    use commons_signaling::{PROTOCOL_VERSION, Proposal, ProposalBody};
     let network = NetworkSpec::regtest().network_id();
     let mut proposal = Proposal::new(ProposalBody {
         version: PROTOCOL_VERSION,
@@ -574,4 +578,69 @@ pub fn start_mesh(prefix: &str, ips: &[&str]) -> Vec<TestNode> {
         nodes.push(node);
     }
     nodes
+}
+
+/// Writes `size` deterministic bytes that do not compress (xorshift from `seed`) to `path`,
+/// in 1 MiB pieces, and returns their artifact digest.
+pub fn write_artifact(path: &Path, size: u64, seed: u64) -> ArtifactDigest {
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut hasher = ArtifactHasher::new();
+    let mut state = seed | 1;
+    let mut left = size;
+    let mut piece = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = usize::try_from(left.min(piece.len() as u64)).unwrap();
+        for word in piece[..n].chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+        }
+        file.write_all(&piece[..n]).unwrap();
+        hasher.update(&piece[..n]);
+        left -= n as u64;
+    }
+    file.flush().unwrap();
+    hasher.finish()
+}
+
+/// The manifest entry of an artifact named `name` with `digest`.
+pub fn artifact_entry(name: &str, digest: &ArtifactDigest) -> Artifact {
+    Artifact {
+        name: BoundedString::new(name).unwrap(),
+        sha256: digest.sha256,
+        size: digest.size,
+        chunk_list: digest.chunk_list_hash(),
+    }
+}
+
+/// A regtest application release on channel `stable`, valid for an hour, signed by the
+/// class's threshold of release signers.
+pub fn regtest_release(version: &str, artifacts: Vec<Artifact>) -> ReleaseBundle {
+    let spec = NetworkSpec::regtest();
+    let class = spec.release_class(ReleaseClass::Application).unwrap();
+    let t = now();
+    let mut bundle = ReleaseBundle::new(ReleaseManifest {
+        version: 1,
+        channel: BoundedString::new("stable").unwrap(),
+        release: version.parse().unwrap(),
+        class: ReleaseClass::Application,
+        created: t - 10,
+        expires: t + 3600,
+        artifacts: BoundedVec::new(artifacts).unwrap(),
+        source_commit: BoundedString::new("e2e0000").unwrap(),
+        build_hash: None,
+        spec_hash: None,
+        test_results_hash: None,
+        ots_proof: None,
+    });
+    let mut signed = 0;
+    for i in 0..7 {
+        let key = regtest_maintainer_key(i);
+        if signed < class.threshold && class.signers.contains(&key.public_key()) {
+            bundle.add_signature(&key, &spec.network_id()).unwrap();
+            signed += 1;
+        }
+    }
+    bundle
 }

@@ -8,21 +8,17 @@
 //! node's throughput and peak memory); it asserts only that memory stays below the artifact's
 //! size, which is what streaming means.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use commons_e2e::{TestNode, now, scenario, start_mesh, wait_until};
+use commons_e2e::{
+    TestNode, artifact_entry, regtest_release, scenario, start_mesh, wait_until, write_artifact,
+};
 use commons_node::fetch::{FetchRequest, FetchResponse};
 use commons_p2p::prometheus_client::registry::Registry;
 use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode};
 use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher, encode_chunk_list};
-use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{
-    Artifact, BoundedBytes, BoundedString, BoundedVec, NetworkSpec, ReleaseBundle, ReleaseClass,
-    ReleaseManifest,
-};
+use commons_signaling::{BoundedBytes, BoundedVec, NetworkSpec};
 use serde_json::{Value, json};
 
 /// Five nodes and the corrupting peer. No other test uses 127.0.0.150-155.
@@ -36,68 +32,6 @@ const NODES: [&str; 5] = [
 const CORRUPTER: &str = "127.0.0.155";
 const BIG: u64 = 50 * 1024 * 1024 + 12_345;
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Deterministic bytes that do not compress (xorshift), written in 1 MiB pieces.
-fn write_artifact(path: &Path, size: u64, seed: u64) -> ArtifactDigest {
-    let mut file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    let mut hasher = ArtifactHasher::new();
-    let mut state = seed | 1;
-    let mut left = size;
-    let mut piece = vec![0u8; 1 << 20];
-    while left > 0 {
-        let n = usize::try_from(left.min(piece.len() as u64)).unwrap();
-        for word in piece[..n].chunks_mut(8) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
-        }
-        file.write_all(&piece[..n]).unwrap();
-        hasher.update(&piece[..n]);
-        left -= n as u64;
-    }
-    file.flush().unwrap();
-    hasher.finish()
-}
-
-fn entry(name: &str, digest: &ArtifactDigest) -> Artifact {
-    Artifact {
-        name: BoundedString::new(name).unwrap(),
-        sha256: digest.sha256,
-        size: digest.size,
-        chunk_list: digest.chunk_list_hash(),
-    }
-}
-
-/// A regtest application release signed by the class's threshold of release signers.
-fn signed_release(version: &str, artifacts: Vec<Artifact>) -> ReleaseBundle {
-    let spec = NetworkSpec::regtest();
-    let class = spec.release_class(ReleaseClass::Application).unwrap();
-    let t = now();
-    let mut bundle = ReleaseBundle::new(ReleaseManifest {
-        version: 1,
-        channel: BoundedString::new("stable").unwrap(),
-        release: version.parse().unwrap(),
-        class: ReleaseClass::Application,
-        created: t - 10,
-        expires: t + 3600,
-        artifacts: BoundedVec::new(artifacts).unwrap(),
-        source_commit: BoundedString::new("e2e0000").unwrap(),
-        build_hash: None,
-        spec_hash: None,
-        test_results_hash: None,
-        ots_proof: None,
-    });
-    let mut signed = 0;
-    for i in 0..7 {
-        let key = regtest_maintainer_key(i);
-        if signed < class.threshold && class.signers.contains(&key.public_key()) {
-            bundle.add_signature(&key, &spec.network_id()).unwrap();
-            signed += 1;
-        }
-    }
-    bundle
-}
 
 /// A peer that answers chunk-list requests truthfully (so it is believed) and every chunk
 /// request with the right number of wrong bytes.
@@ -206,11 +140,11 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     let dist = tempfile::tempdir().unwrap();
     let big = write_artifact(&dist.path().join("commonsd-linux-x86_64"), BIG, 7);
     let notes = write_artifact(&dist.path().join("NOTES.txt"), 1000, 11);
-    let bundle = signed_release(
+    let bundle = regtest_release(
         "1.0.0",
         vec![
-            entry("commonsd-linux-x86_64", &big),
-            entry("NOTES.txt", &notes),
+            artifact_entry("commonsd-linux-x86_64", &big),
+            artifact_entry("NOTES.txt", &notes),
         ],
     );
     let id = bundle.id(&NetworkSpec::regtest().network_id()).to_hex();
@@ -244,7 +178,7 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
 
     phase("refused: a bundle whose artifact does not match, and a relative directory");
     let mut tampered = bundle.clone();
-    tampered.body.artifacts = BoundedVec::new(vec![entry("NOTES.txt", &big)]).unwrap();
+    tampered.body.artifacts = BoundedVec::new(vec![artifact_entry("NOTES.txt", &big)]).unwrap();
     let err = nodes[0]
         .rpc(
             "publishrelease",
@@ -388,7 +322,7 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     );
 
     phase("a rollback to an older version is refused, the same version is not new");
-    let older = signed_release("0.9.0", vec![entry("NOTES.txt", &notes)]);
+    let older = regtest_release("0.9.0", vec![artifact_entry("NOTES.txt", &notes)]);
     let err = nodes[1]
         .rpc(
             "publishrelease",
