@@ -328,18 +328,17 @@ pub enum ReleaseCommand {
     },
     /// List the releases the running node knows, newest version first in each channel.
     List,
-    /// Show one release the running node knows, with the state of each artifact.
+    /// Show one release the running node knows, with the state of each artifact: by its id,
+    /// or by its channel and version (`release show stable 1.4.0`).
     Show {
-        /// The release id (64 hex characters), as `release list` shows it.
-        #[arg(value_name = "ID", value_parser = parse_id)]
-        id: Hash32,
+        /// The release id (64 hex characters, as `release list` shows it), or the release's
+        /// channel when VERSION follows.
+        #[arg(value_name = "ID|CHANNEL")]
+        release: String,
+        /// The release's version, to name it by channel and version.
+        #[arg(value_name = "VERSION", value_parser = parse_version)]
+        version: Option<ReleaseVersion>,
     },
-}
-
-/// Parses a release id: 64 hex characters.
-fn parse_id(s: &str) -> Result<Hash32, String> {
-    s.parse()
-        .map_err(|_| "expected 64 hex characters (a release id)".to_string())
 }
 
 /// Arguments of `release create`.

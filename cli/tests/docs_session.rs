@@ -9,6 +9,9 @@
 //!
 //! `UPDATE_DOCS=1 cargo test -p commons-cli --test docs_session` rewrites the documented
 //! outputs from a real run.
+//!
+//! The session starts a `commonsd` in the background (the built one, next to `commons-cli`)
+//! and stops it at its end; should the session fail before that, the test stops it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,12 +72,49 @@ fn mask(text: &str) -> String {
     out
 }
 
+/// Where the session's output shows the directory it runs in (paths the node prints), the
+/// documentation shows this instead: the temporary directory differs on every run.
+const SESSION_DIR: &str = "/home/you/demo";
+
+/// Stops the daemon whose process id the session wrote to `node.pid`, if it still runs, when
+/// the test ends, also by a panic.
+struct StopDaemon(PathBuf);
+
+impl Drop for StopDaemon {
+    fn drop(&mut self) {
+        let Ok(pid) = std::fs::read_to_string(&self.0) else {
+            return;
+        };
+        let pid = pid.trim();
+        // Only our commonsd: the session's own `kill` may have ended it, and its id may
+        // since belong to another process.
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains("commonsd") {
+            let _ = Command::new("kill").arg(pid).status();
+        }
+    }
+}
+
 #[test]
 fn the_documented_session_runs_as_documented() {
     let doc = std::fs::read_to_string(doc_path()).expect("docs/CLI.md");
     let update = std::env::var_os("UPDATE_DOCS").is_some();
     let dir = tempfile::tempdir().unwrap();
+    let _stop = StopDaemon(dir.path().join("node.pid"));
     let bin_dir = Path::new(BIN).parent().unwrap();
+    assert!(
+        bin_dir.join("commonsd").is_file(),
+        "{} is missing: the session starts a node (cargo build --workspace --bins builds it)",
+        bin_dir.join("commonsd").display()
+    );
+    let session_dirs = [
+        dir.path().to_string_lossy().into_owned(),
+        dir.path()
+            .canonicalize()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
+    ];
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -120,7 +160,10 @@ fn the_documented_session_runs_as_documented() {
             .env("PATH", &path)
             .output()
             .expect("run sh");
-        let actual = String::from_utf8_lossy(&output.stdout).into_owned();
+        let mut actual = String::from_utf8_lossy(&output.stdout).into_owned();
+        for session_dir in &session_dirs {
+            actual = actual.replace(session_dir.as_str(), SESSION_DIR);
+        }
         let code = output.status.code().unwrap_or(-1);
         assert_eq!(
             code,

@@ -332,7 +332,13 @@ fn a_release_is_published_listed_shown_and_its_binary_verified() {
         "{err}"
     );
 
+    // By channel and version instead of id: the same release.
+    let (by_version, _) = cli_expect(root, rpc, &["release", "show", "stable", "1.4"], 0);
+    assert_eq!(by_version, show);
+
     let unknown = "00".repeat(32);
     let (_, err) = cli_expect(root, rpc, &["release", "show", &unknown], 1);
     assert!(err.contains("knows no release"), "{err}");
+    let (_, err) = cli_expect(root, rpc, &["release", "show", "stable", "1.5.0"], 1);
+    assert!(err.contains("knows no release stable 1.5.0"), "{err}");
 }

@@ -381,5 +381,9 @@ fn online_release_commands_check_their_input_before_the_node() {
         .expect(2)
         .stderr_has("expected 64 hex characters (a release id)");
     online(&["release", "show", &"ab".repeat(32)]).expect(3);
+    online(&["release", "show", "stable", "1.4.0"]).expect(3);
+    online(&["release", "show", "stable", "one"])
+        .expect(2)
+        .stderr_has("invalid value 'one' for '[VERSION]'");
     online(&["release", "list"]).expect(3);
 }

@@ -58,7 +58,9 @@ pub fn run(cli: Cli) -> Result {
             online()?.verify_binary(&ctx, &path)
         }
         Command::Release(ReleaseCommand::List) => online()?.list_releases(&ctx),
-        Command::Release(ReleaseCommand::Show { id }) => online()?.show_release(&ctx, &id),
+        Command::Release(ReleaseCommand::Show { release, version }) => {
+            online()?.show_release(&ctx, &release, version.as_ref())
+        }
         Command::Key(KeyCommand::Generate { out }) => key::generate(&ctx, &out),
         Command::Key(KeyCommand::Show { file }) => key::show(&ctx, &file),
         Command::Network(NetworkCommand::Init(args)) => network::init(&ctx, &args),

@@ -275,6 +275,22 @@ fn show_lines(release: &Release, now: u64) -> Vec<String> {
     lines
 }
 
+/// The release of `channel` at `version`. Versions compare as the rules compare them, so
+/// `1.4` finds `1.4.0`; a channel holds one release per version, since the node refuses one
+/// that is not newer than those it has.
+fn find_by_version<'a>(
+    releases: &'a [Release],
+    channel: &str,
+    version: &ReleaseVersion,
+) -> Option<&'a Release> {
+    releases.iter().find(|r| {
+        r.channel == channel
+            && r.version
+                .parse::<ReleaseVersion>()
+                .is_ok_and(|v| v.cmp(version).is_eq())
+    })
+}
+
 /// The widest of a column, in characters.
 fn widest(artifacts: &[ReleaseArtifact], cell: impl Fn(&ReleaseArtifact) -> String) -> usize {
     artifacts
@@ -576,8 +592,39 @@ impl Online {
         Ok(())
     }
 
-    /// `release show ID`
-    pub fn show_release(&self, ctx: &Context, id: &Hash32) -> Result {
+    /// `release show ID` or `release show CHANNEL VERSION`
+    pub fn show_release(
+        &self,
+        ctx: &Context,
+        release: &str,
+        version: Option<&ReleaseVersion>,
+    ) -> Result {
+        let id = match version {
+            None => release.parse::<Hash32>().map_err(|_| {
+                anyhow!(
+                    "{release:?}: expected 64 hex characters (a release id), or a channel and \
+                     a version"
+                )
+            })?,
+            Some(version) => {
+                let releases: Vec<Release> =
+                    parse("listreleases", self.client.call("listreleases", json!({}))?)?;
+                let found = find_by_version(&releases, release, version).ok_or_else(|| {
+                    CliError::failed(format!(
+                        "the node knows no release {} {version} (`commons-cli release list` \
+                         shows those it knows)",
+                        format::one_line(release)
+                    ))
+                })?;
+                found.id.parse().map_err(|_| {
+                    CliError::Unavailable(anyhow!(
+                        "listreleases: the node gave {:?} as an id, which is not 64 hex characters",
+                        found.id
+                    ))
+                })?
+            }
+        };
+        let id = &id;
         let result = match self
             .client
             .call_raw("getrelease", json!({ "id": id.to_hex() }))?
@@ -899,6 +946,25 @@ mod tests {
                 .iter()
                 .any(|l| l.ends_with("(expired)"))
         );
+    }
+
+    #[test]
+    fn a_release_is_found_by_channel_and_version() {
+        let list = releases(vec![
+            release('b', "1.10.0", "verified", vec![]),
+            release('a', "1.4.0", "verified", vec![]),
+        ]);
+        let version = |v: &str| v.parse::<ReleaseVersion>().unwrap();
+        let found = find_by_version(&list, "stable", &version("1.4.0")).unwrap();
+        assert_eq!(found.id, "a".repeat(64));
+        assert_eq!(
+            find_by_version(&list, "stable", &version("1.4"))
+                .unwrap()
+                .id,
+            found.id
+        );
+        assert!(find_by_version(&list, "stable", &version("1.1")).is_none());
+        assert!(find_by_version(&list, "beta", &version("1.4.0")).is_none());
     }
 
     #[test]
