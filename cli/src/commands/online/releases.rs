@@ -331,8 +331,9 @@ fn find_binary(releases: &[Release], sha256: &Hash32, size: u64) -> BinaryMatch 
                 release: r,
                 artifact: i,
             };
-            // The brief of the self-check is "the node holds this release as verified": both
-            // the release as a whole and this artifact, so the node could serve it right now.
+            // The self-check answers "a release the node holds as verified": the release as a
+            // whole and this artifact. The manifest's hash alone would already be signed, but
+            // a release still fetching may yet be superseded before the node ever has it.
             if release.is_verified() && artifact.is_verified() {
                 found.verified.push(at);
             } else {
