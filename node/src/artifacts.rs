@@ -107,6 +107,8 @@ impl ArtifactStore {
     pub fn open(datadir: &Path) -> io::Result<Self> {
         let root = datadir.join(ARTIFACTS_DIR);
         fs::create_dir_all(root.join("partial"))?;
+        // Paths reported over RPC must not depend on the daemon's working directory.
+        let root = root.canonicalize()?;
         Ok(ArtifactStore {
             root,
             partials: Mutex::new(HashMap::new()),

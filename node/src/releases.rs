@@ -38,8 +38,11 @@ pub const MAX_PER_PEER: usize = 2;
 /// The shortest time between two requests to one peer: 32 a second, below the serving
 /// side's default limit of 48.
 pub const PER_PEER_INTERVAL: Duration = Duration::from_millis(31);
-/// How long a peer that did not have a chunk, or failed a request, is left alone.
+/// How long a peer that failed a request is left alone.
 const PEER_COOLDOWN: Duration = Duration::from_secs(2);
+/// How long a peer that did not have a chunk is left alone: short, because peers fetching
+/// the same artifact gain chunks every few milliseconds.
+const MISSING_COOLDOWN: Duration = Duration::from_millis(200);
 /// How often the fetcher looks for work when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_secs(10);
 
@@ -476,8 +479,8 @@ impl PeerBook {
         }
     }
 
-    fn rest(&mut self, peer: PeerId, now: Instant) {
-        self.resting_until.insert(peer, now + PEER_COOLDOWN);
+    fn rest(&mut self, peer: PeerId, until: Instant) {
+        self.resting_until.insert(peer, until);
     }
 }
 
@@ -551,7 +554,12 @@ async fn fetch_artifact(
                 "disk"
             })?
     };
-    let mut queue: VecDeque<u32> = download.missing.iter().copied().collect();
+    // Each node takes the chunks in its own random order, so that nodes fetching the same
+    // artifact hold different chunks early and can serve each other, instead of all
+    // waiting on the peers that hold the whole file.
+    let mut missing = download.missing.clone();
+    shuffle(&mut missing);
+    let mut queue: VecDeque<u32> = missing.into();
     let mut in_flight = FuturesUnordered::new();
     let mut idle_since = Instant::now();
     while !queue.is_empty() || !in_flight.is_empty() {
@@ -588,7 +596,7 @@ async fn fetch_artifact(
             Ok(bytes) => FetchResponse::decode(&bytes),
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "chunk request failed");
-                book.rest(peer, now);
+                book.rest(peer, now + PEER_COOLDOWN);
                 queue.push_back(index);
                 continue;
             }
@@ -614,7 +622,7 @@ async fn fetch_artifact(
                 }
             }
             Ok(FetchResponse::Missing) => {
-                book.rest(peer, now);
+                book.rest(peer, now + MISSING_COOLDOWN);
                 queue.push_back(index);
             }
             Ok(_) | Err(_) => {
@@ -634,4 +642,17 @@ async fn fetch_artifact(
             tracing::error!(error = %e, "a fetched artifact failed its final check; starting over");
             "final check failed"
         })
+}
+
+/// Fisher-Yates with a random seed: the order only spreads load, so no cryptographic
+/// strength is needed.
+fn shuffle(items: &mut [u32]) {
+    let mut state = rand_core::RngCore::next_u64(&mut rand_core::OsRng) | 1;
+    for i in (1..items.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = usize::try_from(state % (i as u64 + 1)).unwrap_or(0);
+        items.swap(i, j);
+    }
 }
