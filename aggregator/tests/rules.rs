@@ -1,6 +1,7 @@
 //! The maintainer-signature rules of proposals and release bundles.
 
 mod common;
+use std::collections::BTreeSet;
 
 use common::{key, proposal, regtest};
 use commons_aggregator::rules::{
@@ -400,4 +401,121 @@ fn fresh_keys_can_sign_too() {
     let mut p = proposal(&spec, 1, "routine", T, T + 35, &[1, 2]);
     p.add_signature(&fresh, &net).unwrap();
     assert_eq!(verify_proposal(&p, &spec, &net).unwrap().counted, 3);
+}
+
+/// Signature lists drawn from the 7 regtest release keys plus an outsider (index 7), with
+/// repeats, some signatures made over another manifest.
+fn signed_by(b: &mut ReleaseBundle, plan: &[(usize, bool)]) {
+    let net = regtest().network_id();
+    let other = bundle("9.9.9", b.body.class, vec![artifact("other", 3)], &[]).id(&net);
+    let sigs = plan
+        .iter()
+        .map(|&(i, over_other)| {
+            let k = if i < 7 {
+                regtest_maintainer_key(i)
+            } else {
+                key("outsider")
+            };
+            let id = if over_other { other } else { b.id(&net) };
+            MaintainerSignature {
+                signer: k.public_key(),
+                signature: k.sign(&id),
+            }
+        })
+        .collect();
+    b.signatures = BoundedVec::new(sigs).unwrap();
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// A release is valid exactly when the distinct class signers with a good signature over
+    /// this manifest reach the class threshold: repeats, outsiders and signatures over other
+    /// manifests never count.
+    #[test]
+    fn release_threshold_counts_each_good_class_signer_once(
+        class_pick in 0usize..3,
+        plan in proptest::collection::vec((0usize..8, proptest::bool::weighted(0.2)), 0..14),
+    ) {
+        let class = [ReleaseClass::Consensus, ReleaseClass::Protocol, ReleaseClass::Application][class_pick];
+        let spec = regtest();
+        let rules = spec.release_class(class).unwrap();
+        let mut b = bundle("1.0.0", class, vec![artifact("x", 5)], &[]);
+        signed_by(&mut b, &plan);
+        let good: BTreeSet<usize> = plan
+            .iter()
+            .filter(|(i, over_other)| {
+                !over_other
+                    && *i < 7
+                    && rules.signers.contains(&regtest_maintainer_key(*i).public_key())
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        match check(&b, None, T) {
+            Ok(counted) => {
+                proptest::prop_assert!(good.len() >= rules.threshold as usize);
+                proptest::prop_assert_eq!(counted, good.len());
+            }
+            Err(ReleaseError::BelowThreshold(r)) => {
+                proptest::prop_assert!(good.len() < rules.threshold as usize);
+                proptest::prop_assert_eq!(r.counted, good.len());
+            }
+            Err(other) => proptest::prop_assert!(false, "{other:?}"),
+        }
+    }
+
+    /// Versions only move forward on a channel: anything older than or equal to the newest
+    /// known is a rollback, anything newer passes.
+    #[test]
+    fn release_versions_only_move_forward(
+        offered in proptest::collection::vec(0u32..4, 1..4),
+        newest in proptest::collection::vec(0u32..4, 1..4),
+    ) {
+        let text = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(".");
+        let (offered_text, newest_text) = (text(&offered), text(&newest));
+        let b = bundle(&offered_text, ReleaseClass::Application, vec![artifact("x", 5)], &[0, 1, 2]);
+        let offered_v: commons_signaling::ReleaseVersion = offered_text.parse().unwrap();
+        let newest_v: commons_signaling::ReleaseVersion = newest_text.parse().unwrap();
+        let result = check(&b, Some(&newest_text), T);
+        if offered_v > newest_v {
+            proptest::prop_assert_eq!(result, Ok(3));
+        } else {
+            let is_rollback = matches!(result, Err(ReleaseError::Rollback { .. }));
+            proptest::prop_assert!(is_rollback, "{:?}", result);
+        }
+    }
+
+    /// Any change to a signed manifest (another artifact hash, size or chunk list, a later
+    /// expiry) voids every signature on it.
+    #[test]
+    fn a_changed_manifest_keeps_no_signature(field in 0usize..4, byte in 0usize..32) {
+        let mut b = bundle("1.0.0", ReleaseClass::Application, vec![artifact("x", 5)], &[0, 1, 2]);
+        let mut artifacts = b.body.artifacts.to_vec();
+        match field {
+            0 => artifacts[0].sha256.0[byte] ^= 1,
+            1 => artifacts[0].size += 1 + byte as u64,
+            2 => artifacts[0].chunk_list.0[byte] ^= 0x80,
+            _ => b.body.expires += 1 + byte as u64,
+        }
+        b.body.artifacts = BoundedVec::new(artifacts).unwrap();
+        let below = matches!(check(&b, None, T), Err(ReleaseError::BelowThreshold(r)) if r.counted == 0);
+        proptest::prop_assert!(below);
+    }
+}
+
+#[test]
+fn an_oversized_bundle_is_refused_before_decoding() {
+    let b = bundle(
+        "1.0.0",
+        ReleaseClass::Application,
+        vec![artifact("x", 5)],
+        &[0, 1, 2],
+    );
+    let mut bytes = b.encode();
+    let max = commons_signaling::MessageKind::Release.max_bytes();
+    bytes.resize(max + 1, 0);
+    assert!(matches!(
+        ReleaseBundle::decode(&bytes),
+        Err(commons_signaling::DecodeError::TooLarge { .. })
+    ));
 }
