@@ -173,10 +173,14 @@ pub struct P2pConfig {
     /// How often bootstrap peers are redialed while the node has fewer than `mesh_n_low`
     /// peers (e.g. when it started before them, or lost them).
     pub redial_interval: Duration,
-    /// Capacity of the event channel to the application. When it is full, further gossip
-    /// messages are ignored (not forwarded) and inbound requests refused, rather than
-    /// stalling the network task.
+    /// Capacity of the event channel to the application.
     pub event_buffer: usize,
+    /// Bytes of gossip messages and inbound requests (payload plus a fixed overhead each)
+    /// queued inside the network task while the event channel is full. A burst waits here
+    /// for the application instead of being lost: a message reported `Ignore` for lack of
+    /// room counts as seen, so gossipsub would drop every later copy of it too. Beyond this
+    /// budget messages are ignored and requests refused rather than stalling the task.
+    pub event_backlog_bytes: usize,
 }
 
 impl P2pConfig {
@@ -210,6 +214,7 @@ impl P2pConfig {
             kad_bootstrap_interval: Duration::from_secs(5 * 60),
             redial_interval: Duration::from_secs(30),
             event_buffer: 1024,
+            event_backlog_bytes: 32 * 1024 * 1024,
         }
     }
 

@@ -39,8 +39,10 @@ const APP_PENALTY_HALF_LIFE: Duration = Duration::from_secs(600);
 const MAX_PEER_LISTEN_ADDRS: usize = 16;
 /// Longest agent version kept per peer.
 const MAX_AGENT_VERSION_LEN: usize = 128;
-/// Control events kept while the application is not reading (beyond this they are dropped).
-const MAX_EVENT_BACKLOG: usize = 16 * 1024;
+/// Events kept while the application is not reading (beyond this they are dropped).
+const MAX_EVENT_BACKLOG: usize = 64 * 1024;
+/// What a queued event costs besides its payload (the event itself, ids, bookkeeping).
+const EVENT_OVERHEAD_BYTES: usize = 256;
 /// Pending commands from handles.
 const COMMAND_BUFFER: usize = 256;
 /// Housekeeping tick: ban expiry, penalty decay, redials.
@@ -195,6 +197,19 @@ pub enum P2pEvent {
     },
     /// The node listens on a new address.
     NewListenAddr(Multiaddr),
+}
+
+impl P2pEvent {
+    /// The bytes a peer sent with the event (a message's or a request's payload).
+    fn payload_len(&self) -> usize {
+        match self {
+            P2pEvent::Message { data, .. } => data.len(),
+            P2pEvent::InboundSync { request, .. } | P2pEvent::InboundFetch { request, .. } => {
+                request.len()
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// A connected peer as reported by [`P2pHandle::peers`].
@@ -413,9 +428,13 @@ pub struct P2pNode {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
     events: mpsc::Sender<P2pEvent>,
-    /// Control events waiting for room in `events`; gossip messages and requests are shed
-    /// instead of queued so the task never blocks on a slow application.
-    backlog: VecDeque<P2pEvent>,
+    /// Events waiting for room in `events`, in arrival order, each with the bytes it counts
+    /// against `config.event_backlog_bytes` (0 for control events, which are never shed).
+    /// The task never blocks on a slow application: beyond the byte budget, gossip messages
+    /// and requests are shed.
+    backlog: VecDeque<(P2pEvent, usize)>,
+    /// Bytes of sheddable events in `backlog`.
+    backlog_bytes: usize,
     config: P2pConfig,
     topics: HashMap<TopicHash, TopicKind>,
     topic_hashes: HashMap<TopicKind, TopicHash>,
@@ -555,6 +574,7 @@ impl P2pNode {
             commands: command_rx,
             events: event_tx,
             backlog: VecDeque::new(),
+            backlog_bytes: 0,
             identify_version: behaviour::identify_protocol_version(&config.network),
             kad_protocol,
             config,
@@ -599,12 +619,16 @@ impl P2pNode {
                 },
                 permit = events.reserve(), if !self.backlog.is_empty() => match permit {
                     Ok(permit) => {
-                        if let Some(event) = self.backlog.pop_front() {
+                        if let Some((event, bytes)) = self.backlog.pop_front() {
+                            self.backlog_bytes -= bytes;
                             permit.send(event);
                         }
                     }
                     // The application dropped its receiver: nobody will read the backlog.
-                    Err(_) => self.backlog.clear(),
+                    Err(_) => {
+                        self.backlog.clear();
+                        self.backlog_bytes = 0;
+                    }
                 },
                 _ = tick.tick() => self.housekeeping(),
             }
@@ -617,32 +641,34 @@ impl P2pNode {
         }
     }
 
-    /// Delivers an event; returns whether it was sent or queued. Sheddable events (gossip
-    /// messages, inbound requests) are dropped when the channel is full so the caller can
-    /// refuse them; control events queue.
+    /// Delivers an event; returns whether it was sent or queued. When the application is
+    /// behind, events queue in arrival order (so a peer's messages never overtake its
+    /// `PeerConnected`); sheddable events (gossip messages, inbound requests) only while the
+    /// queue holds less than `event_backlog_bytes` of them, after which they are dropped so
+    /// the caller can refuse them.
     fn deliver(&mut self, event: P2pEvent, sheddable: bool) -> bool {
-        if self.backlog.is_empty() {
+        let event = if self.backlog.is_empty() {
             match self.events.try_send(event) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-                Err(mpsc::error::TrySendError::Full(_)) if sheddable => {
-                    self.metrics.events_dropped.inc();
-                    false
-                }
-                Err(mpsc::error::TrySendError::Full(event)) => {
-                    self.backlog.push_back(event);
-                    true
-                }
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(event)) => event,
             }
-        } else if sheddable || self.backlog.len() >= MAX_EVENT_BACKLOG {
-            // Sheddable events must not overtake queued control events (a message from a
-            // peer before its PeerConnected), so they are dropped while a backlog exists.
-            self.metrics.events_dropped.inc();
-            false
         } else {
-            self.backlog.push_back(event);
-            true
+            event
+        };
+        let bytes = if sheddable {
+            event.payload_len() + EVENT_OVERHEAD_BYTES
+        } else {
+            0
+        };
+        let over_budget = self.backlog_bytes + bytes > self.config.event_backlog_bytes;
+        if self.backlog.len() >= MAX_EVENT_BACKLOG || (sheddable && over_budget) {
+            self.metrics.events_dropped.inc();
+            return false;
         }
+        self.backlog_bytes += bytes;
+        self.backlog.push_back((event, bytes));
+        true
     }
 
     fn peer_ip(&self, peer: &PeerId) -> Option<IpAddr> {

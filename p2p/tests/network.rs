@@ -554,3 +554,71 @@ async fn outbound_connections_leave_from_the_configured_source_address() {
     dialer.stop().await;
     listener.handle.shutdown().await.unwrap();
 }
+
+/// Counts the gossip messages waiting in `events` (the stream stays quiet for 1 s after the
+/// last one).
+async fn drain_messages(events: &mut mpsc::Receiver<P2pEvent>) -> usize {
+    let mut count = 0;
+    while next_message(events, Duration::from_secs(1)).await.is_some() {
+        count += 1;
+    }
+    count
+}
+
+#[tokio::test]
+async fn a_burst_waits_for_a_slow_application_within_the_byte_budget() {
+    init_tracing();
+    let publisher = start(45, config("127.0.0.45")).await;
+    // Both receivers read nothing while the burst arrives, and their event channels hold
+    // two events. One may queue 32 MiB of messages behind that, the other 4 KiB.
+    let mut patient_config = config("127.0.0.46");
+    patient_config.bootstrap = vec![publisher.addr.clone()];
+    patient_config.event_buffer = 2;
+    let mut patient = start(46, patient_config).await;
+    let mut tight_config = config("127.0.0.47");
+    tight_config.bootstrap = vec![publisher.addr.clone()];
+    tight_config.event_buffer = 2;
+    tight_config.event_backlog_bytes = 4096;
+    let mut tight = start(47, tight_config).await;
+    eventually("both receivers in the publisher's mesh", || async {
+        mesh_has(&publisher.handle, patient.peer_id).await
+            && mesh_has(&publisher.handle, tight.peer_id).await
+    })
+    .await;
+
+    const BURST: usize = 150;
+    for i in 0..BURST {
+        let mut data = vec![0u8; 1000];
+        data[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        publisher
+            .handle
+            .publish(TopicKind::Signals, data)
+            .await
+            .unwrap();
+    }
+    // Let the burst land in the receivers' queues before anyone reads.
+    sleep(Duration::from_secs(2)).await;
+
+    assert_eq!(
+        drain_messages(&mut patient.events).await,
+        BURST,
+        "every message of the burst waited for the application"
+    );
+    let tight_got = drain_messages(&mut tight.events).await;
+    assert!(
+        tight_got < BURST / 2,
+        "a 4 KiB budget cannot hold a 150 KB burst, yet {tight_got} arrived"
+    );
+    let mut text = String::new();
+    commons_p2p::prometheus_client::encoding::text::encode(&mut text, &tight.registry).unwrap();
+    let dropped: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commons_p2p_events_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert_eq!(dropped as usize, BURST - tight_got, "{text}");
+
+    tight.stop().await;
+    patient.stop().await;
+    publisher.stop().await;
+}
