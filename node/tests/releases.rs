@@ -1,0 +1,261 @@
+//! Release bundles in the node core, without a network: which gossip verdict and metrics
+//! reason each bad bundle gets, what `publishrelease` keeps, and what the fetch protocol
+//! serves.
+
+use std::sync::Arc;
+
+use commons_node::artifacts::ArtifactStore;
+use commons_node::fetch::{FetchRequest, FetchResponse};
+use commons_node::node::Node;
+use commons_node::rpc::{Params, RpcHandler};
+use commons_node::store::Store;
+use commons_p2p::Verdict;
+use commons_signaling::artifact::{ArtifactHasher, CHUNK_SIZE, chunk_hash, parse_chunk_list};
+use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::{
+    Artifact, BoundedString, BoundedVec, MessageKind, NetworkSpec, ReleaseBundle, ReleaseClass,
+    ReleaseManifest, SecretKey,
+};
+use serde_json::{Value, json};
+
+const T: u64 = 2_000_000_000;
+
+fn node(dir: &std::path::Path) -> Node {
+    let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    Node::new(
+        NetworkSpec::regtest(),
+        SecretKey::from_seed("release node"),
+        store,
+        None,
+        Arc::new(|| T),
+    )
+    .unwrap()
+    .with_artifacts(ArtifactStore::open(dir).unwrap())
+}
+
+fn artifact_file(dir: &std::path::Path, name: &str, len: usize) -> Artifact {
+    let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    std::fs::write(dir.join(name), &bytes).unwrap();
+    let mut hasher = ArtifactHasher::new();
+    hasher.update(&bytes);
+    let digest = hasher.finish();
+    Artifact {
+        name: BoundedString::new(name).unwrap(),
+        sha256: digest.sha256,
+        size: digest.size,
+        chunk_list: digest.chunk_list_hash(),
+    }
+}
+
+/// An application release signed by regtest keys `signers` (application: 3 of keys 0-4).
+fn release(
+    version: &str,
+    expires: u64,
+    artifacts: Vec<Artifact>,
+    signers: &[usize],
+) -> ReleaseBundle {
+    let net = NetworkSpec::regtest().network_id();
+    let mut b = ReleaseBundle::new(ReleaseManifest {
+        version: 1,
+        channel: BoundedString::new("stable").unwrap(),
+        release: version.parse().unwrap(),
+        class: ReleaseClass::Application,
+        created: T - 100,
+        expires,
+        artifacts: BoundedVec::new(artifacts).unwrap(),
+        source_commit: BoundedString::new("abc").unwrap(),
+        build_hash: None,
+        spec_hash: None,
+        test_results_hash: None,
+        ots_proof: None,
+    });
+    for &i in signers {
+        b.add_signature(&regtest_maintainer_key(i), &net).unwrap();
+    }
+    b
+}
+
+fn rejected(node: &Node, reason: &str) -> u64 {
+    node.release_metrics()
+        .rejected
+        .get_or_create(&commons_node::metrics::ReasonLabels {
+            reason: reason.into(),
+        })
+        .get()
+}
+
+async fn call(node: &Node, method: &str, params: Value) -> Result<Value, String> {
+    node.call(method, Params::new(params))
+        .await
+        .map_err(|e| format!("{} {}", e.code, e.message))
+}
+
+#[tokio::test]
+async fn each_bad_bundle_gets_its_verdict_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let a = artifact_file(dir.path(), "tool", 10);
+    let cases: Vec<(Vec<u8>, Verdict, &str)> = vec![
+        (b"\xa1\x00\x00".to_vec(), Verdict::Reject, "malformed"),
+        (
+            release("1.0.0", T + 100, vec![a.clone()], &[0, 1]).encode(),
+            Verdict::Reject,
+            "below_threshold",
+        ),
+        (
+            release("1.0.0", T - 1, vec![a.clone()], &[0, 1, 2]).encode(),
+            Verdict::Ignore,
+            "expired",
+        ),
+    ];
+    for (bytes, verdict, reason) in cases {
+        let outcome = n.ingest(MessageKind::Release, &bytes).await;
+        assert_eq!((outcome.verdict, outcome.reason), (verdict, reason));
+        assert_eq!(rejected(&n, reason), 1, "{reason}");
+    }
+    let good = release("1.0.0", T + 100, vec![a.clone()], &[0, 1, 2]);
+    let outcome = n.ingest(MessageKind::Release, &good.encode()).await;
+    assert_eq!(outcome.verdict, Verdict::Accept, "{}", outcome.reason);
+    let outcome = n.ingest(MessageKind::Release, &good.encode()).await;
+    assert_eq!(
+        (outcome.verdict, outcome.reason),
+        (Verdict::Ignore, "duplicate")
+    );
+    for older_or_equal in ["0.9.0", "1.0"] {
+        let old = release(older_or_equal, T + 100, vec![a.clone()], &[0, 1, 2]);
+        let outcome = n.ingest(MessageKind::Release, &old.encode()).await;
+        assert_eq!(
+            (outcome.verdict, outcome.reason),
+            (Verdict::Ignore, "rollback")
+        );
+    }
+    assert_eq!(rejected(&n, "rollback"), 2);
+
+    // Accepted from gossip, but its artifact is not here yet.
+    let list = call(&n, "listreleases", json!({})).await.unwrap();
+    assert_eq!(list[0]["state"], "fetching", "{list}");
+    assert_eq!(list[0]["artifacts"][0]["state"], "waiting", "{list}");
+    assert_eq!(list[0]["signers"], 3, "{list}");
+}
+
+#[tokio::test]
+async fn publishing_keeps_nothing_unless_everything_checks_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let big = artifact_file(dist.path(), "commonsd", 2 * CHUNK_SIZE as usize + 3);
+    let notes = artifact_file(dist.path(), "NOTES", 5);
+    let bundle = release(
+        "2.0.0",
+        T + 100,
+        vec![big.clone(), notes.clone()],
+        &[0, 2, 4],
+    );
+    let publish = |bundle: &ReleaseBundle, dir: &std::path::Path| json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dir });
+
+    // The second artifact on disk differs from the manifest: refused, nothing listed.
+    std::fs::write(dist.path().join("NOTES"), b"other").unwrap();
+    let err = call(&n, "publishrelease", publish(&bundle, dist.path()))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("-32002") && err.contains("NOTES"), "{err}");
+    assert_eq!(rejected(&n, "artifact_mismatch"), 1);
+    assert_eq!(
+        call(&n, "listreleases", json!({})).await.unwrap(),
+        json!([])
+    );
+    let err = call(
+        &n,
+        "publishrelease",
+        publish(&bundle, std::path::Path::new("dist")),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.starts_with("-32602"), "{err}");
+    let under = release("2.0.0", T + 100, vec![notes.clone()], &[0]);
+    let err = call(&n, "publishrelease", publish(&under, dist.path()))
+        .await
+        .unwrap_err();
+    assert!(err.contains("required release signatures"), "{err}");
+
+    std::fs::write(dist.path().join("NOTES"), vec![0u8, 1, 2, 3, 4]).unwrap();
+    let r = call(&n, "publishrelease", publish(&bundle, dist.path()))
+        .await
+        .unwrap();
+    assert_eq!(r["new"], true, "{r}");
+    let shown = call(&n, "getrelease", json!({ "id": r["id"] }))
+        .await
+        .unwrap();
+    assert_eq!(shown["state"], "verified", "{shown}");
+    let path = shown["artifacts"][0]["path"].as_str().unwrap();
+    assert!(path.ends_with("releases/stable/2.0.0/commonsd"), "{path}");
+    assert_eq!(
+        std::fs::read(path).unwrap(),
+        std::fs::read(dist.path().join("commonsd")).unwrap()
+    );
+    assert_eq!(
+        hex::decode(shown["bundle"].as_str().unwrap()).unwrap(),
+        bundle.encode()
+    );
+    let err = call(&n, "getrelease", json!({ "id": "00".repeat(32) }))
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("-32001"), "{err}");
+
+    // Served to peers: the chunk list, each chunk matching it, `missing` past the end or for
+    // unknown artifacts, and garbage flagged as misbehaviour.
+    let ask = |request: FetchRequest| {
+        let n = &n;
+        async move {
+            let (bytes, bad) = n.serve_fetch(&request.encode()).await;
+            assert!(!bad);
+            FetchResponse::decode(&bytes).unwrap()
+        }
+    };
+    let FetchResponse::ChunkList { hashes } = ask(FetchRequest::ChunkList {
+        artifact: big.sha256,
+    })
+    .await
+    else {
+        panic!("no chunk list");
+    };
+    let chunks = parse_chunk_list(hashes.as_slice()).unwrap();
+    assert_eq!(chunks.len(), 3);
+    for (index, expected) in chunks.iter().enumerate() {
+        let FetchResponse::Chunk { data } = ask(FetchRequest::Chunk {
+            artifact: big.sha256,
+            index: index as u32,
+        })
+        .await
+        else {
+            panic!("no chunk {index}");
+        };
+        assert_eq!(chunk_hash(data.as_slice()), *expected);
+    }
+    assert_eq!(
+        ask(FetchRequest::Chunk {
+            artifact: big.sha256,
+            index: 3
+        })
+        .await,
+        FetchResponse::Missing
+    );
+    assert_eq!(
+        ask(FetchRequest::ChunkList {
+            artifact: commons_signaling::Hash32([9; 32])
+        })
+        .await,
+        FetchResponse::Missing
+    );
+    assert!(n.serve_fetch(b"garbage").await.1);
+    assert_eq!(
+        n.release_metrics().served_bytes.get(),
+        2 * CHUNK_SIZE + 3,
+        "served bytes counted"
+    );
+    let snapshot = commons_node::metrics::SnapshotSource::snapshot(&n);
+    assert_eq!(
+        snapshot.newest_verified_releases,
+        vec![("stable".to_string(), "2.0.0".to_string())]
+    );
+}
