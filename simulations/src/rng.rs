@@ -23,6 +23,10 @@ pub enum Stream {
     HonestKeys,
     /// The i-th attacker (its keys, addresses and attestations).
     Attacker(u32),
+    /// The network simulation's topology.
+    Topology,
+    /// The network simulation's choices of who signals what, who churns, what spam says.
+    NetworkEvents,
 }
 
 impl Stream {
@@ -32,6 +36,9 @@ impl Stream {
             Stream::Attesters => 2,
             Stream::HonestKeys => 3,
             Stream::Attacker(i) => 1_000 + u64::from(i),
+            // Far above any attacker index a scenario can have.
+            Stream::Topology => 1 << 40,
+            Stream::NetworkEvents => (1 << 40) + 1,
         }
     }
 }
