@@ -31,7 +31,9 @@ pub const DB_DIR: &str = "db";
 /// layer sheds what it cannot queue rather than the node falling behind without bound.
 const MAX_CONCURRENT_INGEST: usize = 64;
 /// Artifact fetch requests served at once (each holds a chunk of up to 1 MiB).
-const MAX_CONCURRENT_FETCH_SERVES: usize = 16;
+const MAX_CONCURRENT_FETCH_SERVES: usize = 8;
+/// Artifact fetch requests accepted and not answered yet, those being served included.
+const MAX_QUEUED_FETCH_SERVES: usize = 256;
 /// The most catch-up pages taken from one peer per connection.
 const MAX_CATCHUP_PAGES: usize = 10_000;
 
@@ -286,6 +288,7 @@ async fn event_loop(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_INGEST));
     let serving = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCH_SERVES));
+    let fetch_queue = Arc::new(Semaphore::new(MAX_QUEUED_FETCH_SERVES));
     loop {
         let event = tokio::select! {
             event = events.recv() => match event {
@@ -352,14 +355,19 @@ async fn event_loop(
                 request,
                 channel,
             } => {
-                // Chunks are read from disk on the blocking pool; past this many at once the
-                // request is dropped (the peer asks another) instead of queueing megabytes.
-                let Ok(permit) = serving.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "too many fetches being served; dropping one");
+                // Chunks are read from disk on the blocking pool, a few at a time; requests
+                // beyond those wait their turn, and past a bounded queue are dropped (the peer
+                // asks another) instead of piling up.
+                let Ok(queued) = fetch_queue.clone().try_acquire_owned() else {
+                    tracing::debug!(%peer, "too many fetches waiting to be served; dropping one");
                     continue;
                 };
+                let serving = serving.clone();
                 let (node, net) = (node.clone(), net.clone());
                 tokio::spawn(async move {
+                    let Ok(_permit) = serving.acquire_owned().await else {
+                        return;
+                    };
                     let (response, misbehaved) = node.serve_fetch(&request).await;
                     if misbehaved {
                         let _ = net.penalize(peer).await;
@@ -367,7 +375,7 @@ async fn event_loop(
                     if let Err(e) = net.respond(channel, response).await {
                         tracing::debug!(%peer, error = %e, "fetch response not sent");
                     }
-                    drop(permit);
+                    drop(queued);
                 });
             }
             P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),

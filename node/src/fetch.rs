@@ -80,9 +80,23 @@ impl FetchResponse {
         commons_signaling::encode(self)
     }
 
-    /// Strictly decodes a response.
+    /// Decodes a response: bounded, nothing after it, but without the canonical-form check
+    /// of signed messages. Nothing in a response is signed (chunks are checked against
+    /// their digests), and that check would copy every megabyte chunk once more.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        commons_signaling::decode(bytes, MAX_RESPONSE_BYTES)
+        if bytes.len() > MAX_RESPONSE_BYTES {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: MAX_RESPONSE_BYTES,
+            });
+        }
+        let mut reader = bytes;
+        let response = ciborium::de::from_reader_with_recursion_limit(&mut reader, 8)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if !reader.is_empty() {
+            return Err(DecodeError::TrailingBytes(reader.len()));
+        }
+        Ok(response)
     }
 }
 

@@ -52,8 +52,8 @@ pub struct RateLimits {
     /// Sync requests served to all peers connected from one IP.
     pub requests_per_ip: RateLimit,
     /// Artifact fetch requests (chunk lists and 1 MiB chunks) served to one peer. Well-behaved
-    /// fetchers pace themselves below it (commonsd asks one peer for at most 32 chunks a
-    /// second).
+    /// fetchers pace themselves below it (commonsd asks one peer for at most 125 chunks
+    /// a second).
     pub fetches_per_peer: RateLimit,
     /// Artifact fetch requests served to all peers connected from one IP.
     pub fetches_per_ip: RateLimit,
@@ -73,8 +73,8 @@ impl Default for RateLimits {
             gossip_per_ip: RateLimit::new(100, 400),
             requests_per_peer: RateLimit::new(5, 20),
             requests_per_ip: RateLimit::new(10, 40),
-            fetches_per_peer: RateLimit::new(48, 96),
-            fetches_per_ip: RateLimit::new(96, 192),
+            fetches_per_peer: RateLimit::new(160, 320),
+            fetches_per_ip: RateLimit::new(320, 640),
             max_violations: 50,
             violation_window: Duration::from_secs(60),
             ban_duration: Duration::from_secs(30 * 60),

@@ -11,7 +11,7 @@ use libp2p::gossipsub::{self, MessageAcceptance, MessageId, PublishError, TopicH
 use libp2p::identity::Keypair;
 use libp2p::metrics::Recorder;
 use libp2p::multiaddr::Protocol;
-use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::request_response::{self, InboundRequestId, OutboundRequestId};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, SwarmBuilder, identify, kad, noise, tcp};
@@ -134,6 +134,7 @@ pub enum RequestKind {
 #[derive(Debug)]
 pub struct ResponseChannel {
     kind: RequestKind,
+    request_id: InboundRequestId,
     inner: request_response::ResponseChannel<Vec<u8>>,
 }
 
@@ -276,6 +277,7 @@ pub struct P2pHandle {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
     max_request: usize,
+    request_timeout: Duration,
 }
 
 impl P2pHandle {
@@ -350,18 +352,23 @@ impl P2pHandle {
         self.request(RequestKind::Fetch, peer, request).await
     }
 
-    /// Answers an inbound sync or fetch request.
+    /// Answers an inbound sync or fetch request, and returns once the answer was written to
+    /// the peer's stream (or could not be). Until then it is in memory, so a caller that
+    /// bounds how many answers it prepares at once by when this returns also bounds the
+    /// memory they take, however slowly peers read.
     pub async fn respond(
         &self,
         channel: ResponseChannel,
         response: Vec<u8>,
     ) -> Result<(), P2pError> {
-        self.call(|reply| Command::Respond {
+        let sent = self.call(|reply| Command::Respond {
             channel,
             data: response,
             reply,
-        })
-        .await?
+        });
+        tokio::time::timeout(self.request_timeout, sent)
+            .await
+            .map_err(|_| P2pError::Request("the peer did not take the response in time".into()))??
     }
 
     /// The connected peers.
@@ -440,6 +447,8 @@ pub struct P2pNode {
     topic_hashes: HashMap<TopicKind, TopicHash>,
     peers: HashMap<PeerId, PeerState>,
     pending: HashMap<(RequestKind, OutboundRequestId), ResponseReply>,
+    /// Responses handed to libp2p whose sending has not finished yet.
+    responding: HashMap<(RequestKind, InboundRequestId), oneshot::Sender<Result<(), P2pError>>>,
     limiter: Limiter,
     app_penalties: HashMap<PeerId, f64>,
     libp2p_metrics: libp2p::metrics::Metrics,
@@ -568,6 +577,7 @@ impl P2pNode {
             commands: command_tx,
             local_peer_id: *swarm.local_peer_id(),
             max_request: config.max_request_size,
+            request_timeout: config.request_timeout,
         };
         let mut node = Self {
             swarm,
@@ -582,6 +592,7 @@ impl P2pNode {
             topic_hashes,
             peers: HashMap::new(),
             pending: HashMap::new(),
+            responding: HashMap::new(),
             limiter,
             app_penalties: HashMap::new(),
             libp2p_metrics,
@@ -927,7 +938,9 @@ impl P2pNode {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request,
+                        channel,
+                        request_id,
                     },
                 ..
             } => {
@@ -942,6 +955,7 @@ impl P2pNode {
                 }
                 let channel = ResponseChannel {
                     kind,
+                    request_id,
                     inner: channel,
                 };
                 let event = match kind {
@@ -981,10 +995,22 @@ impl P2pNode {
                     let _ = reply.send(Err(P2pError::Request(error.to_string())));
                 }
             }
-            Event::InboundFailure { peer, error, .. } => {
+            Event::InboundFailure {
+                peer,
+                error,
+                request_id,
+                ..
+            } => {
                 debug!(%peer, ?kind, %error, "inbound request failed");
+                if let Some(reply) = self.responding.remove(&(kind, request_id)) {
+                    let _ = reply.send(Err(P2pError::Request(error.to_string())));
+                }
             }
-            Event::ResponseSent { .. } => {}
+            Event::ResponseSent { request_id, .. } => {
+                if let Some(reply) = self.responding.remove(&(kind, request_id)) {
+                    let _ = reply.send(Ok(()));
+                }
+            }
         }
     }
 
@@ -1019,7 +1045,15 @@ impl P2pNode {
                 data,
                 reply,
             } => {
-                let _ = reply.send(self.respond(channel, data));
+                let key = (channel.kind, channel.request_id);
+                match self.respond(channel, data) {
+                    Ok(()) => {
+                        self.responding.insert(key, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peer_infos());
@@ -1133,6 +1167,8 @@ impl P2pNode {
     fn housekeeping(&mut self) {
         let now = Instant::now();
         self.ticks += 1;
+        // Responders that gave up waiting (their handle's timeout) need no answer any more.
+        self.responding.retain(|_, reply| !reply.is_closed());
         for peer in self.limiter.expire_bans(now) {
             info!(%peer, "ban expired");
             self.swarm.behaviour_mut().blocked.unblock_peer(peer);

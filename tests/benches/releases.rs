@@ -1,6 +1,7 @@
 //! Release propagation benchmark: real release `commonsd` processes on loopback
-//! (127.0.0.160-164). A bundle with one artifact of `COMMONS_BENCH_RELEASE_MIB` MiB (default
-//! 50; several sizes separated by commas) is published at node 0, and every node is polled
+//! (127.0.0.160-164; `COMMONS_BENCH_RELEASE_NODES` of them, default 5). A bundle with one
+//! artifact of `COMMONS_BENCH_RELEASE_MIB` MiB (default 50; several sizes separated by
+//! commas) is published at node 0, and every node is polled
 //! every 20 ms until it reports the release verified. Printed per size: the time until all
 //! nodes verified it, each node's time and throughput (artifact bytes over its time since
 //! publication), and each node's resident memory before the transfer and at its peak
@@ -25,15 +26,15 @@ const NODES: [&str; 5] = [
 ];
 const WAIT: Duration = Duration::from_secs(600);
 
-fn run(mib: u64, version: &str) -> anyhow::Result<()> {
-    let nodes = start_mesh("b", &NODES);
+fn run(mib: u64, version: &str, count: usize) -> anyhow::Result<()> {
+    let nodes = start_mesh("b", &NODES[..count]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while nodes.iter().any(|n| {
         n.rpc("getpeers", Value::Null)
             .ok()
             .and_then(|p| p.as_array().map(Vec::len))
             .unwrap_or(0)
-            < NODES.len() - 1
+            < count - 1
     }) {
         anyhow::ensure!(Instant::now() < deadline, "the mesh did not form");
         std::thread::sleep(Duration::from_millis(100));
@@ -108,12 +109,17 @@ fn main() {
         return;
     }
     let sizes = std::env::var("COMMONS_BENCH_RELEASE_MIB").unwrap_or_else(|_| "50".into());
+    let count = std::env::var("COMMONS_BENCH_RELEASE_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(NODES.len())
+        .clamp(2, NODES.len());
     for (i, mib) in sizes
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .enumerate()
     {
-        if let Err(e) = run(mib, &format!("1.0.{i}")) {
+        if let Err(e) = run(mib, &format!("1.0.{i}"), count) {
             eprintln!("releases bench: {mib} MiB run failed: {e:#}");
             std::process::exit(1);
         }
