@@ -353,7 +353,14 @@ pub fn run(args: &NetworkArgs) -> Result<Report, SimError> {
         .prefix("commons-sim-network-")
         .tempdir()
         .map_err(|e| SimError::Runtime(format!("cannot create a temporary directory: {e}")))?;
-    let result = runtime.block_on(simulate(args, root.path().to_path_buf()));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = simulate(args, root.path().to_path_buf()) => result,
+            // Ctrl-C: drop the nodes and let the temporary directory (hundreds of MB of
+            // RocksDB files on a large run) be removed rather than left behind.
+            _ = tokio::signal::ctrl_c() => Err(SimError::Runtime("interrupted".into())),
+        }
+    });
     // Daemons are stopped inside; what is left (tasks finishing) goes with the runtime.
     runtime.shutdown_timeout(Duration::from_secs(10));
     result
