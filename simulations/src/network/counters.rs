@@ -38,6 +38,9 @@ pub struct Counters {
     pub transport_bytes_in: f64,
     /// Bytes sent likewise.
     pub transport_bytes_out: f64,
+    /// Events (gossip messages, requests) the networking layer shed because the node was
+    /// too far behind to queue them.
+    pub events_dropped: f64,
 }
 
 impl Counters {
@@ -93,6 +96,7 @@ impl Counters {
                 "libp2p_bandwidth_bytes_total" if labels.contains("direction=\"Outbound\"") => {
                     &mut c.transport_bytes_out
                 }
+                "commons_p2p_events_dropped_total" => &mut c.events_dropped,
                 _ => continue,
             };
             *slot += value;
@@ -100,7 +104,7 @@ impl Counters {
         c
     }
 
-    fn fields_mut(&mut self) -> [&mut f64; 11] {
+    fn fields_mut(&mut self) -> [&mut f64; 12] {
         [
             &mut self.signal_msgs_received_all,
             &mut self.signal_msgs_received_first,
@@ -113,6 +117,7 @@ impl Counters {
             &mut self.ingest_signal_duplicate,
             &mut self.transport_bytes_in,
             &mut self.transport_bytes_out,
+            &mut self.events_dropped,
         ]
     }
 }
@@ -156,6 +161,7 @@ commons_duplicates_dropped_total{kind=\"signal\"} 2
 libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp\",direction=\"Inbound\"} 1000
 libp2p_bandwidth_bytes_total{protocols=\"/ip4/tcp\",direction=\"Outbound\"} 700
 libp2p_bandwidth_bytes_total{protocols=\"/ip6/tcp\",direction=\"Inbound\"} 24
+commons_p2p_events_dropped_total 3
 ";
         let c = Counters::parse(text, "/commons/regtest/signals/1");
         assert_eq!(c.signal_msgs_received_all, 12.0);
@@ -166,6 +172,7 @@ libp2p_bandwidth_bytes_total{protocols=\"/ip6/tcp\",direction=\"Inbound\"} 24
         assert_eq!(c.ingest_signal_duplicate, 2.0);
         assert_eq!(c.transport_bytes_in, 1024.0);
         assert_eq!(c.transport_bytes_out, 700.0);
+        assert_eq!(c.events_dropped, 3.0);
         let mut sum = c;
         sum += c;
         assert_eq!(sum.signal_msgs_received_all, 24.0);

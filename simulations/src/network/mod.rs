@@ -202,6 +202,9 @@ pub struct PhaseReport {
     pub duration_secs: f64,
     /// Counter sums over the honest nodes.
     pub counters: Counters,
+    /// Each node's counters over the phase (by node index; dropping nodes too), to find out
+    /// what happened to a node that missed signals.
+    pub per_node: Vec<Counters>,
     /// Per signal.
     pub per_signal: Vec<SignalRow>,
 }
@@ -1024,11 +1027,13 @@ async fn run_phase(
     let duration = phase_start.elapsed();
 
     let mut sum = Counters::default();
+    let mut per_node = Vec::with_capacity(nodes.len());
     for node in nodes.iter() {
         let c = node.end_phase(signal_topic);
         if node.role == Role::Honest {
             sum += c;
         }
+        per_node.push(c);
     }
     let w = watch.lock().expect("watch lock");
     let per_signal = signal_rows(&w, targets);
@@ -1055,6 +1060,7 @@ async fn run_phase(
         churn_stops: churn_stops.load(Ordering::Relaxed) as usize,
         duration_secs: duration.as_secs_f64(),
         counters: sum,
+        per_node,
         per_signal,
     }
 }
