@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow};
 use commons_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
-use commons_signaling::{BoundedBytes, BoundedVec, SecretKey, UptimeAttestation};
+use commons_signaling::{BoundedBytes, BoundedVec, MessageKind, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -34,6 +34,16 @@ const MAX_CONCURRENT_INGEST: usize = 64;
 const MAX_CONCURRENT_FETCH_SERVES: usize = 8;
 /// Artifact fetch requests accepted and not answered yet, those being served included.
 const MAX_QUEUED_FETCH_SERVES: usize = 256;
+/// Messages new to this node from one catch-up that it passes on over gossip: a node that
+/// was away (or whose neighbours were) hands on what it missed, so that its other peers do
+/// not have to wait for their own periodic catch-up. Bounded so that joining an old network
+/// does not replay its history into gossip.
+const MAX_RELAYED_PER_CATCHUP: usize = 256;
+/// Messages waiting to be relayed; beyond this, catch-up finds stop being relayed.
+const RELAY_QUEUE: usize = 1024;
+/// Time between two relayed messages (20 a second), well below what peers accept from one
+/// peer (50 a second), so relaying never gets this node throttled.
+const RELAY_INTERVAL: Duration = Duration::from_millis(50);
 /// The most catch-up pages taken from one peer per connection.
 const MAX_CATCHUP_PAGES: usize = 10_000;
 
@@ -198,6 +208,7 @@ impl Daemon {
         })?);
 
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let tasks = vec![
             tokio::spawn(rpc::serve(
                 rpc_listener,
@@ -214,6 +225,7 @@ impl Daemon {
                 node.clone(),
                 net.clone(),
                 events,
+                relay.clone(),
                 shutdown_rx.clone(),
             )),
             tokio::spawn(epoch_loop(node.clone(), net.clone(), shutdown_rx.clone())),
@@ -222,10 +234,12 @@ impl Daemon {
                 net.clone(),
                 shutdown_rx.clone(),
             )),
+            tokio::spawn(relay_loop(net.clone(), relay_rx, shutdown_rx.clone())),
             tokio::spawn(maintenance_loop(
                 node.clone(),
                 net.clone(),
                 options.clone(),
+                relay,
                 shutdown_rx,
             )),
         ];
@@ -284,6 +298,7 @@ async fn event_loop(
     node: Arc<Node>,
     net: P2pHandle,
     mut events: mpsc::Receiver<P2pEvent>,
+    relay: Relay,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_INGEST));
@@ -327,7 +342,7 @@ async fn event_loop(
             } => {
                 tracing::debug!(%peer, ip = ?remote_ip, outbound, "peer connected");
                 node.peer_connected(peer, remote_ip);
-                tokio::spawn(catch_up(node.clone(), net.clone(), peer));
+                tokio::spawn(catch_up(node.clone(), net.clone(), relay.clone(), peer));
             }
             P2pEvent::PeerDisconnected { peer } => {
                 tracing::debug!(%peer, "peer disconnected");
@@ -385,7 +400,7 @@ async fn event_loop(
 
 /// Pulls everything a newly connected peer holds, page by page, through the ingest
 /// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
-async fn catch_up(node: Arc<Node>, net: P2pHandle, peer: PeerId) {
+async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
     let mut after = None;
     let (mut taken, mut new) = (0usize, 0usize);
     for _ in 0..MAX_CATCHUP_PAGES {
@@ -417,7 +432,16 @@ async fn catch_up(node: Arc<Node>, net: P2pHandle, peer: PeerId) {
             let outcome = node.ingest(item.kind, item.bytes.as_slice()).await;
             taken += 1;
             match outcome.verdict {
-                Verdict::Accept => new += 1,
+                Verdict::Accept => {
+                    if new < MAX_RELAYED_PER_CATCHUP
+                        && let Some(topic) = gossip_topic(item.kind)
+                    {
+                        // A full queue means relaying is behind; catch-up still got the
+                        // message, and peers still have their own catch-up.
+                        let _ = relay.try_send((topic, item.bytes.as_slice().to_vec()));
+                    }
+                    new += 1;
+                }
                 Verdict::Reject => rejected += 1,
                 Verdict::Ignore => {}
             }
@@ -433,6 +457,49 @@ async fn catch_up(node: Arc<Node>, net: P2pHandle, peer: PeerId) {
     }
     if taken > 0 {
         tracing::info!(%peer, received = taken, new, "caught up with peer");
+    }
+}
+
+/// Messages learnt through catch-up, waiting to be passed on over gossip.
+type Relay = mpsc::Sender<(TopicKind, Vec<u8>)>;
+
+/// The gossip topic a message kind travels on; bare attestations have none (they go to
+/// their subject directly).
+fn gossip_topic(kind: MessageKind) -> Option<TopicKind> {
+    match kind {
+        MessageKind::Signal => Some(TopicKind::Signals),
+        MessageKind::Proposal => Some(TopicKind::Proposals),
+        MessageKind::Presence => Some(TopicKind::Presences),
+        MessageKind::Release => Some(TopicKind::Releases),
+        MessageKind::Attestation => None,
+    }
+}
+
+/// Publishes the messages catch-up found new, one every [`RELAY_INTERVAL`]. Peers that have
+/// one already drop it as a duplicate before checking its signature.
+async fn relay_loop(
+    net: P2pHandle,
+    mut queue: mpsc::Receiver<(TopicKind, Vec<u8>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (topic, bytes) = tokio::select! {
+            item = queue.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = crate::stopped(&mut shutdown) => return,
+        };
+        match net.publish(topic, bytes).await {
+            Ok(_) | Err(commons_p2p::P2pError::Duplicate) => {}
+            Err(e) => {
+                tracing::debug!(topic = %topic, error = %e, "relaying a caught-up message failed")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RELAY_INTERVAL) => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
     }
 }
 
@@ -506,6 +573,7 @@ async fn maintenance_loop(
     node: Arc<Node>,
     net: P2pHandle,
     options: Options,
+    relay: Relay,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut retry = tokio::time::interval(options.retry_interval);
@@ -527,7 +595,7 @@ async fn maintenance_loop(
                 if !peers.is_empty() {
                     // Which peer does not matter much; spread the load by the clock.
                     let pick = peers[usize::try_from(unix_millis() % peers.len() as u128).unwrap_or(0)];
-                    tokio::spawn(catch_up(node.clone(), net.clone(), pick));
+                    tokio::spawn(catch_up(node.clone(), net.clone(), relay.clone(), pick));
                 }
             }
             _ = crate::stopped(&mut shutdown) => return,
