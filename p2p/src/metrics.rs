@@ -66,6 +66,7 @@ pub(crate) struct P2pMetrics {
     pub(crate) peers_banned: Counter,
     pub(crate) connected_peers: Gauge,
     pub(crate) events_dropped: Counter,
+    pub(crate) late_verdicts: Counter,
 }
 
 impl P2pMetrics {
@@ -91,6 +92,11 @@ impl P2pMetrics {
             "commons_p2p_events_dropped",
             "Events not delivered because the application's event channel was full",
             metrics.events_dropped.clone(),
+        );
+        registry.register(
+            "commons_p2p_late_verdicts",
+            "Validation verdicts reported after gossipsub forgot the message (its validation window passed): an accepted message that is not forwarded",
+            metrics.late_verdicts.clone(),
         );
         metrics
     }

@@ -1025,7 +1025,11 @@ impl P2pNode {
                 verdict,
                 reply,
             } => {
-                let _ = reply.send(self.report(&message_id, &source, verdict));
+                let known = self.report(&message_id, &source, verdict);
+                if !known {
+                    self.metrics.late_verdicts.inc();
+                }
+                let _ = reply.send(known);
             }
             Command::Request {
                 kind,

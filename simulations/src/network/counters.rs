@@ -41,6 +41,9 @@ pub struct Counters {
     /// Events (gossip messages, requests) the networking layer shed because the node was
     /// too far behind to queue them.
     pub events_dropped: f64,
+    /// Gossip verdicts the node reported after gossipsub had forgotten the message (its
+    /// validation window passed), so an accepted message was not forwarded.
+    pub late_verdicts: f64,
 }
 
 impl Counters {
@@ -97,6 +100,7 @@ impl Counters {
                     &mut c.transport_bytes_out
                 }
                 "commons_p2p_events_dropped_total" => &mut c.events_dropped,
+                "commons_p2p_late_verdicts_total" => &mut c.late_verdicts,
                 _ => continue,
             };
             *slot += value;
@@ -104,7 +108,7 @@ impl Counters {
         c
     }
 
-    fn fields_mut(&mut self) -> [&mut f64; 12] {
+    fn fields_mut(&mut self) -> [&mut f64; 13] {
         [
             &mut self.signal_msgs_received_all,
             &mut self.signal_msgs_received_first,
@@ -118,6 +122,7 @@ impl Counters {
             &mut self.transport_bytes_in,
             &mut self.transport_bytes_out,
             &mut self.events_dropped,
+            &mut self.late_verdicts,
         ]
     }
 }
