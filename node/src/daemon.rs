@@ -171,6 +171,14 @@ impl Daemon {
             P2pNode::new(p2p_config(config, &options), keypair, &mut registry)
                 .map_err(|e| anyhow!("cannot start networking: {e}"))?;
         let p2p_task = tokio::spawn(p2p_node.run());
+        // The swarm reports its listen addresses a moment after it binds; wait for them so
+        // that a started node answers `getinfo` with the address peers can dial.
+        let listening_by = std::time::Instant::now() + Duration::from_secs(5);
+        while net.listen_addrs().await.map_or(true, |a| a.is_empty())
+            && std::time::Instant::now() < listening_by
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
 
         let node = Arc::new(
             Node::new(
