@@ -644,3 +644,85 @@ pub fn regtest_release(version: &str, artifacts: Vec<Artifact>) -> ReleaseBundle
     }
     bundle
 }
+
+/// An in-test libp2p peer: a commons-p2p stack with a key of its own, on its own loopback
+/// address and its own runtime, that plays whatever part a test gives it (a publisher, an
+/// attacker). Shut down when dropped.
+pub struct TestPeer {
+    /// The runtime the peer's tasks run on.
+    pub rt: tokio::runtime::Runtime,
+    /// The peer's networking handle.
+    pub handle: commons_p2p::P2pHandle,
+}
+
+impl TestPeer {
+    /// Starts the peer on `ip`, dialing `bootstrap`, and runs `behave` on its events (it
+    /// must drain them; dropping an inbound request's channel refuses the request).
+    pub fn start<F>(
+        ip: &str,
+        bootstrap: Vec<commons_p2p::Multiaddr>,
+        behave: impl FnOnce(
+            tokio::sync::mpsc::Receiver<commons_p2p::P2pEvent>,
+            commons_p2p::P2pHandle,
+        ) -> F,
+    ) -> TestPeer
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for the test peer");
+        let handle = rt.block_on(async {
+            let mut config = commons_p2p::P2pConfig::new("regtest");
+            config.listen_addrs =
+                vec![format!("/ip4/{ip}/tcp/0").parse().expect("an IPv4 address")];
+            config.outbound_source_ip = ip.parse().ok();
+            config.bootstrap = bootstrap;
+            config.discovery = false;
+            // Every test process shares the loopback range: no colocation penalty.
+            config.ip_colocation_threshold = 1_000;
+            let mut registry = commons_p2p::prometheus_client::registry::Registry::default();
+            let (handle, events, _task) = commons_p2p::P2pNode::spawn(
+                config,
+                commons_p2p::Keypair::generate_secp256k1(),
+                &mut registry,
+            )
+            .expect("the test peer starts");
+            tokio::spawn(behave(events, handle.clone()));
+            handle
+        });
+        TestPeer { rt, handle }
+    }
+
+    /// The peer's id, as nodes list it in `getpeers`.
+    pub fn peer_id(&self) -> String {
+        self.handle.local_peer_id().to_string()
+    }
+
+    /// Publishes on a gossip topic; panics if no peer takes it.
+    pub fn publish(&self, topic: commons_p2p::TopicKind, data: Vec<u8>) {
+        let handle = self.handle.clone();
+        self.rt
+            .block_on(async move { handle.publish(topic, data).await })
+            .unwrap_or_else(|e| panic!("test peer publish on {topic:?}: {e}"));
+    }
+
+    /// The peer's gossip mesh size on a topic.
+    pub fn mesh(&self, topic: commons_p2p::TopicKind) -> usize {
+        let handle = self.handle.clone();
+        self.rt
+            .block_on(async move { handle.mesh_peers(topic).await })
+            .map_or(0, |p| p.len())
+    }
+}
+
+impl Drop for TestPeer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        let _ = self.rt.block_on(async move {
+            tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await
+        });
+    }
+}

@@ -18,9 +18,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use commons_e2e::{TestNode, now, scenario, start_mesh, wait_until};
-use commons_p2p::prometheus_client::registry::Registry;
-use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode, TopicKind};
+use commons_e2e::{TestNode, TestPeer, now, scenario, start_mesh, wait_until};
+use commons_p2p::{Multiaddr, P2pEvent, TopicKind};
 use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::{
     AttestationBody, BoundedString, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec,
@@ -197,64 +196,15 @@ fn sim_essence(tally: &commons_aggregator::Tally) -> Value {
     }))
 }
 
-/// The publishing peer: a commons-p2p stack of its own on its own runtime; it validates
-/// nothing and answers no request. Shut down when dropped.
-struct Publisher {
-    rt: tokio::runtime::Runtime,
-    handle: P2pHandle,
-}
-
-impl Publisher {
-    fn start(bootstrap: Multiaddr) -> Publisher {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let handle = rt.block_on(async {
-            let mut config = P2pConfig::new("regtest");
-            config.listen_addrs = vec![format!("/ip4/{PUBLISHER}/tcp/0").parse().unwrap()];
-            config.outbound_source_ip = Some(PUBLISHER.parse().unwrap());
-            config.bootstrap = vec![bootstrap];
-            config.discovery = false;
-            config.ip_colocation_threshold = 1_000;
-            let mut registry = Registry::default();
-            let (handle, mut events, _task) =
-                P2pNode::spawn(config, Keypair::generate_secp256k1(), &mut registry).unwrap();
-            tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    if let P2pEvent::InboundSync { channel, .. } = event {
-                        drop(channel);
-                    }
-                }
-            });
-            handle
-        });
-        Publisher { rt, handle }
-    }
-
-    fn publish(&self, topic: TopicKind, data: Vec<u8>) {
-        let handle = self.handle.clone();
-        self.rt
-            .block_on(async move { handle.publish(topic, data).await })
-            .unwrap_or_else(|e| panic!("publish on {topic:?}: {e}"));
-    }
-
-    fn mesh(&self, topic: TopicKind) -> usize {
-        let handle = self.handle.clone();
-        self.rt
-            .block_on(async move { handle.mesh_peers(topic).await })
-            .map_or(0, |p| p.len())
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = self.rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await
-        });
-    }
+/// The publishing peer: validates nothing and answers no request.
+fn start_publisher(bootstrap: Multiaddr) -> TestPeer {
+    TestPeer::start(PUBLISHER, vec![bootstrap], |mut events, _| async move {
+        while let Some(event) = events.recv().await {
+            if let P2pEvent::InboundSync { channel, .. } = event {
+                drop(channel);
+            }
+        }
+    })
 }
 
 fn topic(kind: MessageKind) -> TopicKind {
@@ -275,7 +225,7 @@ fn tally(node: &TestNode, id: &str) -> Result<Value, String> {
 fn simulator_and_daemons_give_identical_tallies() {
     scenario("sim_matches_daemons: three commonsd on 127.0.0.200-202, a publisher on .203");
     let nodes = start_mesh("d", &DAEMONS);
-    let publisher = Publisher::start(nodes[0].multiaddr().unwrap().parse().unwrap());
+    let publisher = start_publisher(nodes[0].multiaddr().unwrap().parse().unwrap());
     wait_until(WAIT, "the publisher in the gossip meshes", || {
         let meshes = [
             TopicKind::Proposals,

@@ -3,14 +3,12 @@
 //! gossip topics. The node must stay up, count none of them, show the rejects in `/metrics`
 //! and penalise the sender.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use commons_e2e::{
-    TestNode, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+    TestNode, TestPeer, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
 };
-use commons_p2p::prometheus_client::registry::Registry;
-use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pHandle, P2pNode, TopicKind};
+use commons_p2p::TopicKind;
 use commons_signaling::{
     BoundedVec, Choice, Hash32, NetworkSpec, PROTOCOL_VERSION, SecretKey, Signal, SignalBody,
 };
@@ -51,62 +49,6 @@ fn received(node: &TestNode, kind: &str, verdict: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&want))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
-}
-
-/// The attacker: a commons-p2p swarm on its own runtime, shut down when dropped.
-struct Attacker {
-    rt: tokio::runtime::Runtime,
-    handle: P2pHandle,
-}
-
-impl Attacker {
-    fn start(bootstrap: Multiaddr) -> Attacker {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let handle = rt.block_on(async {
-            let mut config = P2pConfig::new("regtest");
-            config.listen_addrs = vec![format!("/ip4/{ATTACKER}/tcp/0").parse().unwrap()];
-            config.outbound_source_ip = Some(ATTACKER.parse::<IpAddr>().unwrap());
-            config.bootstrap = vec![bootstrap];
-            config.discovery = false;
-            config.ip_colocation_threshold = 1_000;
-            let mut registry = Registry::default();
-            let (handle, mut events, _task) =
-                P2pNode::spawn(config, Keypair::generate_secp256k1(), &mut registry).unwrap();
-            // Drain the events; validate nothing and answer no request (an attacker
-            // forwards nothing; the node's catch-up requests to it time out).
-            tokio::spawn(async move { while events.recv().await.is_some() {} });
-            handle
-        });
-        Attacker { rt, handle }
-    }
-
-    fn publish(&self, topic: TopicKind, data: Vec<u8>) {
-        let handle = self.handle.clone();
-        self.rt
-            .block_on(async move { handle.publish(topic, data).await })
-            .unwrap_or_else(|e| panic!("attacker publish on {topic:?}: {e}"));
-    }
-
-    fn mesh(&self, topic: TopicKind) -> usize {
-        let handle = self.handle.clone();
-        self.rt
-            .block_on(async move { handle.mesh_peers(topic).await })
-            .map(|p| p.len())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Attacker {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = self.rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await
-        });
-    }
 }
 
 #[test]
@@ -170,8 +112,14 @@ fn malicious_peer_is_rejected_and_penalised() {
         Ok(first.unwrap())
     });
 
-    let attacker = Attacker::start(target.multiaddr().unwrap().parse().unwrap());
-    let attacker_id = attacker.handle.local_peer_id().to_string();
+    // The attacker validates nothing and answers no request (an attacker forwards
+    // nothing; the node's catch-up requests to it time out).
+    let attacker = TestPeer::start(
+        ATTACKER,
+        vec![target.multiaddr().unwrap().parse().unwrap()],
+        |mut events, _| async move { while events.recv().await.is_some() {} },
+    );
+    let attacker_id = attacker.peer_id();
     wait_until(WAIT, "the attacker in the target's gossip meshes", || {
         let (s, p) = (
             attacker.mesh(TopicKind::Signals),

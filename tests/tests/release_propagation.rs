@@ -8,16 +8,15 @@
 //! node's throughput and peak memory); it asserts only that memory stays below the artifact's
 //! size, which is what streaming means.
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use commons_e2e::{
-    TestNode, artifact_entry, regtest_release, scenario, start_mesh, wait_until, write_artifact,
+    TestNode, TestPeer, artifact_entry, regtest_release, scenario, start_mesh, wait_until,
+    write_artifact,
 };
 use commons_node::fetch::{FetchRequest, FetchResponse};
-use commons_p2p::prometheus_client::registry::Registry;
-use commons_p2p::{Keypair, Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode};
-use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher, encode_chunk_list};
+use commons_p2p::{Multiaddr, P2pEvent};
+use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher, chunk_len, encode_chunk_list};
 use commons_signaling::{BoundedBytes, BoundedVec, NetworkSpec};
 use serde_json::{Value, json};
 
@@ -35,69 +34,37 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// A peer that answers chunk-list requests truthfully (so it is believed) and every chunk
 /// request with the right number of wrong bytes.
-struct Corrupter {
-    rt: tokio::runtime::Runtime,
-    handle: P2pHandle,
-}
-
-impl Corrupter {
-    fn start(bootstrap: Vec<Multiaddr>, digest: &ArtifactDigest, size: u64) -> Corrupter {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (sha256, chunks) = (digest.sha256, digest.chunks.clone());
-        let handle = rt.block_on(async move {
-            let mut config = P2pConfig::new("regtest");
-            config.listen_addrs = vec![format!("/ip4/{CORRUPTER}/tcp/0").parse().unwrap()];
-            config.outbound_source_ip = Some(CORRUPTER.parse::<IpAddr>().unwrap());
-            config.bootstrap = bootstrap;
-            config.discovery = false;
-            config.ip_colocation_threshold = 1_000;
-            let mut registry = Registry::default();
-            let (handle, mut events, _task) =
-                P2pNode::spawn(config, Keypair::generate_secp256k1(), &mut registry).unwrap();
-            let responder = handle.clone();
-            tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    let P2pEvent::InboundFetch {
-                        request, channel, ..
-                    } = event
-                    else {
-                        continue;
-                    };
-                    let response = match FetchRequest::decode(&request) {
-                        Ok(FetchRequest::ChunkList { artifact }) if artifact == sha256 => {
-                            FetchResponse::ChunkList {
-                                hashes: BoundedBytes::new(encode_chunk_list(&chunks)).unwrap(),
-                            }
+fn start_corrupter(bootstrap: Vec<Multiaddr>, digest: &ArtifactDigest, size: u64) -> TestPeer {
+    let (sha256, chunks) = (digest.sha256, digest.chunks.clone());
+    TestPeer::start(
+        CORRUPTER,
+        bootstrap,
+        move |mut events, responder| async move {
+            while let Some(event) = events.recv().await {
+                let P2pEvent::InboundFetch {
+                    request, channel, ..
+                } = event
+                else {
+                    continue;
+                };
+                let response = match FetchRequest::decode(&request) {
+                    Ok(FetchRequest::ChunkList { artifact }) if artifact == sha256 => {
+                        FetchResponse::ChunkList {
+                            hashes: BoundedBytes::new(encode_chunk_list(&chunks)).unwrap(),
                         }
-                        Ok(FetchRequest::Chunk { artifact, index }) if artifact == sha256 => {
-                            let len = commons_signaling::artifact::chunk_len(size, index.into())
-                                .unwrap_or(1);
-                            FetchResponse::Chunk {
-                                data: BoundedBytes::new(vec![0xee; len as usize]).unwrap(),
-                            }
+                    }
+                    Ok(FetchRequest::Chunk { artifact, index }) if artifact == sha256 => {
+                        let len = chunk_len(size, index.into()).unwrap_or(1);
+                        FetchResponse::Chunk {
+                            data: BoundedBytes::new(vec![0xee; len as usize]).unwrap(),
                         }
-                        _ => FetchResponse::Missing,
-                    };
-                    let _ = responder.respond(channel, response.encode()).await;
-                }
-            });
-            handle
-        });
-        Corrupter { rt, handle }
-    }
-}
-
-impl Drop for Corrupter {
-    fn drop(&mut self) {
-        let handle = self.handle.clone();
-        let _ = self.rt.block_on(async move {
-            tokio::time::timeout(Duration::from_secs(5), handle.shutdown()).await
-        });
-    }
+                    }
+                    _ => FetchResponse::Missing,
+                };
+                let _ = responder.respond(channel, response.encode()).await;
+            }
+        },
+    )
 }
 
 fn metric(node: &TestNode, name: &str) -> f64 {
@@ -149,7 +116,7 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     );
     let id = bundle.id(&NetworkSpec::regtest().network_id()).to_hex();
 
-    let corrupter = Corrupter::start(
+    let corrupter = start_corrupter(
         nodes
             .iter()
             .map(|n| n.multiaddr().unwrap().parse().unwrap())
@@ -157,7 +124,7 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
         &big,
         BIG,
     );
-    let corrupter_id = corrupter.handle.local_peer_id().to_string();
+    let corrupter_id = corrupter.peer_id();
     wait_until(WAIT, "the corrupting peer connected to every node", || {
         for n in &nodes {
             let peers = n.rpc("getpeers", Value::Null).map_err(|e| e.to_string())?;
