@@ -65,6 +65,18 @@ pub fn bin_dir() -> PathBuf {
     );
 }
 
+/// A progress printer for a scenario: each call prints `  [  Ns] test: text` through
+/// [`scenario`], N being the seconds since the printer was made.
+pub fn phases(test: &'static str) -> impl Fn(&str) {
+    let t0 = Instant::now();
+    move |text| {
+        scenario(&format!(
+            "  [{:>3}s] {test}: {text}",
+            t0.elapsed().as_secs()
+        ))
+    }
+}
+
 /// The path of one of the workspace's binaries.
 pub fn binary(name: &str) -> PathBuf {
     bin_dir().join(name)
@@ -252,6 +264,22 @@ impl TestNode {
         let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The value of one series of the node's `/metrics`, named with its labels exactly as
+    /// the node writes them (`commons_release_bad_chunks_total`,
+    /// `commons_messages_received_total{kind="signal",verdict="reject"}`); 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = self.metrics().unwrap_or_default();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
     }
 
     /// The running process's id.

@@ -2,10 +2,10 @@
 //! through sync: three nodes qualify, a proposal gets two signals, then a fourth node
 //! bootstraps from one of them and must reach the same tally as the others.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use commons_e2e::{
-    NodeSpec, TestNode, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+    NodeSpec, TestNode, now, phases, regtest_proposal, start_mesh, tally_essence, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -33,13 +33,7 @@ fn tally(node: &TestNode, id: &str) -> Result<Value, String> {
 
 #[test]
 fn late_node_catches_up_through_sync() {
-    let t0 = Instant::now();
-    let phase = |text: &str| {
-        scenario(&format!(
-            "  [{:>3}s] late_sync: {text}",
-            t0.elapsed().as_secs()
-        ))
-    };
+    let phase = phases("late_sync");
     phase("three commonsd on 127.0.0.40/44/48, a fourth on .52 joins later");
 
     let mut nodes = start_mesh("n", &IPS[..3]);

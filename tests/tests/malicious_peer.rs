@@ -3,10 +3,10 @@
 //! gossip topics. The node must stay up, count none of them, show the rejects in `/metrics`
 //! and penalise the sender.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use commons_e2e::{
-    TestNode, TestPeer, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+    TestNode, TestPeer, now, phases, regtest_proposal, start_mesh, tally_essence, wait_until,
 };
 use commons_p2p::TopicKind;
 use commons_signaling::{
@@ -43,23 +43,14 @@ fn signal(key: &SecretKey, proposal: &str, choice: Choice, sequence: u64) -> Vec
 
 /// `commons_messages_received_total{kind, verdict}` from a node's `/metrics`.
 fn received(node: &TestNode, kind: &str, verdict: &str) -> f64 {
-    let text = node.metrics().unwrap();
-    let want = format!("commons_messages_received_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&want))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    node.metric(&format!(
+        "commons_messages_received_total{{kind=\"{kind}\",verdict=\"{verdict}\"}}"
+    ))
 }
 
 #[test]
 fn malicious_peer_is_rejected_and_penalised() {
-    let t0 = Instant::now();
-    let phase = |text: &str| {
-        scenario(&format!(
-            "  [{:>3}s] malicious_peer: {text}",
-            t0.elapsed().as_secs()
-        ))
-    };
+    let phase = phases("malicious_peer");
     phase("three honest commonsd on 127.0.0.56/60/64, an attacker swarm on .67");
     let mut nodes = start_mesh("h", &HONEST);
     let target = &nodes[0];

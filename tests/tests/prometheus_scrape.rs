@@ -4,9 +4,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use commons_e2e::{http, now, regtest_proposal, scenario, start_mesh, wait_until};
+use commons_e2e::{http, now, phases, regtest_proposal, scenario, start_mesh, wait_until};
 use serde_json::{Value, json};
 
 /// Three nodes (a node qualifies, and its signal counts, with attestations from two other
@@ -118,13 +118,7 @@ fn proposal(title: &str) -> (String, String) {
 
 #[test]
 fn prometheus_scrapes_the_tally() {
-    let t0 = Instant::now();
-    let phase = |text: &str| {
-        scenario(&format!(
-            "  [{:>3}s] prometheus_scrape: {text}",
-            t0.elapsed().as_secs()
-        ))
-    };
+    let phase = phases("prometheus_scrape");
     let nodes = start_mesh("n", &IPS);
     let node = &nodes[0];
     let Some(prom) = Prometheus::start(node.metrics_addr) else {

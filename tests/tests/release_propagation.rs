@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use commons_e2e::{
-    TestNode, TestPeer, artifact_entry, regtest_release, scenario, start_mesh, wait_until,
+    TestNode, TestPeer, artifact_entry, phases, regtest_release, scenario, start_mesh, wait_until,
     write_artifact,
 };
 use commons_node::fetch::{FetchRequest, FetchResponse};
@@ -67,13 +67,6 @@ fn start_corrupter(bootstrap: Vec<Multiaddr>, digest: &ArtifactDigest, size: u64
     )
 }
 
-fn metric(node: &TestNode, name: &str) -> f64 {
-    let text = node.metrics().unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn release_on(node: &TestNode, id: &str) -> Result<Value, String> {
     node.rpc("getrelease", json!({ "id": id }))
         .map_err(|e| format!("{}: {e}", node.name))
@@ -95,13 +88,7 @@ fn sha256_of(path: &str) -> String {
 
 #[test]
 fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
-    let t0 = Instant::now();
-    let phase = |text: &str| {
-        scenario(&format!(
-            "  [{:>3}s] release_propagation: {text}",
-            t0.elapsed().as_secs()
-        ))
-    };
+    let phase = phases("release_propagation");
     phase("five commonsd on 127.0.0.150-154, a corrupting peer on .155");
     let mut nodes = start_mesh("r", &NODES);
     let dist = tempfile::tempdir().unwrap();
@@ -252,7 +239,7 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     phase("the corrupting peer was caught and penalised");
     let bad: Vec<f64> = nodes[1..]
         .iter()
-        .map(|n| metric(n, "commons_release_bad_chunks_total"))
+        .map(|n| n.metric("commons_release_bad_chunks_total"))
         .collect();
     assert!(
         bad.iter().all(|b| *b >= 1.0),
@@ -273,13 +260,10 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
         "every fetching node penalised the corrupter"
     );
     assert!(
-        metric(&nodes[0], "commons_release_served_bytes_total") > 0.0,
+        nodes[0].metric("commons_release_served_bytes_total") > 0.0,
         "the publisher served chunks"
     );
-    assert_eq!(
-        metric(&nodes[2], "commons_release_fetches_in_progress"),
-        0.0
-    );
+    assert_eq!(nodes[2].metric("commons_release_fetches_in_progress"), 0.0);
     assert!(
         nodes[2]
             .metrics()
@@ -298,12 +282,7 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not newer"), "{err}");
-    assert!(
-        metric(
-            &nodes[1],
-            "commons_release_rejected_total{reason=\"rollback\"}"
-        ) >= 1.0
-    );
+    assert!(nodes[1].metric("commons_release_rejected_total{reason=\"rollback\"}") >= 1.0);
     let again = nodes[1]
         .rpc(
             "publishrelease",

@@ -16,10 +16,10 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use commons_e2e::{
-    TestNode, now, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+    TestNode, now, phases, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -173,8 +173,7 @@ fn submit(node: &TestNode, nodes: &[TestNode], id: &str, hex: &str, with_cli: bo
 
 #[test]
 fn seven_nodes_tally_override_restart_metrics() {
-    let t0 = Instant::now();
-    let phase = |text: &str| scenario(&format!("  [{:>3}s] {text}", t0.elapsed().as_secs()));
+    let phase = phases("seven_nodes");
     scenario(
         "scenario 2-5: seven commonsd on 127.0.0.16-28 (one shared IP), tallies, ready, kill -9, metrics, override",
     );
