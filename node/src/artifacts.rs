@@ -335,6 +335,20 @@ impl ArtifactStore {
         })
     }
 
+    /// Deletes a download in progress (its partial file and chunk list); whether there was
+    /// one. A verified artifact is never touched.
+    pub fn discard_partial(&self, sha256: &Hash32) -> bool {
+        let in_memory = self
+            .partials
+            .lock()
+            .expect("partials lock poisoned")
+            .remove(sha256)
+            .is_some();
+        let file = fs::remove_file(self.partial_path(sha256)).is_ok();
+        let list = fs::remove_file(self.partial_chunks_path(sha256)).is_ok();
+        in_memory || file || list
+    }
+
     /// Writes a chunk already checked against the chunk list.
     pub fn write_chunk(
         &self,
@@ -512,6 +526,34 @@ mod tests {
         assert_eq!(fs::read(store.path(&artifact.sha256)).unwrap(), bytes);
         assert!(!store.partial_path(&artifact.sha256).exists());
         assert!(store.saved_chunk_list(&artifact).is_none());
+        // Discarding never touches a verified artifact.
+        assert!(!store.discard_partial(&artifact.sha256));
+        assert_eq!(store.state(&artifact.sha256), ArtifactState::Verified);
+    }
+
+    #[test]
+    fn an_abandoned_download_is_deleted_from_memory_and_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = sample(CHUNK_SIZE as usize + 9);
+        let (artifact, chunks) = artifact_of("old", &bytes);
+        {
+            let store = ArtifactStore::open(dir.path()).unwrap();
+            store.begin(&artifact, chunks.clone()).unwrap();
+            store
+                .write_chunk(&artifact.sha256, 0, &bytes[..CHUNK_SIZE as usize])
+                .unwrap();
+            assert!(store.discard_partial(&artifact.sha256));
+            assert_eq!(store.state(&artifact.sha256), ArtifactState::Waiting);
+            assert!(!store.partial_path(&artifact.sha256).exists());
+            assert!(!store.discard_partial(&artifact.sha256));
+            store.begin(&artifact, chunks).unwrap();
+        }
+        // After a restart the download is only on disk; it is found and deleted all the same.
+        let store = ArtifactStore::open(dir.path()).unwrap();
+        assert!(store.saved_chunk_list(&artifact).is_some());
+        assert!(store.discard_partial(&artifact.sha256));
+        assert!(store.saved_chunk_list(&artifact).is_none());
+        assert!(!store.partial_path(&artifact.sha256).exists());
     }
 
     #[test]

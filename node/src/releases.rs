@@ -388,19 +388,45 @@ impl Node {
     fn wanted_artifacts(&self) -> Vec<(ReleaseBundle, Artifact)> {
         let mut wanted = Vec::new();
         for (_, bundle) in self.held_releases() {
-            if self.release_status(&bundle) != ReleaseStatus::Fetching {
-                if self.release_status(&bundle) == ReleaseStatus::Verified {
-                    self.link_named(&bundle);
+            match self.release_status(&bundle) {
+                ReleaseStatus::Verified => self.link_named(&bundle),
+                ReleaseStatus::Fetching => {
+                    for artifact in bundle.body.artifacts.iter() {
+                        if self.artifact_state(artifact) != ArtifactState::Verified {
+                            wanted.push((bundle.clone(), artifact.clone()));
+                        }
+                    }
                 }
-                continue;
-            }
-            for artifact in bundle.body.artifacts.iter() {
-                if self.artifact_state(artifact) != ArtifactState::Verified {
-                    wanted.push((bundle.clone(), artifact.clone()));
-                }
+                ReleaseStatus::Superseded | ReleaseStatus::Expired => {}
             }
         }
         wanted
+    }
+
+    /// Deletes the partial downloads of superseded and expired releases that no release
+    /// still fetching shares, which would otherwise hold their disk space for ever; how many.
+    pub fn prune_abandoned_downloads(&self) -> usize {
+        let Some(store) = &self.artifacts else {
+            return 0;
+        };
+        let wanted = self.wanted_artifacts();
+        let mut pruned = 0;
+        for (_, bundle) in self.held_releases() {
+            if !matches!(
+                self.release_status(&bundle),
+                ReleaseStatus::Superseded | ReleaseStatus::Expired
+            ) {
+                continue;
+            }
+            for artifact in bundle.body.artifacts.iter() {
+                let still_wanted = wanted.iter().any(|(_, a)| a.sha256 == artifact.sha256);
+                if !still_wanted && store.discard_partial(&artifact.sha256) {
+                    tracing::info!(release = %bundle.body.release, artifact = %artifact.name, "dropped the partial download of a superseded or expired release");
+                    pruned += 1;
+                }
+            }
+        }
+        pruned
     }
 }
 
@@ -410,6 +436,7 @@ pub async fn fetch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Re
         return;
     };
     loop {
+        node.prune_abandoned_downloads();
         let wanted = node.wanted_artifacts();
         let mut progressed = false;
         for (bundle, artifact) in wanted {

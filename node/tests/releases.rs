@@ -259,3 +259,44 @@ async fn publishing_keeps_nothing_unless_everything_checks_out() {
         vec![("stable".to_string(), "2.0.0".to_string())]
     );
 }
+
+#[tokio::test]
+async fn the_partial_download_of_a_superseded_release_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let dist = tempfile::tempdir().unwrap();
+    let n = node(dir.path());
+    let old = artifact_file(dist.path(), "old", CHUNK_SIZE as usize + 1);
+    let shared = artifact_file(dist.path(), "shared", 10);
+    let v1 = release(
+        "1.0.0",
+        T + 100,
+        vec![old.clone(), shared.clone()],
+        &[0, 1, 2],
+    );
+    assert_eq!(
+        n.ingest(MessageKind::Release, &v1.encode()).await.verdict,
+        Verdict::Accept
+    );
+    // Downloads of both artifacts are under way, as the fetcher would have them.
+    let store = n.artifact_store().unwrap().clone();
+    for artifact in [&old, &shared] {
+        let bytes = std::fs::read(dist.path().join(artifact.name.as_str())).unwrap();
+        let mut hasher = ArtifactHasher::new();
+        hasher.update(&bytes);
+        store.begin(artifact, hasher.finish().chunks).unwrap();
+    }
+    assert_eq!(n.prune_abandoned_downloads(), 0, "1.0.0 is still wanted");
+
+    // 1.1.0 supersedes it and lists `shared` again: only `old` is dropped.
+    let v2 = release("1.1.0", T + 100, vec![shared.clone()], &[0, 1, 2]);
+    assert_eq!(
+        n.ingest(MessageKind::Release, &v2.encode()).await.verdict,
+        Verdict::Accept
+    );
+    assert_eq!(n.prune_abandoned_downloads(), 1);
+    assert!(store.saved_chunk_list(&old).is_none());
+    assert!(store.saved_chunk_list(&shared).is_some());
+    let list = call(&n, "listreleases", json!({})).await.unwrap();
+    assert_eq!(list[1]["version"], "1.0.0", "{list}");
+    assert_eq!(list[1]["state"], "superseded", "{list}");
+}
