@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing commons-signal needs on a fresh Debian machine with a
 # Rust toolchain: libclang for RocksDB's bindings, and Prometheus (promtool and the server)
-# for the metrics tests. Safe to run again: it installs only what is missing.
+# for the metrics tests. Safe to run again: it installs only what is missing, and checks
+# afterwards that what it installed is really there.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/lib/libclang.sh"
 
 need=()
-if ! compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null \
-   && ! compgen -G "/usr/lib/x86_64-linux-gnu/libclang*.so*" >/dev/null; then
-  need+=(libclang-dev)
-fi
-if [[ "${COMMONS_SKIP_PROMETHEUS:-}" != 1 ]] && ! command -v promtool >/dev/null; then
+libclang_found || need+=(libclang-dev)
+if [[ "${COMMONS_SKIP_PROMETHEUS:-}" != 1 ]] \
+   && ! { command -v promtool >/dev/null && command -v prometheus >/dev/null; }; then
   need+=(prometheus)
 fi
 
@@ -24,4 +25,9 @@ if ((${#need[@]})); then
   if [[ " ${need[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null; then
     "${sudo[@]}" systemctl disable --now prometheus >/dev/null 2>&1 || true
   fi
+fi
+
+if ! libclang_found; then
+  echo "setup: libclang.so is still missing after installing libclang-dev; set LIBCLANG_PATH to the directory that holds it" >&2
+  exit 1
 fi

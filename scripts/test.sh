@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 
+# The set-up checks first: they need no build.
+scripts/tests/libclang-detection.sh
+
 # Reuse a build directory outside the clone, so a fresh clone does not rebuild libp2p and
 # RocksDB from nothing (about 9 minutes on 2 cores).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:-/root}/.cache/commons-signal/target}"
