@@ -9,10 +9,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The results table at the end is written by python3 (standard library only), which Debian's
+# Rust machines carry; say so in one line where it is missing rather than fail at the end.
+command -v python3 >/dev/null || { echo "reproduce-sims.sh: needs python3 (apt-get install python3)" >&2; exit 1; }
+source scripts/lib/common.sh
+
 OUT=${OUT:-target/sims}
-TARGET=${CARGO_TARGET_DIR:-target}
-cargo build --release -p commons-sim
-SIM="$TARGET/release/commons-sim"
+cargo build --release --locked -p commons-sim
+SIM="$CARGO_TARGET_DIR/release/commons-sim"
 SC=simulations/scenarios
 mkdir -p "$OUT" docs/sim
 
