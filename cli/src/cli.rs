@@ -115,6 +115,17 @@ pub enum KeyCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Write one of the well-known regtest maintainer keys (mode 0600) and print its public
+    /// key. Everyone knows these keys (they derive from public seeds): they exist so that
+    /// local regtest networks can sign proposals and releases, and sign nothing elsewhere.
+    RegtestMaintainer {
+        /// Which key: 0 to 4 sign proposals, 0 to 6 sign consensus releases.
+        #[arg(value_name = "INDEX", value_parser = clap::value_parser!(u8).range(0..7))]
+        index: u8,
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `network ...`

@@ -1,4 +1,4 @@
-//! `key generate` and `key show`.
+//! `key generate`, `key show` and `key regtest-maintainer`.
 
 use std::path::Path;
 
@@ -12,6 +12,14 @@ use crate::error::{Result, key_error};
 /// key.
 pub fn generate(ctx: &Context, out: &Path) -> Result {
     let key = SecretKey::generate();
+    key.save(out).map_err(key_error)?;
+    ctx.say(key.public_key())
+}
+
+/// Writes the well-known regtest maintainer key `index` (mode 0600, never over an existing
+/// file) and prints its public key.
+pub fn regtest_maintainer(ctx: &Context, index: u8, out: &Path) -> Result {
+    let key = commons_signaling::spec::regtest_maintainer_key(usize::from(index));
     key.save(out).map_err(key_error)?;
     ctx.say(key.public_key())
 }
