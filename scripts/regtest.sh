@@ -14,9 +14,13 @@
 # $COMMONS_REGTEST_NODES sets how many nodes (3 to 16, default 5); $COMMONS_BIN_DIR runs
 # prebuilt binaries from that directory instead of building.
 set -euo pipefail
+called_from=$PWD
 cd "$(dirname "$0")/.."
 
 dir=${COMMONS_REGTEST_DIR:-$PWD/regtest-network}
+# The data directory as the caller can type it: relative when it lies below where they are.
+here=$dir
+[[ $dir == "$called_from"/* ]] && here=${dir#"$called_from"/}
 count=${COMMONS_REGTEST_NODES:-5}
 # Regtest's netgroups are IPv4 /30s, so each node gets an address of its own /30 of
 # 127.0.77.0/24: every node counts fully, and the default ports serve them all.
@@ -75,20 +79,19 @@ stop_network() {
 print_next_steps() {
   cat <<EOF
 
-The network keeps running. Talk to it with $dir/cli N COMMAND (node N, 1 to $count), for
-example:
+The network keeps running. Talk to node N (1 to $count) with $here/cli N COMMAND:
 
-  $dir/cli 1 getinfo                  # the node: peers, epoch, qualified population
-  $dir/cli 2 proposals                # every proposal it knows, with its state
-  $dir/cli 3 tally $over_id
-  $dir/cli 4 signal $ready_id oppose  # cast (or change) node 4's signal
-  $dir/cli 1 uptime                   # the node's attested uptime
-  curl -s http://$(ip_of 1):$METRICS_PORT/metrics | grep commons_   # what Prometheus scrapes
+  $here/cli 1 getinfo        # peers, epoch, the qualified population
+  $here/cli 2 proposals      # every proposal it knows, with its state
+  $here/cli 3 tally $over_id
+  $here/cli 4 signal $ready_id oppose
+  $here/cli 1 uptime         # the node's attested uptime
+  curl -s http://$(ip_of 1):$METRICS_PORT/metrics | grep ^commons_
 
-Logs: $dir/node*/commonsd.log. The commands are in docs/CLI.md, the daemon in
-docs/OPERATING.md, the rules behind the numbers in docs/PROTOCOL.md.
+Logs are in $here/node*/commonsd.log. The commands are in docs/CLI.md, running
+a node in docs/OPERATING.md, the rules behind the numbers in docs/PROTOCOL.md.
 
-Stop it with:   $self stop
+Stop the network with:  $self stop
 EOF
 }
 
