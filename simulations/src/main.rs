@@ -21,14 +21,30 @@ enum Command {
     /// How much weight Sybil strategies buy under the tally rule (runs the real aggregator).
     Sybil(commons_sim::sybil::SybilArgs),
     /// How fast signals spread and tallies converge on N real node stacks on loopback.
+    #[cfg(feature = "network")]
     Network(commons_sim::network::NetworkArgs),
+    /// Not in this build: it was built without the `network` feature.
+    #[cfg(not(feature = "network"))]
+    Network {
+        /// Whatever was given; nothing is read.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        ignored: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Sybil(args) => commons_sim::sybil::main(args),
+        #[cfg(feature = "network")]
         Command::Network(args) => commons_sim::network::main(args),
+        #[cfg(not(feature = "network"))]
+        Command::Network { .. } => Err(commons_sim::SimError::Usage(
+            "this commons-sim was built without the `network` feature, which runs real \
+             daemons (RocksDB, libp2p); rebuild with `cargo build --release -p commons-sim` \
+             (the feature is on by default) or `--features network`"
+                .into(),
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
-//! A one-line progress bar on stderr, hand-written: a dependency for one line of output is
-//! not worth its weight.
+//! Progress on stderr, the one implementation both simulations use: a one-line bar over a
+//! known number of runs (`sybil`), and timestamped lines for the stages of one long run
+//! (`network`). Hand-written: a dependency for one line of output is not worth its weight.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -63,6 +64,28 @@ impl Progress {
     pub fn finish(&self) {
         if self.enabled {
             eprintln!();
+        }
+    }
+}
+
+/// Timestamped lines for the stages of one long run, `[  12.3s] text`: unlike the bar they
+/// are meant for logs too, so only `--quiet` turns them off.
+#[derive(Debug, Clone, Copy)]
+pub struct StageLog {
+    enabled: bool,
+    started: Instant,
+}
+
+impl StageLog {
+    /// Lines timed from `started`; prints nothing unless `enabled`.
+    pub fn new(started: Instant, enabled: bool) -> Self {
+        StageLog { enabled, started }
+    }
+
+    /// One stage line.
+    pub fn line(&self, text: &str) {
+        if self.enabled {
+            eprintln!("[{:>6.1}s] {text}", self.started.elapsed().as_secs_f64());
         }
     }
 }

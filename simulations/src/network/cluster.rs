@@ -70,7 +70,7 @@ pub struct Setup {
 }
 
 /// One node of the simulated network, running or not.
-pub struct SimNode {
+pub struct ClusterNode {
     /// Its position in the topology.
     pub index: usize,
     /// What it does.
@@ -90,9 +90,9 @@ pub struct SimNode {
     base: Mutex<Counters>,
 }
 
-impl std::fmt::Debug for SimNode {
+impl std::fmt::Debug for ClusterNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimNode")
+        f.debug_struct("ClusterNode")
             .field("index", &self.index)
             .field("role", &self.role)
             .field("ip", &self.ip)
@@ -121,10 +121,10 @@ async fn listen_port(net: &P2pHandle) -> Result<u16, String> {
     }
 }
 
-impl SimNode {
+impl ClusterNode {
     /// A node that is not started yet, with its data under `root`.
-    pub fn new(index: usize, role: Role, ip: Ipv4Addr, setup: Arc<Setup>) -> SimNode {
-        SimNode {
+    pub fn new(index: usize, role: Role, ip: Ipv4Addr, setup: Arc<Setup>) -> ClusterNode {
+        ClusterNode {
             index,
             role,
             ip,
@@ -294,7 +294,7 @@ impl SimNode {
             self.read_counters(signal_topic).unwrap_or_default();
     }
 
-    /// What the node counted since [`SimNode::begin_phase`], over all its incarnations.
+    /// What the node counted since [`ClusterNode::begin_phase`], over all its incarnations.
     pub fn end_phase(&self, signal_topic: &str) -> Counters {
         let mut acc = *self.acc.lock().expect("acc lock");
         if let Some(reading) = self.read_counters(signal_topic) {

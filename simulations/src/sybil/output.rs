@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::error::SimError;
 use crate::sybil::engine::Outcome;
-use crate::sybil::scenario::{Base, value_text};
+use crate::sybil::scenario::value_text;
 use crate::sybil::{Point, Results};
 
 /// The plot's file name.
@@ -42,14 +42,6 @@ pub fn write_all(
         json_path.display().to_string(),
         plot_path.display().to_string(),
     ])
-}
-
-fn base_name(b: Base) -> &'static str {
-    match b {
-        Base::Mainnet => "mainnet",
-        Base::Testnet => "testnet",
-        Base::Regtest => "regtest",
-    }
 }
 
 fn cell(s: &str) -> String {
@@ -119,7 +111,7 @@ pub fn csv(results: &Results) -> String {
             let pol = &point.resolved.policy;
             let tier = &point.resolved.tier;
             row.extend([
-                base_name(point.scenario.policy.base).to_string(),
+                point.scenario.policy.base.name().to_string(),
                 pol.attestation_quorum.to_string(),
                 pol.min_uptime_epochs.to_string(),
                 pol.uptime_window_epochs.to_string(),
@@ -181,7 +173,7 @@ fn policy_json(point: &Point) -> Value {
     let p = &point.resolved.policy;
     let t = &point.resolved.tier;
     json!({
-        "base": base_name(point.scenario.policy.base),
+        "base": point.scenario.policy.base.name(),
         "quorum": p.attestation_quorum,
         "min_uptime_epochs": p.min_uptime_epochs,
         "window_epochs": p.uptime_window_epochs,
@@ -281,7 +273,7 @@ fn policy_labels(points: &[Point]) -> Vec<String> {
         let pol = &p.resolved.policy;
         let t = &p.resolved.tier;
         vec![
-            ("base", base_name(p.scenario.policy.base).to_string()),
+            ("base", p.scenario.policy.base.name().to_string()),
             ("q", pol.attestation_quorum.to_string()),
             ("m", pol.min_uptime_epochs.to_string()),
             ("W", pol.uptime_window_epochs.to_string()),

@@ -18,19 +18,9 @@ use commons_signaling::{
 
 use crate::rng::{Discrete, Rng, Stream};
 use crate::sybil::scenario::{
-    Attacker, Churn, Clique, Fleet, HonestSection, Resolved, Scenario, Spread, Uptime,
+    Attacker, Churn, Clique, Fleet, FleetShape, HonestBlocks, HonestSection, PUBLIC_V4_SLASH16S,
+    Resolved, Scenario, Spread, Uptime, public_first_octets,
 };
-
-/// First octets whose whole /8 is public (0, 10, 100, 127, 169, 172, 192, 198 and 203 hold
-/// private, reserved or documentation ranges somewhere and are left out altogether).
-fn public_first_octets() -> Vec<u8> {
-    (1u8..=223)
-        .filter(|o| ![10, 100, 127, 169, 172, 192, 198, 203].contains(o))
-        .collect()
-}
-
-/// How many /16s the simulator's IPv4 pool holds.
-pub const PUBLIC_V4_SLASH16S: u64 = 215 * 256;
 
 /// Which side a node is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,7 +33,7 @@ pub enum Side {
 
 /// One node of the world.
 #[derive(Debug, Clone)]
-pub struct SimNode {
+pub struct WorldNode {
     /// Its key (32 random bytes: the aggregator never needs a curve point).
     pub key: PublicKey,
     /// The address honest peers see it at (for a clique member: the one it claims).
@@ -73,77 +63,6 @@ pub struct AttackerInfo {
     pub ips: u64,
     /// What it paid.
     pub cost: f64,
-}
-
-/// Block counts of the honest address space, with defaults filled in.
-#[derive(Debug, Clone, Copy)]
-pub struct HonestBlocks {
-    /// IPv4 /24 blocks.
-    pub v4_24: u64,
-    /// /16s they lie in.
-    pub v4_16: u64,
-    /// IPv6 /48 blocks.
-    pub v6_48: u64,
-    /// /32s they lie in.
-    pub v6_32: u64,
-}
-
-impl HonestBlocks {
-    /// The counts a scenario asks for.
-    pub fn of(h: &HonestSection) -> Self {
-        let v4_24 = h.ipv4_slash24s.unwrap_or((h.nodes / 2).max(1));
-        let v6_48 = h.ipv6_slash48s.unwrap_or((h.nodes / 2).max(1));
-        HonestBlocks {
-            v4_24,
-            v4_16: h
-                .ipv4_slash16s
-                .unwrap_or((v4_24 / 4).clamp(1, PUBLIC_V4_SLASH16S)),
-            v6_48,
-            v6_32: h.ipv6_slash32s.unwrap_or((v6_48 / 4).max(1)),
-        }
-    }
-}
-
-/// A fleet's size and spread with the strategy's defaults filled in.
-#[derive(Debug, Clone, Copy)]
-pub struct FleetShape {
-    /// Keys.
-    pub keys: u64,
-    /// Addresses.
-    pub ips: u64,
-    /// Blocks (/24 or /48).
-    pub netgroups: u64,
-    /// /16s (or /32s) the blocks lie in.
-    pub slash16s: u64,
-    /// Days up.
-    pub days: f64,
-}
-
-impl FleetShape {
-    /// The shape of `fleet` under `attacker`'s strategy.
-    pub fn of(attacker: &Attacker, f: &Fleet, r: &Resolved, view: f64) -> Self {
-        let one_ip = matches!(attacker, Attacker::ManyKeysOneIp(_));
-        let cloud = matches!(attacker, Attacker::CloudProvider(_));
-        let ips = f.ips.unwrap_or(if one_ip { 1 } else { 100 });
-        let keys = f.keys.unwrap_or(if one_ip { 10 } else { ips });
-        let netgroups = f.netgroups.unwrap_or(if one_ip {
-            1
-        } else if cloud {
-            4.min(ips)
-        } else {
-            ips
-        });
-        let slash16s = f
-            .slash16s
-            .unwrap_or(if one_ip || cloud { 1 } else { netgroups });
-        FleetShape {
-            keys,
-            ips,
-            netgroups,
-            slash16s,
-            days: f.days_held.unwrap_or(r.qualifying_days(view)),
-        }
-    }
 }
 
 /// Hands out public address blocks, never the same /24 (or /48) twice, so that attackers'
@@ -325,7 +244,7 @@ pub fn attestation(
 #[derive(Debug)]
 pub struct World {
     /// Honest nodes first (`0..honest`), then each attacker's nodes.
-    pub nodes: Vec<SimNode>,
+    pub nodes: Vec<WorldNode>,
     /// How many of `nodes` are honest.
     pub honest: usize,
     /// Per attacker, its totals.
@@ -491,7 +410,7 @@ fn honest_nodes(
     r: &Resolved,
     seed: u64,
     space: &mut AddressSpace,
-) -> Vec<SimNode> {
+) -> Vec<WorldNode> {
     let mut rng = Rng::new(seed, Stream::Honest);
     let mut keys = Rng::new(seed, Stream::HonestKeys);
     let blocks = HonestBlocks::of(h);
@@ -587,7 +506,7 @@ fn honest_nodes(
         } else {
             None
         };
-        nodes.push(SimNode {
+        nodes.push(WorldNode {
             key: key(&mut keys),
             ip,
             uptime,
@@ -610,7 +529,7 @@ fn fleet(
     default_attesters: u32,
     rng: &mut Rng,
     space: &mut AddressSpace,
-    nodes: &mut Vec<SimNode>,
+    nodes: &mut Vec<WorldNode>,
 ) {
     let uptime = r.epochs(shape.days).min(u64::from(u32::MAX)) as u32;
     let ips: Vec<IpAddr> = if f.ipv6 {
@@ -628,7 +547,7 @@ fn fleet(
             .collect()
     };
     for k in 0..shape.keys {
-        nodes.push(SimNode {
+        nodes.push(WorldNode {
             key: key(rng),
             ip: ips[(k % shape.ips) as usize],
             uptime,
@@ -650,7 +569,7 @@ fn churn(
     default_attesters: u32,
     rng: &mut Rng,
     space: &mut AddressSpace,
-    nodes: &mut Vec<SimNode>,
+    nodes: &mut Vec<WorldNode>,
 ) -> (u64, f64) {
     let hold_days = c.hold_days.unwrap_or(r.qualifying_days(view));
     let campaign_days = c.campaign_days.unwrap_or(hold_days + r.window_days());
@@ -673,7 +592,7 @@ fn churn(
             }
             keys += 1;
             let ip = v4(space.any_24(rng), 0);
-            nodes.push(SimNode {
+            nodes.push(WorldNode {
                 key: key(rng),
                 ip,
                 uptime: (to - from + 1).min(window) as u32,
@@ -698,7 +617,7 @@ fn clique(
     honest_count: usize,
     rng: &mut Rng,
     space: &mut AddressSpace,
-    nodes: &mut Vec<SimNode>,
+    nodes: &mut Vec<WorldNode>,
     forged: &mut Vec<(PublicKey, UptimeAttestation)>,
 ) {
     if c.keys == 0 {
@@ -709,7 +628,7 @@ fn clique(
     let blocks: Vec<u32> = (0..groups).map(|_| space.any_24(rng)).collect();
     let first = nodes.len();
     for k in 0..c.keys {
-        nodes.push(SimNode {
+        nodes.push(WorldNode {
             key: key(rng),
             ip: v4(blocks[(k % groups) as usize], k / groups),
             uptime: claimed,
