@@ -12,3 +12,6 @@ scripts/tests/libclang-detection.sh
 # End-to-end tests start the daemon and the CLI as real processes: build them first.
 build_workspace
 cargo test --workspace --locked "$@"
+
+# The Sybil simulator alone, as a researcher without RocksDB and libp2p builds it.
+cargo test -p commons-sim --no-default-features --locked --test sybil_only_build --test cli
