@@ -2,9 +2,7 @@
 #![allow(dead_code)]
 
 use commons_aggregator::{Aggregator, Policy};
-use commons_signaling::{
-    Choice, Hash32, NetworkSpec, Proposal, PublicKey, SecretKey, Signal, UptimeAttestation,
-};
+use commons_signaling::{Choice, Hash32, NetworkSpec, Proposal, PublicKey, SecretKey, Signal};
 
 /// A key everyone in the tests can derive from a name.
 pub fn key(name: &str) -> SecretKey {
@@ -35,30 +33,9 @@ pub fn policy(q: u32) -> Policy {
     }
 }
 
-// Not every suite that includes this module builds both.
+// Not every suite that includes this module builds each of them.
 #[allow(unused_imports)]
-pub use commons_test_util::{attestation, presence};
-
-/// `signer`'s signal, carrying `attestations` about the signer.
-pub fn signal_with(
-    network: &Hash32,
-    signer: &SecretKey,
-    proposal: Hash32,
-    choice: Choice,
-    sequence: u64,
-    time: u64,
-    attestations: Vec<UptimeAttestation>,
-) -> Signal {
-    commons_test_util::signal(
-        network,
-        signer,
-        proposal,
-        choice,
-        sequence,
-        time,
-        attestations,
-    )
-}
+pub use commons_test_util::{attestation, presence, signal as signal_with};
 
 /// `signer`'s signal, carrying no attestations.
 pub fn signal(
