@@ -428,14 +428,6 @@ impl TestNode {
         })
     }
 
-    /// Whether the node counts `key` (hex): qualified and the one node of its address.
-    pub fn counts(&self, key: &str) -> anyhow::Result<bool> {
-        Ok(self
-            .uptime(key)?
-            .status
-            .is_some_and(|s| s.qualified && s.counted))
-    }
-
     /// A JSON-RPC call with the cookie, parameters and result as raw JSON: for requests
     /// that are wrong on purpose. The `result`, or the `error` as an error.
     pub fn rpc(&self, method: &str, params: Value) -> anyhow::Result<Value> {
