@@ -17,10 +17,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use base64::Engine;
+use commons_rpc::{Choices, IdParams, Method, NoParams, Tally, UptimeParams, UptimeReport, method};
 use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher};
 use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::{
-    Artifact, BoundedString, BoundedVec, NetworkSpec, ReleaseBundle, ReleaseClass, ReleaseManifest,
+    Artifact, BoundedString, NetworkSpec, ReleaseBundle, ReleaseClass, ReleaseManifest,
 };
 use serde_json::{Value, json};
 
@@ -371,27 +372,26 @@ impl TestNode {
         };
         self.rpc_addr = address_after(&line, "JSON-RPC at http://")?;
         self.metrics_addr = address_after(&line, "metrics at http://")?;
-        let info = self.rpc("getinfo", Value::Null)?;
+        let info = self.call::<method::GetInfo>(&NoParams {})?;
         if self.p2p_port == 0 {
-            let listen = info["listen"].as_array().cloned().unwrap_or_default();
-            self.p2p_port = listen
+            self.p2p_port = info
+                .listen
                 .iter()
-                .filter_map(Value::as_str)
                 .find_map(|a| {
                     a.rsplit_once("/tcp/")
                         .and_then(|(_, p)| p.split('/').next()?.parse().ok())
                 })
-                .ok_or_else(|| anyhow!("{}: no listen address in {info}", self.name))?;
+                .ok_or_else(|| anyhow!("{}: no listen address in {:?}", self.name, info.listen))?;
         }
         Ok(())
     }
 
     /// The multiaddr peers dial this node at.
     pub fn multiaddr(&self) -> anyhow::Result<String> {
-        let info = self.rpc("getinfo", Value::Null)?;
-        let id = info["peer_id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no peer_id in {info}"))?;
+        let info = self.call::<method::GetInfo>(&NoParams {})?;
+        let id = info
+            .peer_id
+            .ok_or_else(|| anyhow!("{}: getinfo names no peer id", self.name))?;
         Ok(format!("/ip4/{}/tcp/{}/p2p/{id}", self.ip, self.p2p_port))
     }
 
@@ -403,7 +403,33 @@ impl TestNode {
         Ok(text.trim().to_string())
     }
 
-    /// A JSON-RPC call with the cookie; the `result`, or the `error` as an error.
+    /// A call of the method `M` with the cookie: its answer, or the node's error, or an
+    /// answer of another shape, as an error.
+    pub fn call<M: Method>(&self, params: &M::Params) -> anyhow::Result<M::Response> {
+        let result = self.rpc(M::NAME, commons_rpc::params_json::<M>(params))?;
+        commons_rpc::parse_response::<M>(result.clone())
+            .with_context(|| format!("{}: {}: unexpected answer {result}", self.name, M::NAME))
+    }
+
+    /// The node's own public key (hex), from `getinfo`.
+    pub fn public_key(&self) -> anyhow::Result<String> {
+        Ok(self.call::<method::GetInfo>(&NoParams {})?.public_key)
+    }
+
+    /// The node's `gettally` of proposal `id` (hex).
+    pub fn tally(&self, id: &str) -> anyhow::Result<Tally> {
+        self.call::<method::GetTally>(&IdParams::new(id))
+    }
+
+    /// The node's `getuptime` of `key` (hex).
+    pub fn uptime(&self, key: &str) -> anyhow::Result<UptimeReport> {
+        self.call::<method::GetUptime>(&UptimeParams {
+            key: Some(key.to_string()),
+        })
+    }
+
+    /// A JSON-RPC call with the cookie, parameters and result as raw JSON: for requests
+    /// that are wrong on purpose. The `result`, or the `error` as an error.
     pub fn rpc(&self, method: &str, params: Value) -> anyhow::Result<Value> {
         let auth = basic_auth(&self.cookie()?);
         let body =
@@ -556,36 +582,42 @@ pub fn regtest_proposal(
     lock_end: u64,
     signers: usize,
 ) -> (String, Vec<u8>) {
-    use commons_signaling::{PROTOCOL_VERSION, Proposal, ProposalBody};
-    let network = NetworkSpec::regtest().network_id();
-    let mut proposal = Proposal::new(ProposalBody {
-        version: PROTOCOL_VERSION,
-        tier: 1,
-        title: BoundedString::new(title).expect("a short title"),
-        reference: BoundedString::new("https://example.invalid/commons-signal/pull/1")
-            .expect("a short reference"),
-        lock_start,
-        lock_end,
-    });
-    for i in 0..signers {
-        proposal
-            .add_signature(&regtest_maintainer_key(i), &network)
-            .expect("room for the signatures");
-    }
+    let network = commons_test_util::regtest_network();
+    let proposal =
+        commons_test_util::proposal(&network, 1, title, lock_start, lock_end, 0..signers);
     (proposal.id(&network).to_hex(), proposal.encode())
 }
 
 /// The parts of a `gettally` answer that every node must agree on.
-pub fn tally_essence(tally: &Value) -> Value {
-    json!({
-        "choices": tally["choices"],
-        "total_nodes": tally["total_nodes"],
-        "total_weight": tally["total_weight"],
-        "state": tally["state"],
-        "override_met": tally["override_met"],
-        "signers": tally["signers"],
-        "uncounted_signers": tally["uncounted_signers"],
-    })
+#[derive(Debug, Clone, PartialEq)]
+pub struct TallyEssence {
+    /// Weight and nodes per choice.
+    pub choices: Choices,
+    /// The denominator's node count.
+    pub total_nodes: u64,
+    /// The denominator's weight.
+    pub total_weight: f64,
+    /// The proposal's state.
+    pub state: String,
+    /// Whether override reached both thresholds.
+    pub override_met: bool,
+    /// Signers with a stored signal.
+    pub signers: u64,
+    /// Signers who do not count.
+    pub uncounted_signers: u64,
+}
+
+/// The parts of `tally` that every node must agree on.
+pub fn tally_essence(tally: &Tally) -> TallyEssence {
+    TallyEssence {
+        choices: tally.choices.clone(),
+        total_nodes: tally.total_nodes,
+        total_weight: tally.total_weight,
+        state: tally.state.clone(),
+        override_met: tally.override_met,
+        signers: tally.signers,
+        uncounted_signers: tally.uncounted_signers,
+    }
 }
 
 /// Starts one `commonsd` per address, named `{prefix}{i}@{ip}`, each bootstrapping from all
@@ -633,14 +665,7 @@ pub fn write_artifact(path: &Path, size: u64, seed: u64) -> ArtifactDigest {
 }
 
 /// The manifest entry of an artifact named `name` with `digest`.
-pub fn artifact_entry(name: &str, digest: &ArtifactDigest) -> Artifact {
-    Artifact {
-        name: BoundedString::new(name).unwrap(),
-        sha256: digest.sha256,
-        size: digest.size,
-        chunk_list: digest.chunk_list_hash(),
-    }
-}
+pub use commons_test_util::artifact as artifact_entry;
 
 /// A regtest application release on channel `stable`, valid for an hour, signed by the
 /// class's threshold of release signers.
@@ -648,29 +673,24 @@ pub fn regtest_release(version: &str, artifacts: Vec<Artifact>) -> ReleaseBundle
     let spec = NetworkSpec::regtest();
     let class = spec.release_class(ReleaseClass::Application).unwrap();
     let t = now();
-    let mut bundle = ReleaseBundle::new(ReleaseManifest {
-        version: 1,
-        channel: BoundedString::new("stable").unwrap(),
-        release: version.parse().unwrap(),
-        class: ReleaseClass::Application,
-        created: t - 10,
-        expires: t + 3600,
-        artifacts: BoundedVec::new(artifacts).unwrap(),
+    let manifest = ReleaseManifest {
         source_commit: BoundedString::new("e2e0000").unwrap(),
-        build_hash: None,
-        spec_hash: None,
-        test_results_hash: None,
-        ots_proof: None,
-    });
-    let mut signed = 0;
-    for i in 0..7 {
-        let key = regtest_maintainer_key(i);
-        if signed < class.threshold && class.signers.contains(&key.public_key()) {
-            bundle.add_signature(&key, &spec.network_id()).unwrap();
-            signed += 1;
-        }
-    }
-    bundle
+        ..commons_test_util::release_manifest(
+            version,
+            ReleaseClass::Application,
+            t - 10,
+            t + 3600,
+            artifacts,
+        )
+    };
+    let signers = (0..7)
+        .filter(|&i| {
+            class
+                .signers
+                .contains(&regtest_maintainer_key(i).public_key())
+        })
+        .take(class.threshold as usize);
+    commons_test_util::sign_release(&spec.network_id(), manifest, signers)
 }
 
 /// An in-test libp2p peer: a commons-p2p stack with a key of its own, on its own loopback

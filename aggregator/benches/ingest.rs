@@ -9,11 +9,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use commons_aggregator::{Aggregator, Policy, Precheck};
-use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{
-    AttestationBody, BoundedString, BoundedVec, Choice, Hash32, NetworkSpec, Proposal,
-    ProposalBody, SecretKey, Signal, SignalBody, Signed, UptimeAttestation, WireIp,
-};
+use commons_signaling::{Choice, Hash32, NetworkSpec, SecretKey, Signal, UptimeAttestation};
 
 const SIGNERS: usize = 2_000;
 const ROUNDS: usize = 5;
@@ -32,15 +28,7 @@ fn attest(
     ip: String,
     epoch: u64,
 ) -> UptimeAttestation {
-    let body = AttestationBody {
-        version: 1,
-        attester: attester.public_key(),
-        subject: subject.public_key(),
-        subject_ip: WireIp(ip.parse().expect("valid IP")),
-        epoch,
-        seen_epochs: 10,
-    };
-    Signed::sign(body, attester, net)
+    commons_test_util::attestation(net, attester, subject.public_key(), ip, epoch, 10)
 }
 
 /// A network of qualified signers (each attested by two attesters in distinct netgroups, the
@@ -58,19 +46,7 @@ fn fixture() -> Fixture {
     let epoch = spec.epoch_at(now);
     let mut aggregator = Aggregator::new(spec.clone(), policy, epoch);
 
-    let mut proposal = Proposal::new(ProposalBody {
-        version: 1,
-        tier: 1,
-        title: BoundedString::new("bench").expect("short"),
-        reference: BoundedString::new("bench").expect("short"),
-        lock_start: now - 10,
-        lock_end: now + 3_600,
-    });
-    for i in 0..3 {
-        proposal
-            .add_signature(&regtest_maintainer_key(i), &net)
-            .expect("room for signatures");
-    }
+    let proposal = commons_test_util::proposal(&net, 1, "bench", now - 10, now + 3_600, 0..3);
     let proposal_id = proposal.id(&net);
     aggregator.add_proposal(proposal).expect("valid proposal");
 
@@ -108,16 +84,15 @@ fn fixture() -> Fixture {
         for a in &carried {
             aggregator.add_attestation(a.clone());
         }
-        let body = SignalBody {
-            version: 1,
-            proposal: proposal_id,
-            choice: Choice::ALL[n % 3],
-            sequence: 1,
-            time: now - 5,
-            signer: signer.public_key(),
-            attestations: BoundedVec::new(carried).expect("two attestations"),
-        };
-        let signal: Signal = Signed::sign(body, &signer, &net);
+        let signal = commons_test_util::signal(
+            &net,
+            &signer,
+            proposal_id,
+            Choice::ALL[n % 3],
+            1,
+            now - 5,
+            carried,
+        );
         raw.push((
             signal.body.signer.0,
             signal.digest(&net).0,

@@ -12,7 +12,7 @@ use commons_signaling::artifact::ArtifactHasher;
 use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::{
     Artifact, BoundedString, BoundedVec, Hash32, MaintainerSignature, NetworkSpec, ReleaseBundle,
-    ReleaseClass, ReleaseManifest, SecretKey,
+    ReleaseClass, SecretKey,
 };
 
 const T: u64 = 1_000;
@@ -174,25 +174,8 @@ fn bundle(
     artifacts: Vec<Artifact>,
     signers: &[usize],
 ) -> ReleaseBundle {
-    let net = regtest().network_id();
-    let mut b = ReleaseBundle::new(ReleaseManifest {
-        version: 1,
-        channel: BoundedString::new("stable").unwrap(),
-        release: version.parse().unwrap(),
-        class,
-        created: T,
-        expires: T + 1_000,
-        artifacts: BoundedVec::new(artifacts).unwrap(),
-        source_commit: BoundedString::new("0123456789abcdef").unwrap(),
-        build_hash: None,
-        spec_hash: None,
-        test_results_hash: None,
-        ots_proof: None,
-    });
-    for &i in signers {
-        b.add_signature(&regtest_maintainer_key(i), &net).unwrap();
-    }
-    b
+    let manifest = commons_test_util::release_manifest(version, class, T, T + 1_000, artifacts);
+    commons_test_util::sign_release(&regtest().network_id(), manifest, signers.iter().copied())
 }
 
 fn check(b: &ReleaseBundle, newest: Option<&str>, now: u64) -> Result<usize, ReleaseError> {

@@ -5,11 +5,7 @@
 use std::collections::HashMap;
 
 use commons_aggregator::{Aggregator, Policy, ProposalState, netgroup_units};
-use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{
-    AttestationBody, BoundedString, BoundedVec, Choice, Hash32, NetworkSpec, Proposal,
-    ProposalBody, PublicKey, SecretKey, SignalBody, Signed, WireIp,
-};
+use commons_signaling::{Choice, Hash32, NetworkSpec, PublicKey, SecretKey};
 
 const EPOCH: u64 = 1000;
 const LOCK_START: u64 = 2000;
@@ -125,46 +121,39 @@ fn run(rows: &[Row], policy: Policy) -> (Aggregator, Hash32) {
     let spec = NetworkSpec::regtest();
     let net = spec.network_id();
     let mut agg = Aggregator::new(spec.clone(), policy, EPOCH);
-    let mut proposal = Proposal::new(ProposalBody {
-        version: 1,
-        tier: 2,
-        title: BoundedString::new("Worked example: a feature change").unwrap(),
-        reference: BoundedString::new("https://example.invalid/commons/pull/42").unwrap(),
-        lock_start: LOCK_START,
-        lock_end: LOCK_END,
-    });
-    for i in 0..4 {
-        proposal
-            .add_signature(&regtest_maintainer_key(i), &net)
-            .unwrap();
-    }
+    let proposal = commons_test_util::proposal(
+        &net,
+        2,
+        "Worked example: a feature change",
+        LOCK_START,
+        LOCK_END,
+        0..4,
+    );
     let id = proposal.id(&net);
     agg.add_proposal(proposal).unwrap();
     for row in rows {
         for (attester, seen) in &row.attested_by {
-            let body = AttestationBody {
-                version: 1,
-                attester: key(attester).public_key(),
-                subject: key(&row.node).public_key(),
-                subject_ip: WireIp(row.address.parse().unwrap()),
-                epoch: EPOCH,
-                seen_epochs: *seen,
-            };
-            let a = Signed::sign(body, &key(attester), &net);
+            let a = commons_test_util::attestation(
+                &net,
+                &key(attester),
+                key(&row.node).public_key(),
+                row.address.as_str(),
+                EPOCH,
+                *seen,
+            );
             assert!(a.verify(&net));
             agg.add_attestation(a);
         }
         for (i, &c) in row.signals.iter().enumerate() {
-            let body = SignalBody {
-                version: 1,
-                proposal: id,
-                choice: c,
-                sequence: i as u64 + 1,
-                time: SIGNAL_TIME + i as u64,
-                signer: key(&row.node).public_key(),
-                attestations: BoundedVec::default(),
-            };
-            let s = Signed::sign(body, &key(&row.node), &net);
+            let s = commons_test_util::signal(
+                &net,
+                &key(&row.node),
+                id,
+                c,
+                i as u64 + 1,
+                SIGNAL_TIME + i as u64,
+                vec![],
+            );
             assert!(s.verify(&net));
             agg.apply_signal(s, SIGNAL_TIME + i as u64).unwrap();
         }

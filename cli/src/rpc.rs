@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
 use base64::Engine as _;
+use commons_rpc::Method;
 use serde_json::{Value, json};
 
 use crate::error::{CliError, Result};
@@ -71,6 +72,11 @@ impl RpcClient {
     pub fn call(&self, method: &str, params: Value) -> Result<Value> {
         self.call_raw(method, params)?
             .map_err(|error| error.into_cli(method))
+    }
+
+    /// Calls the method `M` and reads its answer (see [`parse_answer`]).
+    pub fn request<M: Method>(&self, params: &M::Params) -> Result<M::Response> {
+        parse_answer::<M>(self.call(M::NAME, commons_rpc::params_json::<M>(params))?)
     }
 
     /// Calls `method` and returns the node's JSON-RPC error as it is, for commands that word
@@ -181,18 +187,7 @@ enum Attempt {
 }
 
 /// JSON-RPC error codes of `commonsd` (see docs/OPERATING.md).
-pub mod code {
-    /// The node does not know the method: it is older than this `commons-cli`.
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    /// Malformed or missing parameters.
-    pub const INVALID_PARAMS: i64 = -32602;
-    /// The node failed internally (storage, say).
-    pub const INTERNAL_ERROR: i64 = -32603;
-    /// What was asked for is not known to the node.
-    pub const NOT_FOUND: i64 = -32001;
-    /// The node's rules refuse the request (a release that fails verification, say).
-    pub const REJECTED: i64 = -32002;
-}
+pub use commons_rpc::code;
 
 /// A JSON-RPC error object the node answered with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +216,18 @@ impl NodeError {
             _ => CliError::failed(format!("{method}: {message}")),
         }
     }
+}
+
+/// The `result` of a call of `M` read as its answer. An answer of another shape means the
+/// node speaks another version of the RPC, which makes it unusable for the command (exit 3).
+pub fn parse_answer<M: Method>(result: Value) -> Result<M::Response> {
+    commons_rpc::parse_response::<M>(result).map_err(|e| {
+        CliError::Unavailable(anyhow!(
+            "{}: the node's answer is not what this commons-cli expects ({e}); \
+             are the node and commons-cli of the same version?",
+            M::NAME
+        ))
+    })
 }
 
 /// The status and body of an HTTP/1.1 response (`Content-Length`, chunked, or until close).

@@ -220,21 +220,18 @@ fn usage_errors_exit_with_code_two() {
 
 #[test]
 fn decode_shows_a_signed_message_with_its_digest_and_signature_check() {
-    use commons_signaling::{
-        BoundedVec, Choice, Hash32, NetworkSpec, SecretKey, Signal, SignalBody,
-    };
+    use commons_signaling::{Choice, Hash32, NetworkSpec, SecretKey};
     let w = Workdir::new();
     let key = SecretKey::from_seed("decode test");
-    let body = SignalBody {
-        version: 1,
-        proposal: Hash32([7; 32]),
-        choice: Choice::Override,
-        sequence: 3,
-        time: 1_700_000_000,
-        signer: key.public_key(),
-        attestations: BoundedVec::default(),
-    };
-    let signal = Signal::sign(body, &key, &NetworkSpec::regtest().network_id());
+    let signal = commons_test_util::signal(
+        &NetworkSpec::regtest().network_id(),
+        &key,
+        Hash32([7; 32]),
+        Choice::Override,
+        3,
+        1_700_000_000,
+        vec![],
+    );
     w.write("signal.cbor", &signal.encode());
     let run = w.run(&["decode", "signal.cbor"]).ok();
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use commons_rpc::{Release, Tally};
+use commons_signaling::NetworkSpec;
 use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{BoundedString, NetworkSpec, Proposal, ProposalBody};
 
 fn bin(name: &str) -> PathBuf {
     // Integration tests run from target/<profile>/deps; the binaries sit one level up.
@@ -105,19 +106,14 @@ fn talks_to_a_running_node_and_explains_a_stopped_one() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let mut proposal = Proposal::new(ProposalBody {
-        version: 1,
-        tier: 1,
-        title: BoundedString::new("cli online test").unwrap(),
-        reference: BoundedString::new("test").unwrap(),
-        lock_start: now,
-        lock_end: now + 600,
-    });
-    for i in 0..3 {
-        proposal
-            .add_signature(&regtest_maintainer_key(i), &spec.network_id())
-            .unwrap();
-    }
+    let proposal = commons_test_util::proposal(
+        &spec.network_id(),
+        1,
+        "cli online test",
+        now,
+        now + 600,
+        0..3,
+    );
     let id = proposal.id(&spec.network_id()).to_hex();
     let file = dir.path().join("proposal.cbor");
     std::fs::write(&file, proposal.encode()).unwrap();
@@ -135,9 +131,9 @@ fn talks_to_a_running_node_and_explains_a_stopped_one() {
 
     let out = cli(dir.path(), rpc, &["--json", "tally", &id]);
     assert!(out.status.success(), "{out:?}");
-    let tally: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(tally["signers"], 1);
-    assert_eq!(tally["id"], id);
+    let tally: Tally = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tally.signers, 1);
+    assert_eq!(tally.id, id);
 
     let out = cli(dir.path(), rpc, &["proposals"]);
     assert!(stdout(&out).contains("cli online test"), "{}", stdout(&out));
@@ -278,9 +274,9 @@ fn a_release_is_published_listed_shown_and_its_binary_verified() {
         "{list}"
     );
     let (json, _) = cli_expect(root, rpc, &["--json", "release", "list"], 0);
-    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(json[0]["id"], id.as_str());
-    assert_eq!(json[0]["signers"], 3);
+    let json: Vec<Release> = serde_json::from_str(&json).unwrap();
+    assert_eq!(json[0].id, id);
+    assert_eq!(json[0].signers, 3);
 
     let (show, _) = cli_expect(root, rpc, &["release", "show", &id], 0);
     assert!(show.contains("source      4f1c2a9"), "{show}");

@@ -22,6 +22,10 @@ use commons_aggregator::{
     SignalOutcome, SignalRejection, units_to_weight,
 };
 use commons_p2p::{P2pHandle, PeerId, TopicKind, Verdict, peer_xonly_key};
+use commons_rpc::{
+    ChoiceTally, Choices, Method, NetworkInfo, NodeInfo, Observation, PeerInfo, ProposalReceipt,
+    ProposalSummary, SignalReceipt, Tally, UptimeReport, method,
+};
 use commons_signaling::messages::{MAX_PRESENCE_ATTESTATIONS, MAX_SIGNAL_ATTESTATIONS};
 use commons_signaling::{
     AttestationBody, BoundedBytes, BoundedVec, Choice, DecodeError, Hash32, MessageKind,
@@ -29,7 +33,7 @@ use commons_signaling::{
     ReleaseVersion, SecretKey, Signal, SignalBody, Signed, UptimeAttestation, WireIp,
 };
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::artifacts::ArtifactStore;
 use crate::metrics::{IngestMetrics, ProposalMetrics, ReleaseMetrics, Snapshot, SnapshotSource};
@@ -1049,7 +1053,7 @@ impl Node {
 
     // ---------------------------------------------------------------- RPC methods
 
-    async fn rpc_getinfo(&self) -> Result<Value, RpcError> {
+    async fn rpc_getinfo(&self) -> Result<NodeInfo, RpcError> {
         let (listen, peer_id) = match &self.net {
             Some(net) => (
                 net.listen_addrs()
@@ -1064,51 +1068,58 @@ impl Node {
         };
         let st = self.state();
         let (nodes, units) = st.agg.population();
-        Ok(json!({
-            "version": VERSION,
-            "network": { "name": self.spec.name, "id": self.network_id.to_hex() },
-            "peer_id": peer_id,
-            "public_key": self.me.to_hex(),
-            "listen": listen,
-            "epoch": st.agg.epoch(),
-            "epoch_secs": self.spec.epoch_secs,
-            "time": self.now(),
-            "peers": st.peers.len(),
-            "proposals": st.agg.proposals().len(),
-            "qualified_nodes": nodes,
-            "qualified_weight": units_to_weight(units),
-            "uptime": st.agg.uptime(&self.me),
-            "running_secs": self.started.elapsed().as_secs(),
-        }))
+        Ok(NodeInfo {
+            version: VERSION.to_string(),
+            network: NetworkInfo {
+                name: self.spec.name.clone(),
+                id: self.network_id.to_hex(),
+            },
+            peer_id,
+            public_key: self.me.to_hex(),
+            listen,
+            epoch: st.agg.epoch(),
+            epoch_secs: self.spec.epoch_secs,
+            time: self.now(),
+            peers: st.peers.len() as u64,
+            proposals: st.agg.proposals().len() as u64,
+            qualified_nodes: nodes,
+            qualified_weight: units_to_weight(units),
+            uptime: st.agg.uptime(&self.me).map(uptime_status),
+            running_secs: self.started.elapsed().as_secs(),
+        })
     }
 
-    async fn rpc_getpeers(&self) -> Result<Value, RpcError> {
+    async fn rpc_getpeers(&self) -> Result<Vec<PeerInfo>, RpcError> {
         let Some(net) = &self.net else {
-            return Ok(json!([]));
+            return Ok(Vec::new());
         };
         let peers = net.peers().await.map_err(RpcError::internal)?;
         let st = self.state();
-        let out: Vec<Value> = peers
+        let out = peers
             .iter()
             .map(|p| {
                 let key = p.xonly_key.map(PublicKey);
                 let observed = key.and_then(|k| st.observed.get(&k));
-                json!({
-                    "peer_id": p.peer_id.to_string(),
-                    "public_key": key.map(|k| k.to_hex()),
-                    "addrs": p.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    "listen_addrs": p.listen_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                    "observed_ip": p.observed_ip.map(|ip| ip.to_string()),
-                    "connected_since": p.connected_since.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-                    "outbound": p.outbound,
-                    "agent": p.agent_version,
-                    "gossip_score": p.gossip_score,
-                    "seen_epochs": observed.map(|o| o.epochs.len()).unwrap_or(0),
-                    "uptime": key.and_then(|k| st.agg.uptime(&k)),
-                })
+                PeerInfo {
+                    peer_id: p.peer_id.to_string(),
+                    public_key: key.map(|k| k.to_hex()),
+                    addrs: p.addrs.iter().map(|a| a.to_string()).collect(),
+                    listen_addrs: p.listen_addrs.iter().map(|a| a.to_string()).collect(),
+                    observed_ip: p.observed_ip,
+                    connected_since: p
+                        .connected_since
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    outbound: p.outbound,
+                    agent: p.agent_version.clone(),
+                    gossip_score: p.gossip_score,
+                    seen_epochs: observed.map_or(0, |o| o.epochs.len() as u64),
+                    uptime: key.and_then(|k| st.agg.uptime(&k)).map(uptime_status),
+                }
             })
             .collect();
-        Ok(Value::Array(out))
+        Ok(out)
     }
 
     fn state_name(st: &State, id: &Hash32, now: u64) -> &'static str {
@@ -1118,28 +1129,24 @@ impl Node {
             .unwrap_or("unknown")
     }
 
-    fn rpc_listproposals(&self) -> Value {
+    fn rpc_listproposals(&self) -> Vec<ProposalSummary> {
         let now = self.now();
         let st = self.state();
-        let out: Vec<Value> = st
-            .agg
+        st.agg
             .proposals()
             .into_iter()
-            .map(|(id, p)| {
-                json!({
-                    "id": id.to_hex(),
-                    "tier": p.body.tier,
-                    "title": p.body.title.as_str(),
-                    "reference": p.body.reference.as_str(),
-                    "state": Self::state_name(&st, id, now),
-                    "lock_start": p.body.lock_start,
-                    "lock_end": p.body.lock_end,
-                    "signatures": p.signatures.len(),
-                    "overridden_at_epoch": st.agg.overridden_at(id),
-                })
+            .map(|(id, p)| ProposalSummary {
+                id: id.to_hex(),
+                tier: p.body.tier,
+                title: p.body.title.as_str().to_string(),
+                reference: p.body.reference.as_str().to_string(),
+                state: Self::state_name(&st, id, now).to_string(),
+                lock_start: p.body.lock_start,
+                lock_end: p.body.lock_end,
+                signatures: p.signatures.len() as u64,
+                overridden_at_epoch: st.agg.overridden_at(id),
             })
-            .collect();
-        Value::Array(out)
+            .collect()
     }
 
     pub(crate) fn parse_id(params: &Params, name: &str) -> Result<Hash32, RpcError> {
@@ -1149,7 +1156,7 @@ impl Node {
         })
     }
 
-    fn rpc_gettally(&self, params: &Params) -> Result<Value, RpcError> {
+    fn rpc_gettally(&self, params: &Params) -> Result<Tally, RpcError> {
         params.only(&["id"])?;
         let id = Self::parse_id(params, "id")?;
         let now = self.now();
@@ -1158,32 +1165,37 @@ impl Node {
             .agg
             .tally(&id)
             .ok_or_else(|| RpcError::new(rpc::NOT_FOUND, format!("unknown proposal {id}")))?;
-        let mut choices = serde_json::Map::new();
-        for c in &tally.choices {
-            choices.insert(
-                c.choice.name().to_string(),
-                json!({ "weight": c.weight, "nodes": c.nodes }),
-            );
-        }
-        Ok(json!({
-            "id": id.to_hex(),
-            "tier": tally.tier,
-            "epoch": tally.epoch,
-            "state": Self::state_name(&st, &id, now),
-            "choices": choices,
-            "total_nodes": tally.total_nodes,
-            "total_weight": tally.total_weight,
-            "override_weight_share": tally.override_weight_share,
-            "override_node_share": tally.override_node_share,
-            "required_weight_share": tally.required_weight_share,
-            "required_node_share": tally.required_node_share,
-            "override_met": tally.override_met,
-            "signers": tally.signers,
-            "uncounted_signers": tally.uncounted_signers,
-        }))
+        let count = |choice: Choice| {
+            let c = tally.choice(choice);
+            ChoiceTally {
+                weight: c.weight,
+                nodes: c.nodes,
+            }
+        };
+        Ok(Tally {
+            id: id.to_hex(),
+            tier: tally.tier,
+            epoch: tally.epoch,
+            state: Self::state_name(&st, &id, now).to_string(),
+            choices: Choices {
+                support: count(Choice::Support),
+                oppose: count(Choice::Oppose),
+                r#override: count(Choice::Override),
+                abstain: count(Choice::Abstain),
+            },
+            total_nodes: tally.total_nodes,
+            total_weight: tally.total_weight,
+            override_weight_share: tally.override_weight_share,
+            override_node_share: tally.override_node_share,
+            required_weight_share: tally.required_weight_share,
+            required_node_share: tally.required_node_share,
+            override_met: tally.override_met,
+            signers: tally.signers,
+            uncounted_signers: tally.uncounted_signers,
+        })
     }
 
-    fn rpc_getuptime(&self, params: &Params) -> Result<Value, RpcError> {
+    fn rpc_getuptime(&self, params: &Params) -> Result<UptimeReport, RpcError> {
         params.only(&["key"])?;
         let key = match params.optional_str("key", 0)? {
             Some(text) => PublicKey::from_str(text)
@@ -1191,16 +1203,16 @@ impl Node {
             None => self.me,
         };
         let st = self.state();
-        Ok(json!({
-            "key": key.to_hex(),
-            "epoch": st.agg.epoch(),
-            "min_uptime_epochs": self.spec.min_uptime_epochs,
-            "status": st.agg.uptime(&key),
-            "observed_by_this_node": st.observed.get(&key).map(|o| json!({
-                "ip": o.ip.map(|ip| ip.to_string()),
-                "seen_epochs": o.epochs.len(),
-            })),
-        }))
+        Ok(UptimeReport {
+            key: key.to_hex(),
+            epoch: st.agg.epoch(),
+            min_uptime_epochs: self.spec.min_uptime_epochs,
+            status: st.agg.uptime(&key).map(uptime_status),
+            observed_by_this_node: st.observed.get(&key).map(|o| Observation {
+                ip: o.ip,
+                seen_epochs: o.epochs.len() as u64,
+            }),
+        })
     }
 
     /// Signs, applies, stores and publishes this node's signal on a proposal.
@@ -1254,20 +1266,20 @@ impl Node {
         Ok((signal, published))
     }
 
-    async fn rpc_signal(&self, params: &Params) -> Result<Value, RpcError> {
+    async fn rpc_signal(&self, params: &Params) -> Result<SignalReceipt, RpcError> {
         params.only(&["proposal", "choice"])?;
         let proposal = Self::parse_id(params, "proposal")?;
         let choice_text = params.required_str("choice", 1)?;
         let choice = Choice::from_str(choice_text).map_err(RpcError::invalid_params)?;
         let (signal, published) = self.cast_signal(proposal, choice).await?;
-        Ok(json!({
-            "proposal": proposal.to_hex(),
-            "choice": choice.name(),
-            "sequence": signal.body.sequence,
-            "time": signal.body.time,
-            "attestations": signal.body.attestations.len(),
-            "published": published,
-        }))
+        Ok(SignalReceipt {
+            proposal: proposal.to_hex(),
+            choice: choice.name().to_string(),
+            sequence: signal.body.sequence,
+            time: signal.body.time,
+            attestations: signal.body.attestations.len() as u64,
+            published,
+        })
     }
 
     /// Verifies, stores and publishes a signed proposal given as canonical CBOR.
@@ -1310,13 +1322,17 @@ impl Node {
         Ok((id, new, published))
     }
 
-    async fn rpc_submitproposal(&self, params: &Params) -> Result<Value, RpcError> {
+    async fn rpc_submitproposal(&self, params: &Params) -> Result<ProposalReceipt, RpcError> {
         params.only(&["hex"])?;
         let text = params.required_str("hex", 0)?;
         let bytes = hex::decode(text.trim())
             .map_err(|e| RpcError::invalid_params(format!("`hex` is not hex: {e}")))?;
         let (id, new, published) = self.submit_proposal(&bytes).await?;
-        Ok(json!({ "id": id.to_hex(), "new": new, "published": published }))
+        Ok(ProposalReceipt {
+            id: id.to_hex(),
+            new,
+            published,
+        })
     }
 }
 
@@ -1373,36 +1389,46 @@ impl RpcHandler for Node {
     fn call<'a>(&'a self, method: &'a str, params: Params) -> RpcFuture<'a> {
         Box::pin(async move {
             match method {
-                "getinfo" => {
+                method::GetInfo::NAME => {
                     params.only(&[])?;
-                    self.rpc_getinfo().await
+                    answer::<method::GetInfo>(self.rpc_getinfo().await)
                 }
-                "getpeers" => {
+                method::GetPeers::NAME => {
                     params.only(&[])?;
-                    self.rpc_getpeers().await
+                    answer::<method::GetPeers>(self.rpc_getpeers().await)
                 }
-                "listproposals" => {
+                method::ListProposals::NAME => {
                     params.only(&[])?;
-                    Ok(self.rpc_listproposals())
+                    answer::<method::ListProposals>(Ok(self.rpc_listproposals()))
                 }
-                "gettally" => self.rpc_gettally(&params),
-                "getuptime" => self.rpc_getuptime(&params),
-                "signal" => self.rpc_signal(&params).await,
-                "submitproposal" => self.rpc_submitproposal(&params).await,
-                "listreleases" => {
+                method::GetTally::NAME => answer::<method::GetTally>(self.rpc_gettally(&params)),
+                method::GetUptime::NAME => answer::<method::GetUptime>(self.rpc_getuptime(&params)),
+                method::CastSignal::NAME => {
+                    answer::<method::CastSignal>(self.rpc_signal(&params).await)
+                }
+                method::SubmitProposal::NAME => {
+                    answer::<method::SubmitProposal>(self.rpc_submitproposal(&params).await)
+                }
+                method::ListReleases::NAME => {
                     params.only(&[])?;
-                    Ok(self.rpc_listreleases())
+                    answer::<method::ListReleases>(Ok(self.rpc_listreleases()))
                 }
-                "getrelease" => self.rpc_getrelease(&params),
-                "publishrelease" => self.rpc_publishrelease(&params).await,
-                _ => Err(RpcError::new(
-                    rpc::METHOD_NOT_FOUND,
-                    format!(
-                        "unknown method {method:?}: use getinfo, getpeers, listproposals, gettally, \
-                         getuptime, signal, submitproposal, listreleases, getrelease or \
-                         publishrelease"
-                    ),
-                )),
+                method::GetRelease::NAME => {
+                    answer::<method::GetRelease>(self.rpc_getrelease(&params))
+                }
+                method::PublishRelease::NAME => {
+                    answer::<method::PublishRelease>(self.rpc_publishrelease(&params).await)
+                }
+                _ => {
+                    let (last, rest) = method::NAMES.split_last().expect("methods exist");
+                    Err(RpcError::new(
+                        rpc::METHOD_NOT_FOUND,
+                        format!(
+                            "unknown method {method:?}: use {} or {last}",
+                            rest.join(", ")
+                        ),
+                    ))
+                }
             }
         })
     }
@@ -1444,5 +1470,22 @@ impl SnapshotSource for Node {
             store_bytes: self.store.size_bytes(),
             newest_verified_releases,
         }
+    }
+}
+
+/// A method's answer as the JSON `result` the server sends.
+fn answer<M: Method>(result: Result<M::Response, RpcError>) -> Result<Value, RpcError> {
+    result.map(|response| commons_rpc::response_json::<M>(&response))
+}
+
+/// The aggregator's uptime status as the RPC answers carry it.
+fn uptime_status(status: commons_aggregator::UptimeStatus) -> commons_rpc::UptimeStatus {
+    commons_rpc::UptimeStatus {
+        ip: status.ip,
+        uptime_epochs: status.uptime_epochs,
+        attester_netgroups: status.attester_netgroups,
+        qualified: status.qualified,
+        counted: status.counted,
+        netgroup: status.netgroup.map(|n| n.to_string()),
     }
 }

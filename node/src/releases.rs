@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 
 use commons_aggregator::rules::{ReleaseError, check_threshold, is_safe_file_name};
 use commons_p2p::{P2pHandle, PeerId, TopicKind};
+use commons_rpc::{PublishReceipt, Release, ReleaseArtifact};
 use commons_signaling::artifact::{chunk_hash, chunk_len, parse_chunk_list};
 use commons_signaling::{Artifact, BoundedBytes, DecodeError, Hash32, ReleaseBundle};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::artifacts::{ArtifactState, ArtifactStore, ArtifactStoreError, chunk_list_fits};
@@ -168,7 +168,7 @@ impl Node {
         out
     }
 
-    fn release_json(&self, id: &Hash32, bundle: &ReleaseBundle) -> Value {
+    fn release_answer(&self, id: &Hash32, bundle: &ReleaseBundle) -> Release {
         let manifest = &bundle.body;
         let signers = self
             .spec()
@@ -183,7 +183,7 @@ impl Node {
                 .counted
             });
         let status = self.release_status(bundle);
-        let artifacts: Vec<Value> = manifest
+        let artifacts = manifest
             .artifacts
             .iter()
             .map(|a| {
@@ -192,37 +192,39 @@ impl Node {
                     ArtifactState::Fetching(have) => ("fetching", have),
                     ArtifactState::Waiting => ("waiting", 0),
                 };
-                let mut entry = json!({
-                    "name": a.name.as_str(),
-                    "sha256": a.sha256.to_hex(),
-                    "size": a.size,
-                    "state": state,
-                    "have_bytes": have,
-                });
-                if state == "verified"
-                    && let Some(store) = &self.artifacts
-                {
-                    let path = self
-                        .datadir()
-                        .and_then(|d| named_path(&d, bundle, a))
-                        .filter(|p| p.is_file())
-                        .unwrap_or_else(|| store.path(&a.sha256));
-                    entry["path"] = json!(path.display().to_string());
+                let path = match &self.artifacts {
+                    Some(store) if state == "verified" => Some(
+                        self.datadir()
+                            .and_then(|d| named_path(&d, bundle, a))
+                            .filter(|p| p.is_file())
+                            .unwrap_or_else(|| store.path(&a.sha256))
+                            .display()
+                            .to_string(),
+                    ),
+                    _ => None,
+                };
+                ReleaseArtifact {
+                    name: a.name.as_str().to_string(),
+                    sha256: a.sha256.to_hex(),
+                    size: a.size,
+                    state: state.to_string(),
+                    have_bytes: have,
+                    path,
                 }
-                entry
             })
             .collect();
-        json!({
-            "id": id.to_hex(),
-            "channel": manifest.channel.as_str(),
-            "version": manifest.release.to_string(),
-            "class": manifest.class.name(),
-            "created": manifest.created,
-            "expires": manifest.expires,
-            "signers": signers,
-            "state": status.name(),
-            "artifacts": artifacts,
-        })
+        Release {
+            id: id.to_hex(),
+            channel: manifest.channel.as_str().to_string(),
+            version: manifest.release.to_string(),
+            class: manifest.class.name().to_string(),
+            created: manifest.created,
+            expires: manifest.expires,
+            signers: signers as u64,
+            state: status.name().to_string(),
+            artifacts,
+            bundle: None,
+        }
     }
 
     fn datadir(&self) -> Option<PathBuf> {
@@ -230,17 +232,15 @@ impl Node {
     }
 
     /// `listreleases`.
-    pub(crate) fn rpc_listreleases(&self) -> Value {
-        Value::Array(
-            self.held_releases()
-                .iter()
-                .map(|(id, b)| self.release_json(id, b))
-                .collect(),
-        )
+    pub(crate) fn rpc_listreleases(&self) -> Vec<Release> {
+        self.held_releases()
+            .iter()
+            .map(|(id, b)| self.release_answer(id, b))
+            .collect()
     }
 
     /// `getrelease {id}`.
-    pub(crate) fn rpc_getrelease(&self, params: &Params) -> Result<Value, RpcError> {
+    pub(crate) fn rpc_getrelease(&self, params: &Params) -> Result<Release, RpcError> {
         params.only(&["id"])?;
         let id = Self::parse_id(params, "id")?;
         let bundle = self.state().releases.get(&id).cloned().ok_or_else(|| {
@@ -249,15 +249,19 @@ impl Node {
                 format!("no release {} is known", id.to_hex()),
             )
         })?;
-        let mut value = self.release_json(&id, &bundle);
-        value["bundle"] = json!(hex::encode(bundle.encode()));
-        Ok(value)
+        Ok(Release {
+            bundle: Some(hex::encode(bundle.encode())),
+            ..self.release_answer(&id, &bundle)
+        })
     }
 
     /// `publishrelease {bundle, artifacts}`: verifies a bundle and every artifact in a local
     /// directory, stores them and gossips the bundle. Nothing is stored unless all of it
     /// checks out.
-    pub(crate) async fn rpc_publishrelease(&self, params: &Params) -> Result<Value, RpcError> {
+    pub(crate) async fn rpc_publishrelease(
+        &self,
+        params: &Params,
+    ) -> Result<PublishReceipt, RpcError> {
         params.only(&["bundle", "artifacts"])?;
         let text = params.required_str("bundle", 0)?;
         let dir = PathBuf::from(params.required_str("artifacts", 1)?);
@@ -321,14 +325,14 @@ impl Node {
         self.link_named(&bundle);
         let published = self.publish(TopicKind::Releases, bytes).await;
         tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, new, published, "release published");
-        Ok(json!({
-            "id": id.to_hex(),
-            "channel": bundle.body.channel.as_str(),
-            "version": bundle.body.release.to_string(),
-            "new": new,
-            "published": published,
-            "artifacts": bundle.body.artifacts.len(),
-        }))
+        Ok(PublishReceipt {
+            id: id.to_hex(),
+            channel: bundle.body.channel.as_str().to_string(),
+            version: bundle.body.release.to_string(),
+            new,
+            published,
+            artifacts: bundle.body.artifacts.len() as u64,
+        })
     }
 
     /// Gives the verified artifacts of a release their names under `releases/`.

@@ -27,20 +27,20 @@ use crate::cookie::Cookie;
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
 
 /// Invalid JSON was received.
-pub const PARSE_ERROR: i64 = -32700;
+pub const PARSE_ERROR: i64 = commons_rpc::code::PARSE_ERROR;
 /// The JSON is not a valid request object.
-pub const INVALID_REQUEST: i64 = -32600;
+pub const INVALID_REQUEST: i64 = commons_rpc::code::INVALID_REQUEST;
 /// The method does not exist.
-pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const METHOD_NOT_FOUND: i64 = commons_rpc::code::METHOD_NOT_FOUND;
 /// Invalid method parameters.
-pub const INVALID_PARAMS: i64 = -32602;
+pub const INVALID_PARAMS: i64 = commons_rpc::code::INVALID_PARAMS;
 /// Internal error.
-pub const INTERNAL_ERROR: i64 = -32603;
+pub const INTERNAL_ERROR: i64 = commons_rpc::code::INTERNAL_ERROR;
 /// The object asked for does not exist (an unknown proposal, say).
-pub const NOT_FOUND: i64 = -32001;
+pub const NOT_FOUND: i64 = commons_rpc::code::NOT_FOUND;
 /// The request was understood but refused by the node's rules (an invalid proposal, a
 /// signal on a proposal that is not locked).
-pub const REJECTED: i64 = -32002;
+pub const REJECTED: i64 = commons_rpc::code::REJECTED;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]

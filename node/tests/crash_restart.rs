@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use commons_rpc::{IdParams, Method, SignalParams, SubmitProposalParams, Tally, method};
 use serde_json::{Value, json};
 
 struct Running {
@@ -54,7 +55,9 @@ fn start(dir: &Path) -> Running {
     Running { child, rpc }
 }
 
-async fn call(dir: &Path, rpc: SocketAddr, method: &str, params: Value) -> Value {
+async fn call<M: Method>(dir: &Path, rpc: SocketAddr, params: &M::Params) -> M::Response {
+    let method = M::NAME;
+    let params = commons_rpc::params_json::<M>(params);
     let cookie = std::fs::read_to_string(dir.join("regtest/.cookie")).unwrap();
     let auth = format!(
         "Basic {}",
@@ -65,7 +68,14 @@ async fn call(dir: &Path, rpc: SocketAddr, method: &str, params: Value) -> Value
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert!(v.get("error").is_none(), "{method}: {v}");
-    v["result"].clone()
+    commons_rpc::parse_response::<M>(v["result"].clone()).unwrap()
+}
+
+fn signal(proposal: &str, choice: &str) -> SignalParams {
+    SignalParams {
+        proposal: proposal.to_string(),
+        choice: choice.to_string(),
+    }
 }
 
 fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
@@ -85,30 +95,14 @@ async fn kill_9_then_restart_keeps_the_tally() {
     let spec = commons_signaling::NetworkSpec::regtest();
     let mut node = start(dir.path());
     let p = common::proposal(&spec, "crash", common::now() - 1, 600);
-    let r = call(
-        dir.path(),
-        node.rpc,
-        "submitproposal",
-        json!({ "hex": hex::encode(p.encode()) }),
-    )
-    .await;
-    let id = r["id"].as_str().unwrap().to_string();
-    call(
-        dir.path(),
-        node.rpc,
-        "signal",
-        json!({ "proposal": id, "choice": "override" }),
-    )
-    .await;
-    call(
-        dir.path(),
-        node.rpc,
-        "signal",
-        json!({ "proposal": id, "choice": "oppose" }),
-    )
-    .await;
-    let before = call(dir.path(), node.rpc, "gettally", json!({ "id": id })).await;
-    assert_eq!(before["signers"], 1);
+    let hex = hex::encode(p.encode());
+    let r =
+        call::<method::SubmitProposal>(dir.path(), node.rpc, &SubmitProposalParams { hex }).await;
+    let id = r.id;
+    call::<method::CastSignal>(dir.path(), node.rpc, &signal(&id, "override")).await;
+    call::<method::CastSignal>(dir.path(), node.rpc, &signal(&id, "oppose")).await;
+    let before = call::<method::GetTally>(dir.path(), node.rpc, &IdParams::new(&id)).await;
+    assert_eq!(before.signers, 1);
 
     node.child.kill().unwrap(); // SIGKILL: no flush, no cleanup
     node.child.wait().unwrap();
@@ -118,26 +112,21 @@ async fn kill_9_then_restart_keeps_the_tally() {
     );
 
     let mut node = start(dir.path());
-    let after = call(dir.path(), node.rpc, "gettally", json!({ "id": id })).await;
-    for field in [
-        "signers",
-        "choices",
-        "total_nodes",
-        "total_weight",
-        "state",
-        "tier",
-    ] {
-        assert_eq!(after[field], before[field], "{field}: {before} vs {after}");
-    }
+    let after = call::<method::GetTally>(dir.path(), node.rpc, &IdParams::new(&id)).await;
+    let same = |t: &Tally| {
+        (
+            t.signers,
+            t.choices.clone(),
+            t.total_nodes,
+            t.total_weight,
+            t.state.clone(),
+            t.tier,
+        )
+    };
+    assert_eq!(same(&after), same(&before), "{before:?} vs {after:?}");
     // The sequence continues where it was.
-    let r = call(
-        dir.path(),
-        node.rpc,
-        "signal",
-        json!({ "proposal": id, "choice": "support" }),
-    )
-    .await;
-    assert_eq!(r["sequence"], 3);
+    let r = call::<method::CastSignal>(dir.path(), node.rpc, &signal(&id, "support")).await;
+    assert_eq!(r.sequence, 3);
 
     // A clean shutdown on SIGTERM removes the cookie and exits 0.
     let pid = node.child.id().to_string();

@@ -2,21 +2,20 @@
 //! reason each bad bundle gets, what `publishrelease` keeps, and what the fetch protocol
 //! serves.
 
+mod common;
+
 use std::sync::Arc;
 
 use commons_node::artifacts::ArtifactStore;
 use commons_node::fetch::{FetchRequest, FetchResponse};
 use commons_node::node::Node;
-use commons_node::rpc::{Params, RpcHandler};
 use commons_node::store::Store;
 use commons_p2p::Verdict;
+use commons_rpc::{IdParams, NoParams, PublishReleaseParams, Release, method};
 use commons_signaling::artifact::{ArtifactHasher, CHUNK_SIZE, chunk_hash, parse_chunk_list};
-use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::{
-    Artifact, BoundedString, BoundedVec, MessageKind, NetworkSpec, ReleaseBundle, ReleaseClass,
-    ReleaseManifest, SecretKey,
+    Artifact, MessageKind, NetworkSpec, ReleaseBundle, ReleaseClass, SecretKey,
 };
-use serde_json::{Value, json};
 
 const T: u64 = 2_000_000_000;
 
@@ -36,15 +35,7 @@ fn node(dir: &std::path::Path) -> Node {
 fn artifact_file(dir: &std::path::Path, name: &str, len: usize) -> Artifact {
     let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
     std::fs::write(dir.join(name), &bytes).unwrap();
-    let mut hasher = ArtifactHasher::new();
-    hasher.update(&bytes);
-    let digest = hasher.finish();
-    Artifact {
-        name: BoundedString::new(name).unwrap(),
-        sha256: digest.sha256,
-        size: digest.size,
-        chunk_list: digest.chunk_list_hash(),
-    }
+    commons_test_util::artifact_of(name, &bytes)
 }
 
 /// An application release signed by regtest keys `signers` (application: 3 of keys 0-4).
@@ -54,25 +45,18 @@ fn release(
     artifacts: Vec<Artifact>,
     signers: &[usize],
 ) -> ReleaseBundle {
-    let net = NetworkSpec::regtest().network_id();
-    let mut b = ReleaseBundle::new(ReleaseManifest {
-        version: 1,
-        channel: BoundedString::new("stable").unwrap(),
-        release: version.parse().unwrap(),
-        class: ReleaseClass::Application,
-        created: T - 100,
+    let manifest = commons_test_util::release_manifest(
+        version,
+        ReleaseClass::Application,
+        T - 100,
         expires,
-        artifacts: BoundedVec::new(artifacts).unwrap(),
-        source_commit: BoundedString::new("abc").unwrap(),
-        build_hash: None,
-        spec_hash: None,
-        test_results_hash: None,
-        ots_proof: None,
-    });
-    for &i in signers {
-        b.add_signature(&regtest_maintainer_key(i), &net).unwrap();
-    }
-    b
+        artifacts,
+    );
+    commons_test_util::sign_release(
+        &commons_test_util::regtest_network(),
+        manifest,
+        signers.iter().copied(),
+    )
 }
 
 fn rejected(node: &Node, reason: &str) -> u64 {
@@ -84,10 +68,8 @@ fn rejected(node: &Node, reason: &str) -> u64 {
         .get()
 }
 
-async fn call(node: &Node, method: &str, params: Value) -> Result<Value, String> {
-    node.call(method, Params::new(params))
-        .await
-        .map_err(|e| format!("{} {}", e.code, e.message))
+async fn list(node: &Node) -> Result<Vec<Release>, String> {
+    common::call::<method::ListReleases>(node, &NoParams {}).await
 }
 
 #[tokio::test]
@@ -132,10 +114,10 @@ async fn each_bad_bundle_gets_its_verdict_and_reason() {
     assert_eq!(rejected(&n, "rollback"), 2);
 
     // Accepted from gossip, but its artifact is not here yet.
-    let list = call(&n, "listreleases", json!({})).await.unwrap();
-    assert_eq!(list[0]["state"], "fetching", "{list}");
-    assert_eq!(list[0]["artifacts"][0]["state"], "waiting", "{list}");
-    assert_eq!(list[0]["signers"], 3, "{list}");
+    let list = list(&n).await.unwrap();
+    assert_eq!(list[0].state, "fetching", "{list:?}");
+    assert_eq!(list[0].artifacts[0].state, "waiting", "{list:?}");
+    assert_eq!(list[0].signers, 3, "{list:?}");
 }
 
 #[tokio::test]
@@ -151,53 +133,47 @@ async fn publishing_keeps_nothing_unless_everything_checks_out() {
         vec![big.clone(), notes.clone()],
         &[0, 2, 4],
     );
-    let publish = |bundle: &ReleaseBundle, dir: &std::path::Path| json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dir });
+    let publish = |bundle: &ReleaseBundle, dir: &std::path::Path| {
+        let params = PublishReleaseParams {
+            bundle: hex::encode(bundle.encode()),
+            artifacts: dir.to_str().unwrap().to_string(),
+        };
+        let n = &n;
+        async move { common::call::<method::PublishRelease>(n, &params).await }
+    };
 
     // The second artifact on disk differs from the manifest: refused, nothing listed.
     std::fs::write(dist.path().join("NOTES"), b"other").unwrap();
-    let err = call(&n, "publishrelease", publish(&bundle, dist.path()))
-        .await
-        .unwrap_err();
+    let err = publish(&bundle, dist.path()).await.unwrap_err();
     assert!(err.starts_with("-32002") && err.contains("NOTES"), "{err}");
     assert_eq!(rejected(&n, "artifact_mismatch"), 1);
-    assert_eq!(
-        call(&n, "listreleases", json!({})).await.unwrap(),
-        json!([])
-    );
-    let err = call(
-        &n,
-        "publishrelease",
-        publish(&bundle, std::path::Path::new("dist")),
-    )
-    .await
-    .unwrap_err();
-    assert!(err.starts_with("-32602"), "{err}");
-    let under = release("2.0.0", T + 100, vec![notes.clone()], &[0]);
-    let err = call(&n, "publishrelease", publish(&under, dist.path()))
+    assert_eq!(list(&n).await.unwrap(), []);
+    let err = publish(&bundle, std::path::Path::new("dist"))
         .await
         .unwrap_err();
+    assert!(err.starts_with("-32602"), "{err}");
+    let under = release("2.0.0", T + 100, vec![notes.clone()], &[0]);
+    let err = publish(&under, dist.path()).await.unwrap_err();
     assert!(err.contains("required release signatures"), "{err}");
 
     std::fs::write(dist.path().join("NOTES"), vec![0u8, 1, 2, 3, 4]).unwrap();
-    let r = call(&n, "publishrelease", publish(&bundle, dist.path()))
+    let r = publish(&bundle, dist.path()).await.unwrap();
+    assert!(r.new, "{r:?}");
+    let shown = common::call::<method::GetRelease>(&n, &IdParams::new(&r.id))
         .await
         .unwrap();
-    assert_eq!(r["new"], true, "{r}");
-    let shown = call(&n, "getrelease", json!({ "id": r["id"] }))
-        .await
-        .unwrap();
-    assert_eq!(shown["state"], "verified", "{shown}");
-    let path = shown["artifacts"][0]["path"].as_str().unwrap();
+    assert_eq!(shown.state, "verified", "{shown:?}");
+    let path = shown.artifacts[0].path.as_deref().unwrap();
     assert!(path.ends_with("releases/stable/2.0.0/commonsd"), "{path}");
     assert_eq!(
         std::fs::read(path).unwrap(),
         std::fs::read(dist.path().join("commonsd")).unwrap()
     );
     assert_eq!(
-        hex::decode(shown["bundle"].as_str().unwrap()).unwrap(),
+        hex::decode(shown.bundle.as_deref().unwrap()).unwrap(),
         bundle.encode()
     );
-    let err = call(&n, "getrelease", json!({ "id": "00".repeat(32) }))
+    let err = common::call::<method::GetRelease>(&n, &IdParams::new("00".repeat(32)))
         .await
         .unwrap_err();
     assert!(err.starts_with("-32001"), "{err}");
@@ -296,7 +272,7 @@ async fn the_partial_download_of_a_superseded_release_is_deleted() {
     assert_eq!(n.prune_abandoned_downloads(), 1);
     assert!(store.saved_chunk_list(&old).is_none());
     assert!(store.saved_chunk_list(&shared).is_some());
-    let list = call(&n, "listreleases", json!({})).await.unwrap();
-    assert_eq!(list[1]["version"], "1.0.0", "{list}");
-    assert_eq!(list[1]["state"], "superseded", "{list}");
+    let list = list(&n).await.unwrap();
+    assert_eq!(list[1].version, "1.0.0", "{list:?}");
+    assert_eq!(list[1].state, "superseded", "{list:?}");
 }

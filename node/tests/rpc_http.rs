@@ -8,6 +8,7 @@ use commons_node::cookie::Cookie;
 use commons_node::node::Node;
 use commons_node::rpc::{self, Params, RpcHandler};
 use commons_node::store::Store;
+use commons_rpc::{method, parse_response};
 use commons_signaling::{NetworkSpec, SecretKey};
 use serde_json::{Value, json};
 
@@ -61,8 +62,9 @@ async fn cookie_authentication() {
     assert_eq!(status, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["id"], 1);
-    assert_eq!(v["result"]["network"]["name"], "regtest");
-    assert_eq!(v["result"]["public_key"], s.node.public_key().to_hex());
+    let info = parse_response::<method::GetInfo>(v["result"].clone()).unwrap();
+    assert_eq!(info.network.name, "regtest");
+    assert_eq!(info.public_key, s.node.public_key().to_hex());
     // The cookie file holds exactly the credentials.
     let file = std::fs::read_to_string(s.cookie.path()).unwrap();
     assert_eq!(file, s.cookie.credentials());
@@ -160,16 +162,18 @@ async fn methods_without_network() {
         )
         .await
         .unwrap();
-    assert_eq!(r["new"], true);
-    assert_eq!(r["published"], false);
-    let id = r["id"].as_str().unwrap().to_string();
+    let r = parse_response::<method::SubmitProposal>(r).unwrap();
+    assert!(r.new);
+    assert!(!r.published);
+    let id = r.id;
     let list = node
         .call("listproposals", Params::new(Value::Null))
         .await
         .unwrap();
-    assert_eq!(list[0]["id"], id.as_str());
-    assert_eq!(list[0]["state"], "locked");
-    assert_eq!(list[0]["title"], "good");
+    let list = parse_response::<method::ListProposals>(list).unwrap();
+    assert_eq!(list[0].id, id);
+    assert_eq!(list[0].state, "locked");
+    assert_eq!(list[0].title, "good");
 
     let e = node
         .call(
@@ -186,29 +190,30 @@ async fn methods_without_network() {
         )
         .await
         .unwrap();
-    assert_eq!(r["sequence"], 1);
+    assert_eq!(parse_response::<method::CastSignal>(r).unwrap().sequence, 1);
     let r = node
         .call("signal", Params::new(json!([id, "support"])))
         .await
         .unwrap();
-    assert_eq!(r["sequence"], 2);
+    assert_eq!(parse_response::<method::CastSignal>(r).unwrap().sequence, 2);
     let t = node
         .call("gettally", Params::new(json!([id])))
         .await
         .unwrap();
-    assert_eq!(t["signers"], 1);
-    assert_eq!(t["state"], "locked");
+    let t = parse_response::<method::GetTally>(t).unwrap();
+    assert_eq!(t.signers, 1);
+    assert_eq!(t.state, "locked");
     // Not qualified (no attestations): signed, but not counted.
-    assert_eq!(t["uncounted_signers"], 1);
+    assert_eq!(t.uncounted_signers, 1);
     let u = node
         .call("getuptime", Params::new(Value::Null))
         .await
         .unwrap();
-    assert_eq!(u["key"], s.node.public_key().to_hex());
-    assert_eq!(
-        node.call("getpeers", Params::new(Value::Null))
-            .await
-            .unwrap(),
-        json!([])
-    );
+    let u = parse_response::<method::GetUptime>(u).unwrap();
+    assert_eq!(u.key, s.node.public_key().to_hex());
+    let peers = node
+        .call("getpeers", Params::new(Value::Null))
+        .await
+        .unwrap();
+    assert_eq!(parse_response::<method::GetPeers>(peers).unwrap(), []);
 }

@@ -6,11 +6,10 @@ mod common;
 use std::sync::Arc;
 
 use commons_node::node::{Clock, Node};
-use commons_node::rpc::{Params, RpcHandler};
 use commons_node::store::{Batch, Store};
 use commons_p2p::Verdict;
+use commons_rpc::{IdParams, Tally, method};
 use commons_signaling::{Choice, MessageKind, NetworkSpec, SecretKey};
-use serde_json::json;
 
 fn fixed(t: u64) -> Clock {
     Arc::new(move || t)
@@ -139,9 +138,9 @@ async fn node_replays_to_the_same_tally() {
         // The node's own signal.
         node.cast_signal(id, Choice::Support).await.unwrap();
         let tally = tally_of(&node, &id.to_hex()).await;
-        assert_eq!(tally["signers"], 5);
-        assert_eq!(tally["total_nodes"], 4, "{tally}");
-        assert_eq!(tally["choices"]["override"]["nodes"], 3, "{tally}");
+        assert_eq!(tally.signers, 5);
+        assert_eq!(tally.total_nodes, 4, "{tally:?}");
+        assert_eq!(tally.choices.r#override.nodes, 3, "{tally:?}");
         tally
     };
     let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
@@ -152,10 +151,8 @@ async fn node_replays_to_the_same_tally() {
     assert_eq!(signal.body.sequence, 2);
 }
 
-async fn tally_of(node: &Node, id: &str) -> serde_json::Value {
-    let handler: &dyn RpcHandler = node;
-    handler
-        .call("gettally", Params::new(json!({ "id": id })))
+async fn tally_of(node: &Node, id: &str) -> Tally {
+    common::call::<method::GetTally>(node, &IdParams::new(id))
         .await
         .unwrap()
 }

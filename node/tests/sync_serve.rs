@@ -6,15 +6,13 @@ mod common;
 use std::sync::Arc;
 
 use commons_node::node::Node;
-use commons_node::rpc::{Params, RpcHandler};
 use commons_node::store::Store;
 use commons_node::sync::{SyncRequest, SyncResponse};
 use commons_p2p::Verdict;
+use commons_rpc::{IdParams, Tally, method};
 use commons_signaling::{
-    BoundedBytes, BoundedVec, Choice, MessageKind, NetworkSpec, PROTOCOL_VERSION, PresenceBody,
-    SecretKey, Signed, UptimeAttestation,
+    BoundedBytes, BoundedVec, Choice, MessageKind, NetworkSpec, SecretKey, UptimeAttestation,
 };
-use serde_json::json;
 
 fn node(dir: &std::path::Path, key: SecretKey, t: u64) -> Node {
     let store = Arc::new(Store::open(&dir.join("db")).unwrap());
@@ -51,13 +49,7 @@ async fn catch_up_reproduces_the_tally() {
     }
     // The fourth node only announces itself; its presence must travel too.
     let presence = |epoch: u64, attestations: Vec<UptimeAttestation>| {
-        let body = PresenceBody {
-            version: PROTOCOL_VERSION,
-            node: keys[3].public_key(),
-            epoch,
-            attestations: BoundedVec::new(attestations).unwrap(),
-        };
-        Signed::sign(body, &keys[3], &spec.network_id())
+        commons_test_util::presence(&spec.network_id(), &keys[3], epoch, attestations)
     };
     let own = presence(spec.epoch_at(t), about[3].clone());
     let outcome = a.ingest(MessageKind::Presence, &own.encode()).await;
@@ -103,14 +95,12 @@ async fn catch_up_reproduces_the_tally() {
     assert_eq!(pages, 1);
     let (ta, tb) = (tally(&a, &id.to_hex()).await, tally(&b, &id.to_hex()).await);
     assert_eq!(ta, tb);
-    assert_eq!(tb["choices"]["override"]["nodes"], 3);
-    assert_eq!(tb["total_nodes"], 4);
+    assert_eq!(tb.choices.r#override.nodes, 3);
+    assert_eq!(tb.total_nodes, 4);
 }
 
-async fn tally(node: &Node, id: &str) -> serde_json::Value {
-    let handler: &dyn RpcHandler = node;
-    handler
-        .call("gettally", Params::new(json!({ "id": id })))
+async fn tally(node: &Node, id: &str) -> Tally {
+    common::call::<method::GetTally>(node, &IdParams::new(id))
         .await
         .unwrap()
 }

@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use commons_node::config::Config;
 use commons_node::daemon::{Daemon, Options};
-use commons_node::rpc::{Params, RpcHandler};
 use commons_p2p::Multiaddr;
-use commons_signaling::NetworkSpec;
-use serde_json::{Value, json};
+use commons_rpc::{
+    IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams, method,
+};
+use commons_signaling::{NetworkSpec, Proposal};
+use serde_json::Value;
 
 fn config(dir: &Path, ip: &str, bootstrap: Vec<Multiaddr>) -> Config {
     let spec = NetworkSpec::regtest();
@@ -57,12 +59,23 @@ where
     }
 }
 
-async fn rpc(daemon: &Daemon, method: &str, params: Value) -> Value {
-    let handler: &dyn RpcHandler = daemon.node.as_ref();
-    handler
-        .call(method, Params::new(params))
+async fn rpc<M: Method>(daemon: &Daemon, params: &M::Params) -> M::Response {
+    common::call::<M>(daemon.node.as_ref(), params)
         .await
-        .unwrap_or_else(|e| panic!("{method}: {e:?}"))
+        .unwrap_or_else(|e| panic!("{}: {e}", M::NAME))
+}
+
+fn submit(p: &Proposal) -> SubmitProposalParams {
+    SubmitProposalParams {
+        hex: hex::encode(p.encode()),
+    }
+}
+
+fn signal(proposal: &str, choice: &str) -> SignalParams {
+    SignalParams {
+        proposal: proposal.to_string(),
+        choice: choice.to_string(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,36 +106,28 @@ async fn run() {
         (a.node.peer_count() >= 1 && b.node.peer_count() >= 1).then_some(())
     })
     .await;
-    let peers = rpc(&a, "getpeers", Value::Null).await;
-    assert_eq!(peers[0]["public_key"], b.node.public_key().to_hex());
+    let peers = rpc::<method::GetPeers>(&a, &NoParams {}).await;
+    assert_eq!(
+        peers[0].public_key.as_deref(),
+        Some(b.node.public_key().to_hex().as_str())
+    );
 
     // A proposal submitted on A reaches B (by gossip, or by the retry once B subscribed).
     let spec = NetworkSpec::regtest();
     let p = common::proposal(&spec, "two nodes", common::now() - 1, 300);
-    let r = rpc(
-        &a,
-        "submitproposal",
-        json!({ "hex": hex::encode(p.encode()) }),
-    )
-    .await;
-    let id = r["id"].as_str().unwrap().to_string();
+    let id = rpc::<method::SubmitProposal>(&a, &submit(&p)).await.id;
     eventually(30, "the proposal on B", || async {
-        let list = rpc(&b, "listproposals", Value::Null).await;
-        (list.as_array()?.len() == 1 && list[0]["id"] == id.as_str()).then_some(())
+        let list = rpc::<method::ListProposals>(&b, &NoParams {}).await;
+        (list.len() == 1 && list[0].id == id).then_some(())
     })
     .await;
 
     // B signals; A counts the signer.
-    let r = rpc(
-        &b,
-        "signal",
-        json!({ "proposal": id, "choice": "override" }),
-    )
-    .await;
-    assert_eq!(r["sequence"], 1);
+    let r = rpc::<method::CastSignal>(&b, &signal(&id, "override")).await;
+    assert_eq!(r.sequence, 1);
     eventually(30, "B's signal in A's tally", || async {
-        let t = rpc(&a, "gettally", json!({ "id": id })).await;
-        (t["signers"] == 1).then_some(())
+        let t = rpc::<method::GetTally>(&a, &IdParams::new(&id)).await;
+        (t.signers == 1).then_some(())
     })
     .await;
 
@@ -160,8 +165,9 @@ async fn run() {
     .await;
     assert_eq!(status, 200);
     let info: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(info["result"]["peers"], 1);
-    assert_eq!(info["result"]["peer_id"], a.net.local_peer_id().to_string());
+    let info = commons_rpc::parse_response::<method::GetInfo>(info["result"].clone()).unwrap();
+    assert_eq!(info.peers, 1);
+    assert_eq!(info.peer_id, Some(a.net.local_peer_id().to_string()));
 
     b.shutdown().await;
     a.shutdown().await;
@@ -174,8 +180,8 @@ async fn run() {
     let a = Daemon::start(&config(dir_a.path(), "127.0.0.1", vec![]), options())
         .await
         .unwrap();
-    let t = rpc(&a, "gettally", json!({ "id": id })).await;
-    assert_eq!(t["signers"], 1);
+    let t = rpc::<method::GetTally>(&a, &IdParams::new(&id)).await;
+    assert_eq!(t.signers, 1);
     a.shutdown().await;
 }
 
@@ -228,48 +234,41 @@ async fn run_three() {
     .await;
 
     // Each node sees the others at their own loopback addresses.
-    let peers = rpc(&nodes[0], "getpeers", Value::Null).await;
+    let peers = rpc::<method::GetPeers>(&nodes[0], &NoParams {}).await;
     let mut seen: Vec<String> = peers
-        .as_array()
-        .unwrap()
         .iter()
-        .map(|p| p["observed_ip"].as_str().unwrap().to_string())
+        .map(|p| p.observed_ip.unwrap().to_string())
         .collect();
     seen.sort();
     assert_eq!(
         seen,
         vec!["127.0.0.5".to_string(), "127.0.0.9".to_string()],
-        "{peers}"
+        "{peers:?}"
     );
 
     // Regtest: 2-second epochs, 3 epochs of uptime from 2 netgroups qualify.
     eventually(60, "three qualified nodes everywhere", || async {
         for n in &nodes {
-            let info = rpc(n, "getinfo", Value::Null).await;
-            if info["qualified_nodes"] != 3 {
+            let info = rpc::<method::GetInfo>(n, &NoParams {}).await;
+            if info.qualified_nodes != 3 {
                 return None;
             }
         }
         Some(())
     })
     .await;
-    let me = rpc(&nodes[1], "getuptime", Value::Null).await;
-    assert_eq!(me["status"]["qualified"], true, "{me}");
+    let me = rpc::<method::GetUptime>(&nodes[1], &UptimeParams::default()).await;
+    assert!(me.status.as_ref().is_some_and(|s| s.qualified), "{me:?}");
 
     let spec = NetworkSpec::regtest();
     let p = common::proposal(&spec, "three nodes", common::now() - 1, 300);
-    let r = rpc(
-        &nodes[0],
-        "submitproposal",
-        json!({ "hex": hex::encode(p.encode()) }),
-    )
-    .await;
-    let id = r["id"].as_str().unwrap().to_string();
+    let id = rpc::<method::SubmitProposal>(&nodes[0], &submit(&p))
+        .await
+        .id;
     eventually(30, "the proposal everywhere", || async {
         for n in &nodes[1..] {
-            if rpc(n, "listproposals", Value::Null)
+            if rpc::<method::ListProposals>(n, &NoParams {})
                 .await
-                .as_array()?
                 .is_empty()
             {
                 return None;
@@ -279,16 +278,16 @@ async fn run_three() {
     })
     .await;
     for n in &nodes[1..] {
-        rpc(n, "signal", json!({ "proposal": id, "choice": "override" })).await;
+        rpc::<method::CastSignal>(n, &signal(&id, "override")).await;
     }
     let tally = eventually(30, "the override on the first node", || async {
-        let t = rpc(&nodes[0], "gettally", json!({ "id": id })).await;
-        (t["choices"]["override"]["nodes"] == 2).then_some(t)
+        let t = rpc::<method::GetTally>(&nodes[0], &IdParams::new(&id)).await;
+        (t.choices.r#override.nodes == 2).then_some(t)
     })
     .await;
-    assert_eq!(tally["total_nodes"], 3, "{tally}");
-    assert_eq!(tally["override_met"], true, "{tally}");
-    assert_eq!(tally["state"], "overridden", "{tally}");
+    assert_eq!(tally.total_nodes, 3, "{tally:?}");
+    assert!(tally.override_met, "{tally:?}");
+    assert_eq!(tally.state, "overridden", "{tally:?}");
     let (_, text) = common::request(nodes[0].metrics_addr, "GET", "/metrics", None, "").await;
     assert!(text.contains("commons_qualified_nodes 3"), "{text}");
     assert!(

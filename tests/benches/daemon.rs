@@ -32,12 +32,10 @@ use commons_node::sync::{SyncCursor, SyncItem, SyncRequest, SyncResponse};
 use commons_p2p::{
     P2pConfig, P2pError, P2pEvent, P2pHandle, P2pNode, RateLimit, TopicKind, Verdict,
 };
-use commons_signaling::spec::regtest_maintainer_key;
+use commons_rpc::{NoParams, ProposalReceipt, SignalParams, SubmitProposalParams, method};
 use commons_signaling::{
-    BoundedBytes, BoundedString, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec,
-    PROTOCOL_VERSION, Proposal, ProposalBody, SecretKey, Signal, SignalBody, Signed,
+    BoundedBytes, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec, SecretKey,
 };
-use serde_json::{Value, json};
 
 /// Signals on the signal items of one catch-up page (the node's own page limit).
 const PAGE_ITEMS: usize = 4000;
@@ -51,23 +49,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// A tier-1 regtest proposal signed by maintainers 0-2; its id and bytes.
 fn proposal(title: &str) -> (Hash32, Vec<u8>) {
-    let spec = NetworkSpec::regtest();
+    let network = NetworkSpec::regtest().network_id();
     let t = now();
-    let mut p = Proposal::new(ProposalBody {
-        version: PROTOCOL_VERSION,
-        tier: 1,
-        title: BoundedString::new(title).expect("short title"),
-        reference: BoundedString::new("https://example.invalid/commons-signal/bench")
-            .expect("short reference"),
-        lock_start: t - 1,
-        lock_end: t + 3600,
-    });
-    let id = spec.network_id();
-    for i in 0..3 {
-        p.add_signature(&regtest_maintainer_key(i), &id)
-            .expect("maintainer signs");
-    }
-    (p.id(&id), p.encode())
+    let p = commons_test_util::proposal(&network, 1, title, t - 1, t + 3600, 0..3);
+    (p.id(&network), p.encode())
 }
 
 /// `count` signals on `proposal`, each from its own key, signed on all cores.
@@ -88,17 +73,17 @@ fn signals(proposal: Hash32, count: usize, seed: &str) -> Vec<Vec<u8>> {
                     (start..end)
                         .map(|i| {
                             let key = SecretKey::from_seed(&format!("{seed} {i}"));
-                            let body = SignalBody {
-                                version: PROTOCOL_VERSION,
+                            let choice = [Choice::Support, Choice::Oppose, Choice::Override][i % 3];
+                            commons_test_util::signal(
+                                &network,
+                                &key,
                                 proposal,
-                                choice: [Choice::Support, Choice::Oppose, Choice::Override][i % 3],
-                                sequence: 1,
+                                choice,
+                                1,
                                 time,
-                                signer: key.public_key(),
-                                attestations: BoundedVec::new(Vec::new()).expect("empty fits"),
-                            };
-                            let signal: Signal = Signed::sign(body, &key, &network);
-                            signal.encode()
+                                vec![],
+                            )
+                            .encode()
                         })
                         .collect::<Vec<_>>()
                 })
@@ -264,10 +249,14 @@ fn poll<T>(
 }
 
 fn signers(node: &TestNode, id: &Hash32) -> Option<u64> {
-    node.rpc("gettally", json!({ "id": id.to_hex() }))
-        .ok()?
-        .get("signers")?
-        .as_u64()
+    Some(node.tally(&id.to_hex()).ok()?.signers)
+}
+
+/// Hands `bytes`, a signed proposal, to `node`.
+fn submit(node: &TestNode, bytes: &[u8]) -> anyhow::Result<ProposalReceipt> {
+    node.call::<method::SubmitProposal>(&SubmitProposalParams {
+        hex: hex::encode(bytes),
+    })
 }
 
 /// VmRSS of a running node, in MiB.
@@ -398,7 +387,7 @@ fn gossip_ingest(rows: &mut Rows, publishers: usize, per_publisher: usize) -> an
         },
     )?;
     let (id, bytes) = proposal("bench gossip");
-    node.rpc("submitproposal", json!({ "hex": hex::encode(&bytes) }))?;
+    submit(&node, &bytes)?;
     let total = publishers * per_publisher;
     let signed = signals(id, total, "commons-bench gossip signer");
     let runtime = tokio::runtime::Runtime::new()?;
@@ -539,16 +528,14 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
             nodes
                 .iter()
                 .all(|node| {
-                    node.rpc("getpeers", Value::Null)
-                        .ok()
-                        .and_then(|p| p.as_array().map(Vec::len))
-                        .is_some_and(|len| len >= want_peers)
+                    node.call::<method::GetPeers>(&NoParams {})
+                        .is_ok_and(|p| p.len() >= want_peers)
                 })
                 .then_some(())
         },
     )?;
     let (id, bytes) = proposal("bench propagation");
-    nodes[0].rpc("submitproposal", json!({ "hex": hex::encode(&bytes) }))?;
+    submit(&nodes[0], &bytes)?;
     poll(
         Duration::from_secs(60),
         Duration::from_millis(100),
@@ -586,10 +573,11 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            if let Err(e) = nodes[caster].rpc(
-                "signal",
-                json!({ "proposal": id.to_hex(), "choice": "support" }),
-            ) {
+            let cast = SignalParams {
+                proposal: id.to_hex(),
+                choice: "support".to_string(),
+            };
+            if let Err(e) = nodes[caster].call::<method::CastSignal>(&cast) {
                 eprintln!("daemon bench: signal on n{caster} failed: {e}");
             }
             pollers

@@ -14,8 +14,8 @@
 use std::time::{Duration, Instant};
 
 use commons_e2e::{artifact_entry, regtest_release, start_mesh, write_artifact};
+use commons_rpc::{IdParams, NoParams, PublishReleaseParams, method};
 use commons_signaling::NetworkSpec;
-use serde_json::{Value, json};
 
 const NODES: [&str; 5] = [
     "127.0.0.160",
@@ -30,10 +30,8 @@ fn run(mib: u64, version: &str, count: usize) -> anyhow::Result<()> {
     let nodes = start_mesh("b", &NODES[..count]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while nodes.iter().any(|n| {
-        n.rpc("getpeers", Value::Null)
-            .ok()
-            .and_then(|p| p.as_array().map(Vec::len))
-            .unwrap_or(0)
+        n.call::<method::GetPeers>(&NoParams {})
+            .map_or(0, |p| p.len())
             < count - 1
     }) {
         anyhow::ensure!(Instant::now() < deadline, "the mesh did not form");
@@ -50,10 +48,14 @@ fn run(mib: u64, version: &str, count: usize) -> anyhow::Result<()> {
         .collect();
 
     let started = Instant::now();
-    nodes[0].rpc(
-        "publishrelease",
-        json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dist.path() }),
-    )?;
+    nodes[0].call::<method::PublishRelease>(&PublishReleaseParams {
+        bundle: hex::encode(bundle.encode()),
+        artifacts: dist
+            .path()
+            .to_str()
+            .ok_or_else(|| anyhow::anyhow!("temporary path not UTF-8"))?
+            .to_string(),
+    })?;
     let published = started.elapsed();
     let mut done: Vec<Option<Duration>> = vec![None; nodes.len()];
     while done.iter().any(Option::is_none) {
@@ -63,8 +65,8 @@ fn run(mib: u64, version: &str, count: usize) -> anyhow::Result<()> {
         );
         for (i, n) in nodes.iter().enumerate() {
             if done[i].is_none()
-                && n.rpc("getrelease", json!({ "id": id }))
-                    .is_ok_and(|r| r["state"] == "verified")
+                && n.call::<method::GetRelease>(&IdParams::new(&id))
+                    .is_ok_and(|r| r.state == "verified")
             {
                 done[i] = Some(started.elapsed());
             }

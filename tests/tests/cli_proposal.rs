@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use commons_e2e::{NodeSpec, TestNode, cli, scenario};
+use commons_rpc::{NoParams, ProposalReceipt, SubmitProposalParams, method};
 use commons_signaling::spec::regtest_maintainer_key;
-use serde_json::{Value, json};
 
 fn run(args: &[&str]) -> String {
     let out = cli(args);
@@ -86,11 +86,14 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
     assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
     let two = hex::encode(std::fs::read(&file).unwrap());
     let err = node
-        .rpc("submitproposal", json!({ "hex": two }))
+        .call::<method::SubmitProposal>(&SubmitProposalParams { hex: two })
         .unwrap_err()
         .to_string();
     assert!(err.contains("-32002"), "{err}");
-    assert_eq!(node.rpc("listproposals", Value::Null).unwrap(), json!([]));
+    assert_eq!(
+        node.call::<method::ListProposals>(&NoParams {}).unwrap(),
+        []
+    );
 
     run(&[
         "--network",
@@ -103,18 +106,20 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
     ]);
     run(&["--network", "regtest", "proposal", "verify", path(&file)]);
     let out = node.cli_ok(&["--json", "proposal", "submit", path(&file)]);
-    let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(r["new"], true, "{r}");
-    let id = r["id"].as_str().unwrap().to_string();
+    let r: ProposalReceipt = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert!(r.new, "{r:?}");
+    let id = r.id;
     let three = hex::encode(std::fs::read(&file).unwrap());
-    let list = node.rpc("listproposals", Value::Null).unwrap();
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
-    assert_eq!(list[0]["id"], id.as_str(), "{list}");
-    assert_eq!(list[0]["title"], "e2e via the cli", "{list}");
-    assert_eq!(list[0]["state"], "locked", "{list}");
-    assert_eq!(list[0]["signatures"], 3, "{list}");
+    let list = node.call::<method::ListProposals>(&NoParams {}).unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].id, id, "{list:?}");
+    assert_eq!(list[0].title, "e2e via the cli", "{list:?}");
+    assert_eq!(list[0].state, "locked", "{list:?}");
+    assert_eq!(list[0].signatures, 3, "{list:?}");
 
     // Submitting it again is not an error, and not new.
-    let r = node.rpc("submitproposal", json!({ "hex": three })).unwrap();
-    assert_eq!(r["new"], false, "{r}");
+    let r = node
+        .call::<method::SubmitProposal>(&SubmitProposalParams { hex: three })
+        .unwrap();
+    assert!(!r.new, "{r:?}");
 }

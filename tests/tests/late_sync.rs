@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use commons_e2e::{
-    NodeSpec, TestNode, now, phases, regtest_proposal, start_mesh, tally_essence, wait_until,
+    NodeSpec, TallyEssence, TestNode, now, phases, regtest_proposal, start_mesh, tally_essence,
+    wait_until,
 };
-use serde_json::{Value, json};
+use commons_rpc::{SubmitProposalParams, Tally, method};
 
 /// One node per regtest netgroup (/30). No other test uses 127.0.0.40-55.
 const IPS: [&str; 4] = ["127.0.0.40", "127.0.0.44", "127.0.0.48", "127.0.0.52"];
@@ -20,15 +21,11 @@ fn proposal(title: &str, lock_start: u64, lock_end: u64) -> (String, String) {
 }
 
 fn public_key(node: &TestNode) -> String {
-    node.rpc("getinfo", Value::Null).unwrap()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    node.public_key().unwrap()
 }
 
-fn tally(node: &TestNode, id: &str) -> Result<Value, String> {
-    node.rpc("gettally", json!({ "id": id }))
-        .map_err(|e| format!("{}: {e}", node.name))
+fn tally(node: &TestNode, id: &str) -> Result<Tally, String> {
+    node.tally(id).map_err(|e| format!("{}: {e}", node.name))
 }
 
 #[test]
@@ -43,11 +40,9 @@ fn late_node_catches_up_through_sync() {
     wait_until(WAIT, "every node qualified everywhere", || {
         for n in &nodes {
             for (k, key) in keys.iter().enumerate() {
-                let u = n
-                    .rpc("getuptime", json!({ "key": key }))
-                    .map_err(|e| e.to_string())?;
-                if u["status"]["qualified"] != true || u["status"]["counted"] != true {
-                    return Err(format!("{}: n{k} not qualified and counted: {u}", n.name));
+                let u = n.uptime(key).map_err(|e| e.to_string())?;
+                if !u.status.as_ref().is_some_and(|s| s.qualified && s.counted) {
+                    return Err(format!("{}: n{k} not qualified and counted: {u:?}", n.name));
                 }
             }
         }
@@ -58,9 +53,9 @@ fn late_node_catches_up_through_sync() {
     let t = now();
     let (id, hex) = proposal("e2e late sync", t - 1, t + 300);
     let r = nodes[0]
-        .rpc("submitproposal", json!({ "hex": hex }))
+        .call::<method::SubmitProposal>(&SubmitProposalParams { hex })
         .unwrap();
-    assert_eq!(r["id"], id, "{r}");
+    assert_eq!(r.id, id, "{r:?}");
     wait_until(WAIT, "the proposal on every node", || {
         for n in &nodes {
             tally(n, &id)?;
@@ -72,17 +67,19 @@ fn late_node_catches_up_through_sync() {
         assert!(out.contains(choice), "{}: {out}", nodes[i].name);
     }
     let settled = wait_until(WAIT, "two signals counted on the three nodes", || {
-        let mut first: Option<Value> = None;
+        let mut first: Option<TallyEssence> = None;
         for n in &nodes {
             let t = tally(n, &id)?;
-            let c = &t["choices"];
-            if c["support"]["nodes"] != 1 || c["oppose"]["nodes"] != 1 || t["signers"] != 2 {
-                return Err(format!("{}: {t}", n.name));
+            let c = &t.choices;
+            if c.support.nodes != 1 || c.oppose.nodes != 1 || t.signers != 2 {
+                return Err(format!("{}: {t:?}", n.name));
             }
             let e = tally_essence(&t);
             match &first {
                 None => first = Some(e),
-                Some(f) if *f != e => return Err(format!("{} disagrees: {e} vs {f}", n.name)),
+                Some(f) if *f != e => {
+                    return Err(format!("{} disagrees: {e:?} vs {f:?}", n.name));
+                }
                 Some(_) => {}
             }
         }
@@ -100,29 +97,31 @@ fn late_node_catches_up_through_sync() {
     .unwrap_or_else(|e| panic!("{e}"));
     nodes.push(late);
     let agreed = wait_until(WAIT, "the late node's tally equals the others'", || {
-        let mut first: Option<Value> = None;
+        let mut first: Option<TallyEssence> = None;
         for n in &nodes {
             let t = tally(n, &id)?;
-            let c = &t["choices"];
-            if c["support"]["nodes"] != 1
-                || c["oppose"]["nodes"] != 1
-                || c["override"]["nodes"].as_u64().unwrap_or(0) != 0
-                || t["signers"] != 2
+            let c = &t.choices;
+            if c.support.nodes != 1
+                || c.oppose.nodes != 1
+                || c.r#override.nodes != 0
+                || t.signers != 2
             {
-                return Err(format!("{}: {t}", n.name));
+                return Err(format!("{}: {t:?}", n.name));
             }
             let e = tally_essence(&t);
             match &first {
                 None => first = Some(e),
-                Some(f) if *f != e => return Err(format!("{} disagrees: {e} vs {f}", n.name)),
+                Some(f) if *f != e => {
+                    return Err(format!("{} disagrees: {e:?} vs {f:?}", n.name));
+                }
                 Some(_) => {}
             }
         }
         Ok(first.unwrap())
     });
     assert_eq!(
-        agreed["choices"]["support"]["weight"], settled["choices"]["support"]["weight"],
-        "{agreed} vs {settled}"
+        agreed.choices.support.weight, settled.choices.support.weight,
+        "{agreed:?} vs {settled:?}"
     );
     phase("passed");
 }

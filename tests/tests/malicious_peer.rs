@@ -6,13 +6,12 @@
 use std::time::Duration;
 
 use commons_e2e::{
-    TestNode, TestPeer, now, phases, regtest_proposal, start_mesh, tally_essence, wait_until,
+    TallyEssence, TestNode, TestPeer, now, phases, regtest_proposal, start_mesh, tally_essence,
+    wait_until,
 };
 use commons_p2p::TopicKind;
-use commons_signaling::{
-    BoundedVec, Choice, Hash32, NetworkSpec, PROTOCOL_VERSION, SecretKey, Signal, SignalBody,
-};
-use serde_json::{Value, json};
+use commons_rpc::{NoParams, PeerInfo, SubmitProposalParams, method};
+use commons_signaling::{Choice, Hash32, NetworkSpec, SecretKey};
 
 /// Three honest nodes (a node qualifies with attestations from two other netgroups), each
 /// in a regtest netgroup of its own, and the attacker. No other test uses 127.0.0.56-67.
@@ -29,16 +28,8 @@ fn proposal(title: &str, signers: usize) -> (String, Vec<u8>) {
 /// A signal signed with `key` (the honest node's own key, stolen from its data directory).
 fn signal(key: &SecretKey, proposal: &str, choice: Choice, sequence: u64) -> Vec<u8> {
     let network_id = NetworkSpec::regtest().network_id();
-    let body = SignalBody {
-        version: PROTOCOL_VERSION,
-        proposal: proposal.parse::<Hash32>().unwrap(),
-        choice,
-        sequence,
-        time: now(),
-        signer: key.public_key(),
-        attestations: BoundedVec::default(),
-    };
-    Signal::sign(body, key, &network_id).encode()
+    let proposal = proposal.parse::<Hash32>().unwrap();
+    commons_test_util::signal(&network_id, key, proposal, choice, sequence, now(), vec![]).encode()
 }
 
 /// `commons_messages_received_total{kind, verdict}` from a node's `/metrics`.
@@ -54,22 +45,12 @@ fn malicious_peer_is_rejected_and_penalised() {
     phase("three honest commonsd on 127.0.0.56/60/64, an attacker swarm on .67");
     let mut nodes = start_mesh("h", &HONEST);
     let target = &nodes[0];
-    let keys: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            n.rpc("getinfo", Value::Null).unwrap()["public_key"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let keys: Vec<String> = nodes.iter().map(|n| n.public_key().unwrap()).collect();
     wait_until(WAIT, "the honest nodes qualified on the target", || {
         for key in &keys {
-            let u = target
-                .rpc("getuptime", json!({ "key": key }))
-                .map_err(|e| e.to_string())?;
-            if u["status"]["qualified"] != true || u["status"]["counted"] != true {
-                return Err(u.to_string());
+            let u = target.uptime(key).map_err(|e| e.to_string())?;
+            if !u.status.as_ref().is_some_and(|s| s.qualified && s.counted) {
+                return Err(format!("{u:?}"));
             }
         }
         Ok(())
@@ -78,25 +59,27 @@ fn malicious_peer_is_rejected_and_penalised() {
     phase("a real proposal with a counted signal (sequence 2) from the target");
     let (id, bytes) = proposal("e2e malicious peer", 3);
     let r = target
-        .rpc("submitproposal", json!({ "hex": hex::encode(&bytes) }))
+        .call::<method::SubmitProposal>(&SubmitProposalParams {
+            hex: hex::encode(&bytes),
+        })
         .unwrap();
-    assert_eq!(r["id"], id, "{r}");
+    assert_eq!(r.id, id, "{r:?}");
     target.cli_ok(&["signal", &id, "oppose"]);
     let out = target.cli_ok(&["signal", &id, "support"]);
     assert!(out.contains("support"), "{out}");
     let before = wait_until(WAIT, "the target's support counted on every node", || {
-        let mut first: Option<Value> = None;
+        let mut first: Option<TallyEssence> = None;
         for n in &nodes {
-            let t = n
-                .rpc("gettally", json!({ "id": id }))
-                .map_err(|e| e.to_string())?;
-            if t["choices"]["support"]["nodes"] != 1 || t["signers"] != 1 {
-                return Err(format!("{}: {t}", n.name));
+            let t = n.tally(&id).map_err(|e| e.to_string())?;
+            if t.choices.support.nodes != 1 || t.signers != 1 {
+                return Err(format!("{}: {t:?}", n.name));
             }
             let e = tally_essence(&t);
             match &first {
                 None => first = Some(e),
-                Some(f) if *f != e => return Err(format!("{} disagrees: {e} vs {f}", n.name)),
+                Some(f) if *f != e => {
+                    return Err(format!("{} disagrees: {e:?} vs {f:?}", n.name));
+                }
                 Some(_) => {}
             }
         }
@@ -122,17 +105,12 @@ fn malicious_peer_is_rejected_and_penalised() {
             Err(format!("mesh peers: signals {s}, proposals {p}"))
         }
     });
-    let peer = |peers: &Value| {
-        peers
-            .as_array()
-            .and_then(|l| l.iter().find(|p| p["peer_id"] == attacker_id.as_str()))
-            .cloned()
-    };
-    let peers = target.rpc("getpeers", Value::Null).unwrap();
-    let score_before =
-        peer(&peers).unwrap_or_else(|| panic!("attacker not a peer: {peers}"))["gossip_score"]
-            .as_f64()
-            .unwrap_or(0.0);
+    let peer = |peers: &[PeerInfo]| peers.iter().find(|p| p.peer_id == attacker_id).cloned();
+    let peers = target.call::<method::GetPeers>(&NoParams {}).unwrap();
+    let score_before = peer(&peers)
+        .unwrap_or_else(|| panic!("attacker not a peer: {peers:?}"))
+        .gossip_score
+        .unwrap_or(0.0);
 
     let sig_rejects = received(target, "signal", "reject");
     let prop_rejects = received(target, "proposal", "reject");
@@ -180,31 +158,26 @@ fn malicious_peer_is_rejected_and_penalised() {
 
     phase("nothing counted, the node alive, the attacker penalised");
     for n in &nodes {
-        let after = n.rpc("gettally", json!({ "id": id })).unwrap();
-        assert_eq!(
-            tally_essence(&before),
-            tally_essence(&after),
-            "{}: tally changed",
-            n.name
-        );
-        let list = n.rpc("listproposals", Value::Null).unwrap();
+        let after = n.tally(&id).unwrap();
+        assert_eq!(before, tally_essence(&after), "{}: tally changed", n.name);
+        let list = n.call::<method::ListProposals>(&NoParams {}).unwrap();
         assert!(
-            !list.to_string().contains(&weak_id),
-            "{}: the under-signed proposal is listed: {list}",
+            !list.iter().any(|p| p.id == weak_id),
+            "{}: the under-signed proposal is listed: {list:?}",
             n.name
         );
     }
     let penalty = wait_until(WAIT, "a negative gossip score or a disconnect", || {
         let peers = target
-            .rpc("getpeers", Value::Null)
+            .call::<method::GetPeers>(&NoParams {})
             .map_err(|e| e.to_string())?;
         match peer(&peers) {
             None => Ok("disconnected".to_string()),
-            Some(p) => match p["gossip_score"].as_f64() {
+            Some(p) => match p.gossip_score {
                 Some(s) if s < 0.0 && s < score_before => {
                     Ok(format!("gossip score {score_before} -> {s}"))
                 }
-                _ => Err(format!("attacker still in good standing: {p}")),
+                _ => Err(format!("attacker still in good standing: {p:?}")),
             },
         }
     });

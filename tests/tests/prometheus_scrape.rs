@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use commons_e2e::{http, now, phases, regtest_proposal, scenario, start_mesh, wait_until};
-use serde_json::{Value, json};
+use commons_rpc::{SubmitProposalParams, method};
+use serde_json::Value;
 
 /// Three nodes (a node qualifies, and its signal counts, with attestations from two other
 /// netgroups) and the Prometheus server. No other test uses 127.0.0.68-79.
@@ -132,23 +133,20 @@ fn prometheus_scrapes_the_tally() {
         prom.addr, node.metrics_addr
     ));
 
-    let key = node.rpc("getinfo", Value::Null).unwrap()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = node.public_key().unwrap();
     wait_until(WAIT, "the node qualified and counted", || {
-        let u = node
-            .rpc("getuptime", json!({ "key": key }))
-            .map_err(|e| e.to_string())?;
-        if u["status"]["qualified"] == true && u["status"]["counted"] == true {
+        let u = node.uptime(&key).map_err(|e| e.to_string())?;
+        if u.status.as_ref().is_some_and(|s| s.qualified && s.counted) {
             Ok(())
         } else {
-            Err(u.to_string())
+            Err(format!("{u:?}"))
         }
     });
     let (id, hex) = proposal("e2e prometheus");
-    let r = node.rpc("submitproposal", json!({ "hex": hex })).unwrap();
-    assert_eq!(r["id"], id, "{r}");
+    let r = node
+        .call::<method::SubmitProposal>(&SubmitProposalParams { hex })
+        .unwrap();
+    assert_eq!(r.id, id, "{r:?}");
     node.cli_ok(&["signal", &id, "support"]);
 
     let promql = format!("commons_tally_nodes{{proposal=\"{id}\",choice=\"support\"}}");

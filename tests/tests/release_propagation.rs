@@ -16,9 +16,11 @@ use commons_e2e::{
 };
 use commons_node::fetch::{FetchRequest, FetchResponse};
 use commons_p2p::{Multiaddr, P2pEvent};
+use commons_rpc::{
+    IdParams, NoParams, PeerInfo, PublishReceipt, PublishReleaseParams, Release, method,
+};
 use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher, chunk_len, encode_chunk_list};
-use commons_signaling::{BoundedBytes, BoundedVec, NetworkSpec};
-use serde_json::{Value, json};
+use commons_signaling::{BoundedBytes, BoundedVec, NetworkSpec, ReleaseBundle};
 
 /// Five nodes and the corrupting peer. No other test uses 127.0.0.150-155.
 const NODES: [&str; 5] = [
@@ -67,9 +69,25 @@ fn start_corrupter(bootstrap: Vec<Multiaddr>, digest: &ArtifactDigest, size: u64
     )
 }
 
-fn release_on(node: &TestNode, id: &str) -> Result<Value, String> {
-    node.rpc("getrelease", json!({ "id": id }))
+fn release_on(node: &TestNode, id: &str) -> Result<Release, String> {
+    node.call::<method::GetRelease>(&IdParams::new(id))
         .map_err(|e| format!("{}: {e}", node.name))
+}
+
+/// Asks `node` to publish `bundle` with its artifacts in `dir`.
+fn publish(node: &TestNode, bundle: &ReleaseBundle, dir: &str) -> anyhow::Result<PublishReceipt> {
+    node.call::<method::PublishRelease>(&PublishReleaseParams {
+        bundle: hex::encode(bundle.encode()),
+        artifacts: dir.to_string(),
+    })
+}
+
+fn peers_of(node: &TestNode) -> anyhow::Result<Vec<PeerInfo>> {
+    node.call::<method::GetPeers>(&NoParams {})
+}
+
+fn releases_of(node: &TestNode) -> Vec<Release> {
+    node.call::<method::ListReleases>(&NoParams {}).unwrap()
 }
 
 fn sha256_of(path: &str) -> String {
@@ -114,9 +132,8 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     let corrupter_id = corrupter.peer_id();
     wait_until(WAIT, "the corrupting peer connected to every node", || {
         for n in &nodes {
-            let peers = n.rpc("getpeers", Value::Null).map_err(|e| e.to_string())?;
-            let list = peers.as_array().cloned().unwrap_or_default();
-            if !list.iter().any(|p| p["peer_id"] == corrupter_id.as_str()) {
+            let list = peers_of(n).map_err(|e| e.to_string())?;
+            if !list.iter().any(|p| p.peer_id == corrupter_id) {
                 return Err(format!("{} has {} peers", n.name, list.len()));
             }
             if list.len() < NODES.len() {
@@ -133,38 +150,24 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     phase("refused: a bundle whose artifact does not match, and a relative directory");
     let mut tampered = bundle.clone();
     tampered.body.artifacts = BoundedVec::new(vec![artifact_entry("NOTES.txt", &big)]).unwrap();
-    let err = nodes[0]
-        .rpc(
-            "publishrelease",
-            json!({ "bundle": hex::encode(tampered.encode()), "artifacts": dist.path() }),
-        )
+    let dist_dir = dist.path().to_str().expect("temporary paths are UTF-8");
+    let err = publish(&nodes[0], &tampered, dist_dir)
         .unwrap_err()
         .to_string();
     assert!(err.contains("refused"), "{err}");
-    let err = nodes[0]
-        .rpc(
-            "publishrelease",
-            json!({ "bundle": hex::encode(bundle.encode()), "artifacts": "dist" }),
-        )
-        .unwrap_err()
-        .to_string();
+    let err = publish(&nodes[0], &bundle, "dist").unwrap_err().to_string();
     assert!(err.contains("absolute"), "{err}");
     assert_eq!(
-        nodes[0].rpc("listreleases", Value::Null).unwrap(),
-        json!([]),
+        releases_of(&nodes[0]),
+        [],
         "nothing is kept from a refused publication"
     );
 
     phase("published at node 0");
     let published_at = Instant::now();
-    let r = nodes[0]
-        .rpc(
-            "publishrelease",
-            json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dist.path() }),
-        )
-        .unwrap();
-    assert_eq!(r["id"], id.as_str(), "{r}");
-    assert_eq!(r["new"], true, "{r}");
+    let r = publish(&nodes[0], &bundle, dist_dir).unwrap();
+    assert_eq!(r.id, id, "{r:?}");
+    assert!(r.new, "{r:?}");
 
     // Node 4 is killed in the middle of its download, to show that it resumes.
     let victim = nodes.len() - 1;
@@ -172,8 +175,8 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     let deadline = Instant::now() + WAIT;
     while Instant::now() < deadline {
         if let Ok(release) = release_on(&nodes[victim], &id) {
-            let have = release["artifacts"][0]["have_bytes"].as_u64().unwrap_or(0);
-            if release["state"] == "verified" {
+            let have = release.artifacts.first().map_or(0, |a| a.have_bytes);
+            if release.state == "verified" {
                 break;
             }
             if have > 0 {
@@ -201,8 +204,8 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
                 continue;
             }
             let release = release_on(n, &id)?;
-            if release["state"] != "verified" {
-                return Err(format!("{}: {release}", n.name));
+            if release.state != "verified" {
+                return Err(format!("{}: {release:?}", n.name));
             }
             verified_after[i] = Some(published_at.elapsed());
         }
@@ -213,15 +216,11 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     phase("every node holds byte-identical artifacts");
     for n in &nodes {
         let release = release_on(n, &id).unwrap();
-        for (artifact, digest) in release["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip([&big, &notes])
-        {
-            let path = artifact["path"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{release}"));
+        for (artifact, digest) in release.artifacts.iter().zip([&big, &notes]) {
+            let path = artifact
+                .path
+                .as_deref()
+                .unwrap_or_else(|| panic!("{release:?}"));
             assert!(
                 path.starts_with(&n.datadir().display().to_string()),
                 "{path} is not under the data directory"
@@ -248,10 +247,10 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     let penalised = nodes[1..]
         .iter()
         .filter(|n| {
-            let peers = n.rpc("getpeers", Value::Null).unwrap();
-            peers.as_array().unwrap().iter().all(|p| {
-                p["peer_id"] != corrupter_id.as_str() || p["gossip_score"].as_f64() < Some(0.0)
-            })
+            peers_of(n)
+                .unwrap()
+                .iter()
+                .all(|p| p.peer_id != corrupter_id || p.gossip_score < Some(0.0))
         })
         .count();
     assert_eq!(
@@ -274,30 +273,14 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
 
     phase("a rollback to an older version is refused, the same version is not new");
     let older = regtest_release("0.9.0", vec![artifact_entry("NOTES.txt", &notes)]);
-    let err = nodes[1]
-        .rpc(
-            "publishrelease",
-            json!({ "bundle": hex::encode(older.encode()), "artifacts": dist.path() }),
-        )
+    let err = publish(&nodes[1], &older, dist_dir)
         .unwrap_err()
         .to_string();
     assert!(err.contains("not newer"), "{err}");
     assert!(nodes[1].metric("commons_release_rejected_total{reason=\"rollback\"}") >= 1.0);
-    let again = nodes[1]
-        .rpc(
-            "publishrelease",
-            json!({ "bundle": hex::encode(bundle.encode()), "artifacts": dist.path() }),
-        )
-        .unwrap();
-    assert_eq!(again["new"], false, "{again}");
-    assert_eq!(
-        nodes[1]
-            .rpc("listreleases", Value::Null)
-            .unwrap()
-            .as_array()
-            .map(Vec::len),
-        Some(1)
-    );
+    let again = publish(&nodes[1], &bundle, dist_dir).unwrap();
+    assert!(!again.new, "{again:?}");
+    assert_eq!(releases_of(&nodes[1]).len(), 1);
 
     let mut report = format!(
         "release_propagation figures: {} MiB verified on all {} nodes {:.2} s after publication\n",

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use commons_e2e::{NodeSpec, TestNode, basic_auth, http, scenario, wait_until};
+use commons_rpc::{NoParams, NodeInfo, method};
 use serde_json::Value;
 
 const GETINFO: &str = r#"{"jsonrpc":"2.0","id":1,"method":"getinfo"}"#;
@@ -65,18 +66,20 @@ fn rpc_requires_the_cookie() {
     let v: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(v["id"], 1, "{v}");
     assert_eq!(v["result"]["network"]["name"], "regtest", "{v}");
-    let info = node.rpc("getinfo", Value::Null).unwrap();
+    let info = node.call::<method::GetInfo>(&NoParams {}).unwrap();
     assert!(
-        info["listen"].to_string().contains("/ip4/127.0.0.2/tcp/"),
-        "{info}"
+        info.listen
+            .iter()
+            .any(|a| a.contains("/ip4/127.0.0.2/tcp/")),
+        "{info:?}"
     );
 
     // commons-cli finds the cookie from --datadir.
     let human = node.cli_ok(&["getinfo"]);
     assert!(human.contains("regtest"), "{human}");
-    let json: Value = serde_json::from_str(&node.cli_ok(&["--json", "getinfo"])).unwrap();
-    assert_eq!(json["network"]["name"], "regtest", "{json}");
-    assert_eq!(json["public_key"], info["public_key"], "{json}");
+    let json: NodeInfo = serde_json::from_str(&node.cli_ok(&["--json", "getinfo"])).unwrap();
+    assert_eq!(json.network.name, "regtest", "{json:?}");
+    assert_eq!(json.public_key, info.public_key, "{json:?}");
 
     // A clean stop (SIGTERM) exits 0 and removes the cookie; the RPC port is closed.
     let status = node.stop().unwrap();
@@ -136,6 +139,7 @@ fn rpc_requires_the_cookie() {
     .unwrap();
     assert_eq!(r.status, 401, "old cookie after a restart: {r:?}");
     wait_until(Duration::from_secs(30), "getinfo after a restart", || {
-        node.rpc("getinfo", Value::Null).map_err(|e| e.to_string())
+        node.call::<method::GetInfo>(&NoParams {})
+            .map_err(|e| e.to_string())
     });
 }

@@ -19,9 +19,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use commons_e2e::{
-    TestNode, now, phases, regtest_proposal, scenario, start_mesh, tally_essence, wait_until,
+    TallyEssence, TestNode, now, phases, regtest_proposal, scenario, start_mesh, tally_essence,
+    wait_until,
 };
-use serde_json::{Value, json};
+use commons_rpc::{NoParams, SubmitProposalParams, Tally, method};
 
 /// The nodes' addresses. Regtest netgroups are IPv4 /30s: .16/.17 share one, .20 (twice),
 /// and .21 another, .24 and .28 are alone in theirs. No other test uses 127.0.0.16-31.
@@ -80,26 +81,18 @@ fn expected(signals: &[(usize, &str)]) -> (BTreeMap<String, (f64, u64)>, f64, u6
 }
 
 /// Checks a `gettally` answer against the expectation; the reason when it differs.
-fn matches(tally: &Value, want: &(BTreeMap<String, (f64, u64)>, f64, u64)) -> Result<(), String> {
+fn matches(tally: &Tally, want: &(BTreeMap<String, (f64, u64)>, f64, u64)) -> Result<(), String> {
     let (choices, total_weight, total_nodes) = want;
     let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
-    if tally["total_nodes"] != *total_nodes
-        || !close(
-            tally["total_weight"].as_f64().unwrap_or(-1.0),
-            *total_weight,
-        )
-    {
+    if tally.total_nodes != *total_nodes || !close(tally.total_weight, *total_weight) {
         return Err(format!(
-            "totals differ: want {total_nodes} nodes, weight {total_weight}: {tally}"
+            "totals differ: want {total_nodes} nodes, weight {total_weight}: {tally:?}"
         ));
     }
-    for name in ["support", "oppose", "override", "abstain"] {
+    for (name, got) in tally.choices.named() {
         let (w, n) = choices.get(name).copied().unwrap_or((0.0, 0));
-        let got = &tally["choices"][name];
-        let got_w = got["weight"].as_f64().unwrap_or(0.0);
-        let got_n = got["nodes"].as_u64().unwrap_or(0);
-        if !close(got_w, w) || got_n != n {
-            return Err(format!("{name}: want weight {w} over {n} nodes: {tally}"));
+        if !close(got.weight, w) || got.nodes != n {
+            return Err(format!("{name}: want weight {w} over {n} nodes: {tally:?}"));
         }
     }
     Ok(())
@@ -111,24 +104,24 @@ fn wait_for_tally(
     id: &str,
     want: &(BTreeMap<String, (f64, u64)>, f64, u64),
     state: &str,
-) -> Value {
+) -> TallyEssence {
     wait_until(
         WAIT,
         &format!("the same tally of {id} in state {state} on every node"),
         || {
-            let mut first: Option<Value> = None;
+            let mut first: Option<TallyEssence> = None;
             for n in nodes {
-                let t = n
-                    .rpc("gettally", json!({ "id": id }))
-                    .map_err(|e| e.to_string())?;
+                let t = n.tally(id).map_err(|e| e.to_string())?;
                 matches(&t, want).map_err(|e| format!("{}: {e}", n.name))?;
-                if t["state"] != state {
-                    return Err(format!("{}: state {} (want {state})", n.name, t["state"]));
+                if t.state != state {
+                    return Err(format!("{}: state {} (want {state})", n.name, t.state));
                 }
                 let e = tally_essence(&t);
                 match &first {
                     None => first = Some(e),
-                    Some(f) if *f != e => return Err(format!("{} disagrees: {e} vs {f}", n.name)),
+                    Some(f) if *f != e => {
+                        return Err(format!("{} disagrees: {e:?} vs {f:?}", n.name));
+                    }
                     Some(_) => {}
                 }
             }
@@ -152,19 +145,20 @@ fn submit(node: &TestNode, nodes: &[TestNode], id: &str, hex: &str, with_cli: bo
         let out = node.cli_ok(&["proposal", "submit", file.to_str().unwrap()]);
         assert!(out.contains(id), "{}: {out}", node.name);
     } else {
-        let r = node.rpc("submitproposal", json!({ "hex": hex })).unwrap();
-        assert_eq!(r["id"], id, "{r}");
+        let r = node
+            .call::<method::SubmitProposal>(&SubmitProposalParams {
+                hex: hex.to_string(),
+            })
+            .unwrap();
+        assert_eq!(r.id, id, "{r:?}");
     }
     wait_until(WAIT, &format!("proposal {id} on every node"), || {
         for n in nodes {
             let list = n
-                .rpc("listproposals", Value::Null)
+                .call::<method::ListProposals>(&NoParams {})
                 .map_err(|e| e.to_string())?;
-            if !list
-                .as_array()
-                .is_some_and(|l| l.iter().any(|p| p["id"] == id))
-            {
-                return Err(format!("{} does not have it: {list}", n.name));
+            if !list.iter().any(|p| p.id == id) {
+                return Err(format!("{} does not have it: {list:?}", n.name));
             }
         }
         Ok(())
@@ -180,15 +174,7 @@ fn seven_nodes_tally_override_restart_metrics() {
 
     // Start: each node dials all that started before it.
     let mut nodes = start_mesh("n", &IPS);
-    let keys: Vec<String> = nodes
-        .iter()
-        .map(|n| {
-            n.rpc("getinfo", Value::Null).unwrap()["public_key"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let keys: Vec<String> = nodes.iter().map(|n| n.public_key().unwrap()).collect();
 
     // Everyone qualified in everyone's view; exactly one of the shared-IP pair counts.
     phase("waiting for all seven nodes to qualify (2 s epochs, 3 epochs, quorum 2)");
@@ -196,20 +182,17 @@ fn seven_nodes_tally_override_restart_metrics() {
         for n in &nodes {
             let mut counted_shared = 0;
             for (k, key) in keys.iter().enumerate() {
-                let u = n
-                    .rpc("getuptime", json!({ "key": key }))
-                    .map_err(|e| e.to_string())?;
-                let st = &u["status"];
-                if st["qualified"] != true {
-                    return Err(format!("{}: n{k} not qualified: {u}", n.name));
-                }
-                if st["ip"] != IPS[k] {
-                    return Err(format!("{}: n{k} attested at the wrong IP: {u}", n.name));
+                let u = n.uptime(key).map_err(|e| e.to_string())?;
+                let Some(st) = u.status.as_ref().filter(|st| st.qualified) else {
+                    return Err(format!("{}: n{k} not qualified: {u:?}", n.name));
+                };
+                if st.ip != IPS[k].parse().ok() {
+                    return Err(format!("{}: n{k} attested at the wrong IP: {u:?}", n.name));
                 }
                 if SHARED.contains(&k) {
-                    counted_shared += usize::from(st["counted"] == true);
-                } else if st["counted"] != true {
-                    return Err(format!("{}: n{k} qualified but not counted: {u}", n.name));
+                    counted_shared += usize::from(st.counted);
+                } else if !st.counted {
+                    return Err(format!("{}: n{k} qualified but not counted: {u:?}", n.name));
                 }
             }
             if counted_shared != 1 {
@@ -248,10 +231,10 @@ fn seven_nodes_tally_override_restart_metrics() {
     let want_p1 = expected(&p1_signals);
     let tally = wait_for_tally(&nodes, &p1, &want_p1, "locked");
     assert_eq!(
-        tally["uncounted_signers"], 1,
-        "the shared-IP pair counts once: {tally}"
+        tally.uncounted_signers, 1,
+        "the shared-IP pair counts once: {tally:?}"
     );
-    assert_eq!(tally["override_met"], false, "{tally}");
+    assert!(!tally.override_met, "{tally:?}");
 
     phase("scenario 3b: too few overrides, `ready` after the lock end");
     let want_p3 = expected(&p3_signals);
@@ -262,11 +245,9 @@ fn seven_nodes_tally_override_restart_metrics() {
         "proposal 3 ready on every node",
         || {
             for n in &nodes {
-                let t = n
-                    .rpc("gettally", json!({ "id": p3 }))
-                    .map_err(|e| e.to_string())?;
-                if t["state"] != "ready" {
-                    return Err(format!("{}: {}", n.name, t["state"]));
+                let t = n.tally(&p3).map_err(|e| e.to_string())?;
+                if t.state != "ready" {
+                    return Err(format!("{}: {}", n.name, t.state));
                 }
                 matches(&t, &want_p3)?;
             }
@@ -276,25 +257,25 @@ fn seven_nodes_tally_override_restart_metrics() {
 
     phase("scenario 4: kill -9 and restart of a node keeps its tallies");
     let victim = 1;
-    let before: Vec<Value> = [&p1, &p3]
+    let before: Vec<TallyEssence> = [&p1, &p3]
         .iter()
-        .map(|id| tally_essence(&nodes[victim].rpc("gettally", json!({ "id": id })).unwrap()))
+        .map(|id| tally_essence(&nodes[victim].tally(id).unwrap()))
         .collect();
     nodes[victim].kill9();
     nodes[victim].restart().unwrap_or_else(|e| panic!("{e}"));
-    let after: Vec<Value> = [&p1, &p3]
+    let after: Vec<TallyEssence> = [&p1, &p3]
         .iter()
-        .map(|id| tally_essence(&nodes[victim].rpc("gettally", json!({ "id": id })).unwrap()))
+        .map(|id| tally_essence(&nodes[victim].tally(id).unwrap()))
         .collect();
     assert_eq!(before, after, "tallies after kill -9 and restart");
     wait_until(WAIT, "the restarted node reconnected", || {
         let info = nodes[victim]
-            .rpc("getinfo", Value::Null)
+            .call::<method::GetInfo>(&NoParams {})
             .map_err(|e| e.to_string())?;
-        if info["peers"].as_u64().unwrap_or(0) >= 3 {
+        if info.peers >= 3 {
             Ok(())
         } else {
-            Err(info.to_string())
+            Err(format!("{info:?}"))
         }
     });
 
@@ -327,7 +308,7 @@ fn seven_nodes_tally_override_restart_metrics() {
     );
     signal(&nodes[5], &p2, "override");
     let tally = wait_for_tally(&nodes, &p2, &expected(&two), "overridden");
-    assert_eq!(tally["override_met"], true, "{tally}");
+    assert!(tally.override_met, "{tally:?}");
 
     phase("seven-node scenario passed");
 }

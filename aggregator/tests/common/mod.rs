@@ -2,12 +2,7 @@
 #![allow(dead_code)]
 
 use commons_aggregator::{Aggregator, Policy};
-use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{
-    AttestationBody, BoundedString, BoundedVec, Choice, Hash32, NetworkSpec, Presence,
-    PresenceBody, Proposal, ProposalBody, PublicKey, SecretKey, Signal, SignalBody, Signed,
-    UptimeAttestation, WireIp,
-};
+use commons_signaling::{Choice, Hash32, NetworkSpec, Proposal, PublicKey, SecretKey, Signal};
 
 /// A key everyone in the tests can derive from a name.
 pub fn key(name: &str) -> SecretKey {
@@ -38,46 +33,11 @@ pub fn policy(q: u32) -> Policy {
     }
 }
 
-pub fn attestation(
-    network: &Hash32,
-    attester: &SecretKey,
-    subject: PublicKey,
-    ip: &str,
-    epoch: u64,
-    seen: u32,
-) -> UptimeAttestation {
-    let body = AttestationBody {
-        version: 1,
-        attester: attester.public_key(),
-        subject,
-        subject_ip: WireIp(ip.parse().expect("an IP address")),
-        epoch,
-        seen_epochs: seen,
-    };
-    Signed::sign(body, attester, network)
-}
+// Not every suite that includes this module builds each of them.
+#[allow(unused_imports)]
+pub use commons_test_util::{attestation, presence, signal as signal_with};
 
-pub fn signal_with(
-    network: &Hash32,
-    signer: &SecretKey,
-    proposal: Hash32,
-    choice: Choice,
-    sequence: u64,
-    time: u64,
-    attestations: Vec<UptimeAttestation>,
-) -> Signal {
-    let body = SignalBody {
-        version: 1,
-        proposal,
-        choice,
-        sequence,
-        time,
-        signer: signer.public_key(),
-        attestations: BoundedVec::new(attestations).expect("at most 16 attestations"),
-    };
-    Signed::sign(body, signer, network)
-}
-
+/// `signer`'s signal, carrying no attestations.
 pub fn signal(
     network: &Hash32,
     signer: &SecretKey,
@@ -89,21 +49,6 @@ pub fn signal(
     signal_with(network, signer, proposal, choice, sequence, time, vec![])
 }
 
-pub fn presence(
-    network: &Hash32,
-    node: &SecretKey,
-    epoch: u64,
-    attestations: Vec<UptimeAttestation>,
-) -> Presence {
-    let body = PresenceBody {
-        version: 1,
-        node: node.public_key(),
-        epoch,
-        attestations: BoundedVec::new(attestations).expect("at most 64 attestations"),
-    };
-    Signed::sign(body, node, network)
-}
-
 /// A proposal signed by the regtest maintainers `signers`.
 pub fn proposal(
     spec: &NetworkSpec,
@@ -113,20 +58,14 @@ pub fn proposal(
     lock_end: u64,
     signers: &[usize],
 ) -> Proposal {
-    let network = spec.network_id();
-    let mut p = Proposal::new(ProposalBody {
-        version: 1,
+    commons_test_util::proposal(
+        &spec.network_id(),
         tier,
-        title: BoundedString::new(title).unwrap(),
-        reference: BoundedString::new("https://example.invalid/commons/pull/1").unwrap(),
+        title,
         lock_start,
         lock_end,
-    });
-    for &i in signers {
-        p.add_signature(&regtest_maintainer_key(i), &network)
-            .unwrap();
-    }
-    p
+        signers.iter().copied(),
+    )
 }
 
 /// A test world: an aggregator, and a "placer" key that attests attesters at their

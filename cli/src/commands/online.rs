@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use serde_json::{Value, json};
+use commons_rpc::{
+    IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams, UptimeStatus,
+    method,
+};
 
 use super::Context;
 use crate::error::{CliError, Result};
-use crate::rpc::RpcClient;
+use crate::rpc::{RpcClient, parse_answer};
 
 /// How to reach the node: from `--rpc-url`, `--rpc-cookie` and `--datadir`, with the
 /// network's default port and data layout for what is not given.
@@ -54,63 +57,59 @@ impl Online {
         })
     }
 
-    fn call(&self, ctx: &Context, method: &str, params: Value) -> Result<Option<Value>> {
-        let result = self.client.call(method, params)?;
+    /// Calls the method `M`. With `--json` the node's answer is printed as it came and
+    /// `None` returned; else it is read as `M`'s answer.
+    fn call<M: Method>(&self, ctx: &Context, params: &M::Params) -> Result<Option<M::Response>> {
+        let result = self
+            .client
+            .call(M::NAME, commons_rpc::params_json::<M>(params))?;
         if self.json {
             ctx.say(serde_json::to_string_pretty(&result).expect("JSON values serialize"))?;
             return Ok(None);
         }
-        Ok(Some(result))
+        parse_answer::<M>(result).map(Some)
     }
 
     /// `getinfo`
     pub fn getinfo(&self, ctx: &Context) -> Result {
-        let Some(info) = self.call(ctx, "getinfo", json!({}))? else {
+        let Some(info) = self.call::<method::GetInfo>(ctx, &NoParams {})? else {
             return Ok(());
         };
-        for (label, pointer) in [
-            ("network", "/network/name"),
-            ("network id", "/network/id"),
-            ("peer id", "/peer_id"),
-            ("public key", "/public_key"),
-            ("epoch", "/epoch"),
-            ("peers", "/peers"),
-            ("proposals", "/proposals"),
-            ("qualified nodes", "/qualified_nodes"),
-            ("qualified weight", "/qualified_weight"),
+        for (label, value) in [
+            ("network", info.network.name.clone()),
+            ("network id", info.network.id.clone()),
+            ("peer id", optional(info.peer_id.as_ref())),
+            ("public key", info.public_key.clone()),
+            ("epoch", info.epoch.to_string()),
+            ("peers", info.peers.to_string()),
+            ("proposals", info.proposals.to_string()),
+            ("qualified nodes", info.qualified_nodes.to_string()),
+            ("qualified weight", number(info.qualified_weight)),
         ] {
-            if let Some(value) = info.pointer(pointer) {
-                ctx.say(format!("{label:<18} {}", plain(value)))?;
-            }
+            ctx.say(format!("{label:<18} {value}"))?;
         }
-        if let Some(addrs) = info.get("listen").and_then(Value::as_array) {
-            for addr in addrs {
-                ctx.say(format!("{:<18} {}", "listening on", plain(addr)))?;
-            }
+        for addr in &info.listen {
+            ctx.say(format!("{:<18} {addr}", "listening on"))?;
         }
-        if let Some(uptime) = info.get("uptime") {
-            ctx.say(format!("{:<18} {}", "own uptime", describe_uptime(uptime)))?;
-        }
-        Ok(())
+        ctx.say(format!(
+            "{:<18} {}",
+            "own uptime",
+            describe_uptime(info.uptime.as_ref())
+        ))
     }
 
     /// `peers`
     pub fn peers(&self, ctx: &Context) -> Result {
-        let Some(peers) = self.call(ctx, "getpeers", json!({}))? else {
+        let Some(peers) = self.call::<method::GetPeers>(ctx, &NoParams {})? else {
             return Ok(());
         };
-        let peers = peers.as_array().cloned().unwrap_or_default();
         ctx.say(format!("{} peers", peers.len()))?;
         for peer in peers {
             ctx.say(format!(
                 "{}  ip {}  {}",
-                plain(peer.get("peer_id").unwrap_or(&Value::Null)),
-                plain(peer.get("observed_ip").unwrap_or(&Value::Null)),
-                if peer.get("outbound").and_then(Value::as_bool) == Some(true) {
-                    "outbound"
-                } else {
-                    "inbound"
-                },
+                peer.peer_id,
+                optional(peer.observed_ip.as_ref()),
+                if peer.outbound { "outbound" } else { "inbound" },
             ))?;
         }
         Ok(())
@@ -118,21 +117,16 @@ impl Online {
 
     /// `proposals`
     pub fn proposals(&self, ctx: &Context) -> Result {
-        let Some(list) = self.call(ctx, "listproposals", json!({}))? else {
+        let Some(list) = self.call::<method::ListProposals>(ctx, &NoParams {})? else {
             return Ok(());
         };
-        let list = list.as_array().cloned().unwrap_or_default();
         if list.is_empty() {
             return ctx.say("no proposals");
         }
         for p in list {
-            let field = |name: &str| plain(p.get(name).unwrap_or(&Value::Null));
             ctx.say(format!(
                 "{}  tier {}  {:<16} {}",
-                field("id"),
-                field("tier"),
-                field("state"),
-                field("title")
+                p.id, p.tier, p.state, p.title
             ))?;
         }
         Ok(())
@@ -140,56 +134,57 @@ impl Online {
 
     /// `tally ID`
     pub fn tally(&self, ctx: &Context, id: &str) -> Result {
-        let Some(t) = self.call(ctx, "gettally", json!({ "id": id }))? else {
+        let Some(t) = self.call::<method::GetTally>(ctx, &IdParams::new(id))? else {
             return Ok(());
         };
-        let get = |pointer: &str| t.pointer(pointer).map(plain).unwrap_or_default();
-        ctx.say(format!("proposal {}  state {}", get("/id"), get("/state")))?;
+        ctx.say(format!("proposal {}  state {}", t.id, t.state))?;
         ctx.say(format!("{:<10} {:>14} {:>8}", "choice", "weight", "nodes"))?;
-        for choice in ["support", "oppose", "override", "abstain"] {
+        for (choice, counted) in t.choices.named() {
             ctx.say(format!(
                 "{choice:<10} {:>14} {:>8}",
-                get(&format!("/choices/{choice}/weight")),
-                get(&format!("/choices/{choice}/nodes"))
+                number(counted.weight),
+                counted.nodes
             ))?;
         }
         ctx.say(format!(
             "{:<10} {:>14} {:>8}",
             "qualified",
-            get("/total_weight"),
-            get("/total_nodes")
+            number(t.total_weight),
+            t.total_nodes
         ))?;
         ctx.say(format!(
             "override share: weight {} (needs {}), nodes {} (needs {})",
-            get("/override_weight_share"),
-            get("/required_weight_share"),
-            get("/override_node_share"),
-            get("/required_node_share")
+            number(t.override_weight_share),
+            number(t.required_weight_share),
+            number(t.override_node_share),
+            number(t.required_node_share)
         ))
     }
 
     /// `uptime [KEY]`
     pub fn uptime(&self, ctx: &Context, key: Option<&str>) -> Result {
-        let params = match key {
-            Some(key) => json!({ "key": key }),
-            None => json!({}),
+        let params = UptimeParams {
+            key: key.map(str::to_string),
         };
-        let Some(status) = self.call(ctx, "getuptime", params)? else {
+        let Some(report) = self.call::<method::GetUptime>(ctx, &params)? else {
             return Ok(());
         };
-        ctx.say(describe_uptime(&status))
+        ctx.say(describe_uptime(report.status.as_ref()))
     }
 
     /// `signal ID CHOICE`
     pub fn signal(&self, ctx: &Context, id: &str, choice: &str) -> Result {
-        let params = json!({ "proposal": id, "choice": choice });
-        let Some(result) = self.call(ctx, "signal", params)? else {
+        let params = SignalParams {
+            proposal: id.to_string(),
+            choice: choice.to_string(),
+        };
+        let Some(receipt) = self.call::<method::CastSignal>(ctx, &params)? else {
             return Ok(());
         };
         ctx.say(format!(
             "signalled {choice} on {id} (sequence {}, {})",
-            plain(result.get("sequence").unwrap_or(&Value::Null)),
-            if result.get("published").and_then(Value::as_bool) == Some(true) {
+            receipt.sequence,
+            if receipt.published {
                 "sent to peers"
             } else {
                 "stored; it goes to peers when they connect"
@@ -206,43 +201,52 @@ impl Online {
         )?;
         commons_signaling::Proposal::decode(&bytes)
             .map_err(|e| CliError::Input(anyhow!("{}: {e}", file.display())))?;
-        let params = json!({ "hex": hex::encode(&bytes) });
-        let Some(result) = self.call(ctx, "submitproposal", params)? else {
+        let params = SubmitProposalParams {
+            hex: hex::encode(&bytes),
+        };
+        let Some(receipt) = self.call::<method::SubmitProposal>(ctx, &params)? else {
             return Ok(());
         };
-        let new = result.get("new").and_then(Value::as_bool) == Some(true);
         ctx.say(format!(
             "proposal {} {}",
-            plain(result.get("id").unwrap_or(&Value::Null)),
-            if new { "accepted" } else { "was already known" }
+            receipt.id,
+            if receipt.new {
+                "accepted"
+            } else {
+                "was already known"
+            }
         ))
     }
 }
 
-/// A JSON value as plain text: strings without quotes.
-fn plain(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".to_string(),
-        other => other.to_string(),
+/// A number as the node wrote it in JSON (`2.0`, `0.4142135623730951`, `-` for what JSON
+/// cannot carry).
+fn number(value: f64) -> String {
+    match serde_json::Number::from_f64(value) {
+        Some(n) => n.to_string(),
+        None => "-".to_string(),
     }
 }
 
-fn describe_uptime(status: &Value) -> String {
-    if status.is_null() {
+/// An optional value, `-` when absent.
+fn optional(value: Option<&impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+fn describe_uptime(status: Option<&UptimeStatus>) -> String {
+    let Some(status) = status else {
         return "no attestations known".to_string();
-    }
-    let get = |name: &str| plain(status.get(name).unwrap_or(&Value::Null));
+    };
     format!(
         "{} epochs at {} ({}, {})",
-        get("uptime_epochs"),
-        get("ip"),
-        if status.get("qualified").and_then(Value::as_bool) == Some(true) {
+        status.uptime_epochs,
+        optional(status.ip.as_ref()),
+        if status.qualified {
             "qualified"
         } else {
             "not qualified"
         },
-        if status.get("counted").and_then(Value::as_bool) == Some(true) {
+        if status.counted {
             "counted"
         } else {
             "not counted"

@@ -1,12 +1,14 @@
-//! Helpers shared by the integration tests: signed regtest messages and a tiny HTTP client.
+//! Helpers shared by the integration tests: signed regtest messages (from
+//! `commons-test-util`, in the node's terms), typed RPC calls and a tiny HTTP client.
 #![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
 
-use commons_signaling::spec::regtest_maintainer_key;
+use commons_node::node::Node;
+use commons_node::rpc::{Params, RpcHandler};
+use commons_rpc::Method;
 use commons_signaling::{
-    AttestationBody, BoundedString, BoundedVec, Choice, Hash32, NetworkSpec, PROTOCOL_VERSION,
-    Proposal, ProposalBody, SecretKey, Signal, SignalBody, Signed, UptimeAttestation, WireIp,
+    Choice, Hash32, NetworkSpec, Proposal, SecretKey, Signal, UptimeAttestation,
 };
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -15,19 +17,7 @@ use hyper_util::rt::TokioIo;
 /// A tier-1 regtest proposal signed by three well-known maintainers, locked from `start`
 /// for `lock` seconds.
 pub fn proposal(spec: &NetworkSpec, title: &str, start: u64, lock: u64) -> Proposal {
-    let mut p = Proposal::new(ProposalBody {
-        version: PROTOCOL_VERSION,
-        tier: 1,
-        title: BoundedString::new(title).unwrap(),
-        reference: BoundedString::new("https://example.invalid/pr/1").unwrap(),
-        lock_start: start,
-        lock_end: start + lock,
-    });
-    let id = spec.network_id();
-    for i in 0..3 {
-        p.add_signature(&regtest_maintainer_key(i), &id).unwrap();
-    }
-    p
+    commons_test_util::proposal(&spec.network_id(), 1, title, start, start + lock, 0..3)
 }
 
 /// An attestation by `attester` about `subject`.
@@ -39,15 +29,14 @@ pub fn attestation(
     epoch: u64,
     seen: u32,
 ) -> UptimeAttestation {
-    let body = AttestationBody {
-        version: PROTOCOL_VERSION,
-        attester: attester.public_key(),
-        subject: subject.public_key(),
-        subject_ip: WireIp(ip),
+    commons_test_util::attestation(
+        &spec.network_id(),
+        attester,
+        subject.public_key(),
+        ip,
         epoch,
-        seen_epochs: seen,
-    };
-    Signed::sign(body, attester, &spec.network_id())
+        seen,
+    )
 }
 
 /// A signal carrying `attestations` about its signer.
@@ -60,16 +49,15 @@ pub fn signal(
     time: u64,
     attestations: Vec<UptimeAttestation>,
 ) -> Signal {
-    let body = SignalBody {
-        version: PROTOCOL_VERSION,
+    commons_test_util::signal(
+        &spec.network_id(),
+        key,
         proposal,
         choice,
         sequence,
         time,
-        signer: key.public_key(),
-        attestations: BoundedVec::new(attestations).unwrap(),
-    };
-    Signed::sign(body, key, &spec.network_id())
+        attestations,
+    )
 }
 
 /// Keys that attest each other at addresses in distinct regtest netgroups, so that each is
@@ -101,6 +89,17 @@ pub fn clique(
         })
         .collect();
     (keys, about)
+}
+
+/// Calls the method `M` of `node` as the RPC server would; the node's error as
+/// `"CODE message"`.
+pub async fn call<M: Method>(node: &Node, params: &M::Params) -> Result<M::Response, String> {
+    let result = node
+        .call(M::NAME, Params::new(commons_rpc::params_json::<M>(params)))
+        .await
+        .map_err(|e| format!("{} {}", e.code, e.message))?;
+    Ok(commons_rpc::parse_response::<M>(result.clone())
+        .unwrap_or_else(|e| panic!("{}: {e}: {result}", M::NAME)))
 }
 
 /// Posts `body` to `http://addr/` with an optional `Authorization` header; returns the

@@ -9,9 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
+use commons_rpc::{
+    IdParams, Method, NoParams, PublishReceipt, PublishReleaseParams, Release, ReleaseArtifact,
+    method,
+};
 use commons_signaling::artifact::ArtifactDigest;
 use commons_signaling::{Hash32, ReleaseBundle, ReleaseVersion};
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Online;
@@ -19,65 +22,32 @@ use crate::commands::{Context, load_release_bytes};
 use crate::error::{CliError, Result};
 use crate::files;
 use crate::format;
-use crate::rpc::code;
+use crate::rpc::{code, parse_answer};
 
 /// How long `publishrelease` may take: the node hashes every artifact before it answers,
 /// which for artifacts of gigabytes on a slow disk takes minutes, not the usual seconds.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// A release as `listreleases` and `getrelease` describe it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Release {
-    /// The release id (hex).
-    pub id: String,
-    /// The channel ("stable", ...).
-    pub channel: String,
-    /// The version ("1.4.0").
-    pub version: String,
-    /// consensus, protocol or application.
-    pub class: String,
-    /// Unix time the manifest was made.
-    pub created: u64,
-    /// Unix time after which nodes refuse the manifest.
-    pub expires: u64,
-    /// How many distinct authorised signers counted.
-    pub signers: u64,
-    /// `verified` when every artifact is; else `fetching`, or `superseded` or `expired` for
-    /// one the node no longer fetches.
-    pub state: String,
-    /// The artifacts, in manifest order.
-    pub artifacts: Vec<ReleaseArtifact>,
-    /// The bundle's canonical CBOR as hex (`getrelease` only).
-    #[serde(default)]
-    pub bundle: Option<String>,
-}
-
-/// One artifact of a [`Release`] and how far the node has it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ReleaseArtifact {
-    /// File name.
-    pub name: String,
-    /// SHA-256 of the file (hex).
-    pub sha256: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// `verified` once the node holds it and checked it, else `fetching` or `waiting`.
-    pub state: String,
-    /// Bytes the node holds so far.
-    #[serde(default)]
-    pub have_bytes: u64,
-    /// Where the node stores the verified file.
-    #[serde(default)]
-    pub path: Option<String>,
-}
-
-impl Release {
+/// How the commands read a [`Release`].
+trait ReleaseView {
     /// Whether the node holds the whole release, checked.
+    fn is_verified(&self) -> bool;
+    /// `channel version`, safe to print.
+    fn label(&self) -> String;
+    /// Bytes held over bytes listed, over all artifacts.
+    fn progress(&self) -> (u64, u64);
+    /// Whether the node is downloading the release's artifacts now (it does not for a
+    /// release superseded by a newer one, or expired, before it had them all).
+    fn is_fetching(&self) -> bool;
+    /// `verified`, `fetching 37%`, or the node's state for a release it does not fetch.
+    fn state_text(&self) -> String;
+}
+
+impl ReleaseView for Release {
     fn is_verified(&self) -> bool {
         self.state == "verified"
     }
 
-    /// `channel version`, safe to print.
     fn label(&self) -> String {
         format!(
             "{} {}",
@@ -86,10 +56,9 @@ impl Release {
         )
     }
 
-    /// Bytes held over bytes listed, over all artifacts.
     fn progress(&self) -> (u64, u64) {
         self.artifacts.iter().fold((0, 0), |(have, total), a| {
-            let held = if a.is_verified() {
+            let held = if artifact_verified(a) {
                 a.size
             } else {
                 a.have_bytes.min(a.size)
@@ -98,13 +67,10 @@ impl Release {
         })
     }
 
-    /// Whether the node is downloading the release's artifacts now (it does not for a
-    /// release superseded by a newer one, or expired, before it had them all).
     fn is_fetching(&self) -> bool {
         self.state == "fetching"
     }
 
-    /// `verified`, `fetching 37%`, or the node's state for a release it does not fetch.
     fn state_text(&self) -> String {
         let (have, total) = self.progress();
         if !self.is_fetching() || total == 0 {
@@ -118,43 +84,25 @@ impl Release {
     }
 }
 
-impl ReleaseArtifact {
-    fn is_verified(&self) -> bool {
-        self.state == "verified"
-    }
-}
-
-/// The node's answer read as releases; an answer of another shape means the node speaks
-/// another version of the RPC, which makes it unusable for this command (exit 3).
-fn parse<T: serde::de::DeserializeOwned>(method: &str, value: Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| {
-        CliError::Unavailable(anyhow!(
-            "{method}: the node's answer is not what this commons-cli expects ({e}); \
-             are the node and commons-cli of the same version?"
-        ))
-    })
+/// Whether the node holds the artifact and checked it.
+fn artifact_verified(artifact: &ReleaseArtifact) -> bool {
+    artifact.state == "verified"
 }
 
 /// The lines `release publish` prints for the node's answer.
-fn publish_lines(result: &Value) -> Vec<String> {
-    let text = |name: &str| match result.get(name) {
-        Some(Value::String(s)) => format::one_line(s),
-        Some(Value::Null) | None => "-".to_string(),
-        Some(other) => other.to_string(),
-    };
-    let flag = |name: &str| result.get(name).and_then(Value::as_bool) == Some(true);
-    let status = match (flag("new"), flag("published")) {
+fn publish_lines(receipt: &PublishReceipt) -> Vec<String> {
+    let status = match (receipt.new, receipt.published) {
         (false, _) => "already known to the node",
         (true, true) => "new; sent to peers",
         (true, false) => "new; stored, it goes to peers when they connect",
     };
     vec![
-        format!("release     {}", text("id")),
-        format!("channel     {}", text("channel")),
-        format!("version     {}", text("version")),
+        format!("release     {}", format::one_line(&receipt.id)),
+        format!("channel     {}", format::one_line(&receipt.channel)),
+        format!("version     {}", format::one_line(&receipt.version)),
         format!(
             "artifacts   {} verified and stored by the node",
-            text("artifacts")
+            receipt.artifacts
         ),
         format!("status      {status}"),
     ]
@@ -249,7 +197,7 @@ fn show_lines(release: &Release, now: u64) -> Vec<String> {
     let name_width = widest(&release.artifacts, |a| format::one_line(&a.name));
     let size_width = widest(&release.artifacts, |a| a.size.to_string());
     for a in &release.artifacts {
-        let state = if a.is_verified() {
+        let state = if artifact_verified(a) {
             match &a.path {
                 Some(path) => format!("verified  {}", format::one_line(path)),
                 None => "verified".to_string(),
@@ -334,7 +282,7 @@ fn find_binary(releases: &[Release], sha256: &Hash32, size: u64) -> BinaryMatch 
             // The self-check answers "a release the node holds as verified": the release as a
             // whole and this artifact. The manifest's hash alone would already be signed, but
             // a release still fetching may yet be superseded before the node ever has it.
-            if release.is_verified() && artifact.is_verified() {
+            if release.is_verified() && artifact_verified(artifact) {
                 found.verified.push(at);
             } else {
                 found.pending.push(at);
@@ -520,9 +468,13 @@ impl Online {
         // mistake: said here in the caller's words, before the node is asked.
         let (bytes, _bundle) = load_release_bytes(file)?;
         let dir = artifacts_dir(dir)?;
-        let params = json!({ "bundle": hex::encode(&bytes), "artifacts": dir });
+        let params = PublishReleaseParams {
+            bundle: hex::encode(&bytes),
+            artifacts: dir,
+        };
         let client = self.client.clone().with_read_timeout(PUBLISH_TIMEOUT);
-        let result = match client.call_raw("publishrelease", params)? {
+        let params = commons_rpc::params_json::<method::PublishRelease>(&params);
+        let result = match client.call_raw(method::PublishRelease::NAME, params)? {
             Ok(result) => result,
             Err(error) if error.code == code::REJECTED => {
                 // The node's reason may start by saying it refused; this line says so once.
@@ -547,7 +499,8 @@ impl Online {
         if self.json {
             return ctx.say(pretty(&result));
         }
-        for line in publish_lines(&result) {
+        let receipt = parse_answer::<method::PublishRelease>(result)?;
+        for line in publish_lines(&receipt) {
             ctx.say(line)?;
         }
         Ok(())
@@ -556,8 +509,7 @@ impl Online {
     /// `release verify-binary PATH`
     pub fn verify_binary(&self, ctx: &Context, path: &Path) -> Result {
         let digest = files::digest_file(path, u64::MAX).map_err(|e| files::io_error(path, &e))?;
-        let releases: Vec<Release> =
-            parse("listreleases", self.client.call("listreleases", json!({}))?)?;
+        let releases = self.client.request::<method::ListReleases>(&NoParams {})?;
         let shown = path.display().to_string();
         if self.json {
             let verdict = binary_json(&shown, &digest, &releases);
@@ -583,10 +535,9 @@ impl Online {
 
     /// `release list`
     pub fn list_releases(&self, ctx: &Context) -> Result {
-        let Some(result) = self.call(ctx, "listreleases", json!({}))? else {
+        let Some(releases) = self.call::<method::ListReleases>(ctx, &NoParams {})? else {
             return Ok(());
         };
-        let releases: Vec<Release> = parse("listreleases", result)?;
         for line in list_lines(&releases) {
             ctx.say(line)?;
         }
@@ -608,8 +559,7 @@ impl Online {
                 )
             })?,
             Some(version) => {
-                let releases: Vec<Release> =
-                    parse("listreleases", self.client.call("listreleases", json!({}))?)?;
+                let releases = self.client.request::<method::ListReleases>(&NoParams {})?;
                 let found = find_by_version(&releases, release, version).ok_or_else(|| {
                     CliError::failed(format!(
                         "the node knows no release {} {version} (`commons-cli release list` \
@@ -626,10 +576,8 @@ impl Online {
             }
         };
         let id = &id;
-        let result = match self
-            .client
-            .call_raw("getrelease", json!({ "id": id.to_hex() }))?
-        {
+        let params = commons_rpc::params_json::<method::GetRelease>(&IdParams::new(id.to_hex()));
+        let result = match self.client.call_raw(method::GetRelease::NAME, params)? {
             Ok(result) => result,
             Err(error) if error.code == code::NOT_FOUND => {
                 return Err(CliError::failed(format!(
@@ -641,7 +589,7 @@ impl Online {
         if self.json {
             return ctx.say(pretty(&result));
         }
-        let release: Release = parse("getrelease", result)?;
+        let release = parse_answer::<method::GetRelease>(result)?;
         for line in show_lines(&release, ctx.now()?) {
             ctx.say(line)?;
         }
@@ -970,8 +918,10 @@ mod tests {
 
     #[test]
     fn publish_summary_says_what_the_node_did() {
-        let answer = json!({"id": "ab", "channel": "stable", "version": "1.4.0",
-                            "new": true, "published": true, "artifacts": 2});
+        let answer: PublishReceipt =
+            serde_json::from_value(json!({"id": "ab", "channel": "stable",
+            "version": "1.4.0", "new": true, "published": true, "artifacts": 2}))
+            .unwrap();
         assert_eq!(
             publish_lines(&answer),
             [
@@ -983,12 +933,12 @@ mod tests {
             ]
         );
         let mut answer = answer;
-        answer["published"] = json!(false);
+        answer.published = false;
         assert_eq!(
             publish_lines(&answer)[4],
             "status      new; stored, it goes to peers when they connect"
         );
-        answer["new"] = json!(false);
+        answer.new = false;
         assert_eq!(
             publish_lines(&answer)[4],
             "status      already known to the node"
@@ -997,7 +947,7 @@ mod tests {
 
     #[test]
     fn answers_of_another_shape_are_an_unusable_node() {
-        let error = parse::<Vec<Release>>("listreleases", json!([{"id": "x"}])).unwrap_err();
+        let error = parse_answer::<method::ListReleases>(json!([{"id": "x"}])).unwrap_err();
         assert_eq!(error.exit_code(), 3);
         assert!(
             error
