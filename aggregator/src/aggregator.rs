@@ -9,7 +9,7 @@ use commons_signaling::{
 };
 use serde::Serialize;
 
-use crate::policy::Policy;
+use crate::policy::{Policy, Qualification};
 use crate::population::{AttestationOutcome, Move, Population, UptimeStatus};
 use crate::rules::{ProposalError, verify_proposal};
 use crate::tally::{ProposalState, ProposalTally, Tally, override_met};
@@ -147,12 +147,25 @@ impl std::fmt::Debug for Aggregator {
 }
 
 impl Aggregator {
-    /// An empty aggregator for `spec` at `epoch`.
+    /// An empty aggregator for `spec` at `epoch`, qualifying nodes by the spec's rule
+    /// ([`Qualification::from_spec`]).
     pub fn new(spec: NetworkSpec, policy: Policy, epoch: u64) -> Self {
+        let qualification = Qualification::from_spec(&spec);
+        Self::with_qualification(spec, policy, qualification, epoch)
+    }
+
+    /// An empty aggregator for `spec` at `epoch` under another qualification rule than the
+    /// spec's, so that the simulator can compare rules on the same messages.
+    pub fn with_qualification(
+        spec: NetworkSpec,
+        policy: Policy,
+        qualification: Qualification,
+        epoch: u64,
+    ) -> Self {
         Aggregator {
             network_id: spec.network_id(),
             spec,
-            population: Population::new(policy.clone(), epoch),
+            population: Population::new(policy.clone(), qualification, epoch),
             policy,
             proposals: HashMap::new(),
             held_signatures: HashSet::new(),
@@ -172,6 +185,17 @@ impl Aggregator {
     /// The policy in force.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The qualification rule in force (step 2 of the Sybil rule).
+    pub fn qualification(&self) -> &Qualification {
+        self.population.qualification()
+    }
+
+    /// Under the tickets rule, whether `key` is admitted and from how many anchors it holds a
+    /// ticket; `None` under the other rules.
+    pub fn admission(&self, key: &PublicKey) -> Option<(bool, u32)> {
+        self.population.admission(key)
     }
 
     /// The current epoch.

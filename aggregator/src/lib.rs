@@ -12,11 +12,12 @@ pub mod policy;
 mod population;
 pub mod rules;
 pub mod tally;
+mod tickets;
 pub mod weight;
 
 pub use aggregator::{Aggregator, Precheck, ProposalOutcome, SignalOutcome, SignalRejection};
 pub use netgroup::Netgroup;
-pub use policy::Policy;
+pub use policy::{MeasurerPolicy, Policy, Qualification, TicketPolicy};
 pub use population::{AttestationOutcome, UptimeStatus};
 pub use tally::{ChoiceTally, ProposalState, Tally};
 pub use weight::{WEIGHT_SCALE, netgroup_units, units_to_weight};

@@ -1,9 +1,13 @@
 //! Steps 2 to 4 of the Sybil rule: uptime qualification from attestations, IP dedup, and the
 //! counted nodes per netgroup with their square-root weight.
 //!
-//! Adding an attestation recomputes only what it can change: its subject's standing, and,
-//! when the subject's own netgroup as an attester moved, the standing of the nodes it vouches
-//! for. A new epoch recomputes everything.
+//! Step 2 follows the [`Qualification`] in force: peer attestations (rule v1), measurers, or
+//! anchored tickets. Adding an attestation recomputes only what it can change: its subject's
+//! standing, and, when the subject's own netgroup as an attester moved, the standing of the
+//! nodes it vouches for. Under the measurer rule only a measurer's attestation changes
+//! anything; under the tickets rule a new edge out of a node that holds tickets hands the
+//! tickets out again, and if that admits someone else, every standing is recomputed. A new
+//! epoch recomputes everything.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -13,7 +17,8 @@ use commons_signaling::{PublicKey, UptimeAttestation};
 use serde::Serialize;
 
 use crate::netgroup::{Netgroup, canonical_ip};
-use crate::policy::Policy;
+use crate::policy::{MeasurerPolicy, Policy, Qualification};
+use crate::tickets::Admission;
 use crate::weight::netgroup_units;
 
 /// What became of an attestation offered to the aggregator.
@@ -43,14 +48,19 @@ pub struct UptimeStatus {
     /// The address its uptime is attested at: among the addresses live attestations name,
     /// the one with a quorum, then the highest uptime, then the most attesting netgroups,
     /// then the smallest address. `None` when no live attestation from a placed attester
-    /// names any address.
+    /// names any address. Under the measurer rule only measurer attestations name
+    /// addresses, and an address with a quorum but no measurer sighting within the liveness
+    /// window ranks below one with both.
     pub ip: Option<IpAddr>,
     /// The q-th largest value that attesters in distinct netgroups give for that address; 0
-    /// without a quorum.
+    /// without a quorum. Under the measurer rule, the q_m-th largest value measurers give.
     pub uptime_epochs: u32,
-    /// How many distinct netgroups of attesters vouch for that address.
+    /// How many distinct netgroups of attesters vouch for that address; under the measurer
+    /// rule, how many measurers.
     pub attester_netgroups: u32,
-    /// A quorum of netgroups agrees and the uptime reaches the minimum.
+    /// A quorum of netgroups agrees and the uptime reaches the minimum; under the measurer
+    /// rule, a quorum of measurers agrees, the uptime reaches the minimum and a measurer saw
+    /// the node there within the liveness window; under the tickets rule, also admitted.
     pub qualified: bool,
     /// Qualified and, with IP dedup, the one node that counts for its address.
     pub counted: bool,
@@ -110,6 +120,9 @@ struct Node {
 #[derive(Debug)]
 pub(crate) struct Population {
     policy: Policy,
+    qualification: Qualification,
+    /// Under the tickets rule, who holds tickets at the current edge set.
+    admission: Admission,
     epoch: u64,
     nodes: HashMap<PublicKey, Node>,
     /// Qualified nodes per address, best first: the first is the one that counts.
@@ -133,9 +146,11 @@ fn supersedes(a: &UptimeAttestation, b: &UptimeAttestation) -> bool {
 }
 
 impl Population {
-    pub(crate) fn new(policy: Policy, epoch: u64) -> Self {
-        Population {
+    pub(crate) fn new(policy: Policy, qualification: Qualification, epoch: u64) -> Self {
+        let mut population = Population {
             policy,
+            qualification,
+            admission: Admission::default(),
             epoch,
             nodes: HashMap::new(),
             by_ip: HashMap::new(),
@@ -144,11 +159,18 @@ impl Population {
             total_units: 0,
             total_nodes: 0,
             moves: Vec::new(),
-        }
+        };
+        // Anchors hold their own tickets before any edge exists.
+        population.recompute_admission();
+        population
     }
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    pub(crate) fn qualification(&self) -> &Qualification {
+        &self.qualification
     }
 
     fn window(&self) -> u64 {
@@ -193,6 +215,11 @@ impl Population {
             return outcome;
         }
         let (attester, subject) = (a.body.attester, a.body.subject);
+        let had_live_edge = self
+            .nodes
+            .get(&subject)
+            .and_then(|n| n.about.get(&attester))
+            .is_some_and(|r| self.live(r.epoch));
         let record = Record {
             ip: canonical_ip(a.body.subject_ip.0),
             epoch: a.body.epoch,
@@ -209,6 +236,27 @@ impl Population {
             .or_default()
             .about
             .insert(attester, record);
+        match &self.qualification {
+            Qualification::PeerAttestations => {}
+            Qualification::Measurers(m) => {
+                // Only a measurer's attestation moves anyone, and only its subject.
+                if m.measurers.contains(&attester) {
+                    self.refresh_standing(&subject);
+                }
+                return outcome;
+            }
+            Qualification::Tickets(_) => {
+                let live_edge = self.live(self.nodes[&subject].about[&attester].epoch);
+                // A superseding attestation dated later than now removes the edge for now.
+                if live_edge != had_live_edge
+                    && self.admission.reached(&attester)
+                    && self.recompute_admission()
+                {
+                    self.refresh_everyone();
+                    return outcome;
+                }
+            }
+        }
         let mut dirty = vec![subject];
         if self.update_placement(&subject) {
             dirty.extend(self.nodes[&subject].vouches_for.iter().copied());
@@ -240,6 +288,7 @@ impl Population {
         self.nodes
             .retain(|_, n| !n.about.is_empty() || !n.vouches_for.is_empty());
 
+        self.recompute_admission();
         let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
         for key in &keys {
             let placement = self.compute_placement(key);
@@ -288,14 +337,75 @@ impl Population {
             .sum();
     }
 
+    /// Under the tickets rule, hands the anchors' tickets out again over the live edges;
+    /// whether that changed who is admitted. Does nothing under the other rules.
+    fn recompute_admission(&mut self) -> bool {
+        let Qualification::Tickets(tickets) = &self.qualification else {
+            return false;
+        };
+        let mut edges: HashMap<PublicKey, Vec<PublicKey>> = HashMap::new();
+        for (subject, node) in &self.nodes {
+            for (attester, record) in &node.about {
+                if self.live(record.epoch) {
+                    edges.entry(*attester).or_default().push(*subject);
+                }
+            }
+        }
+        for out in edges.values_mut() {
+            out.sort_unstable();
+        }
+        let admission = Admission::compute(tickets, &edges);
+        let changed = !admission.same_admitted(&self.admission);
+        self.admission = admission;
+        changed
+    }
+
+    /// Whether `key` may vouch or qualify under the rule in force: under the tickets rule
+    /// only admitted nodes may; under the others everyone may.
+    fn admitted(&self, key: &PublicKey) -> bool {
+        match self.qualification {
+            Qualification::Tickets(_) => self.admission.admitted(key),
+            _ => true,
+        }
+    }
+
+    /// Under the tickets rule, whether `key` is admitted and from how many anchors it holds
+    /// tickets; `None` under the other rules.
+    pub(crate) fn admission(&self, key: &PublicKey) -> Option<(bool, u32)> {
+        match self.qualification {
+            Qualification::Tickets(_) => Some((
+                self.admission.admitted(key),
+                self.admission.anchors_reaching(key),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Recomputes every placement, then every standing (with the moves they make).
+    fn refresh_everyone(&mut self) {
+        let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
+        for key in &keys {
+            self.update_placement(key);
+        }
+        for key in &keys {
+            self.refresh_standing(key);
+        }
+    }
+
     /// The address others attest `key` at, which places it in a netgroup as an attester: the
     /// live attestation about it with the most seen epochs, ties to the smaller address.
+    /// Under the tickets rule only admitted attesters place; under the measurer rule nobody
+    /// needs a placement.
     fn compute_placement(&self, key: &PublicKey) -> Option<IpAddr> {
+        if matches!(self.qualification, Qualification::Measurers(_)) {
+            return None;
+        }
         self.nodes
             .get(key)?
             .about
-            .values()
-            .filter(|r| self.live(r.epoch))
+            .iter()
+            .filter(|(attester, r)| self.live(r.epoch) && self.admitted(attester))
+            .map(|(_, r)| r)
             .max_by_key(|r| (r.seen, Reverse(r.ip)))
             .map(|r| r.ip)
     }
@@ -315,9 +425,12 @@ impl Population {
         let Some(node) = self.nodes.get(key) else {
             return Standing::default();
         };
+        if let Qualification::Measurers(m) = &self.qualification {
+            return self.measured_standing(node, m);
+        }
         let mut per_ip: HashMap<IpAddr, HashMap<Netgroup, u32>> = HashMap::new();
         for (attester, record) in &node.about {
-            if !self.live(record.epoch) {
+            if !self.live(record.epoch) || !self.admitted(attester) {
                 continue;
             }
             // An attester nobody else attests has no netgroup, so it cannot vouch.
@@ -349,7 +462,50 @@ impl Population {
                 ip: Some(ip),
                 uptime,
                 netgroups,
-                qualified: quorum && uptime >= self.policy.min_uptime_epochs,
+                qualified: quorum && uptime >= self.policy.min_uptime_epochs && self.admitted(key),
+            },
+        }
+    }
+
+    /// Step 2 under the measurer rule: per address, the `seen` of each measurer whose
+    /// latest attestation names it; the uptime is the q_m-th largest, and the address is
+    /// live while the latest of those attestations is less than `L` epochs old.
+    fn measured_standing(&self, node: &Node, m: &MeasurerPolicy) -> Standing {
+        // Per address: the measurers' values and the epoch of the freshest sighting.
+        let mut per_ip: HashMap<IpAddr, (Vec<u32>, u64)> = HashMap::new();
+        for (attester, record) in &node.about {
+            if !self.live(record.epoch) || !m.measurers.contains(attester) {
+                continue;
+            }
+            let (values, latest) = per_ip.entry(record.ip).or_default();
+            values.push(record.seen);
+            *latest = (*latest).max(record.epoch);
+        }
+        let q = m.quorum();
+        let mut best: Option<(bool, bool, u32, u32, Reverse<IpAddr>)> = None;
+        for (ip, (mut values, latest)) in per_ip {
+            values.sort_unstable_by(|a, b| b.cmp(a));
+            let quorum = values.len() >= q;
+            let uptime = if quorum { values[q - 1] } else { 0 };
+            let fresh = self.epoch - latest < m.liveness();
+            let candidate = (
+                quorum && fresh,
+                quorum,
+                uptime,
+                values.len() as u32,
+                Reverse(ip),
+            );
+            if best.is_none_or(|b| candidate > b) {
+                best = Some(candidate);
+            }
+        }
+        match best {
+            None => Standing::default(),
+            Some((live_quorum, _, uptime, measurers, Reverse(ip))) => Standing {
+                ip: Some(ip),
+                uptime,
+                netgroups: measurers,
+                qualified: live_quorum && uptime >= self.policy.min_uptime_epochs,
             },
         }
     }

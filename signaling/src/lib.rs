@@ -23,7 +23,7 @@ pub use messages::{
     Presence, PresenceBody, Proposal, ProposalBody, ReleaseBundle, ReleaseClass, ReleaseManifest,
     ReleaseVersion, Signal, SignalBody, Signed, SignedBody, UptimeAttestation,
 };
-pub use spec::{NetworkSpec, SpecError};
+pub use spec::{NetworkSpec, QualificationRule, SpecError};
 pub use types::{BoundedBytes, BoundedString, BoundedVec, Hash32, WireIp};
 pub use wire::{DecodeError, decode, encode};
 

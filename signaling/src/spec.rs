@@ -2,8 +2,9 @@
 //! chain parameters or TUF's root metadata.
 //!
 //! The network id is the tagged hash of the spec's canonical CBOR without its bootstrap
-//! peers, so nodes that disagree on any rule never accept each other's signatures, while
-//! operators may still list different bootstrap peers.
+//! peers and without the measurers' dialable addresses, so nodes that disagree on any rule
+//! never accept each other's signatures, while operators may still list different bootstrap
+//! peers and a measurer may move.
 
 use std::fmt;
 use std::path::Path;
@@ -94,6 +95,73 @@ pub struct ActivationSpec {
     pub mainnet_opt_in_secs: u64,
 }
 
+/// Which rule decides whose uptime counts (step 2 of the Sybil rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum QualificationRule {
+    /// Rule v1: any peer's attestation counts, and attesters are placed in netgroups by
+    /// attestations about them. A clique of made-up keys qualifies itself (see
+    /// `docs/PROTOCOL.md`, "Known limit of rule v1"); kept for existing networks and for
+    /// comparison.
+    #[default]
+    PeerAttestations,
+    /// Only the spec's measurers vouch: a node's uptime at an address is the
+    /// `measurer_quorum`-th largest `seen` among live measurer attestations agreeing on it,
+    /// and it counts only while a measurer saw it within `liveness_epochs`.
+    Measurers,
+    /// Anchored ticket admission (SumUp / GateKeeper): tickets flow outward from the
+    /// `tickets.anchors` over attestation edges and are used up; a node holding tickets from
+    /// `tickets.anchors_required` anchors is admitted, and only admitted attesters count. A
+    /// research alternative for the simulator; the daemon may refuse it.
+    Tickets,
+}
+
+impl QualificationRule {
+    /// The rule's name as written in spec files.
+    pub fn name(self) -> &'static str {
+        match self {
+            QualificationRule::PeerAttestations => "peer-attestations",
+            QualificationRule::Measurers => "measurers",
+            QualificationRule::Tickets => "tickets",
+        }
+    }
+}
+
+impl fmt::Display for QualificationRule {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One measurer: a key the network trusts by name to attest the uptime of every node it
+/// sees, and where to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurerSpec {
+    /// The measurer's key (also its libp2p identity, so a kad lookup of its peer id finds
+    /// it). Part of the network id.
+    pub key: PublicKey,
+    /// Multiaddrs to dial it at, like bootstrap peers; not part of the network id, so a
+    /// measurer can move without forking the network.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+}
+
+/// The parameters of anchored ticket admission ([`QualificationRule::Tickets`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TicketSpec {
+    /// The keys tickets start from.
+    #[serde(default)]
+    pub anchors: Vec<PublicKey>,
+    /// How many tickets each anchor hands out; every node reached uses one up.
+    #[serde(default)]
+    pub tickets_per_anchor: u32,
+    /// From how many distinct anchors a node must hold a ticket to be admitted (K).
+    #[serde(default)]
+    pub anchors_required: u32,
+}
+
 /// All rules of one network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +193,26 @@ pub struct NetworkSpec {
     pub release_classes: Vec<ReleaseClassSpec>,
     /// Activation stages after a lock ends.
     pub activation: ActivationSpec,
+    /// Whose attestations qualify nodes. Spec files written before there was a choice
+    /// load as [`QualificationRule::PeerAttestations`], the rule they were written for.
+    #[serde(default)]
+    pub qualification: QualificationRule,
+    /// The measurers, in the order the spec lists them (the keys are part of the network id,
+    /// their addresses are not). Read by [`QualificationRule::Measurers`]; listed before a
+    /// network switches to that rule so that measurers can start measuring.
+    #[serde(default)]
+    pub measurers: Vec<MeasurerSpec>,
+    /// `q_m`: how many measurers must agree on a node's address; its uptime is the q_m-th
+    /// largest `seen` among them.
+    #[serde(default)]
+    pub measurer_quorum: u32,
+    /// `L`: under the measurer rule a node counts only while some measurer's attestation
+    /// about it at its address was issued within the last `L` epochs.
+    #[serde(default)]
+    pub liveness_epochs: u32,
+    /// The parameters of [`QualificationRule::Tickets`].
+    #[serde(default)]
+    pub tickets: TicketSpec,
     /// Peers to connect to first (multiaddrs); not part of the network id.
     #[serde(default)]
     pub bootstrap: Vec<String>,
@@ -162,6 +250,20 @@ pub fn regtest_maintainer_key(i: usize) -> SecretKey {
     SecretKey::from_seed(&regtest_maintainer_seed(i))
 }
 
+/// How many measurers regtest lists.
+pub const REGTEST_MEASURERS: usize = 3;
+
+/// The seed of the i-th well-known regtest measurer key. Like the maintainer keys, these are
+/// public so that local networks and tests can run measurers.
+pub fn regtest_measurer_seed(i: usize) -> String {
+    format!("commons-signal regtest measurer {i}")
+}
+
+/// The i-th well-known regtest measurer key (0 to [`REGTEST_MEASURERS`] - 1).
+pub fn regtest_measurer_key(i: usize) -> SecretKey {
+    SecretKey::from_seed(&regtest_measurer_seed(i))
+}
+
 impl NetworkSpec {
     /// The main network. Its maintainer and release keys are set by the launch ceremony;
     /// until then it lists none, and no proposal or release can reach a threshold.
@@ -185,6 +287,14 @@ impl NetworkSpec {
                 signet_secs: 60 * DAY,
                 mainnet_opt_in_secs: 90 * DAY,
             },
+            // Rule v1 until the measurer ceremony: the intended set is nine independent
+            // operators, none of them a maintainer, with quorum five, changed only by a
+            // tier-5 proposal (docs/PROTOCOL.md, "Measurers").
+            qualification: QualificationRule::PeerAttestations,
+            measurers: vec![],
+            measurer_quorum: 5,
+            liveness_epochs: 7,
+            tickets: TicketSpec::default(),
             bootstrap: vec![],
         }
     }
@@ -204,13 +314,17 @@ impl NetworkSpec {
                 signet_secs: 2 * DAY,
                 mainnet_opt_in_secs: 3 * DAY,
             },
+            liveness_epochs: 12,
             ..Self::mainnet()
         }
     }
 
     /// The local test network: 2-second epochs, 3 epochs of uptime qualify, locks of tens of
     /// seconds, loopback addresses split into /30 netgroups, and the well-known keys of
-    /// [`regtest_maintainer_key`] (five maintainers, seven consensus release signers).
+    /// [`regtest_maintainer_key`] (five maintainers, seven consensus release signers) and
+    /// [`regtest_measurer_key`] (three measurers, quorum two, liveness 10 epochs). It still
+    /// qualifies nodes by peer attestations; [`NetworkSpec::regtest_measured`] is the same
+    /// network under the measurer rule.
     pub fn regtest() -> Self {
         let keys: Vec<PublicKey> = (0..7)
             .map(|i| regtest_maintainer_key(i).public_key())
@@ -234,7 +348,30 @@ impl NetworkSpec {
                 signet_secs: 30,
                 mainnet_opt_in_secs: 30,
             },
+            qualification: QualificationRule::PeerAttestations,
+            // Three measurers with quorum two: each measurer is qualified by the other two,
+            // so a local network of the three measurers alone qualifies after
+            // `min_uptime_epochs` (6 s); one measurer may be down without anyone losing
+            // standing.
+            measurers: (0..REGTEST_MEASURERS)
+                .map(|i| MeasurerSpec {
+                    key: regtest_measurer_key(i).public_key(),
+                    addresses: vec![],
+                })
+                .collect(),
+            measurer_quorum: 2,
+            liveness_epochs: 10,
+            tickets: TicketSpec::default(),
             bootstrap: vec![],
+        }
+    }
+
+    /// Regtest under the measurer rule ([`QualificationRule::Measurers`]): the same
+    /// parameters and well-known keys as [`NetworkSpec::regtest`], so a different network id.
+    pub fn regtest_measured() -> Self {
+        NetworkSpec {
+            qualification: QualificationRule::Measurers,
+            ..Self::regtest()
         }
     }
 
@@ -359,6 +496,7 @@ impl NetworkSpec {
                 "must be between 1 and 128".into(),
             ));
         }
+        self.validate_qualification(origin)?;
         let mut seen = std::collections::BTreeSet::new();
         for key in &self.maintainers {
             if !key.is_valid() {
@@ -454,10 +592,117 @@ impl NetworkSpec {
         Ok(())
     }
 
+    /// The measurer keys in spec order.
+    pub fn measurer_keys(&self) -> impl Iterator<Item = PublicKey> + '_ {
+        self.measurers.iter().map(|m| m.key)
+    }
+
+    /// Whether `key` is one of the spec's measurers.
+    pub fn is_measurer(&self, key: &PublicKey) -> bool {
+        self.measurers.iter().any(|m| m.key == *key)
+    }
+
+    /// The rules of step 2: measurers, their quorum and liveness, the ticket parameters.
+    fn validate_qualification(&self, origin: &str) -> Result<(), SpecError> {
+        let invalid = |field: &str, reason: String| SpecError::Invalid {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            reason,
+        };
+        let distinct_keys = |field: &str, keys: &mut dyn Iterator<Item = PublicKey>| {
+            let mut seen = std::collections::BTreeSet::new();
+            for key in keys {
+                if !key.is_valid() {
+                    return Err(invalid(field, format!("{key} is not a secp256k1 key")));
+                }
+                if !seen.insert(key) {
+                    return Err(invalid(field, format!("{key} is listed twice")));
+                }
+            }
+            Ok(())
+        };
+        distinct_keys("measurers.key", &mut self.measurer_keys())?;
+        distinct_keys("tickets.anchors", &mut self.tickets.anchors.iter().copied())?;
+        // Measurers are a check on the network that maintainers do not control.
+        if let Some(key) = self.measurer_keys().find(|k| self.maintainers.contains(k)) {
+            return Err(invalid(
+                "measurers.key",
+                format!("{key} is also a maintainer; measurers must be independent of them"),
+            ));
+        }
+        // Like maintainers, a network before its measurer ceremony lists none; its quorum
+        // is what the ceremony must meet.
+        if !self.measurers.is_empty() && self.measurer_quorum as usize > self.measurers.len() {
+            return Err(invalid(
+                "measurer_quorum",
+                format!(
+                    "is {} but only {} measurers are listed",
+                    self.measurer_quorum,
+                    self.measurers.len()
+                ),
+            ));
+        }
+        if self.liveness_epochs > self.uptime_window_epochs {
+            return Err(invalid(
+                "liveness_epochs",
+                format!(
+                    "is {} but attestations live only {} epochs (uptime_window_epochs)",
+                    self.liveness_epochs, self.uptime_window_epochs
+                ),
+            ));
+        }
+        match self.qualification {
+            QualificationRule::PeerAttestations => {}
+            QualificationRule::Measurers => {
+                if self.measurer_quorum == 0 {
+                    return Err(invalid(
+                        "measurer_quorum",
+                        "must be at least 1 under the measurer rule".into(),
+                    ));
+                }
+                if self.liveness_epochs == 0 {
+                    return Err(invalid(
+                        "liveness_epochs",
+                        "must be at least 1 under the measurer rule".into(),
+                    ));
+                }
+            }
+            QualificationRule::Tickets => {
+                let t = &self.tickets;
+                if t.tickets_per_anchor == 0 {
+                    return Err(invalid(
+                        "tickets.tickets_per_anchor",
+                        "must be at least 1 under the tickets rule".into(),
+                    ));
+                }
+                if t.anchors_required == 0 {
+                    return Err(invalid(
+                        "tickets.anchors_required",
+                        "must be at least 1 under the tickets rule".into(),
+                    ));
+                }
+                if !t.anchors.is_empty() && t.anchors_required as usize > t.anchors.len() {
+                    return Err(invalid(
+                        "tickets.anchors_required",
+                        format!(
+                            "is {} but only {} anchors are listed",
+                            t.anchors_required,
+                            t.anchors.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The network id: what every signature of this network is bound to.
     pub fn network_id(&self) -> Hash32 {
         let mut rules = self.clone();
         rules.bootstrap.clear();
+        for measurer in &mut rules.measurers {
+            measurer.addresses.clear();
+        }
         tagged_hash("commons-signal/v1/network", &[&wire::encode(&rules)])
     }
 

@@ -1,0 +1,477 @@
+//! The measurer rule: only measurers named in the spec vouch for uptime, a quorum q_m of
+//! them must agree on an address, and a node counts only while a measurer saw it within the
+//! liveness window. Real keys and signatures throughout.
+
+mod common;
+
+use common::{attestation, key, policy, presence, proposal, signal_with};
+use commons_aggregator::{Aggregator, Qualification, WEIGHT_SCALE};
+use commons_signaling::spec::MeasurerSpec;
+use commons_signaling::{
+    Choice, Hash32, NetworkSpec, PublicKey, QualificationRule, SecretKey, UptimeAttestation,
+};
+use proptest::prelude::*;
+
+const EPOCH: u64 = 500;
+const LOCK_START: u64 = 1_000;
+const LOCK_END: u64 = 2_000;
+/// A (measurers listed), q_m, L.
+const A: usize = 5;
+const QM: u32 = 3;
+const L: u32 = 5;
+
+fn measurer(i: usize) -> SecretKey {
+    SecretKey::from_seed(&format!("commons-aggregator test measurer {i}"))
+}
+
+/// Regtest's maintainers and tiers under the measurer rule with A measurers, quorum q_m and
+/// liveness L.
+fn spec() -> NetworkSpec {
+    let spec = NetworkSpec {
+        qualification: QualificationRule::Measurers,
+        measurers: (0..A)
+            .map(|i| MeasurerSpec {
+                key: measurer(i).public_key(),
+                addresses: vec![],
+            })
+            .collect(),
+        measurer_quorum: QM,
+        liveness_epochs: L,
+        ..NetworkSpec::regtest()
+    };
+    spec.validate("test").unwrap();
+    spec
+}
+
+/// An aggregator under the measurer rule (netgroups /24 and /48, minimum uptime 3, window 30)
+/// with one tier-2 proposal locked over [LOCK_START, LOCK_END).
+fn aggregator(epoch: u64) -> (Aggregator, Hash32) {
+    let spec = spec();
+    let mut agg = Aggregator::new(spec.clone(), policy(2), epoch);
+    let p = proposal(&spec, 2, "measured", LOCK_START, LOCK_END, &[0, 1, 2, 3]);
+    let id = p.id(agg.network_id());
+    agg.add_proposal(p).unwrap();
+    (agg, id)
+}
+
+/// The address of the i-th honest node, one per /24.
+fn honest_ip(i: usize) -> String {
+    format!("10.{}.{}.7", i / 200, i % 200)
+}
+
+/// Measurer `m` attests `subject` at `ip`, issued at `epoch`.
+fn measure(
+    agg: &Aggregator,
+    m: usize,
+    subject: PublicKey,
+    ip: &str,
+    epoch: u64,
+    seen: u32,
+) -> UptimeAttestation {
+    attestation(agg.network_id(), &measurer(m), subject, ip, epoch, seen)
+}
+
+/// Feeds the attestations the way a node gets them: carried by their subject in a presence.
+fn carry(agg: &mut Aggregator, subject: &SecretKey, attestations: Vec<UptimeAttestation>) {
+    for chunk in attestations.chunks(64) {
+        let p = presence(agg.network_id(), subject, agg.epoch(), chunk.to_vec());
+        agg.apply_presence(p);
+    }
+}
+
+/// `n` honest nodes, each measured by the measurers in `up` at its own address for 10
+/// epochs, issued at the current epoch; each signals support.
+fn honest_network(agg: &mut Aggregator, id: Hash32, n: usize, up: &[usize]) -> Vec<SecretKey> {
+    let epoch = agg.epoch();
+    (0..n)
+        .map(|i| {
+            let node = key(&format!("honest {i}"));
+            let about = up
+                .iter()
+                .map(|&m| measure(agg, m, node.public_key(), &honest_ip(i), epoch, 10))
+                .collect();
+            carry(agg, &node, about);
+            let s = signal_with(
+                agg.network_id(),
+                &node,
+                id,
+                Choice::Support,
+                1,
+                LOCK_START,
+                vec![],
+            );
+            agg.apply_signal(s, LOCK_START).unwrap();
+            node
+        })
+        .collect()
+}
+
+fn counted(agg: &Aggregator, key: &PublicKey) -> bool {
+    agg.uptime(key).is_some_and(|s| s.counted)
+}
+
+fn qualified(agg: &Aggregator, key: &PublicKey) -> bool {
+    agg.uptime(key).is_some_and(|s| s.qualified)
+}
+
+#[test]
+fn the_spec_picks_the_rule_and_regtest_keeps_rule_v1() {
+    let agg = Aggregator::new(NetworkSpec::regtest(), policy(2), EPOCH);
+    assert_eq!(agg.qualification(), &Qualification::PeerAttestations);
+    let agg = Aggregator::new(NetworkSpec::regtest_measured(), policy(2), EPOCH);
+    let Qualification::Measurers(m) = agg.qualification() else {
+        panic!("regtest_measured runs the measurer rule");
+    };
+    assert_eq!(m.measurers.len(), 3);
+    assert_eq!((m.quorum, m.liveness_epochs), (2, 10));
+}
+
+#[test]
+fn uptime_is_the_qm_th_largest_value_of_measurers_agreeing_on_the_address() {
+    let (mut agg, _) = aggregator(EPOCH);
+    let node = key("node");
+    let values = [12, 9, 7, 4];
+    let about: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(m, &seen)| measure(&agg, m, node.public_key(), "192.0.2.10", EPOCH, seen))
+        .collect();
+    // A fifth measurer places it elsewhere: a minority address loses.
+    let elsewhere = measure(&agg, 4, node.public_key(), "198.51.100.1", EPOCH, 30);
+    carry(&mut agg, &node, [about, vec![elsewhere]].concat());
+    let status = agg.uptime(&node.public_key()).unwrap();
+    assert_eq!(status.ip, Some("192.0.2.10".parse().unwrap()));
+    assert_eq!(status.uptime_epochs, 7, "the third largest of 12, 9, 7, 4");
+    assert_eq!(status.attester_netgroups, 4);
+    assert!(status.qualified && status.counted);
+    assert_eq!(agg.population(), (1, WEIGHT_SCALE));
+}
+
+#[test]
+fn fewer_than_qm_measurers_qualify_nobody() {
+    let (mut agg, _) = aggregator(EPOCH);
+    let node = key("node");
+    let about: Vec<_> = (0..QM as usize - 1)
+        .map(|m| measure(&agg, m, node.public_key(), "192.0.2.10", EPOCH, 30))
+        .collect();
+    carry(&mut agg, &node, about);
+    let status = agg.uptime(&node.public_key()).unwrap();
+    assert_eq!((status.uptime_epochs, status.qualified), (0, false));
+    assert_eq!(agg.population(), (0, 0));
+}
+
+#[test]
+fn peer_attestations_are_held_but_qualify_and_place_nobody() {
+    // Under rule v1 this world qualifies the subject: five placed peers in five netgroups.
+    let build = |qualification: Qualification| {
+        let spec = spec();
+        let mut agg = Aggregator::with_qualification(spec, policy(2), qualification, EPOCH);
+        let net = *agg.network_id();
+        let subject = key("subject");
+        let mut about = vec![];
+        for i in 0..5 {
+            let peer = key(&format!("peer {i}"));
+            let placing = attestation(
+                &net,
+                &key("placer"),
+                peer.public_key(),
+                &format!("11.{i}.0.1"),
+                EPOCH,
+                1,
+            );
+            carry(&mut agg, &peer, vec![placing]);
+            about.push(attestation(
+                &net,
+                &peer,
+                subject.public_key(),
+                "192.0.2.10",
+                EPOCH,
+                20,
+            ));
+        }
+        carry(&mut agg, &subject, about);
+        (agg, subject)
+    };
+    let (v1, subject) = build(Qualification::PeerAttestations);
+    assert!(counted(&v1, &subject.public_key()));
+    let (mut measured, subject) = build(Qualification::from_spec(&spec()));
+    for recomputed in [false, true] {
+        if recomputed {
+            measured.set_epoch(EPOCH);
+        }
+        let status = measured.uptime(&subject.public_key()).unwrap();
+        assert_eq!(status.ip, None);
+        assert!(!status.qualified);
+        assert_eq!(measured.population(), (0, 0));
+    }
+    // Held for audits and for the tickets rule.
+    assert_eq!(measured.attestations().count(), 10);
+}
+
+#[test]
+fn liveness_drops_a_node_no_measurer_saw_for_l_epochs() {
+    let (mut agg, _) = aggregator(EPOCH);
+    let gone = key("gone");
+    let staying = key("staying");
+    let about = |agg: &Aggregator, who: &SecretKey, ip: &str, epoch| -> Vec<UptimeAttestation> {
+        (0..A)
+            .map(|m| measure(agg, m, who.public_key(), ip, epoch, 10))
+            .collect()
+    };
+    let first = about(&agg, &gone, "192.0.2.10", EPOCH);
+    carry(&mut agg, &gone, first);
+    for e in EPOCH..EPOCH + u64::from(L) + 3 {
+        agg.set_epoch(e);
+        let fresh = about(&agg, &staying, "198.51.100.3", e);
+        carry(&mut agg, &staying, fresh);
+        let expected = e < EPOCH + u64::from(L);
+        assert_eq!(counted(&agg, &gone.public_key()), expected, "epoch {e}");
+        assert!(counted(&agg, &staying.public_key()), "epoch {e}");
+    }
+    // Its attestations are still live (the window is 30 epochs): liveness, not expiry,
+    // removed it, and a new sighting brings it back.
+    assert_eq!(
+        agg.attestations()
+            .filter(|a| a.body.subject == gone.public_key())
+            .count(),
+        A
+    );
+    let back = about(&agg, &gone, "192.0.2.10", agg.epoch());
+    carry(&mut agg, &gone, back);
+    assert!(counted(&agg, &gone.public_key()));
+}
+
+#[test]
+fn a_node_that_moved_counts_at_its_fresh_address() {
+    let (mut agg, _) = aggregator(EPOCH);
+    let node = key("mover");
+    let old: Vec<_> = (0..A)
+        .map(|m| measure(&agg, m, node.public_key(), "192.0.2.10", EPOCH, 30))
+        .collect();
+    carry(&mut agg, &node, old);
+    agg.set_epoch(EPOCH + u64::from(L));
+    // Three measurers have seen it at its new address since; two still hold the old one.
+    let new: Vec<_> = (0..QM as usize)
+        .map(|m| {
+            measure(
+                &agg,
+                m,
+                node.public_key(),
+                "198.51.100.9",
+                EPOCH + u64::from(L),
+                4,
+            )
+        })
+        .collect();
+    carry(&mut agg, &node, new);
+    let status = agg.uptime(&node.public_key()).unwrap();
+    assert_eq!(status.ip, Some("198.51.100.9".parse().unwrap()));
+    assert!(status.counted);
+}
+
+/// A forged world: `keys` made-up keys with any attestations among themselves (and about
+/// honest nodes), optionally vouched for by `colluding` measurers.
+#[derive(Debug, Clone)]
+struct Forgery {
+    keys: usize,
+    edges: Vec<(usize, usize, u8, u32, u64)>,
+    about_honest: Vec<(usize, usize, u8, u32)>,
+    colluding: Vec<usize>,
+    lies: Vec<(usize, u8, u32)>,
+}
+
+fn forgery(max_colluding: usize) -> impl Strategy<Value = Forgery> {
+    (2usize..16).prop_flat_map(move |keys| {
+        (
+            Just(keys),
+            prop::collection::vec(
+                (0..keys, 0..keys, 0u8..6, 0u32..=40, EPOCH - 3..=EPOCH),
+                0..60,
+            ),
+            prop::collection::vec((0..keys, 0usize..6, 0u8..6, 0u32..=40), 0..10),
+            prop::sample::subsequence((0..A).collect::<Vec<_>>(), 0..=max_colluding),
+            prop::collection::vec((0..keys, 0u8..6, 0u32..=40), 0..30),
+        )
+            .prop_map(|(keys, edges, about_honest, colluding, lies)| Forgery {
+                keys,
+                edges,
+                about_honest,
+                colluding,
+                lies,
+            })
+    })
+}
+
+fn forged_ip(i: u8) -> String {
+    format!("203.0.{i}.66")
+}
+
+/// Builds an honest network of six nodes measured by every measurer, then the forgery, with
+/// every forged key signalling override; returns the aggregator, the proposal, the honest
+/// and the forged keys.
+fn attack(f: &Forgery) -> (Aggregator, Hash32, Vec<SecretKey>, Vec<SecretKey>) {
+    let (mut agg, id) = aggregator(EPOCH);
+    let honest = honest_network(&mut agg, id, 6, &(0..A).collect::<Vec<_>>());
+    let forged: Vec<SecretKey> = (0..f.keys).map(|i| key(&format!("forged {i}"))).collect();
+    let net = *agg.network_id();
+    let mut about: Vec<Vec<UptimeAttestation>> = vec![vec![]; f.keys];
+    for &(a, s, ip, seen, epoch) in &f.edges {
+        about[s].push(attestation(
+            &net,
+            &forged[a],
+            forged[s].public_key(),
+            &forged_ip(ip),
+            epoch,
+            seen,
+        ));
+    }
+    for (i, &m) in f.colluding.iter().enumerate() {
+        for &(s, ip, seen) in f.lies.iter().skip(i) {
+            about[s].push(measure(
+                &agg,
+                m,
+                forged[s].public_key(),
+                &forged_ip(ip),
+                EPOCH,
+                seen,
+            ));
+        }
+    }
+    for (s, about) in about.into_iter().enumerate() {
+        carry(&mut agg, &forged[s], about);
+    }
+    // Forged keys also sign claims about honest nodes at their own addresses; handed to
+    // the aggregator directly, as if a subject had carried them.
+    for &(a, h, ip, seen) in &f.about_honest {
+        agg.add_attestation(attestation(
+            &net,
+            &forged[a],
+            honest[h].public_key(),
+            &forged_ip(ip),
+            EPOCH,
+            seen,
+        ));
+    }
+    for k in &forged {
+        let s = signal_with(&net, k, id, Choice::Override, 1, LOCK_START, vec![]);
+        agg.apply_signal(s, LOCK_START).unwrap();
+    }
+    (agg, id, honest, forged)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// A clique of forged keys, with any attestation graph among themselves and any claims
+    /// about honest nodes, weighs nothing and moves no honest node.
+    #[test]
+    fn a_forged_clique_weighs_nothing(f in forgery(0)) {
+        let (mut agg, id, honest, forged) = attack(&f);
+        // As the messages arrived, and recomputed from scratch at the epoch boundary.
+        for recomputed in [false, true] {
+            if recomputed {
+                agg.set_epoch(EPOCH);
+            }
+            for k in &forged {
+                prop_assert!(!qualified(&agg, &k.public_key()));
+            }
+            let tally = agg.tally(&id).unwrap();
+            prop_assert_eq!(tally.choice(Choice::Override).weight_units, 0);
+            prop_assert_eq!(tally.choice(Choice::Override).nodes, 0);
+            prop_assert_eq!(agg.population(), (6, 6 * WEIGHT_SCALE));
+            for (i, h) in honest.iter().enumerate() {
+                let status = agg.uptime(&h.public_key()).unwrap();
+                prop_assert_eq!(status.ip, Some(honest_ip(i).parse().unwrap()));
+                prop_assert!(status.counted);
+            }
+        }
+    }
+
+    /// Fewer than q_m colluding measurers, lying about any key at any address for any
+    /// uptime, qualify none of them.
+    #[test]
+    fn fewer_than_qm_colluding_measurers_qualify_nothing(f in forgery(QM as usize - 1)) {
+        let (mut agg, id, _, forged) = attack(&f);
+        for recomputed in [false, true] {
+            if recomputed {
+                agg.set_epoch(EPOCH);
+            }
+            for k in &forged {
+                prop_assert!(!qualified(&agg, &k.public_key()));
+            }
+            prop_assert_eq!(agg.tally(&id).unwrap().choice(Choice::Override).weight_units, 0);
+            prop_assert_eq!(agg.population(), (6, 6 * WEIGHT_SCALE));
+        }
+    }
+
+    /// With A - q_m measurers down for the whole window, every honest node still counts at
+    /// its address with the same weight.
+    #[test]
+    fn a_minus_qm_measurers_down_lose_no_honest_node(
+        down in prop::sample::subsequence((0..A).collect::<Vec<_>>(), 0..=A - QM as usize),
+        n in 1usize..12,
+    ) {
+        let up: Vec<usize> = (0..A).filter(|m| !down.contains(m)).collect();
+        let (mut all, id) = aggregator(EPOCH);
+        honest_network(&mut all, id, n, &(0..A).collect::<Vec<_>>());
+        let (mut some, id2) = aggregator(EPOCH);
+        let nodes = honest_network(&mut some, id2, n, &up);
+        prop_assert_eq!(some.population(), all.population());
+        prop_assert_eq!(some.population().0, n as u64);
+        for node in &nodes {
+            prop_assert!(counted(&some, &node.public_key()));
+        }
+        let (some_tally, all_tally) = (some.tally(&id2).unwrap(), all.tally(&id).unwrap());
+        prop_assert_eq!(some_tally.choice(Choice::Support), all_tally.choice(Choice::Support));
+    }
+
+    /// Any order of the same measurer and peer attestations, presences and signals gives the
+    /// same standings and tallies, equal to a recompute at the epoch boundary.
+    #[test]
+    fn order_does_not_matter_under_measurers(
+        f in forgery(A),
+        honest_lies in prop::collection::vec((0usize..6, 0usize..A, 0u8..6, 0u32..=40), 0..20),
+        seed in 1u64..,
+    ) {
+        let (agg, id, honest, forged) = attack(&f);
+        let mut messages: Vec<UptimeAttestation> = agg.attestations().cloned().collect();
+        for &(h, m, ip, seen) in &honest_lies {
+            messages.push(measure(&agg, m, honest[h].public_key(), &forged_ip(ip), EPOCH - 1, seen));
+        }
+        let signals: Vec<_> = agg.signals().cloned().collect();
+        let everyone: Vec<PublicKey> = honest.iter().chain(&forged).map(|k| k.public_key()).collect();
+        let observe = |agg: &Aggregator| {
+            let uptimes: Vec<String> = everyone.iter().map(|k| format!("{:?}", agg.uptime(k))).collect();
+            (agg.tally(&id).unwrap(), agg.population(), uptimes)
+        };
+        let run = |mut order: Vec<UptimeAttestation>, seed: u64, start: u64| {
+            shuffle(&mut order, seed);
+            let (mut agg, _) = aggregator(start);
+            for s in &signals {
+                agg.apply_signal(s.clone(), LOCK_START).unwrap();
+            }
+            for a in order {
+                agg.add_attestation(a);
+            }
+            if start != EPOCH {
+                agg.set_epoch(EPOCH);
+            }
+            agg
+        };
+        let first = observe(&run(messages.clone(), seed, EPOCH));
+        let second = observe(&run(messages.clone(), seed.rotate_left(17) ^ 0x9e37, EPOCH));
+        let boundary = observe(&run(messages, seed, EPOCH - 1));
+        prop_assert_eq!(&first, &second);
+        prop_assert_eq!(&first, &boundary);
+    }
+}
+
+/// A deterministic shuffle driven by proptest's seed.
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
