@@ -175,7 +175,7 @@ fn peer_attestations_are_held_but_qualify_and_place_nobody() {
                 &net,
                 &key("placer"),
                 peer.public_key(),
-                &format!("11.{i}.0.1"),
+                format!("11.{i}.0.1"),
                 EPOCH,
                 1,
             );
@@ -320,7 +320,7 @@ fn attack(f: &Forgery) -> (Aggregator, Hash32, Vec<SecretKey>, Vec<SecretKey>) {
             &net,
             &forged[a],
             forged[s].public_key(),
-            &forged_ip(ip),
+            forged_ip(ip),
             epoch,
             seen,
         ));
@@ -347,7 +347,7 @@ fn attack(f: &Forgery) -> (Aggregator, Hash32, Vec<SecretKey>, Vec<SecretKey>) {
             &net,
             &forged[a],
             honest[h].public_key(),
-            &forged_ip(ip),
+            forged_ip(ip),
             EPOCH,
             seen,
         ));

@@ -310,7 +310,7 @@ proptest! {
         let net = *agg.network_id();
         for &(a, s, ip, seen) in &edges {
             let (a, s) = (a % keys, s % keys);
-            let x = attestation(&net, &forged[a], forged[s].public_key(), &format!("203.0.{ip}.66"), EPOCH, seen);
+            let x = attestation(&net, &forged[a], forged[s].public_key(), format!("203.0.{ip}.66"), EPOCH, seen);
             carry(&mut agg, &forged[s], vec![x]);
         }
         for &(a, h, seen) in &about_honest {
@@ -354,7 +354,7 @@ proptest! {
             .edges
             .iter()
             .map(|&(a, s, ip, seen)| {
-                (s, attestation(&net, &keys[a], keys[s].public_key(), &format!("10.{ip}.0.{}", s + 1), EPOCH, seen))
+                (s, attestation(&net, &keys[a], keys[s].public_key(), format!("10.{ip}.0.{}", s + 1), EPOCH, seen))
             })
             .collect();
         let run = |mut order: Vec<(usize, UptimeAttestation)>, seed: u64, start: u64| {
