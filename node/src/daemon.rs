@@ -18,10 +18,11 @@ use crate::artifacts::ArtifactStore;
 use crate::config::Config;
 use crate::cookie::Cookie;
 use crate::metrics::{self, SharedRegistry};
-use crate::node::{Clock, Node, system_clock, topic_kind};
+use crate::node::{Clock, Node, system_clock};
+use crate::topics::topic_kind;
 use crate::rpc;
 use crate::store::Store;
-use crate::sync::{MAX_DELIVERED, SyncRequest, SyncResponse};
+use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, catch_up};
 
 /// The node key's file name in the network's data directory.
 pub const KEY_FILE: &str = "node.key";
@@ -34,19 +35,11 @@ const MAX_CONCURRENT_INGEST: usize = 64;
 const MAX_CONCURRENT_FETCH_SERVES: usize = 8;
 /// Artifact fetch requests accepted and not answered yet, those being served included.
 const MAX_QUEUED_FETCH_SERVES: usize = 256;
-/// Messages new to this node from one catch-up that it passes on over gossip: a node that
-/// was away (or whose neighbours were) hands on what it missed, so that its other peers do
-/// not have to wait for their own periodic catch-up. Bounded so that joining an old network
-/// does not replay its history into gossip.
-const MAX_RELAYED_PER_CATCHUP: usize = 256;
 /// Messages waiting to be relayed; beyond this, catch-up finds stop being relayed.
 const RELAY_QUEUE: usize = 1024;
 /// Time between two relayed messages (20 a second), well below what peers accept from one
 /// peer (50 a second), so relaying never gets this node throttled.
 const RELAY_INTERVAL: Duration = Duration::from_millis(50);
-/// The most catch-up pages taken from one peer per connection.
-const MAX_CATCHUP_PAGES: usize = 10_000;
-
 /// Knobs that tests and embedders may turn; the daemon uses the defaults.
 #[derive(Clone)]
 pub struct Options {
@@ -403,83 +396,6 @@ async fn event_loop(
             }
             P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),
         }
-    }
-}
-
-/// Pulls everything a newly connected peer holds, page by page, through the ingest
-/// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
-async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
-    let mut after = None;
-    let (mut taken, mut new) = (0usize, 0usize);
-    for _ in 0..MAX_CATCHUP_PAGES {
-        let request = SyncRequest::Catchup {
-            after: after.take(),
-        }
-        .encode();
-        let bytes = match net.request_sync(peer, request).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "catch-up request failed");
-                return;
-            }
-        };
-        let (items, next) = match SyncResponse::decode(&bytes) {
-            Ok(SyncResponse::Batch { items, next }) => (items, next),
-            Ok(SyncResponse::Refused { reason }) => {
-                tracing::debug!(%peer, %reason, "catch-up refused");
-                return;
-            }
-            Ok(SyncResponse::Delivered { .. }) | Err(_) => {
-                tracing::debug!(%peer, "catch-up answer is garbage; penalising");
-                let _ = net.penalize(peer).await;
-                return;
-            }
-        };
-        let mut rejected = 0usize;
-        for item in items.iter() {
-            let outcome = node.ingest(item.kind, item.bytes.as_slice()).await;
-            taken += 1;
-            match outcome.verdict {
-                Verdict::Accept => {
-                    if new < MAX_RELAYED_PER_CATCHUP
-                        && let Some(topic) = gossip_topic(item.kind)
-                    {
-                        // A full queue means relaying is behind; catch-up still got the
-                        // message, and peers still have their own catch-up.
-                        let _ = relay.try_send((topic, item.bytes.as_slice().to_vec()));
-                    }
-                    new += 1;
-                }
-                Verdict::Reject => rejected += 1,
-                Verdict::Ignore => {}
-            }
-        }
-        if rejected > 0 {
-            tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
-            let _ = net.penalize(peer).await;
-        }
-        match next {
-            Some(cursor) => after = Some(cursor),
-            None => break,
-        }
-    }
-    if taken > 0 {
-        tracing::info!(%peer, received = taken, new, "caught up with peer");
-    }
-}
-
-/// Messages learnt through catch-up, waiting to be passed on over gossip.
-type Relay = mpsc::Sender<(TopicKind, Vec<u8>)>;
-
-/// The gossip topic a message kind travels on; bare attestations have none (they go to
-/// their subject directly).
-fn gossip_topic(kind: MessageKind) -> Option<TopicKind> {
-    match kind {
-        MessageKind::Signal => Some(TopicKind::Signals),
-        MessageKind::Proposal => Some(TopicKind::Proposals),
-        MessageKind::Presence => Some(TopicKind::Presences),
-        MessageKind::Release => Some(TopicKind::Releases),
-        MessageKind::Attestation => None,
     }
 }
 

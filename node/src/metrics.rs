@@ -25,6 +25,9 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::node::Node;
+use commons_aggregator::{ProposalState, units_to_weight};
+
 /// Labels of `commons_messages_received_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReceivedLabels {
@@ -495,6 +498,45 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!("cannot listen for metrics on {addr}: {e} (is another commonsd running? see --metrics-bind)")
     })
+}
+
+impl SnapshotSource for Node {
+    fn snapshot(&self) -> Snapshot {
+        let now = self.now();
+        let newest_verified_releases = self.newest_verified_releases();
+        let st = self.state();
+        let (nodes, units) = st.agg().population();
+        let proposals = st
+            .agg
+            .proposals()
+            .into_iter()
+            .filter_map(|(id, _)| {
+                let tally = st.agg().tally(id)?;
+                Some(ProposalMetrics {
+                    id: id.to_hex(),
+                    state: Node::state_name(&st, id, now).to_string(),
+                    choices: tally
+                        .choices
+                        .iter()
+                        .map(|c| (c.choice.name().to_string(), c.weight, c.nodes))
+                        .collect(),
+                    override_ratio: tally.override_weight_share,
+                })
+            })
+            .collect();
+        Snapshot {
+            proposals,
+            states: ProposalState::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect(),
+            qualified_nodes: nodes,
+            qualified_weight: units_to_weight(units),
+            peers: st.peer_count() as u64,
+            store_bytes: self.store.size_bytes(),
+            newest_verified_releases,
+        }
+    }
 }
 
 #[cfg(test)]

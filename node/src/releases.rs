@@ -62,7 +62,7 @@ pub fn release_error_reason(error: &ReleaseError) -> &'static str {
     }
 }
 
-fn decode_reason(error: &DecodeError) -> &'static str {
+pub(crate) fn decode_reason(error: &DecodeError) -> &'static str {
     match error {
         DecodeError::TooLarge { .. } => "too_large",
         DecodeError::UnknownVersion { .. } => "unknown_version",
@@ -168,7 +168,7 @@ impl Node {
         out
     }
 
-    fn release_json(&self, id: &Hash32, bundle: &ReleaseBundle) -> Value {
+    pub(crate) fn release_json(&self, id: &Hash32, bundle: &ReleaseBundle) -> Value {
         let manifest = &bundle.body;
         let signers = self
             .spec()
@@ -229,110 +229,8 @@ impl Node {
         self.artifacts.as_ref().map(|s| s.datadir().to_path_buf())
     }
 
-    /// `listreleases`.
-    pub(crate) fn rpc_listreleases(&self) -> Value {
-        Value::Array(
-            self.held_releases()
-                .iter()
-                .map(|(id, b)| self.release_json(id, b))
-                .collect(),
-        )
-    }
-
-    /// `getrelease {id}`.
-    pub(crate) fn rpc_getrelease(&self, params: &Params) -> Result<Value, RpcError> {
-        params.only(&["id"])?;
-        let id = Self::parse_id(params, "id")?;
-        let bundle = self.state().releases.get(&id).cloned().ok_or_else(|| {
-            RpcError::new(
-                rpc::NOT_FOUND,
-                format!("no release {} is known", id.to_hex()),
-            )
-        })?;
-        let mut value = self.release_json(&id, &bundle);
-        value["bundle"] = json!(hex::encode(bundle.encode()));
-        Ok(value)
-    }
-
-    /// `publishrelease {bundle, artifacts}`: verifies a bundle and every artifact in a local
-    /// directory, stores them and gossips the bundle. Nothing is stored unless all of it
-    /// checks out.
-    pub(crate) async fn rpc_publishrelease(&self, params: &Params) -> Result<Value, RpcError> {
-        params.only(&["bundle", "artifacts"])?;
-        let text = params.required_str("bundle", 0)?;
-        let dir = PathBuf::from(params.required_str("artifacts", 1)?);
-        let bytes = hex::decode(text.trim())
-            .map_err(|e| RpcError::invalid_params(format!("`bundle` is not hex: {e}")))?;
-        let bundle = ReleaseBundle::decode(&bytes).map_err(|e| {
-            self.release_metrics.rejected(decode_reason(&e));
-            RpcError::invalid_params(format!("not a release bundle: {e}"))
-        })?;
-        if !dir.is_absolute() {
-            return Err(RpcError::invalid_params(format!(
-                "`artifacts` must be an absolute path, not {}",
-                dir.display()
-            )));
-        }
-        if !dir.is_dir() {
-            return Err(RpcError::invalid_params(format!(
-                "{}: not a directory the node can read",
-                dir.display()
-            )));
-        }
-        let store = self
-            .artifacts
-            .clone()
-            .ok_or_else(|| RpcError::new(rpc::REJECTED, "this node keeps no release artifacts"))?;
-        let id = bundle.id(self.network_id());
-        let held = self.state().releases.contains_key(&id);
-        if !held && let Err(e) = self.verify_release_off_reactor(&bundle).await {
-            self.release_metrics.rejected(release_error_reason(&e));
-            return Err(RpcError::new(
-                rpc::REJECTED,
-                format!("release refused: {e}"),
-            ));
-        }
-        for artifact in bundle.body.artifacts.iter() {
-            let source = dir.join(artifact.name.as_str());
-            let (store, artifact) = (store.clone(), artifact.clone());
-            let imported = tokio::task::spawn_blocking(move || store.import(&artifact, &source))
-                .await
-                .map_err(RpcError::internal)?;
-            match imported {
-                Ok(()) => {}
-                Err(ArtifactStoreError::Mismatch(e)) => {
-                    self.release_metrics.rejected("artifact_mismatch");
-                    return Err(RpcError::new(
-                        rpc::REJECTED,
-                        format!("release refused: artifact {e}"),
-                    ));
-                }
-                Err(e) => return Err(RpcError::invalid_params(e.to_string())),
-            }
-        }
-        let new = if held {
-            false
-        } else {
-            self.accept_release(id, &bundle).map_err(|reason| {
-                self.release_metrics.rejected(reason);
-                RpcError::new(rpc::REJECTED, format!("release refused: {reason}"))
-            })?
-        };
-        self.link_named(&bundle);
-        let published = self.publish(TopicKind::Releases, bytes).await;
-        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, new, published, "release published");
-        Ok(json!({
-            "id": id.to_hex(),
-            "channel": bundle.body.channel.as_str(),
-            "version": bundle.body.release.to_string(),
-            "new": new,
-            "published": published,
-            "artifacts": bundle.body.artifacts.len(),
-        }))
-    }
-
     /// Gives the verified artifacts of a release their names under `releases/`.
-    fn link_named(&self, bundle: &ReleaseBundle) {
+    pub(crate) fn link_named(&self, bundle: &ReleaseBundle) {
         let (Some(store), Some(datadir)) = (&self.artifacts, self.datadir()) else {
             return;
         };
