@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use commons_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
-use commons_signaling::{BoundedBytes, BoundedVec, MessageKind, SecretKey, UptimeAttestation};
+use commons_signaling::{BoundedBytes, BoundedVec, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -19,10 +19,10 @@ use crate::config::Config;
 use crate::cookie::Cookie;
 use crate::metrics::{self, SharedRegistry};
 use crate::node::{Clock, Node, system_clock};
-use crate::topics::topic_kind;
 use crate::rpc;
 use crate::store::Store;
-use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, catch_up};
+use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, SyncResponse, catch_up};
+use crate::topics::topic_kind;
 
 /// The node key's file name in the network's data directory.
 pub const KEY_FILE: &str = "node.key";
@@ -328,7 +328,7 @@ async fn event_loop(
                 tokio::spawn(async move {
                     let outcome = node.ingest(topic_kind(topic), &data).await;
                     if outcome.verdict == Verdict::Reject {
-                        tracing::debug!(peer = %propagation_source, topic = %topic, reason = outcome.reason, "rejected gossip message");
+                        tracing::debug!(peer = %propagation_source, topic = %topic, reason = outcome.reason.label(), "rejected gossip message");
                     }
                     let _ = net
                         .report_validation(message_id, propagation_source, outcome.verdict)
@@ -460,29 +460,40 @@ fn deliver(net: &P2pHandle, issued: Vec<(PeerId, UptimeAttestation)>) {
     }
 }
 
-fn unix_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
+/// Sleeps until the node's clock reaches `target` (Unix seconds): in one sleep up to a second
+/// before it, then in short steps, so that a clock a test moves is followed too.
+async fn sleep_until(node: &Node, target: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        let now = node.now();
+        if now >= target {
+            return true;
+        }
+        let wait = if target - now > 1 {
+            Duration::from_secs(target - now - 1)
+        } else {
+            Duration::from_millis(50)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::stopped(shutdown) => return false,
+        }
+    }
 }
 
-/// Sleeps until the next epoch boundary, does the epoch work, and publishes the node's
-/// presence half an epoch later, once the attestations peers made at the boundary arrived.
+/// Sleeps until the next epoch boundary by the node's clock, does the epoch work, and
+/// publishes the node's presence half an epoch later, once the attestations peers made at the
+/// boundary arrived.
 async fn epoch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiver<bool>) {
-    let epoch_ms = u128::from(node.spec().epoch_secs) * 1000;
+    let epoch_secs = node.spec().epoch_secs.max(1);
     loop {
-        let now = unix_millis();
-        let wait = epoch_ms - now % epoch_ms;
-        let sleep = Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX));
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = crate::stopped(&mut shutdown) => return,
+        let next = (node.spec().epoch_at(node.now()) + 1) * epoch_secs;
+        if !sleep_until(&node, next, &mut shutdown).await {
+            return;
         }
         let epoch = node.spec().epoch_at(node.now());
         let issued = node.on_epoch(epoch);
         deliver(&net, issued);
-        let half = Duration::from_millis(u64::try_from(epoch_ms / 2).unwrap_or(u64::MAX));
+        let half = Duration::from_millis(epoch_secs * 500);
         tokio::select! {
             _ = tokio::time::sleep(half) => {}
             _ = crate::stopped(&mut shutdown) => return,
@@ -506,6 +517,7 @@ async fn maintenance_loop(
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Both fire at once on the first tick; the connections made at start catch up anyway.
     resync.tick().await;
+    let mut resyncs = 0usize;
     loop {
         tokio::select! {
             _ = retry.tick() => {
@@ -517,8 +529,9 @@ async fn maintenance_loop(
             _ = resync.tick() => {
                 let peers = node.connected_peers();
                 if !peers.is_empty() {
-                    // Which peer does not matter much; spread the load by the clock.
-                    let pick = peers[usize::try_from(unix_millis() % peers.len() as u128).unwrap_or(0)];
+                    // Which peer does not matter much; take them in turn.
+                    resyncs = resyncs.wrapping_add(1);
+                    let pick = peers[resyncs % peers.len()];
                     tokio::spawn(catch_up(node.clone(), net.clone(), relay.clone(), pick));
                 }
             }

@@ -1,13 +1,12 @@
 //! The JSON-RPC methods: every `rpc_*` body, the calls they share with the daemon
 //! (`cast_signal`, `submit_proposal`) and the [`RpcHandler`] dispatch.
 
-
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::UNIX_EPOCH;
 
 use commons_aggregator::rules::verify_proposal;
-use commons_aggregator::{ProposalOutcome, ProposalState, units_to_weight};
+use commons_aggregator::{ProposalOutcome, ProposalState, Reason, units_to_weight};
 use commons_p2p::TopicKind;
 use commons_signaling::messages::MAX_SIGNAL_ATTESTATIONS;
 use commons_signaling::{
@@ -17,13 +16,12 @@ use commons_signaling::{
 use serde_json::{Value, json};
 
 use crate::artifacts::ArtifactStoreError;
-use crate::node::{Node, State, VERSION, be_u64, meta_key};
-use crate::releases::{decode_reason, release_error_reason};
+use crate::node::{Node, State, VERSION};
+use crate::releases::ReleaseHost;
 use crate::rpc::{self, Params, RpcError, RpcFuture, RpcHandler};
 use crate::store::Batch;
 
 impl Node {
-
     async fn rpc_getinfo(&self) -> Result<Value, RpcError> {
         let (listen, peer_id) = match &self.net {
             Some(net) => (
@@ -97,7 +95,7 @@ impl Node {
         let now = self.now();
         let st = self.state();
         let out: Vec<Value> = st
-            .agg
+            .agg()
             .proposals()
             .into_iter()
             .map(|(id, p)| {
@@ -130,7 +128,7 @@ impl Node {
         let now = self.now();
         let st = self.state();
         let tally = st
-            .agg
+            .agg()
             .tally(&id)
             .ok_or_else(|| RpcError::new(rpc::NOT_FOUND, format!("unknown proposal {id}")))?;
         let mut choices = serde_json::Map::new();
@@ -197,13 +195,11 @@ impl Node {
             }
             // The sequence is persisted separately from the signal so that it never goes
             // back, even if the stored signal is replaced by a peer's view of it.
-            let seq_key = meta_key("seq", &proposal.0);
-            let stored = self
-                .store
-                .meta(&seq_key)
-                .map_err(RpcError::internal)?
-                .and_then(|v| be_u64(&v));
-            let held = st.agg().signal(&proposal, &self.me).map(|s| s.body.sequence);
+            let stored = self.store.sequence(&proposal).map_err(RpcError::internal)?;
+            let held = st
+                .agg()
+                .signal(&proposal, &self.me)
+                .map(|s| s.body.sequence);
             let sequence = stored.max(held).map_or(1, |s| s + 1);
             let body = SignalBody {
                 version: PROTOCOL_VERSION,
@@ -220,7 +216,7 @@ impl Node {
                 .map_err(|e| RpcError::new(rpc::REJECTED, format!("signal refused: {e}")))?;
             let mut batch = Batch::new();
             batch.put_signal(&signal);
-            batch.put_meta(&seq_key, &sequence.to_be_bytes());
+            batch.put_sequence(&proposal, sequence);
             self.store.write(batch).map_err(RpcError::internal)?;
             signal
         };
@@ -329,7 +325,8 @@ impl Node {
         let bytes = hex::decode(text.trim())
             .map_err(|e| RpcError::invalid_params(format!("`bundle` is not hex: {e}")))?;
         let bundle = ReleaseBundle::decode(&bytes).map_err(|e| {
-            self.release_metrics.rejected(decode_reason(&e));
+            self.release_metrics()
+                .rejected(Reason::of_decode_error(&e).label());
             RpcError::invalid_params(format!("not a release bundle: {e}"))
         })?;
         if !dir.is_absolute() {
@@ -345,18 +342,20 @@ impl Node {
             )));
         }
         let store = self
-            .artifacts
-            .clone()
+            .artifact_store()
+            .cloned()
             .ok_or_else(|| RpcError::new(rpc::REJECTED, "this node keeps no release artifacts"))?;
         let id = bundle.id(self.network_id());
-        let held = self.state().holds_release(&id);
-        if !held && let Err(e) = self.verify_release_off_reactor(&bundle).await {
-            self.release_metrics.rejected(release_error_reason(&e));
-            return Err(RpcError::new(
-                rpc::REJECTED,
-                format!("release refused: {e}"),
-            ));
-        }
+        let verified = self
+            .verify_release_off_reactor(&bundle)
+            .await
+            .map_err(|refusal| {
+                self.release_metrics().rejected(refusal.reason.label());
+                RpcError::new(
+                    rpc::REJECTED,
+                    format!("release refused: {}", refusal.detail),
+                )
+            })?;
         for artifact in bundle.body.artifacts.iter() {
             let source = dir.join(artifact.name.as_str());
             let (store, artifact) = (store.clone(), artifact.clone());
@@ -366,7 +365,8 @@ impl Node {
             match imported {
                 Ok(()) => {}
                 Err(ArtifactStoreError::Mismatch(e)) => {
-                    self.release_metrics.rejected("artifact_mismatch");
+                    self.release_metrics()
+                        .rejected(Reason::ArtifactMismatch.label());
                     return Err(RpcError::new(
                         rpc::REJECTED,
                         format!("release refused: artifact {e}"),
@@ -375,13 +375,12 @@ impl Node {
                 Err(e) => return Err(RpcError::invalid_params(e.to_string())),
             }
         }
-        let new = if held {
-            false
-        } else {
-            self.accept_release(id, &bundle).map_err(|reason| {
-                self.release_metrics.rejected(reason);
+        let new = match verified {
+            None => false,
+            Some(verified) => self.accept_release(verified).map_err(|reason| {
+                self.release_metrics().rejected(reason.label());
                 RpcError::new(rpc::REJECTED, format!("release refused: {reason}"))
-            })?
+            })?,
         };
         self.link_named(&bundle);
         let published = self.publish(TopicKind::Releases, bytes).await;

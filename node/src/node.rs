@@ -7,40 +7,25 @@
 //! through [`Node::ingest`], and tests call the same methods directly. The networking handle
 //! is optional so the core runs without a swarm.
 //!
-//! Locking: one `std::sync::Mutex` guards the aggregator and the node's bookkeeping. It is
-//! held only for in-memory work and the store write that records it (so the store sees writes
-//! in the order the aggregator applied them), never across an `.await`, and never while a
-//! signature of a peer's message is verified: verification runs on tokio's blocking pool.
+//! Locking: one `std::sync::Mutex` guards the intake (with the aggregator) and the node's
+//! bookkeeping. It is held only for in-memory work and the store write that records it (so
+//! the store sees writes in the order the intake applied them), never across an `.await`,
+//! never while a signature of a peer's message is verified (verification runs on tokio's
+//! blocking pool) and never for a scan of the store.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::net::IpAddr;
-use std::str::FromStr;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use commons_aggregator::rules::{ReleaseError, verify_proposal, verify_release};
-use commons_aggregator::{
-    Aggregator, AttestationOutcome, Policy, Precheck, ProposalOutcome, ProposalState,
-    SignalOutcome, SignalRejection, units_to_weight,
-};
-use commons_p2p::{P2pHandle, PeerId, TopicKind, Verdict, peer_xonly_key};
-use commons_signaling::messages::{MAX_PRESENCE_ATTESTATIONS, MAX_SIGNAL_ATTESTATIONS};
-use commons_signaling::{
-    AttestationBody, BoundedBytes, BoundedVec, Choice, DecodeError, Hash32, MessageKind,
-    NetworkSpec, PROTOCOL_VERSION, Presence, PresenceBody, Proposal, PublicKey, ReleaseBundle,
-    ReleaseVersion, SecretKey, Signal, SignalBody, Signed, UptimeAttestation, WireIp,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use commons_aggregator::{Aggregator, Intake, Reason};
+use commons_p2p::{P2pHandle, TopicKind, Verdict};
+use commons_signaling::{Hash32, NetworkSpec, PublicKey, ReleaseBundle, ReleaseVersion, SecretKey};
 
 use crate::artifacts::ArtifactStore;
-use crate::metrics::{IngestMetrics, ProposalMetrics, ReleaseMetrics, Snapshot, SnapshotSource};
-use crate::releases::release_error_reason;
-use crate::rpc::{self, Params, RpcError, RpcFuture, RpcHandler};
+use crate::epoch::UptimeObserver;
+use crate::metrics::{IngestMetrics, ReleaseMetrics};
+use crate::releases::{ReleaseHost, Releases};
 use crate::store::{Batch, Store, StoreError};
-use crate::sync::{
-    MAX_PAGE_ITEMS, PAGE_BYTES, SYNC_TABLES, SyncCursor, SyncItem, SyncRequest, SyncResponse,
-};
 
 /// The daemon's version, reported by `getinfo`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -58,115 +43,72 @@ pub fn system_clock() -> Clock {
     })
 }
 
-/// What became of a received message: the verdict for gossipsub and a short reason for logs.
+/// What became of a received message: the verdict for gossipsub and the reason for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
     /// Accept (forward), Reject (penalise the sender) or Ignore.
     pub verdict: Verdict,
-    /// Why, as a short snake_case code.
-    pub reason: &'static str,
+    /// Why, from the intake's vocabulary (`reason.label()` for logs and metrics).
+    pub reason: Reason,
 }
 
 impl Outcome {
-    pub(crate) fn accept() -> Self {
+    /// The outcome of a reason: its verdict, mapped to the gossip layer's.
+    pub fn of(reason: Reason) -> Self {
         Outcome {
-            verdict: Verdict::Accept,
-            reason: "new",
-        }
-    }
-    pub(crate) fn reject(reason: &'static str) -> Self {
-        Outcome {
-            verdict: Verdict::Reject,
-            reason,
-        }
-    }
-    pub(crate) fn ignore(reason: &'static str) -> Self {
-        Outcome {
-            verdict: Verdict::Ignore,
+            verdict: crate::ingest::gossip_verdict(reason),
             reason,
         }
     }
 
     /// The verdict as a metrics label.
     pub fn verdict_name(&self) -> &'static str {
-        match self.verdict {
-            Verdict::Accept => "accept",
-            Verdict::Reject => "reject",
-            Verdict::Ignore => "ignore",
-        }
+        self.reason.verdict().label()
     }
 }
 
-
-/// How long this node has seen a peer online at one IP: the epochs of the uptime window in
-/// which it was connected. Persisted so a restart does not reset what the node attests.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Observed {
-    /// The IP the epochs were seen at; a new IP starts over.
-    pub ip: Option<IpAddr>,
-    /// Epochs in which the peer was connected.
-    pub epochs: BTreeSet<u64>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct ConnectedPeer {
-    pub(crate) key: Option<PublicKey>,
-    pub(crate) ip: Option<IpAddr>,
-}
+pub use crate::epoch::Observed;
 
 pub(crate) struct State {
-    pub(crate) agg: Aggregator,
-    /// Latest presence per node: its epoch and signature, to drop repeats cheaply.
-    pub(crate) presences: HashMap<PublicKey, (u64, [u8; 64])>,
-    /// The release bundles held, by id.
-    pub(crate) releases: HashMap<Hash32, ReleaseBundle>,
-    /// The newest release version held per channel, for rollback checks.
-    pub(crate) newest_release: HashMap<String, ReleaseVersion>,
+    /// The decision about every received message, with the aggregator, the presence book
+    /// and the release book.
+    pub(crate) intake: Intake,
     /// Overrides already persisted.
     pub(crate) overrides: HashSet<Hash32>,
-    /// Connected peers.
-    pub(crate) peers: HashMap<PeerId, ConnectedPeer>,
-    /// Peers (by key) connected at some time during the current epoch, at the IP seen.
-    pub(crate) seen_this_epoch: HashMap<PublicKey, IpAddr>,
-    /// What this node observed of each peer over the window.
-    pub(crate) observed: HashMap<PublicKey, Observed>,
+    /// What this node sees of its peers.
+    pub(crate) observer: UptimeObserver,
 }
 
 impl State {
     /// The aggregator.
     pub(crate) fn agg(&self) -> &Aggregator {
-        &self.agg
+        self.intake.aggregator()
     }
 
     /// The aggregator, for this node's own messages.
     pub(crate) fn agg_mut(&mut self) -> &mut Aggregator {
-        &mut self.agg
+        self.intake.aggregator_mut()
     }
 
     /// A release bundle held.
     pub(crate) fn release(&self, id: &Hash32) -> Option<&ReleaseBundle> {
-        self.releases.get(id)
-    }
-
-    /// Whether a release bundle is held.
-    pub(crate) fn holds_release(&self, id: &Hash32) -> bool {
-        self.releases.contains_key(id)
+        self.intake.releases().get(id)
     }
 
     /// How many peers are connected.
     pub(crate) fn peer_count(&self) -> usize {
-        self.peers.len()
+        self.observer.peer_count()
     }
 
     /// What this node observed of a peer.
     pub(crate) fn observed_peer(&self, key: &PublicKey) -> Option<&Observed> {
-        self.observed.get(key)
+        self.observer.observed(key)
     }
 }
 
 /// The node core. Cheap to share: hold it in an `Arc`.
 pub struct Node {
-    pub(crate) spec: NetworkSpec,
+    pub(crate) spec: Arc<NetworkSpec>,
     pub(crate) network_id: Hash32,
     pub(crate) key: SecretKey,
     pub(crate) me: PublicKey,
@@ -178,17 +120,50 @@ pub struct Node {
     pub(crate) started: Instant,
     /// Own messages that no peer took yet (no peer subscribed), retried by the daemon.
     pub(crate) unpublished: Mutex<Vec<(TopicKind, Vec<u8>)>>,
-    /// Release artifact files; absent when the node keeps no files (tests of the core).
-    pub(crate) artifacts: Option<Arc<ArtifactStore>>,
-    /// Counters of release handling.
-    pub(crate) release_metrics: ReleaseMetrics,
-    /// Wakes the artifact fetcher when a new release bundle was accepted.
-    pub(crate) release_added: tokio::sync::Notify,
+    /// Release artifacts and their counters.
+    pub(crate) releases: Releases,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
 /// still get them through catch-up sync).
 pub(crate) const MAX_UNPUBLISHED: usize = 256;
+
+impl ReleaseHost for Node {
+    fn releases(&self) -> &Releases {
+        &self.releases
+    }
+
+    fn held_releases(&self) -> Vec<(Hash32, ReleaseBundle)> {
+        let mut all: Vec<(Hash32, ReleaseBundle)> = self
+            .state()
+            .intake
+            .releases()
+            .iter()
+            .map(|(id, b)| (*id, b.clone()))
+            .collect();
+        all.sort_by(|a, b| {
+            (a.1.body.channel.as_str(), &b.1.body.release)
+                .cmp(&(b.1.body.channel.as_str(), &a.1.body.release))
+        });
+        all
+    }
+
+    fn newest_release(&self, channel: &str) -> Option<ReleaseVersion> {
+        self.state().intake.releases().newest(channel).cloned()
+    }
+
+    fn now(&self) -> u64 {
+        Node::now(self)
+    }
+
+    fn spec(&self) -> &NetworkSpec {
+        &self.spec
+    }
+
+    fn connected_peers(&self) -> Vec<commons_p2p::PeerId> {
+        Node::connected_peers(self)
+    }
+}
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -197,26 +172,6 @@ impl std::fmt::Debug for Node {
             .field("key", &self.me)
             .finish()
     }
-}
-
-pub(crate) fn meta_key(prefix: &str, bytes: &[u8; 32]) -> String {
-    format!("{prefix}/{}", hex::encode(bytes))
-}
-
-pub(crate) fn hex32(key: &str, prefix: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(key.strip_prefix(prefix)?.strip_prefix('/')?, &mut out).ok()?;
-    Some(out)
-}
-
-pub(crate) fn be_u64(bytes: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes.try_into().ok()?))
-}
-
-/// Whether `a` replaces the presence `held` (epoch, signature): a later epoch, or the same
-/// epoch and larger signature bytes, so every node keeps the same one.
-pub(crate) fn presence_supersedes(epoch: u64, signature: &[u8; 64], held: &(u64, [u8; 64])) -> bool {
-    (epoch, signature) > (held.0, &held.1)
 }
 
 impl Node {
@@ -230,7 +185,7 @@ impl Node {
         clock: Clock,
     ) -> Result<Self, StoreError> {
         let network_id = spec.network_id();
-        let state = State::restore(&spec, &store, clock())?;
+        let state = State::restore(&spec, key.public_key(), &store, clock())?;
         Ok(Node {
             network_id,
             me: key.public_key(),
@@ -242,17 +197,15 @@ impl Node {
             clock,
             started: Instant::now(),
             unpublished: Mutex::new(Vec::new()),
-            artifacts: None,
-            release_metrics: ReleaseMetrics::default(),
-            release_added: tokio::sync::Notify::new(),
-            spec,
+            releases: Releases::without_artifacts(),
+            spec: Arc::new(spec),
         })
     }
 
     /// Keeps release artifacts in `artifacts`: the node then fetches the artifacts of the
     /// releases it accepts, and serves them.
     pub fn with_artifacts(mut self, artifacts: ArtifactStore) -> Self {
-        self.artifacts = Some(Arc::new(artifacts));
+        self.releases = Releases::with_artifacts(artifacts);
         self
     }
 
@@ -267,7 +220,38 @@ impl Node {
 
     /// The counters of release handling.
     pub fn release_metrics(&self) -> &ReleaseMetrics {
-        &self.release_metrics
+        self.releases.metrics()
+    }
+
+    /// The node's artifact files, when it keeps them.
+    pub fn artifact_store(&self) -> Option<&Arc<ArtifactStore>> {
+        self.releases.artifact_store()
+    }
+
+    /// Per channel, the newest release whose artifacts are all verified.
+    pub fn newest_verified_releases(&self) -> Vec<(String, String)> {
+        self.releases.newest_verified_releases(self)
+    }
+
+    /// Answers a peer's fetch request; the flag says whether the request was garbage.
+    pub async fn serve_fetch(&self, request: &[u8]) -> (Vec<u8>, bool) {
+        self.releases.serve_fetch(request).await
+    }
+
+    /// Deletes the partial downloads of superseded and expired releases that no release
+    /// still fetching shares; how many.
+    pub fn prune_abandoned_downloads(&self) -> usize {
+        self.releases.prune_abandoned_downloads(self)
+    }
+
+    /// A release as the RPC shows it.
+    pub(crate) fn release_json(&self, id: &Hash32, bundle: &ReleaseBundle) -> serde_json::Value {
+        self.releases.release_json(self, id, bundle)
+    }
+
+    /// Gives the verified artifacts of a release their names under `releases/`.
+    pub(crate) fn link_named(&self, bundle: &ReleaseBundle) {
+        self.releases.link_named(bundle);
     }
 
     /// This node's signing key (and libp2p identity).

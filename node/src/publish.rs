@@ -1,6 +1,5 @@
 //! Publishing this node's own messages, with a retry for those no peer took yet.
 
-
 use commons_p2p::TopicKind;
 
 use crate::node::{MAX_UNPUBLISHED, Node};
@@ -48,10 +47,5 @@ impl Node {
             *queue = keep;
         }
         sent
-    }
-
-    /// Connected peers, for picking one to resynchronise with.
-    pub fn connected_peers(&self) -> Vec<PeerId> {
-        self.state().peers.keys().copied().collect()
     }
 }

@@ -195,7 +195,6 @@ impl Node {
     }
 }
 
-
 /// Builds one catch-up page from the store.
 fn catchup_page(store: &Store, after: Option<SyncCursor>) -> Result<SyncResponse, StoreError> {
     let (mut table, mut after_key) = match after {
@@ -317,7 +316,6 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
 
 /// Messages learnt through catch-up, waiting to be passed on over gossip.
 pub(crate) type Relay = mpsc::Sender<(TopicKind, Vec<u8>)>;
-
 
 #[cfg(test)]
 mod tests {
