@@ -434,10 +434,15 @@ fn verdict_corpus(t: u64) -> (Hash32, Vec<Vec<Entry>>) {
     phase4.push(entry(MessageKind::Signal, changed, 0, Reason::Duplicate));
     // Member 7 holds (oppose, 1); another sequence-1 signal with smaller bytes loses.
     let held7 = held_by(7);
-    let loser = (0..64)
+    let loser = (1..64)
         .flat_map(|dt| {
-            [Choice::Support, Choice::Override, Choice::Abstain]
-                .map(|c| signal_by(&member_key(7), id, c, 1, t - dt, PROTOCOL_VERSION).encode())
+            [
+                Choice::Oppose,
+                Choice::Support,
+                Choice::Override,
+                Choice::Abstain,
+            ]
+            .map(|c| signal_by(&member_key(7), id, c, 1, t - dt, PROTOCOL_VERSION).encode())
         })
         .find(|b| *b < held7)
         .expect("some signal encodes below the held one");
