@@ -408,7 +408,7 @@ pub enum Checked {
     /// Decided without any signature check.
     Decided(Reason),
     /// Needs its signatures checked, then [`Intake::apply`].
-    Verify(Pending),
+    Verify(Box<Pending>),
 }
 
 /// Something to persist after [`Intake::apply`], so that a restart comes back with it.
@@ -570,7 +570,7 @@ impl Intake {
             MessageKind::Release => self.check_release(bytes, now),
         };
         match checked {
-            Ok(pending) => Checked::Verify(pending),
+            Ok(pending) => Checked::Verify(Box::new(pending)),
             Err(reason) => Checked::Decided(reason),
         }
     }

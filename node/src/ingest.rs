@@ -43,7 +43,7 @@ impl Node {
         let reason = match checked {
             Checked::Decided(reason) => reason,
             Checked::Verify(pending) => {
-                let verified = self.verify_off_reactor(pending, now).await;
+                let verified = self.verify_off_reactor(*pending, now).await;
                 self.apply_verified(verified, now)
             }
         };
