@@ -90,19 +90,6 @@ pub enum SignalRejection {
     },
 }
 
-impl SignalRejection {
-    /// A short snake_case code for metrics labels and logs.
-    pub fn code(&self) -> &'static str {
-        match self {
-            SignalRejection::UnknownProposal(_) => "unknown_proposal",
-            SignalRejection::AfterLockEnd { .. } => "after_lock_end",
-            SignalRejection::FromFuture { .. } => "from_future",
-            SignalRejection::Replay { .. } => "replay",
-            SignalRejection::Equivocation { .. } => "equivocation",
-        }
-    }
-}
-
 struct Entry {
     proposal: Proposal,
     tier: TierSpec,

@@ -3,10 +3,12 @@
 //! proposals and release bundles.
 //!
 //! Sans-IO: no clock, network or storage. Time is passed in, so the same messages give the
-//! same result on every node and in the simulator. The rule itself is written up in
+//! same result on every node and in the simulator. [`Intake`] is the decision about each
+//! received message that both the node and the simulator run around it. The rule itself is written up in
 //! `docs/PROTOCOL.md`, "The tally rule"; [`Aggregator`] is where it runs.
 
 mod aggregator;
+pub mod intake;
 pub mod netgroup;
 pub mod policy;
 mod population;
@@ -16,6 +18,9 @@ mod tickets;
 pub mod weight;
 
 pub use aggregator::{Aggregator, Precheck, ProposalOutcome, SignalOutcome, SignalRejection};
+pub use intake::{
+    Applied, Checked, Intake, Pending, Reason, Record, Refusal, ReleaseBook, Verdict, Verified,
+};
 pub use netgroup::Netgroup;
 pub use policy::{MeasurerPolicy, Policy, Qualification, TicketPolicy};
 pub use population::{AttestationOutcome, UptimeStatus};

@@ -107,7 +107,10 @@ fn signals_are_checked_before_they_count() {
             lock_end: T + 100
         }
     );
-    assert_eq!(e.code(), "after_lock_end");
+    assert_eq!(
+        commons_aggregator::Reason::of_signal_rejection(&e).label(),
+        "after_lock_end"
+    );
 
     let future = signal(&net, &n0, id, Choice::Support, 1, T + 31);
     assert_eq!(

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use commons_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
-use commons_signaling::{BoundedBytes, BoundedVec, MessageKind, SecretKey, UptimeAttestation};
+use commons_signaling::{BoundedBytes, BoundedVec, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -18,10 +18,11 @@ use crate::artifacts::ArtifactStore;
 use crate::config::Config;
 use crate::cookie::Cookie;
 use crate::metrics::{self, SharedRegistry};
-use crate::node::{Clock, Node, system_clock, topic_kind};
+use crate::node::{Clock, Node, system_clock};
 use crate::rpc;
 use crate::store::Store;
-use crate::sync::{MAX_DELIVERED, SyncRequest, SyncResponse};
+use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, SyncResponse, catch_up};
+use crate::topics::topic_kind;
 
 /// The node key's file name in the network's data directory.
 pub const KEY_FILE: &str = "node.key";
@@ -34,19 +35,11 @@ const MAX_CONCURRENT_INGEST: usize = 64;
 const MAX_CONCURRENT_FETCH_SERVES: usize = 8;
 /// Artifact fetch requests accepted and not answered yet, those being served included.
 const MAX_QUEUED_FETCH_SERVES: usize = 256;
-/// Messages new to this node from one catch-up that it passes on over gossip: a node that
-/// was away (or whose neighbours were) hands on what it missed, so that its other peers do
-/// not have to wait for their own periodic catch-up. Bounded so that joining an old network
-/// does not replay its history into gossip.
-const MAX_RELAYED_PER_CATCHUP: usize = 256;
 /// Messages waiting to be relayed; beyond this, catch-up finds stop being relayed.
 const RELAY_QUEUE: usize = 1024;
 /// Time between two relayed messages (20 a second), well below what peers accept from one
 /// peer (50 a second), so relaying never gets this node throttled.
 const RELAY_INTERVAL: Duration = Duration::from_millis(50);
-/// The most catch-up pages taken from one peer per connection.
-const MAX_CATCHUP_PAGES: usize = 10_000;
-
 /// Knobs that tests and embedders may turn; the daemon uses the defaults.
 #[derive(Clone)]
 pub struct Options {
@@ -335,7 +328,7 @@ async fn event_loop(
                 tokio::spawn(async move {
                     let outcome = node.ingest(topic_kind(topic), &data).await;
                     if outcome.verdict == Verdict::Reject {
-                        tracing::debug!(peer = %propagation_source, topic = %topic, reason = outcome.reason, "rejected gossip message");
+                        tracing::debug!(peer = %propagation_source, topic = %topic, reason = outcome.reason.label(), "rejected gossip message");
                     }
                     let _ = net
                         .report_validation(message_id, propagation_source, outcome.verdict)
@@ -406,83 +399,6 @@ async fn event_loop(
     }
 }
 
-/// Pulls everything a newly connected peer holds, page by page, through the ingest
-/// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
-async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
-    let mut after = None;
-    let (mut taken, mut new) = (0usize, 0usize);
-    for _ in 0..MAX_CATCHUP_PAGES {
-        let request = SyncRequest::Catchup {
-            after: after.take(),
-        }
-        .encode();
-        let bytes = match net.request_sync(peer, request).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "catch-up request failed");
-                return;
-            }
-        };
-        let (items, next) = match SyncResponse::decode(&bytes) {
-            Ok(SyncResponse::Batch { items, next }) => (items, next),
-            Ok(SyncResponse::Refused { reason }) => {
-                tracing::debug!(%peer, %reason, "catch-up refused");
-                return;
-            }
-            Ok(SyncResponse::Delivered { .. }) | Err(_) => {
-                tracing::debug!(%peer, "catch-up answer is garbage; penalising");
-                let _ = net.penalize(peer).await;
-                return;
-            }
-        };
-        let mut rejected = 0usize;
-        for item in items.iter() {
-            let outcome = node.ingest(item.kind, item.bytes.as_slice()).await;
-            taken += 1;
-            match outcome.verdict {
-                Verdict::Accept => {
-                    if new < MAX_RELAYED_PER_CATCHUP
-                        && let Some(topic) = gossip_topic(item.kind)
-                    {
-                        // A full queue means relaying is behind; catch-up still got the
-                        // message, and peers still have their own catch-up.
-                        let _ = relay.try_send((topic, item.bytes.as_slice().to_vec()));
-                    }
-                    new += 1;
-                }
-                Verdict::Reject => rejected += 1,
-                Verdict::Ignore => {}
-            }
-        }
-        if rejected > 0 {
-            tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
-            let _ = net.penalize(peer).await;
-        }
-        match next {
-            Some(cursor) => after = Some(cursor),
-            None => break,
-        }
-    }
-    if taken > 0 {
-        tracing::info!(%peer, received = taken, new, "caught up with peer");
-    }
-}
-
-/// Messages learnt through catch-up, waiting to be passed on over gossip.
-type Relay = mpsc::Sender<(TopicKind, Vec<u8>)>;
-
-/// The gossip topic a message kind travels on; bare attestations have none (they go to
-/// their subject directly).
-fn gossip_topic(kind: MessageKind) -> Option<TopicKind> {
-    match kind {
-        MessageKind::Signal => Some(TopicKind::Signals),
-        MessageKind::Proposal => Some(TopicKind::Proposals),
-        MessageKind::Presence => Some(TopicKind::Presences),
-        MessageKind::Release => Some(TopicKind::Releases),
-        MessageKind::Attestation => None,
-    }
-}
-
 /// Publishes the messages catch-up found new, one every [`RELAY_INTERVAL`]. Peers that have
 /// one already drop it as a duplicate before checking its signature.
 async fn relay_loop(
@@ -544,29 +460,40 @@ fn deliver(net: &P2pHandle, issued: Vec<(PeerId, UptimeAttestation)>) {
     }
 }
 
-fn unix_millis() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
+/// Sleeps until the node's clock reaches `target` (Unix seconds): in one sleep up to a second
+/// before it, then in short steps, so that a clock a test moves is followed too.
+async fn sleep_until(node: &Node, target: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
+    loop {
+        let now = node.now();
+        if now >= target {
+            return true;
+        }
+        let wait = if target - now > 1 {
+            Duration::from_secs(target - now - 1)
+        } else {
+            Duration::from_millis(50)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = crate::stopped(shutdown) => return false,
+        }
+    }
 }
 
-/// Sleeps until the next epoch boundary, does the epoch work, and publishes the node's
-/// presence half an epoch later, once the attestations peers made at the boundary arrived.
+/// Sleeps until the next epoch boundary by the node's clock, does the epoch work, and
+/// publishes the node's presence half an epoch later, once the attestations peers made at the
+/// boundary arrived.
 async fn epoch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiver<bool>) {
-    let epoch_ms = u128::from(node.spec().epoch_secs) * 1000;
+    let epoch_secs = node.spec().epoch_secs.max(1);
     loop {
-        let now = unix_millis();
-        let wait = epoch_ms - now % epoch_ms;
-        let sleep = Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX));
-        tokio::select! {
-            _ = tokio::time::sleep(sleep) => {}
-            _ = crate::stopped(&mut shutdown) => return,
+        let next = (node.spec().epoch_at(node.now()) + 1) * epoch_secs;
+        if !sleep_until(&node, next, &mut shutdown).await {
+            return;
         }
         let epoch = node.spec().epoch_at(node.now());
         let issued = node.on_epoch(epoch);
         deliver(&net, issued);
-        let half = Duration::from_millis(u64::try_from(epoch_ms / 2).unwrap_or(u64::MAX));
+        let half = Duration::from_millis(epoch_secs * 500);
         tokio::select! {
             _ = tokio::time::sleep(half) => {}
             _ = crate::stopped(&mut shutdown) => return,
@@ -590,6 +517,7 @@ async fn maintenance_loop(
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Both fire at once on the first tick; the connections made at start catch up anyway.
     resync.tick().await;
+    let mut resyncs = 0usize;
     loop {
         tokio::select! {
             _ = retry.tick() => {
@@ -601,8 +529,9 @@ async fn maintenance_loop(
             _ = resync.tick() => {
                 let peers = node.connected_peers();
                 if !peers.is_empty() {
-                    // Which peer does not matter much; spread the load by the clock.
-                    let pick = peers[usize::try_from(unix_millis() % peers.len() as u128).unwrap_or(0)];
+                    // Which peer does not matter much; take them in turn.
+                    resyncs = resyncs.wrapping_add(1);
+                    let pick = peers[resyncs % peers.len()];
                     tokio::spawn(catch_up(node.clone(), net.clone(), relay.clone(), pick));
                 }
             }

@@ -8,13 +8,19 @@ pub mod artifacts;
 pub mod config;
 pub mod cookie;
 pub mod daemon;
+mod epoch;
 pub mod fetch;
+mod ingest;
+mod methods;
 pub mod metrics;
 pub mod node;
+mod publish;
 pub mod releases;
+mod restore;
 pub mod rpc;
 pub mod store;
 pub mod sync;
+pub mod topics;
 
 /// Resolves once `shutdown` holds true (or its sender is gone). The guard of
 /// `watch::Receiver::wait_for` is not `Send`, which would keep the servers' futures from

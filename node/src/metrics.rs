@@ -25,6 +25,9 @@ use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::node::Node;
+use commons_aggregator::{ProposalState, Reason, units_to_weight};
+
 /// Labels of `commons_messages_received_total`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct ReceivedLabels {
@@ -32,6 +35,17 @@ pub struct ReceivedLabels {
     pub kind: String,
     /// What became of it: accept, reject or ignore.
     pub verdict: String,
+}
+
+/// Labels of `commons_messages_verdicts_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct VerdictLabels {
+    /// Message kind.
+    pub kind: String,
+    /// What became of it: accept, reject or ignore.
+    pub verdict: String,
+    /// Why (`commons_aggregator::Reason::label`).
+    pub reason: String,
 }
 
 /// Labels carrying only a message kind.
@@ -48,15 +62,24 @@ pub struct IngestMetrics {
     pub received: Family<ReceivedLabels, Counter>,
     /// Messages dropped as duplicates before their signature was checked.
     pub duplicates: Family<KindLabels, Counter>,
+    /// Messages received from peers, by kind, verdict and reason.
+    pub verdicts: Family<VerdictLabels, Counter>,
 }
 
 impl IngestMetrics {
-    /// Counts a received message.
-    pub fn received(&self, kind: &str, verdict: &str) {
+    /// Counts a received message, with the reason for its verdict.
+    pub fn received(&self, kind: &str, verdict: &str, reason: &str) {
         self.received
             .get_or_create(&ReceivedLabels {
                 kind: kind.into(),
                 verdict: verdict.into(),
+            })
+            .inc();
+        self.verdicts
+            .get_or_create(&VerdictLabels {
+                kind: kind.into(),
+                verdict: verdict.into(),
+                reason: reason.into(),
             })
             .inc();
     }
@@ -77,18 +100,18 @@ pub struct ReasonLabels {
 }
 
 /// The reasons a release bundle is refused, so each has a series from the first scrape.
-pub const RELEASE_REJECT_REASONS: [&str; 11] = [
-    "malformed",
-    "too_large",
-    "unknown_version",
-    "unknown_class",
-    "below_threshold",
-    "rollback",
-    "expired",
-    "expiry_before_creation",
-    "bad_artifacts",
-    "artifact_mismatch",
-    "store_failed",
+pub const RELEASE_REJECT_REASONS: [Reason; 11] = [
+    Reason::Malformed,
+    Reason::TooLarge,
+    Reason::UnknownVersion,
+    Reason::UnknownClass,
+    Reason::BelowThreshold,
+    Reason::Rollback,
+    Reason::Expired,
+    Reason::ExpiryBeforeCreation,
+    Reason::BadArtifacts,
+    Reason::ArtifactMismatch,
+    Reason::StoreFailed,
 ];
 
 /// The counters of release handling.
@@ -332,7 +355,7 @@ pub fn register<S: SnapshotSource>(
     );
     for reason in RELEASE_REJECT_REASONS {
         let _ = releases.rejected.get_or_create(&ReasonLabels {
-            reason: reason.into(),
+            reason: reason.label().into(),
         });
     }
     // The encoder adds the `_total` suffix to counters.
@@ -340,6 +363,11 @@ pub fn register<S: SnapshotSource>(
         "commons_messages_received",
         "Messages received from peers, by kind and verdict (accept, reject, ignore)",
         metrics.received.clone(),
+    );
+    registry.register(
+        "commons_messages_verdicts",
+        "Messages received from peers, by kind, verdict and the reason for it",
+        metrics.verdicts.clone(),
     );
     registry.register(
         "commons_duplicates_dropped",
@@ -497,6 +525,45 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
+impl SnapshotSource for Node {
+    fn snapshot(&self) -> Snapshot {
+        let now = self.now();
+        let newest_verified_releases = self.newest_verified_releases();
+        let st = self.state();
+        let (nodes, units) = st.agg().population();
+        let proposals = st
+            .agg()
+            .proposals()
+            .into_iter()
+            .filter_map(|(id, _)| {
+                let tally = st.agg().tally(id)?;
+                Some(ProposalMetrics {
+                    id: id.to_hex(),
+                    state: Node::state_name(&st, id, now).to_string(),
+                    choices: tally
+                        .choices
+                        .iter()
+                        .map(|c| (c.choice.name().to_string(), c.weight, c.nodes))
+                        .collect(),
+                    override_ratio: tally.override_weight_share,
+                })
+            })
+            .collect();
+        Snapshot {
+            proposals,
+            states: ProposalState::ALL
+                .iter()
+                .map(|s| s.name().to_string())
+                .collect(),
+            qualified_nodes: nodes,
+            qualified_weight: units_to_weight(units),
+            peers: st.peer_count() as u64,
+            store_bytes: self.store.size_bytes(),
+            newest_verified_releases,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -546,7 +613,7 @@ mod tests {
         let ingest = IngestMetrics::default();
         let releases = ReleaseMetrics::default();
         register(&mut registry, &ingest, &releases, Arc::new(Fixed));
-        ingest.received("signal", "accept");
+        ingest.received("signal", "accept", "new");
         ingest.duplicate("signal");
         releases.fetched_bytes.inc_by(1 << 20);
         releases.rejected("rollback");
@@ -562,6 +629,7 @@ mod tests {
             "commons_peers 4",
             "commons_store_bytes 1000",
             "commons_messages_received_total{kind=\"signal\",verdict=\"accept\"} 1",
+            "commons_messages_verdicts_total{kind=\"signal\",verdict=\"accept\",reason=\"new\"} 1",
             "commons_duplicates_dropped_total{kind=\"signal\"} 1",
             "commons_release_newest_verified{channel=\"stable\",version=\"1.4.0\"} 1",
             "commons_release_fetched_bytes_total 1048576",

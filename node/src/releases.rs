@@ -1,6 +1,8 @@
-//! Release bundles beyond their gossip: publishing with artifacts, the RPC views, serving
-//! artifact chunks to peers, and the fetcher that downloads the artifacts of accepted
-//! releases from peers it does not trust.
+//! Release artifacts: the release state a node owns ([`Releases`]: the artifact files and
+//! the counters; the bundles themselves are in the intake's release book), what the RPC views
+//! show of a release, serving artifact chunks to peers, and the fetcher that downloads the
+//! artifacts of accepted releases from peers it does not trust. The node is reached only
+//! through [`ReleaseHost`], so this module does not depend on it.
 //!
 //! The fetcher works on the newest unexpired release of each channel (an older one would
 //! never be installed, so its bytes are not worth fetching). Per artifact it takes the chunk
@@ -17,19 +19,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commons_aggregator::rules::{ReleaseError, check_threshold, is_safe_file_name};
-use commons_p2p::{P2pHandle, PeerId, TopicKind};
-use commons_rpc::{PublishReceipt, Release, ReleaseArtifact};
+use commons_aggregator::rules::{check_threshold, is_safe_file_name};
+use commons_p2p::{P2pHandle, PeerId};
+use commons_rpc::{Release, ReleaseArtifact};
 use commons_signaling::artifact::{chunk_hash, chunk_len, parse_chunk_list};
-use commons_signaling::{Artifact, BoundedBytes, DecodeError, Hash32, ReleaseBundle};
+use commons_signaling::{
+    Artifact, BoundedBytes, Hash32, NetworkSpec, ReleaseBundle, ReleaseVersion,
+};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
-use crate::artifacts::{ArtifactState, ArtifactStore, ArtifactStoreError, chunk_list_fits};
+use crate::artifacts::{ArtifactState, ArtifactStore, chunk_list_fits};
 use crate::fetch::{FetchRequest, FetchResponse};
-use crate::node::Node;
-use crate::rpc::{self, Params, RpcError};
+use crate::metrics::ReleaseMetrics;
 
 /// Chunk requests in flight at once, over all peers (each holds up to 1 MiB).
 pub const MAX_IN_FLIGHT: usize = 12;
@@ -48,27 +51,6 @@ const PEER_COOLDOWN: Duration = Duration::from_secs(2);
 const MISSING_COOLDOWN: Duration = Duration::from_millis(200);
 /// How often the fetcher looks for work when nothing woke it.
 const IDLE_POLL: Duration = Duration::from_secs(10);
-
-/// The metrics and log code of a release rule failure.
-pub fn release_error_reason(error: &ReleaseError) -> &'static str {
-    match error {
-        ReleaseError::UnknownClass(_) => "unknown_class",
-        ReleaseError::BelowThreshold(_) => "below_threshold",
-        ReleaseError::Rollback { .. } => "rollback",
-        ReleaseError::Expired { .. } => "expired",
-        ReleaseError::ExpiryBeforeCreation { .. } => "expiry_before_creation",
-        ReleaseError::BadArtifacts(_) => "bad_artifacts",
-        ReleaseError::TooLarge(_) => "too_large",
-    }
-}
-
-fn decode_reason(error: &DecodeError) -> &'static str {
-    match error {
-        DecodeError::TooLarge { .. } => "too_large",
-        DecodeError::UnknownVersion { .. } => "unknown_version",
-        _ => "malformed",
-    }
-}
 
 /// Where a verified artifact of a release is offered to people: a hard link named after the
 /// artifact, `<datadir>/releases/<channel>/<version>/<name>`.
@@ -104,24 +86,64 @@ impl ReleaseStatus {
     }
 }
 
-impl Node {
+/// The release state a node owns besides the bundles (which its intake holds): the
+/// artifact files, the counters, and the fetcher's wake-up.
+#[derive(Debug)]
+pub struct Releases {
+    /// Release artifact files; absent when the node keeps no files (tests of the core).
+    artifacts: Option<Arc<ArtifactStore>>,
+    metrics: ReleaseMetrics,
+    /// Wakes the artifact fetcher when a new release bundle was accepted.
+    added: Notify,
+}
+
+/// What the release machinery reads from the node that owns it.
+pub trait ReleaseHost: Send + Sync {
+    /// The node's release state.
+    fn releases(&self) -> &Releases;
+    /// The release bundles held, by channel, the newest version first.
+    fn held_releases(&self) -> Vec<(Hash32, ReleaseBundle)>;
+    /// The newest version held on a channel.
+    fn newest_release(&self, channel: &str) -> Option<ReleaseVersion>;
+    /// Unix seconds now, by the node's clock.
+    fn now(&self) -> u64;
+    /// The network spec.
+    fn spec(&self) -> &NetworkSpec;
+    /// The connected peers, to fetch from.
+    fn connected_peers(&self) -> Vec<PeerId>;
+}
+
+impl Releases {
+    /// No artifact files (a core run without a data directory, as in tests).
+    pub fn without_artifacts() -> Self {
+        Releases {
+            artifacts: None,
+            metrics: ReleaseMetrics::default(),
+            added: Notify::new(),
+        }
+    }
+
+    /// Keeps release artifacts in `artifacts`.
+    pub fn with_artifacts(artifacts: ArtifactStore) -> Self {
+        Releases {
+            artifacts: Some(Arc::new(artifacts)),
+            ..Self::without_artifacts()
+        }
+    }
+
+    /// The counters of release handling.
+    pub fn metrics(&self) -> &ReleaseMetrics {
+        &self.metrics
+    }
+
+    /// Wakes the artifact fetcher: a new release bundle was accepted.
+    pub fn notify_added(&self) {
+        self.added.notify_one();
+    }
+
     /// The node's artifact files, when it keeps them.
     pub fn artifact_store(&self) -> Option<&Arc<ArtifactStore>> {
         self.artifacts.as_ref()
-    }
-
-    fn held_releases(&self) -> Vec<(Hash32, ReleaseBundle)> {
-        let mut all: Vec<(Hash32, ReleaseBundle)> = self
-            .state()
-            .releases
-            .iter()
-            .map(|(id, b)| (*id, b.clone()))
-            .collect();
-        all.sort_by(|a, b| {
-            (a.1.body.channel.as_str(), &b.1.body.release)
-                .cmp(&(b.1.body.channel.as_str(), &a.1.body.release))
-        });
-        all
     }
 
     fn artifact_state(&self, artifact: &Artifact) -> ArtifactState {
@@ -130,7 +152,7 @@ impl Node {
             .map_or(ArtifactState::Waiting, |s| s.state(&artifact.sha256))
     }
 
-    fn release_status(&self, bundle: &ReleaseBundle) -> ReleaseStatus {
+    fn release_status(&self, host: &dyn ReleaseHost, bundle: &ReleaseBundle) -> ReleaseStatus {
         let verified = bundle
             .body
             .artifacts
@@ -139,14 +161,10 @@ impl Node {
         if verified {
             return ReleaseStatus::Verified;
         }
-        let newest = self
-            .state()
-            .newest_release
-            .get(bundle.body.channel.as_str())
-            .cloned();
+        let newest = host.newest_release(bundle.body.channel.as_str());
         if newest.is_some_and(|v| v > bundle.body.release) {
             ReleaseStatus::Superseded
-        } else if self.now() >= bundle.body.expires {
+        } else if host.now() >= bundle.body.expires {
             ReleaseStatus::Expired
         } else {
             ReleaseStatus::Fetching
@@ -154,23 +172,29 @@ impl Node {
     }
 
     /// Per channel, the newest release whose artifacts are all verified.
-    pub fn newest_verified_releases(&self) -> Vec<(String, String)> {
+    pub fn newest_verified_releases(&self, host: &dyn ReleaseHost) -> Vec<(String, String)> {
         let mut out: Vec<(String, String)> = Vec::new();
-        for (_, bundle) in self.held_releases() {
+        for (_, bundle) in host.held_releases() {
             let channel = bundle.body.channel.as_str();
             if out.iter().any(|(c, _)| c == channel) {
                 continue;
             }
-            if self.release_status(&bundle) == ReleaseStatus::Verified {
+            if self.release_status(host, &bundle) == ReleaseStatus::Verified {
                 out.push((channel.to_string(), bundle.body.release.to_string()));
             }
         }
         out
     }
 
-    fn release_answer(&self, id: &Hash32, bundle: &ReleaseBundle) -> Release {
+    /// A release as `listreleases` and `getrelease` show it (without the bundle's bytes).
+    pub fn release_answer(
+        &self,
+        host: &dyn ReleaseHost,
+        id: &Hash32,
+        bundle: &ReleaseBundle,
+    ) -> Release {
         let manifest = &bundle.body;
-        let signers = self
+        let signers = host
             .spec()
             .release_class(manifest.class)
             .map_or(0, |class| {
@@ -182,7 +206,7 @@ impl Node {
                 )
                 .counted
             });
-        let status = self.release_status(bundle);
+        let status = self.release_status(host, bundle);
         let artifacts = manifest
             .artifacts
             .iter()
@@ -231,112 +255,8 @@ impl Node {
         self.artifacts.as_ref().map(|s| s.datadir().to_path_buf())
     }
 
-    /// `listreleases`.
-    pub(crate) fn rpc_listreleases(&self) -> Vec<Release> {
-        self.held_releases()
-            .iter()
-            .map(|(id, b)| self.release_answer(id, b))
-            .collect()
-    }
-
-    /// `getrelease {id}`.
-    pub(crate) fn rpc_getrelease(&self, params: &Params) -> Result<Release, RpcError> {
-        params.only(&["id"])?;
-        let id = Self::parse_id(params, "id")?;
-        let bundle = self.state().releases.get(&id).cloned().ok_or_else(|| {
-            RpcError::new(
-                rpc::NOT_FOUND,
-                format!("no release {} is known", id.to_hex()),
-            )
-        })?;
-        Ok(Release {
-            bundle: Some(hex::encode(bundle.encode())),
-            ..self.release_answer(&id, &bundle)
-        })
-    }
-
-    /// `publishrelease {bundle, artifacts}`: verifies a bundle and every artifact in a local
-    /// directory, stores them and gossips the bundle. Nothing is stored unless all of it
-    /// checks out.
-    pub(crate) async fn rpc_publishrelease(
-        &self,
-        params: &Params,
-    ) -> Result<PublishReceipt, RpcError> {
-        params.only(&["bundle", "artifacts"])?;
-        let text = params.required_str("bundle", 0)?;
-        let dir = PathBuf::from(params.required_str("artifacts", 1)?);
-        let bytes = hex::decode(text.trim())
-            .map_err(|e| RpcError::invalid_params(format!("`bundle` is not hex: {e}")))?;
-        let bundle = ReleaseBundle::decode(&bytes).map_err(|e| {
-            self.release_metrics.rejected(decode_reason(&e));
-            RpcError::invalid_params(format!("not a release bundle: {e}"))
-        })?;
-        if !dir.is_absolute() {
-            return Err(RpcError::invalid_params(format!(
-                "`artifacts` must be an absolute path, not {}",
-                dir.display()
-            )));
-        }
-        if !dir.is_dir() {
-            return Err(RpcError::invalid_params(format!(
-                "{}: not a directory the node can read",
-                dir.display()
-            )));
-        }
-        let store = self
-            .artifacts
-            .clone()
-            .ok_or_else(|| RpcError::new(rpc::REJECTED, "this node keeps no release artifacts"))?;
-        let id = bundle.id(self.network_id());
-        let held = self.state().releases.contains_key(&id);
-        if !held && let Err(e) = self.verify_release_off_reactor(&bundle).await {
-            self.release_metrics.rejected(release_error_reason(&e));
-            return Err(RpcError::new(
-                rpc::REJECTED,
-                format!("release refused: {e}"),
-            ));
-        }
-        for artifact in bundle.body.artifacts.iter() {
-            let source = dir.join(artifact.name.as_str());
-            let (store, artifact) = (store.clone(), artifact.clone());
-            let imported = tokio::task::spawn_blocking(move || store.import(&artifact, &source))
-                .await
-                .map_err(RpcError::internal)?;
-            match imported {
-                Ok(()) => {}
-                Err(ArtifactStoreError::Mismatch(e)) => {
-                    self.release_metrics.rejected("artifact_mismatch");
-                    return Err(RpcError::new(
-                        rpc::REJECTED,
-                        format!("release refused: artifact {e}"),
-                    ));
-                }
-                Err(e) => return Err(RpcError::invalid_params(e.to_string())),
-            }
-        }
-        let new = if held {
-            false
-        } else {
-            self.accept_release(id, &bundle).map_err(|reason| {
-                self.release_metrics.rejected(reason);
-                RpcError::new(rpc::REJECTED, format!("release refused: {reason}"))
-            })?
-        };
-        self.link_named(&bundle);
-        let published = self.publish(TopicKind::Releases, bytes).await;
-        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, new, published, "release published");
-        Ok(PublishReceipt {
-            id: id.to_hex(),
-            channel: bundle.body.channel.as_str().to_string(),
-            version: bundle.body.release.to_string(),
-            new,
-            published,
-            artifacts: bundle.body.artifacts.len() as u64,
-        })
-    }
-
     /// Gives the verified artifacts of a release their names under `releases/`.
-    fn link_named(&self, bundle: &ReleaseBundle) {
+    pub fn link_named(&self, bundle: &ReleaseBundle) {
         let (Some(store), Some(datadir)) = (&self.artifacts, self.datadir()) else {
             return;
         };
@@ -380,7 +300,7 @@ impl Node {
         .await
         .unwrap_or(FetchResponse::Missing);
         if let FetchResponse::Chunk { data } = &response {
-            self.release_metrics
+            self.metrics
                 .served_bytes
                 .inc_by(data.as_slice().len() as u64);
         }
@@ -389,10 +309,10 @@ impl Node {
 
     /// The artifacts the fetcher should get now: those of the newest unexpired release of
     /// each channel that are not verified yet.
-    fn wanted_artifacts(&self) -> Vec<(ReleaseBundle, Artifact)> {
+    fn wanted_artifacts(&self, host: &dyn ReleaseHost) -> Vec<(ReleaseBundle, Artifact)> {
         let mut wanted = Vec::new();
-        for (_, bundle) in self.held_releases() {
-            match self.release_status(&bundle) {
+        for (_, bundle) in host.held_releases() {
+            match self.release_status(host, &bundle) {
                 ReleaseStatus::Verified => self.link_named(&bundle),
                 ReleaseStatus::Fetching => {
                     for artifact in bundle.body.artifacts.iter() {
@@ -409,15 +329,15 @@ impl Node {
 
     /// Deletes the partial downloads of superseded and expired releases that no release
     /// still fetching shares, which would otherwise hold their disk space for ever; how many.
-    pub fn prune_abandoned_downloads(&self) -> usize {
+    pub fn prune_abandoned_downloads(&self, host: &dyn ReleaseHost) -> usize {
         let Some(store) = &self.artifacts else {
             return 0;
         };
-        let wanted = self.wanted_artifacts();
+        let wanted = self.wanted_artifacts(host);
         let mut pruned = 0;
-        for (_, bundle) in self.held_releases() {
+        for (_, bundle) in host.held_releases() {
             if !matches!(
-                self.release_status(&bundle),
+                self.release_status(host, &bundle),
                 ReleaseStatus::Superseded | ReleaseStatus::Expired
             ) {
                 continue;
@@ -435,28 +355,33 @@ impl Node {
 }
 
 /// Downloads the artifacts of accepted releases until shutdown.
-pub async fn fetch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiver<bool>) {
-    let Some(store) = node.artifact_store().cloned() else {
+pub async fn fetch_loop(
+    node: Arc<dyn ReleaseHost>,
+    net: P2pHandle,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let releases = node.releases();
+    let Some(store) = releases.artifact_store().cloned() else {
         return;
     };
     loop {
-        node.prune_abandoned_downloads();
-        let wanted = node.wanted_artifacts();
+        releases.prune_abandoned_downloads(&*node);
+        let wanted = releases.wanted_artifacts(&*node);
         let mut progressed = false;
         for (bundle, artifact) in wanted {
-            node.release_metrics.fetches_in_progress.inc();
+            releases.metrics.fetches_in_progress.inc();
             let result = tokio::select! {
-                r = fetch_artifact(&node, &net, &store, &artifact) => Some(r),
+                r = fetch_artifact(&*node, &net, &store, &artifact) => Some(r),
                 _ = crate::stopped(&mut shutdown) => None,
             };
-            node.release_metrics.fetches_in_progress.dec();
+            releases.metrics.fetches_in_progress.dec();
             match result {
                 None => return,
                 Some(Ok(())) => {
                     progressed = true;
                     tracing::info!(release = %bundle.body.release, artifact = %artifact.name, size = artifact.size, "artifact fetched and verified");
-                    if node.release_status(&bundle) == ReleaseStatus::Verified {
-                        node.link_named(&bundle);
+                    if releases.release_status(&*node, &bundle) == ReleaseStatus::Verified {
+                        releases.link_named(&bundle);
                         tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, "release verified: every artifact matches the signed manifest");
                     }
                 }
@@ -469,7 +394,7 @@ pub async fn fetch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Re
             continue;
         }
         tokio::select! {
-            _ = node.release_added.notified() => {}
+            _ = releases.added.notified() => {}
             _ = tokio::time::sleep(IDLE_POLL) => {}
             _ = crate::stopped(&mut shutdown) => return,
         }
@@ -520,7 +445,7 @@ impl PeerBook {
 
 /// Gets the chunk list of an artifact from the first peer whose list matches the manifest.
 async fn fetch_chunk_list(
-    node: &Node,
+    node: &dyn ReleaseHost,
     net: &P2pHandle,
     artifact: &Artifact,
     book: &mut PeerBook,
@@ -542,7 +467,7 @@ async fn fetch_chunk_list(
                 Some(list) if chunk_list_fits(artifact, &list) => return Some(list),
                 _ => {
                     tracing::warn!(%peer, artifact = %artifact.name, "peer sent a chunk list that does not match the manifest; penalising");
-                    node.release_metrics.bad_chunks.inc();
+                    node.releases().metrics.bad_chunks.inc();
                     book.bad.insert(peer);
                     let _ = net.penalize(peer).await;
                 }
@@ -559,7 +484,7 @@ async fn fetch_chunk_list(
 /// Downloads one artifact; `Err` with a short reason when it cannot finish now (no peer
 /// holds it yet), to be retried later.
 async fn fetch_artifact(
-    node: &Node,
+    node: &dyn ReleaseHost,
     net: &P2pHandle,
     store: &Arc<ArtifactStore>,
     artifact: &Artifact,
@@ -649,7 +574,7 @@ async fn fetch_artifact(
                 .await;
                 match written {
                     Ok(Ok(())) => {
-                        node.release_metrics.fetched_bytes.inc_by(len);
+                        node.releases().metrics.fetched_bytes.inc_by(len);
                         idle_since = Instant::now();
                     }
                     _ => return Err("disk"),
@@ -661,7 +586,7 @@ async fn fetch_artifact(
             }
             Ok(_) | Err(_) => {
                 tracing::warn!(%peer, artifact = %artifact.name, index, "peer sent a chunk that does not match the signed manifest; penalising it and asking another");
-                node.release_metrics.bad_chunks.inc();
+                node.releases().metrics.bad_chunks.inc();
                 book.bad.insert(peer);
                 let _ = net.penalize(peer).await;
                 queue.push_front(index);

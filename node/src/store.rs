@@ -10,7 +10,7 @@
 //! | `attestations` | subject ‖ attester | the attester's latest attestation of that subject |
 //! | `presences` | node | the node's latest presence |
 //! | `releases` | bundle id | the signed release bundle |
-//! | `meta` | text key | the node's own bookkeeping (signal sequences, observed uptime) |
+//! | `meta` | text key | the node's own bookkeeping: `override/<id>` (latched overrides), `observed/<key>` (observed uptime), `seq/<id>` (own signal sequences), written and read by typed methods |
 //!
 //! Values are the canonical CBOR of the messages, which were verified before they were
 //! stored; all writes of one ingested message go through one [`Batch`], so a crash (even
@@ -24,6 +24,27 @@ use commons_signaling::{
     Hash32, MessageKind, Presence, Proposal, PublicKey, ReleaseBundle, Signal, UptimeAttestation,
 };
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
+
+use crate::epoch::Observed;
+
+/// Meta key prefixes: `<prefix>/<hex of 32 bytes>`.
+const OVERRIDE: &str = "override";
+const OBSERVED: &str = "observed";
+const SEQUENCE: &str = "seq";
+
+fn meta_key(prefix: &str, bytes: &[u8; 32]) -> String {
+    format!("{prefix}/{}", hex::encode(bytes))
+}
+
+fn hex32(key: &str, prefix: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(key.strip_prefix(prefix)?.strip_prefix('/')?, &mut out).ok()?;
+    Some(out)
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
 
 /// Column family names, in the order records are replayed at start: proposals first (signals
 /// refer to them), then attestations and presences (they qualify signers), then signals.
@@ -141,6 +162,29 @@ impl Batch {
     /// Deletes a bookkeeping value.
     pub fn delete_meta(&mut self, key: &str) {
         self.ops.push((CF_META, key.as_bytes().to_vec(), None));
+    }
+
+    /// Records that a proposal's override was latched at `epoch` (the verdict depends on the
+    /// population then, which replaying messages later cannot reproduce).
+    pub fn put_override(&mut self, proposal: &Hash32, epoch: u64) {
+        self.put_meta(&meta_key(OVERRIDE, &proposal.0), &epoch.to_be_bytes());
+    }
+
+    /// Records what this node observed of a peer.
+    pub fn put_observed(&mut self, peer: &PublicKey, observed: &Observed) {
+        let value = serde_json::to_vec(observed).expect("an observation serializes");
+        self.put_meta(&meta_key(OBSERVED, &peer.0), &value);
+    }
+
+    /// Forgets what this node observed of a peer.
+    pub fn delete_observed(&mut self, peer: &PublicKey) {
+        self.delete_meta(&meta_key(OBSERVED, &peer.0));
+    }
+
+    /// Records the sequence number of this node's latest signal on a proposal, so that it
+    /// never goes back (even if the stored signal is replaced by a peer's view of it).
+    pub fn put_sequence(&mut self, proposal: &Hash32, sequence: u64) {
+        self.put_meta(&meta_key(SEQUENCE, &proposal.0), &sequence.to_be_bytes());
     }
 
     /// Deletes the attestation by `attester` about `subject` (it expired).
@@ -379,6 +423,36 @@ impl Store {
     /// A bookkeeping value.
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(CF_META, key.as_bytes())
+    }
+
+    /// The latched overrides: proposal and the epoch the verdict was latched at.
+    pub fn overrides(&self) -> Result<Vec<(Hash32, u64)>, StoreError> {
+        Ok(self
+            .meta_prefix(&format!("{OVERRIDE}/"))?
+            .into_iter()
+            .filter_map(|(key, value)| Some((Hash32(hex32(&key, OVERRIDE)?), be_u64(&value)?)))
+            .collect())
+    }
+
+    /// What this node observed of each peer.
+    pub fn observed(&self) -> Result<Vec<(PublicKey, Observed)>, StoreError> {
+        Ok(self
+            .meta_prefix(&format!("{OBSERVED}/"))?
+            .into_iter()
+            .filter_map(|(key, value)| {
+                Some((
+                    PublicKey(hex32(&key, OBSERVED)?),
+                    serde_json::from_slice(&value).ok()?,
+                ))
+            })
+            .collect())
+    }
+
+    /// The sequence number of this node's latest signal on a proposal.
+    pub fn sequence(&self, proposal: &Hash32) -> Result<Option<u64>, StoreError> {
+        Ok(self
+            .meta(&meta_key(SEQUENCE, &proposal.0))?
+            .and_then(|v| be_u64(&v)))
     }
 
     /// Every bookkeeping value whose key starts with `prefix`, with its key.

@@ -1,4 +1,5 @@
-//! The node's payloads on the networking layer's sync request-response protocol.
+//! The node's sync request-response protocol: its payloads (wire types), the serving side
+//! ([`Node::serve_sync`]) and the client that catches up with a peer (`catch_up`).
 //!
 //! The networking layer carries opaque bytes; these are their meaning, in canonical CBOR:
 //!
@@ -12,8 +13,18 @@
 //! - `deliver`: an attester hands the subject the attestations it just made about it, so that
 //!   the subject can carry them in its presence and signals.
 
-use commons_signaling::{BoundedBytes, BoundedString, BoundedVec, DecodeError, MessageKind};
+use std::sync::Arc;
+
+use commons_p2p::{P2pHandle, PeerId, TopicKind, Verdict};
+use commons_signaling::{
+    BoundedBytes, BoundedString, BoundedVec, DecodeError, MessageKind, PublicKey, UptimeAttestation,
+};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::node::Node;
+use crate::store::{Store, StoreError};
+use crate::topics::gossip_topic;
 
 /// The largest single message (a release bundle) as one blob.
 pub const MAX_ITEM_BYTES: usize = 64 * 1024;
@@ -132,6 +143,179 @@ impl SyncResponse {
         }
     }
 }
+
+impl Node {
+    /// Answers a sync request from `peer` (its key, when known). Returns the response and
+    /// whether the peer misbehaved (a request that does not decode, or delivered garbage).
+    pub async fn serve_sync(&self, peer: Option<PublicKey>, request: &[u8]) -> (Vec<u8>, bool) {
+        let request = match SyncRequest::decode(request) {
+            Ok(r) => r,
+            Err(e) => {
+                return (
+                    SyncResponse::refused(&format!("bad request: {e}")).encode(),
+                    true,
+                );
+            }
+        };
+        match request {
+            SyncRequest::Catchup { after } => {
+                let store = self.store.clone();
+                let page = tokio::task::spawn_blocking(move || catchup_page(&store, after)).await;
+                match page {
+                    Ok(Ok(response)) => (response.encode(), false),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "catch-up page failed");
+                        (SyncResponse::refused("store error").encode(), false)
+                    }
+                    Err(_) => (SyncResponse::refused("internal error").encode(), false),
+                }
+            }
+            SyncRequest::Deliver { attestations } => {
+                let mut accepted = 0u32;
+                let mut bad = false;
+                for blob in attestations.iter() {
+                    // Only the attester hands over its own attestations about us; anything
+                    // else is not what this request is for.
+                    let fits = UptimeAttestation::decode(blob.as_slice())
+                        .is_ok_and(|a| a.body.subject == self.me && Some(a.body.attester) == peer);
+                    if !fits {
+                        bad = true;
+                        continue;
+                    }
+                    let outcome = self.ingest(MessageKind::Attestation, blob.as_slice()).await;
+                    match outcome.verdict {
+                        Verdict::Accept => accepted += 1,
+                        Verdict::Reject => bad = true,
+                        Verdict::Ignore => {}
+                    }
+                }
+                (SyncResponse::Delivered { accepted }.encode(), bad)
+            }
+        }
+    }
+}
+
+/// Builds one catch-up page from the store.
+fn catchup_page(store: &Store, after: Option<SyncCursor>) -> Result<SyncResponse, StoreError> {
+    let (mut table, mut after_key) = match after {
+        Some(c) => (
+            usize::from(c.table),
+            Some(c.key.as_slice().to_vec()).filter(|k| !k.is_empty()),
+        ),
+        None => (0, None),
+    };
+    let mut items = Vec::new();
+    let mut used = 0usize;
+    let cursor = |table: usize, key: Vec<u8>| SyncCursor {
+        table: u8::try_from(table).unwrap_or(u8::MAX),
+        key: BoundedBytes::new(key).unwrap_or_default(),
+    };
+    let next = loop {
+        if table >= SYNC_TABLES.len() {
+            break None;
+        }
+        if items.len() >= MAX_PAGE_ITEMS || used >= PAGE_BYTES {
+            break Some(cursor(table, after_key.unwrap_or_default()));
+        }
+        let kind = SYNC_TABLES[table];
+        let (records, more) = store.page(
+            kind,
+            after_key.as_deref(),
+            MAX_PAGE_ITEMS - items.len(),
+            PAGE_BYTES - used,
+        )?;
+        let last_key = records.last().map(|(k, _)| k.clone());
+        for (_, value) in records {
+            used += value.len();
+            match BoundedBytes::new(value) {
+                Ok(bytes) => items.push(SyncItem { kind, bytes }),
+                Err(_) => tracing::warn!(kind = kind.name(), "stored record too large to serve"),
+            }
+        }
+        if more {
+            break Some(cursor(table, last_key.or(after_key).unwrap_or_default()));
+        }
+        table += 1;
+        after_key = None;
+    };
+    Ok(SyncResponse::Batch {
+        items: BoundedVec::truncating(items),
+        next,
+    })
+}
+
+/// Messages new to this node from one catch-up that it passes on over gossip: a node that
+/// was away (or whose neighbours were) hands on what it missed, so that its other peers do
+/// not have to wait for their own periodic catch-up. Bounded so that joining an old network
+/// does not replay its history into gossip.
+const MAX_RELAYED_PER_CATCHUP: usize = 256;
+/// The most catch-up pages taken from one peer per connection.
+const MAX_CATCHUP_PAGES: usize = 10_000;
+
+/// Pulls everything a newly connected peer holds, page by page, through the ingest
+/// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
+pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
+    let mut after = None;
+    let (mut taken, mut new) = (0usize, 0usize);
+    for _ in 0..MAX_CATCHUP_PAGES {
+        let request = SyncRequest::Catchup {
+            after: after.take(),
+        }
+        .encode();
+        let bytes = match net.request_sync(peer, request).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "catch-up request failed");
+                return;
+            }
+        };
+        let (items, next) = match SyncResponse::decode(&bytes) {
+            Ok(SyncResponse::Batch { items, next }) => (items, next),
+            Ok(SyncResponse::Refused { reason }) => {
+                tracing::debug!(%peer, %reason, "catch-up refused");
+                return;
+            }
+            Ok(SyncResponse::Delivered { .. }) | Err(_) => {
+                tracing::debug!(%peer, "catch-up answer is garbage; penalising");
+                let _ = net.penalize(peer).await;
+                return;
+            }
+        };
+        let mut rejected = 0usize;
+        for item in items.iter() {
+            let outcome = node.ingest(item.kind, item.bytes.as_slice()).await;
+            taken += 1;
+            match outcome.verdict {
+                Verdict::Accept => {
+                    if new < MAX_RELAYED_PER_CATCHUP
+                        && let Some(topic) = gossip_topic(item.kind)
+                    {
+                        // A full queue means relaying is behind; catch-up still got the
+                        // message, and peers still have their own catch-up.
+                        let _ = relay.try_send((topic, item.bytes.as_slice().to_vec()));
+                    }
+                    new += 1;
+                }
+                Verdict::Reject => rejected += 1,
+                Verdict::Ignore => {}
+            }
+        }
+        if rejected > 0 {
+            tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
+            let _ = net.penalize(peer).await;
+        }
+        match next {
+            Some(cursor) => after = Some(cursor),
+            None => break,
+        }
+    }
+    if taken > 0 {
+        tracing::info!(%peer, received = taken, new, "caught up with peer");
+    }
+}
+
+/// Messages learnt through catch-up, waiting to be passed on over gossip.
+pub(crate) type Relay = mpsc::Sender<(TopicKind, Vec<u8>)>;
 
 #[cfg(test)]
 mod tests {

@@ -92,7 +92,7 @@ async fn each_bad_bundle_gets_its_verdict_and_reason() {
     ];
     for (bytes, verdict, reason) in cases {
         let outcome = n.ingest(MessageKind::Release, &bytes).await;
-        assert_eq!((outcome.verdict, outcome.reason), (verdict, reason));
+        assert_eq!((outcome.verdict, outcome.reason.label()), (verdict, reason));
         assert_eq!(rejected(&n, reason), 1, "{reason}");
     }
     let good = release("1.0.0", T + 100, vec![a.clone()], &[0, 1, 2]);
@@ -100,14 +100,14 @@ async fn each_bad_bundle_gets_its_verdict_and_reason() {
     assert_eq!(outcome.verdict, Verdict::Accept, "{}", outcome.reason);
     let outcome = n.ingest(MessageKind::Release, &good.encode()).await;
     assert_eq!(
-        (outcome.verdict, outcome.reason),
+        (outcome.verdict, outcome.reason.label()),
         (Verdict::Ignore, "duplicate")
     );
     for older_or_equal in ["0.9.0", "1.0"] {
         let old = release(older_or_equal, T + 100, vec![a.clone()], &[0, 1, 2]);
         let outcome = n.ingest(MessageKind::Release, &old.encode()).await;
         assert_eq!(
-            (outcome.verdict, outcome.reason),
+            (outcome.verdict, outcome.reason.label()),
             (Verdict::Ignore, "rollback")
         );
     }

@@ -105,7 +105,10 @@ async fn node_replays_to_the_same_tally() {
                 "signal {i}"
             );
             assert_eq!(
-                node.ingest(MessageKind::Signal, &s.encode()).await.reason,
+                node.ingest(MessageKind::Signal, &s.encode())
+                    .await
+                    .reason
+                    .label(),
                 "duplicate"
             );
         }

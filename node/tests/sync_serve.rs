@@ -149,14 +149,14 @@ async fn misbehaviour_is_reported() {
     let bare = common::attestation(&spec, &peer, &other, ip, spec.epoch_at(t), 1);
     let outcome = n.ingest(MessageKind::Attestation, &bare.encode()).await;
     assert_eq!(
-        (outcome.verdict, outcome.reason),
+        (outcome.verdict, outcome.reason.label()),
         (Verdict::Ignore, "not_carried_by_subject")
     );
     // A bare attestation about another node counts nowhere: its subject must carry it.
     let bare = common::attestation(&spec, &peer, &other, ip, spec.epoch_at(t), 1);
     let outcome = n.ingest(MessageKind::Attestation, &bare.encode()).await;
     assert_eq!(
-        (outcome.verdict, outcome.reason),
+        (outcome.verdict, outcome.reason.label()),
         (Verdict::Ignore, "not_carried_by_subject")
     );
     // A forged signature.

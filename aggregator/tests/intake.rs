@@ -1,0 +1,193 @@
+//! The intake's decision for each kind of message, with real keys and signatures: what is
+//! decided before any signature check, what is asked to be verified, and what is persisted.
+
+mod common;
+
+use commons_aggregator::{Checked, Intake, Reason, Record, Verdict};
+use commons_signaling::{Choice, MessageKind, PROTOCOL_VERSION};
+
+use common::{attestation, key, pk, presence, proposal, regtest, signal, signal_with};
+
+const T: u64 = 1_000_000;
+
+fn intake() -> (Intake, commons_signaling::Hash32) {
+    let spec = regtest();
+    let mut intake = Intake::new(spec.clone(), spec.epoch_at(T), Some(pk("me")));
+    let p = proposal(&spec, 1, "intake", T - 10, T + 600, &[0, 1, 2]);
+    let id = p.id(&spec.network_id());
+    assert_eq!(
+        intake.ingest(MessageKind::Proposal, &p.encode(), T).reason,
+        Reason::New
+    );
+    (intake, id)
+}
+
+#[test]
+fn a_new_signal_asks_for_its_signature_and_new_attestations_then_persists_them() {
+    let (mut intake, id) = intake();
+    let spec = regtest();
+    let net = spec.network_id();
+    let epoch = spec.epoch_at(T);
+    let about = attestation(&net, &key("a"), pk("s"), "10.0.0.1", epoch, 5);
+    let s = signal_with(
+        &net,
+        &key("s"),
+        id,
+        Choice::Override,
+        1,
+        T,
+        vec![about.clone()],
+    );
+    let Checked::Verify(pending) = intake.check(MessageKind::Signal, &s.encode(), T) else {
+        panic!("a new signal needs verifying");
+    };
+    assert_eq!(pending.kind(), MessageKind::Signal);
+    assert_eq!(pending.attestations(), std::slice::from_ref(&about));
+    let applied = intake.apply(pending.verify(&spec, T), T);
+    assert_eq!(applied.reason, Reason::New);
+    assert!(
+        matches!(&applied.persist[..], [Record::Signal(x), Record::Attestation(a)] if *x == s && *a == about)
+    );
+    // The same bytes again: dropped by the signature before decoding.
+    assert!(matches!(
+        intake.check(MessageKind::Signal, &s.encode(), T),
+        Checked::Decided(Reason::Duplicate)
+    ));
+}
+
+#[test]
+fn each_refusal_of_a_signal_has_its_reason_and_verdict() {
+    let (mut intake, id) = intake();
+    let spec = regtest();
+    let net = spec.network_id();
+    let first = signal(&net, &key("s"), id, Choice::Support, 2, T);
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Signal, &first.encode(), T)
+            .reason,
+        Reason::New
+    );
+    let mut forged = signal(&net, &key("t"), id, Choice::Support, 1, T).encode();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let epoch = spec.epoch_at(T);
+    let not_about = attestation(&net, &key("a"), pk("other"), "10.0.0.1", epoch, 5);
+    let cases = [
+        (
+            signal(&net, &key("s"), id, Choice::Oppose, 1, T).encode(),
+            Reason::Replay,
+            Verdict::Ignore,
+        ),
+        (
+            signal(&net, &key("t"), id, Choice::Support, 1, T + 31).encode(),
+            Reason::TooEarly,
+            Verdict::Ignore,
+        ),
+        (
+            signal(&net, &key("t"), id, Choice::Support, 1, T + 600).encode(),
+            Reason::AfterLockEnd,
+            Verdict::Reject,
+        ),
+        (
+            signal(
+                &net,
+                &key("t"),
+                commons_signaling::Hash32([1; 32]),
+                Choice::Support,
+                1,
+                T,
+            )
+            .encode(),
+            Reason::UnknownProposal,
+            Verdict::Ignore,
+        ),
+        (forged, Reason::BadSignature, Verdict::Reject),
+        (
+            signal_with(&net, &key("t"), id, Choice::Support, 1, T, vec![not_about]).encode(),
+            Reason::AttestationNotAboutCarrier,
+            Verdict::Reject,
+        ),
+        (b"junk".to_vec(), Reason::Malformed, Verdict::Reject),
+    ];
+    for (bytes, reason, verdict) in cases {
+        let got = intake.ingest(MessageKind::Signal, &bytes, T).reason;
+        assert_eq!((got, got.verdict()), (reason, verdict));
+    }
+    let mut newer = signal(&net, &key("u"), id, Choice::Support, 1, T);
+    newer.body.version = PROTOCOL_VERSION + 1;
+    let newer = commons_signaling::Signed::sign(newer.body, &key("u"), &net);
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Signal, &newer.encode(), T)
+            .reason,
+        Reason::UnknownVersion
+    );
+}
+
+#[test]
+fn presences_own_stale_superseded_and_bare_attestations() {
+    let (mut intake, _) = intake();
+    let spec = regtest();
+    let net = spec.network_id();
+    let epoch = spec.epoch_at(T);
+    let cases = [
+        (presence(&net, &key("me"), epoch, vec![]), Reason::Own),
+        (presence(&net, &key("n"), epoch, vec![]), Reason::New),
+        (
+            presence(&net, &key("n"), epoch - 1, vec![]),
+            Reason::Superseded,
+        ),
+        (presence(&net, &key("o"), epoch - 31, vec![]), Reason::Stale),
+        (
+            presence(&net, &key("o"), epoch + 100, vec![]),
+            Reason::TooEarly,
+        ),
+    ];
+    for (p, reason) in cases {
+        assert_eq!(
+            intake.ingest(MessageKind::Presence, &p.encode(), T).reason,
+            reason,
+            "{:?}",
+            p.body.epoch
+        );
+    }
+    let about_me = attestation(&net, &key("a"), pk("me"), "10.0.0.9", epoch, 4);
+    let about_other = attestation(&net, &key("a"), pk("n"), "10.0.0.8", epoch, 4);
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Attestation, &about_other.encode(), T)
+            .reason,
+        Reason::NotCarriedBySubject
+    );
+    let applied = intake.ingest(MessageKind::Attestation, &about_me.encode(), T);
+    assert_eq!(applied.reason, Reason::New);
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Attestation, &about_me.encode(), T)
+            .reason,
+        Reason::Duplicate
+    );
+    // An observer without a key (the simulator) takes no bare attestation.
+    let mut observer = Intake::new(spec.clone(), epoch, None);
+    assert_eq!(
+        observer
+            .ingest(MessageKind::Attestation, &about_me.encode(), T)
+            .reason,
+        Reason::NotCarriedBySubject
+    );
+}
+
+#[test]
+fn proposals_duplicate_by_id_and_invalid_below_threshold() {
+    let (mut intake, _) = intake();
+    let spec = regtest();
+    let again = proposal(&spec, 1, "intake", T - 10, T + 600, &[0, 1, 2, 3]);
+    assert!(matches!(
+        intake.check(MessageKind::Proposal, &again.encode(), T),
+        Checked::Decided(Reason::Duplicate)
+    ));
+    let thin = proposal(&spec, 1, "thin", T - 10, T + 600, &[0]);
+    let applied = intake.ingest(MessageKind::Proposal, &thin.encode(), T);
+    assert_eq!(applied.reason, Reason::InvalidProposal);
+    assert!(applied.persist.is_empty());
+}

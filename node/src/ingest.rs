@@ -1,0 +1,156 @@
+//! The ingest glue around the intake (`commons_aggregator::Intake`, which makes every
+//! decision): the state lock, the blocking pool for signature checks, the RocksDB batch, the
+//! verdict for gossipsub and the metrics.
+//!
+//! Locking: the lock is taken for the intake's check, released while the signatures are
+//! verified on tokio's blocking pool, and taken again for the intake's apply (which re-checks
+//! what may have changed meanwhile) and the store write that records it, so that the store
+//! sees writes in the order the intake applied them.
+
+use commons_aggregator::{Checked, Pending, Reason, Record, Refusal, Verified};
+use commons_p2p::Verdict;
+use commons_signaling::{MessageKind, ReleaseBundle};
+
+use crate::node::{Node, Outcome};
+use crate::store::Batch;
+
+/// The gossip verdict of the intake's verdict.
+pub(crate) fn gossip_verdict(reason: Reason) -> Verdict {
+    match reason.verdict() {
+        commons_aggregator::Verdict::Accept => Verdict::Accept,
+        commons_aggregator::Verdict::Reject => Verdict::Reject,
+        commons_aggregator::Verdict::Ignore => Verdict::Ignore,
+    }
+}
+
+/// The reason a message is refused for when its verification task failed (it panicked or
+/// the runtime is shutting down): as if its signatures had not verified.
+fn verification_failed(kind: MessageKind) -> Reason {
+    match kind {
+        MessageKind::Proposal => Reason::InvalidProposal,
+        MessageKind::Release => Reason::BadArtifacts,
+        _ => Reason::BadSignature,
+    }
+}
+
+impl Node {
+    /// Runs a received message through the pipeline: the intake's check (size bound, decode,
+    /// cheap checks, duplicate check before signature verification), verification off the
+    /// reactor, the intake's apply, persistence. Returns the verdict to report to gossipsub.
+    pub async fn ingest(&self, kind: MessageKind, bytes: &[u8]) -> Outcome {
+        let now = self.now();
+        let checked = self.state().intake.check(kind, bytes, now);
+        let reason = match checked {
+            Checked::Decided(reason) => reason,
+            Checked::Verify(pending) => {
+                let verified = self.verify_off_reactor(*pending, now).await;
+                self.apply_verified(verified, now)
+            }
+        };
+        let outcome = Outcome::of(reason);
+        if reason == Reason::Duplicate {
+            self.metrics.duplicate(kind.name());
+        }
+        if kind == MessageKind::Release && !matches!(reason, Reason::New | Reason::Duplicate) {
+            self.release_metrics().rejected(reason.label());
+        }
+        self.metrics
+            .received(kind.name(), outcome.verdict_name(), reason.label());
+        tracing::debug!(
+            kind = kind.name(),
+            verdict = outcome.verdict_name(),
+            reason = reason.label(),
+            "ingested"
+        );
+        outcome
+    }
+
+    /// Checks the signatures the intake asked for on the blocking pool.
+    pub(crate) async fn verify_off_reactor(&self, pending: Pending, now: u64) -> Verified {
+        let kind = pending.kind();
+        let spec = self.spec.clone();
+        tokio::task::spawn_blocking(move || pending.verify(&spec, now))
+            .await
+            .unwrap_or_else(|_| Verified::failed(verification_failed(kind)))
+    }
+
+    /// Applies a verified message through the intake and writes what it says to persist, in
+    /// one batch under the lock; the reason for the verdict.
+    pub(crate) fn apply_verified(&self, verified: Verified, now: u64) -> Reason {
+        let mut release_added = false;
+        let reason = {
+            let mut st = self.state();
+            let applied = st.intake.apply(verified, now);
+            if applied.reason != Reason::New {
+                return applied.reason;
+            }
+            let mut batch = Batch::new();
+            for record in &applied.persist {
+                match record {
+                    Record::Signal(s) => batch.put_signal(s),
+                    Record::Proposal(id, p) => {
+                        tracing::info!(proposal = %id, title = %p.body.title, "new proposal");
+                        batch.put_proposal(id, p);
+                    }
+                    Record::Presence(p) => batch.put_presence(p),
+                    Record::Attestation(a) => batch.put_attestation(a),
+                    Record::Release(id, b) => {
+                        release_added = true;
+                        log_release(id, b);
+                        batch.put_release(id, b);
+                    }
+                }
+            }
+            if self.write(batch) {
+                Reason::New
+            } else {
+                Reason::StoreFailed
+            }
+        };
+        if release_added && reason == Reason::New {
+            self.releases.notify_added();
+        }
+        reason
+    }
+}
+
+impl Node {
+    /// Checks a release bundle a maintainer publishes against the network's release rules
+    /// and the newest release held on its channel, on the blocking pool: `None` when it is
+    /// held already.
+    pub(crate) async fn verify_release_off_reactor(
+        &self,
+        bundle: &ReleaseBundle,
+    ) -> Result<Option<Verified>, Refusal> {
+        let checked = self.state().intake.check_release_bundle(bundle.clone());
+        let pending = match checked {
+            Ok(pending) => pending,
+            Err(Reason::Duplicate) => return Ok(None),
+            Err(reason) => {
+                return Err(Refusal {
+                    reason,
+                    detail: reason.label().into(),
+                });
+            }
+        };
+        let verified = self.verify_off_reactor(pending, self.now()).await;
+        match verified.refusal() {
+            Some(refusal) => Err(refusal.clone()),
+            None => Ok(Some(verified)),
+        }
+    }
+
+    /// Records a verified bundle: `Ok(false)` when it was held already, `Err(reason)` when a
+    /// newer one for its channel arrived meanwhile or the store failed.
+    pub(crate) fn accept_release(&self, verified: Verified) -> Result<bool, Reason> {
+        match self.apply_verified(verified, self.now()) {
+            Reason::New => Ok(true),
+            Reason::Duplicate => Ok(false),
+            reason => Err(reason),
+        }
+    }
+}
+
+fn log_release(id: &commons_signaling::Hash32, bundle: &ReleaseBundle) {
+    tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, id = %id, "new release bundle");
+}

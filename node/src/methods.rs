@@ -1,0 +1,481 @@
+//! The JSON-RPC methods: every `rpc_*` body, the calls they share with the daemon
+//! (`cast_signal`, `submit_proposal`) and the [`RpcHandler`] dispatch.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::UNIX_EPOCH;
+
+use commons_aggregator::rules::verify_proposal;
+use commons_aggregator::{ProposalOutcome, ProposalState, Reason, units_to_weight};
+use commons_p2p::TopicKind;
+use commons_rpc::{
+    ChoiceTally, Choices, Method, NetworkInfo, NodeInfo, Observation, PeerInfo, ProposalReceipt,
+    ProposalSummary, PublishReceipt, Release, SignalReceipt, Tally, UptimeReport, method,
+};
+use commons_signaling::messages::MAX_SIGNAL_ATTESTATIONS;
+use commons_signaling::{
+    BoundedVec, Choice, Hash32, PROTOCOL_VERSION, Proposal, PublicKey, ReleaseBundle, Signal,
+    SignalBody, Signed,
+};
+use serde_json::Value;
+
+use crate::artifacts::ArtifactStoreError;
+use crate::node::{Node, State, VERSION};
+use crate::releases::ReleaseHost;
+use crate::rpc::{self, Params, RpcError, RpcFuture, RpcHandler};
+use crate::store::Batch;
+
+impl Node {
+    async fn rpc_getinfo(&self) -> Result<NodeInfo, RpcError> {
+        let (listen, peer_id) = match &self.net {
+            Some(net) => (
+                net.listen_addrs()
+                    .await
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                Some(net.local_peer_id().to_string()),
+            ),
+            None => (Vec::new(), None),
+        };
+        let st = self.state();
+        let (nodes, units) = st.agg().population();
+        Ok(NodeInfo {
+            version: VERSION.to_string(),
+            network: NetworkInfo {
+                name: self.spec.name.clone(),
+                id: self.network_id.to_hex(),
+            },
+            peer_id,
+            public_key: self.me.to_hex(),
+            listen,
+            epoch: st.agg().epoch(),
+            epoch_secs: self.spec.epoch_secs,
+            time: self.now(),
+            peers: st.peer_count() as u64,
+            proposals: st.agg().proposals().len() as u64,
+            qualified_nodes: nodes,
+            qualified_weight: units_to_weight(units),
+            uptime: st.agg().uptime(&self.me).map(uptime_status),
+            running_secs: self.started.elapsed().as_secs(),
+        })
+    }
+
+    async fn rpc_getpeers(&self) -> Result<Vec<PeerInfo>, RpcError> {
+        let Some(net) = &self.net else {
+            return Ok(Vec::new());
+        };
+        let peers = net.peers().await.map_err(RpcError::internal)?;
+        let st = self.state();
+        let out = peers
+            .iter()
+            .map(|p| {
+                let key = p.xonly_key.map(PublicKey);
+                let observed = key.and_then(|k| st.observed_peer(&k));
+                PeerInfo {
+                    peer_id: p.peer_id.to_string(),
+                    public_key: key.map(|k| k.to_hex()),
+                    addrs: p.addrs.iter().map(|a| a.to_string()).collect(),
+                    listen_addrs: p.listen_addrs.iter().map(|a| a.to_string()).collect(),
+                    observed_ip: p.observed_ip,
+                    connected_since: p
+                        .connected_since
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0),
+                    outbound: p.outbound,
+                    agent: p.agent_version.clone(),
+                    gossip_score: p.gossip_score,
+                    seen_epochs: observed.map_or(0, |o| o.epochs.len() as u64),
+                    uptime: key.and_then(|k| st.agg().uptime(&k)).map(uptime_status),
+                }
+            })
+            .collect();
+        Ok(out)
+    }
+
+    pub(crate) fn state_name(st: &State, id: &Hash32, now: u64) -> &'static str {
+        st.agg()
+            .state(id, now)
+            .map(ProposalState::name)
+            .unwrap_or("unknown")
+    }
+
+    fn rpc_listproposals(&self) -> Vec<ProposalSummary> {
+        let now = self.now();
+        let st = self.state();
+        st.agg()
+            .proposals()
+            .into_iter()
+            .map(|(id, p)| ProposalSummary {
+                id: id.to_hex(),
+                tier: p.body.tier,
+                title: p.body.title.as_str().to_string(),
+                reference: p.body.reference.as_str().to_string(),
+                state: Self::state_name(&st, id, now).to_string(),
+                lock_start: p.body.lock_start,
+                lock_end: p.body.lock_end,
+                signatures: p.signatures.len() as u64,
+                overridden_at_epoch: st.agg().overridden_at(id),
+            })
+            .collect()
+    }
+
+    pub(crate) fn parse_id(params: &Params, name: &str) -> Result<Hash32, RpcError> {
+        let text = params.required_str(name, 0)?;
+        Hash32::from_str(text).map_err(|_| {
+            RpcError::invalid_params(format!("`{name}` must be 64 hex characters, not {text:?}"))
+        })
+    }
+
+    fn rpc_gettally(&self, params: &Params) -> Result<Tally, RpcError> {
+        params.only(&["id"])?;
+        let id = Self::parse_id(params, "id")?;
+        let now = self.now();
+        let st = self.state();
+        let tally = st
+            .agg()
+            .tally(&id)
+            .ok_or_else(|| RpcError::new(rpc::NOT_FOUND, format!("unknown proposal {id}")))?;
+        let count = |choice: Choice| {
+            let c = tally.choice(choice);
+            ChoiceTally {
+                weight: c.weight,
+                nodes: c.nodes,
+            }
+        };
+        Ok(Tally {
+            id: id.to_hex(),
+            tier: tally.tier,
+            epoch: tally.epoch,
+            state: Self::state_name(&st, &id, now).to_string(),
+            choices: Choices {
+                support: count(Choice::Support),
+                oppose: count(Choice::Oppose),
+                r#override: count(Choice::Override),
+                abstain: count(Choice::Abstain),
+            },
+            total_nodes: tally.total_nodes,
+            total_weight: tally.total_weight,
+            override_weight_share: tally.override_weight_share,
+            override_node_share: tally.override_node_share,
+            required_weight_share: tally.required_weight_share,
+            required_node_share: tally.required_node_share,
+            override_met: tally.override_met,
+            signers: tally.signers,
+            uncounted_signers: tally.uncounted_signers,
+        })
+    }
+
+    fn rpc_getuptime(&self, params: &Params) -> Result<UptimeReport, RpcError> {
+        params.only(&["key"])?;
+        let key = match params.optional_str("key", 0)? {
+            Some(text) => PublicKey::from_str(text)
+                .map_err(|e| RpcError::invalid_params(format!("`key`: {e}")))?,
+            None => self.me,
+        };
+        let st = self.state();
+        Ok(UptimeReport {
+            key: key.to_hex(),
+            epoch: st.agg().epoch(),
+            min_uptime_epochs: self.spec.min_uptime_epochs,
+            status: st.agg().uptime(&key).map(uptime_status),
+            observed_by_this_node: st.observed_peer(&key).map(|o| Observation {
+                ip: o.ip,
+                seen_epochs: o.epochs.len() as u64,
+            }),
+        })
+    }
+
+    /// Signs, applies, stores and publishes this node's signal on a proposal.
+    pub async fn cast_signal(
+        &self,
+        proposal: Hash32,
+        choice: Choice,
+    ) -> Result<(Signal, bool), RpcError> {
+        let now = self.now();
+        let attestations =
+            BoundedVec::truncating(self.attestations_about_me(MAX_SIGNAL_ATTESTATIONS));
+        let signal = {
+            let mut st = self.state();
+            if st.agg().proposal(&proposal).is_none() {
+                return Err(RpcError::new(
+                    rpc::NOT_FOUND,
+                    format!("unknown proposal {proposal}"),
+                ));
+            }
+            // The sequence is persisted separately from the signal so that it never goes
+            // back, even if the stored signal is replaced by a peer's view of it.
+            let stored = self.store.sequence(&proposal).map_err(RpcError::internal)?;
+            let held = st
+                .agg()
+                .signal(&proposal, &self.me)
+                .map(|s| s.body.sequence);
+            let sequence = stored.max(held).map_or(1, |s| s + 1);
+            let body = SignalBody {
+                version: PROTOCOL_VERSION,
+                proposal,
+                choice,
+                sequence,
+                time: now,
+                signer: self.me,
+                attestations,
+            };
+            let signal = Signed::sign(body, &self.key, &self.network_id);
+            st.agg_mut()
+                .apply_signal(signal.clone(), now)
+                .map_err(|e| RpcError::new(rpc::REJECTED, format!("signal refused: {e}")))?;
+            let mut batch = Batch::new();
+            batch.put_signal(&signal);
+            batch.put_sequence(&proposal, sequence);
+            self.store.write(batch).map_err(RpcError::internal)?;
+            signal
+        };
+        let published = self.publish(TopicKind::Signals, signal.encode()).await;
+        tracing::info!(proposal = %proposal, choice = %choice, sequence = signal.body.sequence, published, "signal cast");
+        Ok((signal, published))
+    }
+
+    async fn rpc_signal(&self, params: &Params) -> Result<SignalReceipt, RpcError> {
+        params.only(&["proposal", "choice"])?;
+        let proposal = Self::parse_id(params, "proposal")?;
+        let choice_text = params.required_str("choice", 1)?;
+        let choice = Choice::from_str(choice_text).map_err(RpcError::invalid_params)?;
+        let (signal, published) = self.cast_signal(proposal, choice).await?;
+        Ok(SignalReceipt {
+            proposal: proposal.to_hex(),
+            choice: choice.name().to_string(),
+            sequence: signal.body.sequence,
+            time: signal.body.time,
+            attestations: signal.body.attestations.len() as u64,
+            published,
+        })
+    }
+
+    /// Verifies, stores and publishes a signed proposal given as canonical CBOR.
+    pub async fn submit_proposal(&self, bytes: &[u8]) -> Result<(Hash32, bool, bool), RpcError> {
+        let proposal = Proposal::decode(bytes)
+            .map_err(|e| RpcError::invalid_params(format!("not a signed proposal: {e}")))?;
+        let id = proposal.id(&self.network_id);
+        let spec = self.spec.clone();
+        let copy = proposal.clone();
+        let verified = tokio::task::spawn_blocking(move || {
+            verify_proposal(&copy, &spec, &spec.network_id()).map(|_| ())
+        })
+        .await
+        .map_err(RpcError::internal)?;
+        verified.map_err(|e| RpcError::new(rpc::REJECTED, format!("proposal refused: {e}")))?;
+        let new = {
+            let mut st = self.state();
+            match st.agg_mut().add_proposal(proposal.clone()) {
+                Ok(ProposalOutcome::New) => {
+                    let mut batch = Batch::new();
+                    batch.put_proposal(&id, &proposal);
+                    self.store.write(batch).map_err(RpcError::internal)?;
+                    true
+                }
+                Ok(ProposalOutcome::Duplicate) => false,
+                Err(e) => {
+                    return Err(RpcError::new(
+                        rpc::REJECTED,
+                        format!("proposal refused: {e}"),
+                    ));
+                }
+            }
+        };
+        // Published again even when already held: the submitter wants it out, and peers
+        // drop a duplicate cheaply.
+        let published = self.publish(TopicKind::Proposals, bytes.to_vec()).await;
+        if new {
+            tracing::info!(proposal = %id, title = %proposal.body.title, published, "proposal submitted");
+        }
+        Ok((id, new, published))
+    }
+
+    async fn rpc_submitproposal(&self, params: &Params) -> Result<ProposalReceipt, RpcError> {
+        params.only(&["hex"])?;
+        let text = params.required_str("hex", 0)?;
+        let bytes = hex::decode(text.trim())
+            .map_err(|e| RpcError::invalid_params(format!("`hex` is not hex: {e}")))?;
+        let (id, new, published) = self.submit_proposal(&bytes).await?;
+        Ok(ProposalReceipt {
+            id: id.to_hex(),
+            new,
+            published,
+        })
+    }
+
+    /// `listreleases`.
+    pub(crate) fn rpc_listreleases(&self) -> Vec<Release> {
+        self.held_releases()
+            .iter()
+            .map(|(id, b)| self.release_answer(id, b))
+            .collect()
+    }
+
+    /// `getrelease {id}`.
+    pub(crate) fn rpc_getrelease(&self, params: &Params) -> Result<Release, RpcError> {
+        params.only(&["id"])?;
+        let id = Self::parse_id(params, "id")?;
+        let bundle = self.state().release(&id).cloned().ok_or_else(|| {
+            RpcError::new(
+                rpc::NOT_FOUND,
+                format!("no release {} is known", id.to_hex()),
+            )
+        })?;
+        Ok(Release {
+            bundle: Some(hex::encode(bundle.encode())),
+            ..self.release_answer(&id, &bundle)
+        })
+    }
+
+    /// `publishrelease {bundle, artifacts}`: verifies a bundle and every artifact in a local
+    /// directory, stores them and gossips the bundle. Nothing is stored unless all of it
+    /// checks out.
+    pub(crate) async fn rpc_publishrelease(
+        &self,
+        params: &Params,
+    ) -> Result<PublishReceipt, RpcError> {
+        params.only(&["bundle", "artifacts"])?;
+        let text = params.required_str("bundle", 0)?;
+        let dir = PathBuf::from(params.required_str("artifacts", 1)?);
+        let bytes = hex::decode(text.trim())
+            .map_err(|e| RpcError::invalid_params(format!("`bundle` is not hex: {e}")))?;
+        let bundle = ReleaseBundle::decode(&bytes).map_err(|e| {
+            self.release_metrics()
+                .rejected(Reason::of_decode_error(&e).label());
+            RpcError::invalid_params(format!("not a release bundle: {e}"))
+        })?;
+        if !dir.is_absolute() {
+            return Err(RpcError::invalid_params(format!(
+                "`artifacts` must be an absolute path, not {}",
+                dir.display()
+            )));
+        }
+        if !dir.is_dir() {
+            return Err(RpcError::invalid_params(format!(
+                "{}: not a directory the node can read",
+                dir.display()
+            )));
+        }
+        let store = self
+            .artifact_store()
+            .cloned()
+            .ok_or_else(|| RpcError::new(rpc::REJECTED, "this node keeps no release artifacts"))?;
+        let id = bundle.id(self.network_id());
+        let verified = self
+            .verify_release_off_reactor(&bundle)
+            .await
+            .map_err(|refusal| {
+                self.release_metrics().rejected(refusal.reason.label());
+                RpcError::new(
+                    rpc::REJECTED,
+                    format!("release refused: {}", refusal.detail),
+                )
+            })?;
+        for artifact in bundle.body.artifacts.iter() {
+            let source = dir.join(artifact.name.as_str());
+            let (store, artifact) = (store.clone(), artifact.clone());
+            let imported = tokio::task::spawn_blocking(move || store.import(&artifact, &source))
+                .await
+                .map_err(RpcError::internal)?;
+            match imported {
+                Ok(()) => {}
+                Err(ArtifactStoreError::Mismatch(e)) => {
+                    self.release_metrics()
+                        .rejected(Reason::ArtifactMismatch.label());
+                    return Err(RpcError::new(
+                        rpc::REJECTED,
+                        format!("release refused: artifact {e}"),
+                    ));
+                }
+                Err(e) => return Err(RpcError::invalid_params(e.to_string())),
+            }
+        }
+        let new = match verified {
+            None => false,
+            Some(verified) => self.accept_release(verified).map_err(|reason| {
+                self.release_metrics().rejected(reason.label());
+                RpcError::new(rpc::REJECTED, format!("release refused: {reason}"))
+            })?,
+        };
+        self.link_named(&bundle);
+        let published = self.publish(TopicKind::Releases, bytes).await;
+        tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, new, published, "release published");
+        Ok(PublishReceipt {
+            id: id.to_hex(),
+            channel: bundle.body.channel.as_str().to_string(),
+            version: bundle.body.release.to_string(),
+            new,
+            published,
+            artifacts: bundle.body.artifacts.len() as u64,
+        })
+    }
+}
+
+impl RpcHandler for Node {
+    fn call<'a>(&'a self, method: &'a str, params: Params) -> RpcFuture<'a> {
+        Box::pin(async move {
+            match method {
+                method::GetInfo::NAME => {
+                    params.only(&[])?;
+                    answer::<method::GetInfo>(self.rpc_getinfo().await)
+                }
+                method::GetPeers::NAME => {
+                    params.only(&[])?;
+                    answer::<method::GetPeers>(self.rpc_getpeers().await)
+                }
+                method::ListProposals::NAME => {
+                    params.only(&[])?;
+                    answer::<method::ListProposals>(Ok(self.rpc_listproposals()))
+                }
+                method::GetTally::NAME => answer::<method::GetTally>(self.rpc_gettally(&params)),
+                method::GetUptime::NAME => answer::<method::GetUptime>(self.rpc_getuptime(&params)),
+                method::CastSignal::NAME => {
+                    answer::<method::CastSignal>(self.rpc_signal(&params).await)
+                }
+                method::SubmitProposal::NAME => {
+                    answer::<method::SubmitProposal>(self.rpc_submitproposal(&params).await)
+                }
+                method::ListReleases::NAME => {
+                    params.only(&[])?;
+                    answer::<method::ListReleases>(Ok(self.rpc_listreleases()))
+                }
+                method::GetRelease::NAME => {
+                    answer::<method::GetRelease>(self.rpc_getrelease(&params))
+                }
+                method::PublishRelease::NAME => {
+                    answer::<method::PublishRelease>(self.rpc_publishrelease(&params).await)
+                }
+                _ => {
+                    let (last, rest) = method::NAMES.split_last().expect("methods exist");
+                    Err(RpcError::new(
+                        rpc::METHOD_NOT_FOUND,
+                        format!(
+                            "unknown method {method:?}: use {} or {last}",
+                            rest.join(", ")
+                        ),
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// A method's answer as the JSON `result` the server sends.
+fn answer<M: Method>(result: Result<M::Response, RpcError>) -> Result<Value, RpcError> {
+    result.map(|response| commons_rpc::response_json::<M>(&response))
+}
+
+/// The aggregator's uptime status as the RPC answers carry it.
+fn uptime_status(status: commons_aggregator::UptimeStatus) -> commons_rpc::UptimeStatus {
+    commons_rpc::UptimeStatus {
+        ip: status.ip,
+        uptime_epochs: status.uptime_epochs,
+        attester_netgroups: status.attester_netgroups,
+        qualified: status.qualified,
+        counted: status.counted,
+        netgroup: status.netgroup.map(|n| n.to_string()),
+    }
+}
