@@ -10,6 +10,7 @@ use commons_signaling::spec::MeasurerSpec;
 use commons_signaling::{
     Choice, Hash32, NetworkSpec, PublicKey, QualificationRule, SecretKey, UptimeAttestation,
 };
+use commons_test_util::shuffle;
 use proptest::prelude::*;
 
 const EPOCH: u64 = 500;
@@ -463,15 +464,5 @@ proptest! {
         let boundary = observe(&run(messages, seed, EPOCH - 1));
         prop_assert_eq!(&first, &second);
         prop_assert_eq!(&first, &boundary);
-    }
-}
-
-/// A deterministic shuffle driven by proptest's seed.
-fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        items.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }

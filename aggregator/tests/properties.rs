@@ -5,6 +5,7 @@ mod common;
 use common::{World, attestation, key, pk, policy, presence, proposal, regtest, signal_with};
 use commons_aggregator::{Aggregator, ProposalState, SignalRejection, Tally, WEIGHT_SCALE};
 use commons_signaling::{Choice, Hash32, Presence, Signal, UptimeAttestation};
+use commons_test_util::shuffle;
 use proptest::prelude::*;
 
 const EPOCH: u64 = 100;
@@ -185,16 +186,6 @@ fn observe(agg: &Aggregator, ids: &[Hash32]) -> Observed {
         .map(|i| format!("{:?}", agg.uptime(&pk(&attester_name(i)))))
         .collect();
     (tallies, states, uptimes, agg.population())
-}
-
-/// A deterministic shuffle driven by proptest's seed.
-fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        items.swap(i, (seed % (i as u64 + 1)) as usize);
-    }
 }
 
 proptest! {

@@ -10,6 +10,7 @@ use commons_signaling::spec::TicketSpec;
 use commons_signaling::{
     Choice, Hash32, NetworkSpec, PublicKey, QualificationRule, SecretKey, UptimeAttestation,
 };
+use commons_test_util::shuffle;
 use proptest::prelude::*;
 
 const EPOCH: u64 = 500;
@@ -379,15 +380,5 @@ proptest! {
         let first = run(messages.clone(), seed, EPOCH);
         prop_assert_eq!(&run(messages.clone(), seed.rotate_left(23) ^ 0x5bd1, EPOCH), &first);
         prop_assert_eq!(&run(messages, seed, EPOCH - 1), &first);
-    }
-}
-
-/// A deterministic shuffle driven by proptest's seed.
-fn shuffle<T>(items: &mut [T], mut seed: u64) {
-    for i in (1..items.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        items.swap(i, (seed % (i as u64 + 1)) as usize);
     }
 }

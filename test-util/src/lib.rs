@@ -235,6 +235,18 @@ pub fn sign_release(
     bundle
 }
 
+/// Shuffles `items` deterministically from `seed` (a xorshift Fisher-Yates), so that a
+/// property test can deliver the same messages in many orders and still replay a failure
+/// from its seed.
+pub fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
