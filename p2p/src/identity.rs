@@ -45,6 +45,23 @@ pub fn peer_xonly_key(peer: &PeerId) -> Option<[u8; 32]> {
     compressed[1..].try_into().ok()
 }
 
+/// The `PeerId`s a node whose 32-byte x-only (BIP340) public key is `xonly` may have: the
+/// inverse of [`peer_xonly_key`]. An x-only key drops the parity of y that the node's libp2p
+/// key (the same secret) keeps, so there are two candidates, `02 || x` and `03 || x`; empty
+/// if the bytes are not on the curve.
+pub fn peer_ids_of_key(xonly: &[u8; 32]) -> Vec<PeerId> {
+    [0x02u8, 0x03]
+        .into_iter()
+        .filter_map(|parity| {
+            let mut compressed = [0u8; 33];
+            compressed[0] = parity;
+            compressed[1..].copy_from_slice(xonly);
+            secp256k1::PublicKey::try_from_bytes(&compressed).ok()
+        })
+        .map(|public| PublicKey::from(public).to_peer_id())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +77,21 @@ mod tests {
         let a = keypair_from_secret(&secret).unwrap();
         let b = keypair_from_secret(&secret).unwrap();
         assert_eq!(a.public().to_peer_id(), b.public().to_peer_id());
+    }
+
+    #[test]
+    fn a_peer_id_is_among_the_candidates_of_its_key() {
+        for seed in 1u8..=16 {
+            let keypair = keypair_from_secret(&[seed; 32]).unwrap();
+            let peer = keypair.public().to_peer_id();
+            let xonly = peer_xonly_key(&peer).unwrap();
+            let candidates = peer_ids_of_key(&xonly);
+            assert_eq!(candidates.len(), 2);
+            assert!(candidates.contains(&peer), "seed {seed}");
+        }
+        assert!(
+            peer_ids_of_key(&[0xff; 32]).is_empty(),
+            "not an x coordinate"
+        );
     }
 }

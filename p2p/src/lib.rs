@@ -47,7 +47,7 @@ pub use config::{
     ConnectionLimitsConfig, DEFAULT_PORT, MIN_IP_COLOCATION_THRESHOLD, P2pConfig, RateLimit,
     RateLimits,
 };
-pub use identity::{IdentityError, keypair_from_secret, peer_xonly_key};
+pub use identity::{IdentityError, keypair_from_secret, peer_ids_of_key, peer_xonly_key};
 pub use node::{
     P2pError, P2pEvent, P2pHandle, P2pNode, PeerInfo, RequestKind, ResponseChannel, Verdict,
 };

@@ -266,6 +266,7 @@ enum Command {
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
     MeshPeers(TopicKind, oneshot::Sender<Vec<PeerId>>),
     Dial(Multiaddr, oneshot::Sender<Result<(), P2pError>>),
+    Connect(Vec<PeerId>, Vec<Multiaddr>, oneshot::Sender<bool>),
     Penalize(PeerId, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -390,6 +391,20 @@ impl P2pHandle {
     /// started; a `PeerConnected` event follows if it succeeds.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
         self.call(|reply| Command::Dial(addr, reply)).await?
+    }
+
+    /// Makes sure the node is connected to one peer that may have any of the ids `peer`
+    /// (the candidates of one key, see [`crate::peer_ids_of_key`]): when none is connected,
+    /// dials `addrs` and, with discovery on, the ids at the addresses kad knows, and starts a
+    /// kad lookup of each so a later call finds them. Returns whether one was connected
+    /// already.
+    pub async fn connect(
+        &self,
+        peer: Vec<PeerId>,
+        addrs: Vec<Multiaddr>,
+    ) -> Result<bool, P2pError> {
+        self.call(|reply| Command::Connect(peer, addrs, reply))
+            .await
     }
 
     /// Reports application-level misbehaviour of a peer (malformed sync response, bad chunk):
@@ -1083,6 +1098,9 @@ impl P2pNode {
                     .map_err(|e| P2pError::Dial(e.to_string()));
                 let _ = reply.send(result);
             }
+            Command::Connect(candidates, addrs, reply) => {
+                let _ = reply.send(self.connect(&candidates, addrs));
+            }
             Command::Penalize(peer, reply) => {
                 self.penalize(peer);
                 let _ = reply.send(());
@@ -1240,6 +1258,31 @@ impl P2pNode {
             // just saves the throttle delay.
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
         }
+    }
+
+    /// See [`P2pHandle::connect`].
+    fn connect(&mut self, candidates: &[PeerId], addrs: Vec<Multiaddr>) -> bool {
+        if candidates.iter().any(|p| self.peers.contains_key(p)) {
+            return true;
+        }
+        let local = *self.swarm.local_peer_id();
+        for addr in addrs {
+            if let Err(error) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, %error, "dialing a wanted peer failed");
+            }
+        }
+        if self.config.discovery {
+            for peer in candidates.iter().filter(|p| **p != local) {
+                // Succeeds only where kad knows an address; the lookup finds one for next time.
+                let _ = self.swarm.dial(
+                    DialOpts::peer_id(*peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build(),
+                );
+                self.swarm.behaviour_mut().kad.get_closest_peers(*peer);
+            }
+        }
+        false
     }
 
     /// Dials peers from the kad routing table while short of peers.
