@@ -154,6 +154,12 @@ bootstrap=()
 for ((i = 1; i <= count; i++)); do
   ip=$(ip_of "$i")
   mkdir -p "$dir/node$i"
+  # Regtest qualifies nodes by its three well-known measurers: nodes 1 to 3 run as them.
+  if ((i <= 3)); then
+    mkdir -p -m 700 "$dir/node$i/regtest"
+    [[ -f $dir/node$i/regtest/node.key ]] ||
+      offline key regtest-measurer "$((i - 1))" --out "$dir/node$i/regtest/node.key" >/dev/null
+  fi
   # setsid: the nodes outlive this script and the terminal's Ctrl-C.
   RUST_LOG=${RUST_LOG:-info} setsid "$bin/commonsd" --network regtest --datadir "$dir/node$i" \
     --listen "/ip4/$ip/tcp/$P2P_PORT" --rpc-bind "$ip:$RPC_PORT" --metrics-bind "$ip:$METRICS_PORT" \
@@ -164,12 +170,15 @@ for ((i = 1; i <= count; i++)); do
     stop_network >&2
     die "node $i did not come up (log: $dir/node$i/commonsd.log): $info"
   fi
-  if ((i == 1)); then
+  role=user
+  if ((i <= 3)); then
+    # Every node visits every measurer; dialing them at start saves the kad lookup.
+    role="measurer $((i - 1))"
     peer_id=$(sed -n 's/^ *"peer_id": *"\([^"]*\)".*/\1/p' <<<"$info")
-    [[ -n $peer_id ]] || die "node 1 reported no peer id: $info"
-    bootstrap=(--bootstrap "/ip4/$ip/tcp/$P2P_PORT/p2p/$peer_id")
+    [[ -n $peer_id ]] || die "node $i reported no peer id: $info"
+    bootstrap+=(--bootstrap "/ip4/$ip/tcp/$P2P_PORT/p2p/$peer_id")
   fi
-  say "node $i  $ip  p2p :$P2P_PORT  rpc :$RPC_PORT  metrics :$METRICS_PORT  pid $(cat "$dir/node$i/commonsd.pid")"
+  say "node $i  $ip  p2p :$P2P_PORT  rpc :$RPC_PORT  metrics :$METRICS_PORT  pid $(cat "$dir/node$i/commonsd.pid")  $role"
 done
 
 # Waits up to $1 seconds for `check` (a function name) to succeed, printing its output as
@@ -192,8 +201,8 @@ wait_for() {
 
 # ---------------------------------------------------------------- qualify
 step "waiting for the nodes to qualify"
-say "Regtest counts a node once peers in 2 netgroups attest 3 epochs (2 s each) of uptime at"
-say "its address, so the first minute is the nodes watching each other."
+say "Regtest counts a node once 2 of its 3 measurers (nodes 1 to 3) saw it online for 3 epochs"
+say "(2 s each) at its address; every node visits every measurer, measurers included."
 # Every node must count all of them: each learns the others' standing from their presences.
 all_qualified() {
   local i agree=0 least=$count seen

@@ -200,6 +200,9 @@ pub struct NodeSpec {
     pub ip: String,
     /// Peers to dial at start (multiaddrs with `/p2p/<id>`).
     pub bootstrap: Vec<String>,
+    /// Run as the i-th well-known regtest measurer (its key is written to the data
+    /// directory before the first start); `None` for a user node with a key of its own.
+    pub measurer: Option<usize>,
 }
 
 /// A `commonsd` process on a data directory of its own. Killed when dropped.
@@ -246,6 +249,18 @@ impl TestNode {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             _dir: Some(dir),
         };
+        if let Some(i) = spec.measurer {
+            let datadir = node.datadir();
+            std::fs::create_dir_all(&datadir)?;
+            #[cfg(unix)]
+            std::fs::set_permissions(
+                &datadir,
+                std::os::unix::fs::PermissionsExt::from_mode(0o700),
+            )?;
+            commons_signaling::spec::regtest_measurer_key(i)
+                .save(&datadir.join("node.key"))
+                .map_err(|e| anyhow!("{e}"))?;
+        }
         node.launch()?;
         Ok(node)
     }
@@ -621,7 +636,8 @@ pub fn tally_essence(tally: &Tally) -> TallyEssence {
 }
 
 /// Starts one `commonsd` per address, named `{prefix}{i}@{ip}`, each bootstrapping from all
-/// started before it, so they form a full mesh.
+/// started before it, so they form a full mesh. The first three are regtest's well-known
+/// measurers (regtest qualifies nodes by measurers only), the others user nodes.
 pub fn start_mesh(prefix: &str, ips: &[&str]) -> Vec<TestNode> {
     let mut nodes: Vec<TestNode> = Vec::new();
     for (i, ip) in ips.iter().enumerate() {
@@ -632,6 +648,7 @@ pub fn start_mesh(prefix: &str, ips: &[&str]) -> Vec<TestNode> {
         let spec = NodeSpec {
             ip: ip.to_string(),
             bootstrap,
+            measurer: (i < commons_signaling::spec::REGTEST_MEASURERS).then_some(i),
         };
         let node =
             TestNode::start(&format!("{prefix}{i}@{ip}"), spec).unwrap_or_else(|e| panic!("{e}"));

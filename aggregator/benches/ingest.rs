@@ -35,7 +35,7 @@ fn attest(
 /// attesters placed by a third key), one locked proposal, and one signal per signer whose
 /// attestations the aggregator already knows, as it would from presences.
 fn fixture() -> Fixture {
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let net = spec.network_id();
     let policy = Policy {
         allow_unroutable: true,

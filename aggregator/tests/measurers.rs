@@ -116,12 +116,12 @@ fn qualified(agg: &Aggregator, key: &PublicKey) -> bool {
 }
 
 #[test]
-fn the_spec_picks_the_rule_and_regtest_keeps_rule_v1() {
-    let agg = Aggregator::new(NetworkSpec::regtest(), policy(2), EPOCH);
+fn the_spec_picks_the_rule_and_regtest_runs_measurers() {
+    let agg = Aggregator::new(NetworkSpec::regtest_peer_attested(), policy(2), EPOCH);
     assert_eq!(agg.qualification(), &Qualification::PeerAttestations);
-    let agg = Aggregator::new(NetworkSpec::regtest_measured(), policy(2), EPOCH);
+    let agg = Aggregator::new(NetworkSpec::regtest(), policy(2), EPOCH);
     let Qualification::Measurers(m) = agg.qualification() else {
-        panic!("regtest_measured runs the measurer rule");
+        panic!("regtest runs the measurer rule");
     };
     assert_eq!(m.measurers.len(), 3);
     assert_eq!((m.quorum, m.liveness_epochs), (2, 10));

@@ -118,7 +118,7 @@ fn example_policy(spec: &NetworkSpec) -> Policy {
 
 /// Builds the example's messages and feeds them to an aggregator under `policy`.
 fn run(rows: &[Row], policy: Policy) -> (Aggregator, Hash32) {
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let net = spec.network_id();
     let mut agg = Aggregator::new(spec.clone(), policy, EPOCH);
     let proposal = commons_test_util::proposal(
@@ -166,7 +166,7 @@ fn the_node_table_is_what_the_rule_computes() {
     let doc = doc();
     let rows = rows(&doc);
     assert_eq!(rows.len(), 13);
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let (agg, _) = run(&rows, example_policy(&spec));
     let pk = |node: &str| -> PublicKey { key(node).public_key() };
     let mut netgroup_sizes: HashMap<String, u64> = HashMap::new();
@@ -200,7 +200,7 @@ fn the_node_table_is_what_the_rule_computes() {
 fn the_tally_table_is_what_the_rule_computes() {
     let doc = doc();
     let rows = rows(&doc);
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let (agg, id) = run(&rows, example_policy(&spec));
     let tally = agg.tally(&id).unwrap();
     let lines = table(&doc, "tally");
@@ -233,7 +233,7 @@ fn the_tally_table_is_what_the_rule_computes() {
 fn the_policy_table_is_what_the_rule_computes() {
     let doc = doc();
     let rows = rows(&doc);
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let lines = table(&doc, "policies");
     assert_eq!(lines.len(), 3);
     for line in lines {

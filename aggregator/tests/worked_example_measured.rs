@@ -109,7 +109,7 @@ fn rows(doc: &str) -> Vec<Row> {
 
 /// Regtest under the measurer rule, with /24 and /48 netgroups as in the first example.
 fn spec_and_policy() -> (NetworkSpec, Policy) {
-    let spec = NetworkSpec::regtest_measured();
+    let spec = NetworkSpec::regtest();
     let policy = Policy {
         netgroup_ipv4_prefix: 24,
         netgroup_ipv6_prefix: 48,

@@ -126,6 +126,17 @@ pub enum KeyCommand {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Write one of the well-known regtest measurer keys (mode 0600) and print its public
+    /// key. A regtest `commonsd` whose data directory holds it as `node.key` runs as that
+    /// measurer. Everyone knows these keys: regtest only.
+    RegtestMeasurer {
+        /// Which measurer: 0 to 2.
+        #[arg(value_name = "INDEX", value_parser = clap::value_parser!(u8).range(0..3))]
+        index: u8,
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `network ...`

@@ -84,6 +84,20 @@ fn network_init_writes_a_usable_network() {
     // The keys it wrote are the maintainers it lists.
     let shown = w.run(&["key", "show", "small/maintainer-2.key"]).ok();
     assert_eq!(shown.stdout.trim(), spec.maintainers[1].to_hex());
+    // And its measurers: fresh keys, never regtest's well-known ones.
+    assert_eq!(spec.measurers.len(), 3);
+    for (i, measurer) in spec.measurers.iter().enumerate() {
+        let shown = w
+            .run(&["key", "show", &format!("small/measurer-{}.key", i + 1)])
+            .ok();
+        assert_eq!(shown.stdout.trim(), measurer.key.to_hex());
+        assert!(
+            !commons_signaling::NetworkSpec::regtest()
+                .measurers
+                .iter()
+                .any(|m| m.key == measurer.key)
+        );
+    }
 
     // A non-empty directory is refused.
     w.run(&["network", "init", "--out", "small", "--maintainers", "3"])

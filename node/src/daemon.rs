@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use commons_p2p::{P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
-use commons_signaling::{BoundedBytes, BoundedVec, SecretKey, UptimeAttestation};
+use commons_p2p::{Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
+use commons_signaling::{BoundedBytes, BoundedVec, PublicKey, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
@@ -115,7 +115,18 @@ pub fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
     Ok(key)
 }
 
-fn p2p_config(config: &Config, options: &Options) -> P2pConfig {
+/// A measurer's connection limits: sized for a network of ten thousand nodes that all stay
+/// connected (the file-descriptor limit must allow it; `commonsd` warns when it does not).
+/// Larger networks visit once an epoch rather than stay.
+const MEASURER_CONNECTION_LIMITS: commons_p2p::ConnectionLimitsConfig =
+    commons_p2p::ConnectionLimitsConfig {
+        max_established: 12_000,
+        max_established_incoming: 11_500,
+        max_established_per_peer: 2,
+        max_pending_incoming: 512,
+    };
+
+fn p2p_config(config: &Config, options: &Options, me: &PublicKey) -> P2pConfig {
     let mut p2p = P2pConfig::new(config.spec.name.clone());
     p2p.listen_addrs = config.listen.clone();
     p2p.bootstrap = config.bootstrap.clone();
@@ -135,6 +146,10 @@ fn p2p_config(config: &Config, options: &Options) -> P2pConfig {
         })
     });
     p2p.agent_version = format!("commonsd/{}", crate::node::VERSION);
+    if config.spec.measurers.iter().any(|m| m.key == *me) {
+        // Every node of the network visits every measurer once an epoch.
+        p2p.connection_limits = MEASURER_CONNECTION_LIMITS;
+    }
     if config.spec.allow_unroutable {
         // Networks that give loopback and private addresses netgroups of their own run
         // many nodes on one host (regtest); gossipsub must not penalise them for sharing
@@ -160,9 +175,12 @@ impl Daemon {
         let mut registry = Registry::default();
         let keypair =
             commons_p2p::keypair_from_secret(&key.secret_bytes()).map_err(|e| anyhow!("{e}"))?;
-        let (p2p_node, net, events) =
-            P2pNode::new(p2p_config(config, &options), keypair, &mut registry)
-                .map_err(|e| anyhow!("cannot start networking: {e}"))?;
+        let (p2p_node, net, events) = P2pNode::new(
+            p2p_config(config, &options, &key.public_key()),
+            keypair,
+            &mut registry,
+        )
+        .map_err(|e| anyhow!("cannot start networking: {e}"))?;
         let p2p_task = tokio::spawn(p2p_node.run());
         // The swarm reports its listen addresses a moment after it binds; wait for them so
         // that a started node answers `getinfo` with the address peers can dial.
@@ -342,7 +360,9 @@ async fn event_loop(
                 outbound,
             } => {
                 tracing::debug!(%peer, ip = ?remote_ip, outbound, "peer connected");
-                node.peer_connected(peer, remote_ip);
+                if let Some(earned) = node.peer_connected(peer, remote_ip) {
+                    deliver(&net, vec![(peer, earned)]);
+                }
                 tokio::spawn(catch_up(node.clone(), net.clone(), relay.clone(), peer));
             }
             P2pEvent::PeerDisconnected { peer } => {
@@ -460,6 +480,53 @@ fn deliver(net: &P2pHandle, issued: Vec<(PeerId, UptimeAttestation)>) {
     }
 }
 
+/// Warns when the soft limit on open files (from `/proc/self/limits`) is below `wanted`: a
+/// measurer holds a connection, so a descriptor, per node of the network.
+fn warn_if_few_descriptors(wanted: u32) {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<u64>().ok())
+        });
+    if let Some(soft) = soft.filter(|soft| *soft < u64::from(wanted)) {
+        tracing::warn!(
+            open_files = soft,
+            wanted,
+            "this node is a measurer but may open only {soft} files; raise the limit (ulimit -n, or LimitNOFILE= in its systemd unit) to serve the whole network"
+        );
+    }
+}
+
+/// Connects to every measurer this node is not connected to, at the addresses the spec
+/// lists and, with discovery on, wherever kad finds its peer id: a node is measured only by
+/// the measurers it visits in an epoch.
+async fn visit_measurers(node: &Node, net: &P2pHandle) {
+    for (key, addresses) in node.measurers_to_visit() {
+        let addrs: Vec<Multiaddr> = addresses
+            .iter()
+            .filter_map(|a| match a.parse() {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    tracing::warn!(measurer = %key, address = %a, error = %e, "unusable measurer address in the spec");
+                    None
+                }
+            })
+            .collect();
+        match net
+            .connect(commons_p2p::peer_ids_of_key(&key.0), addrs)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(measurer = %key, "visiting a measurer"),
+            Err(e) => tracing::debug!(measurer = %key, error = %e, "cannot visit a measurer"),
+        }
+    }
+}
+
 /// Sleeps until the node's clock reaches `target` (Unix seconds): in one sleep up to a second
 /// before it, then in short steps, so that a clock a test moves is followed too.
 async fn sleep_until(node: &Node, target: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
@@ -485,6 +552,10 @@ async fn sleep_until(node: &Node, target: u64, shutdown: &mut watch::Receiver<bo
 /// boundary arrived.
 async fn epoch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiver<bool>) {
     let epoch_secs = node.spec().epoch_secs.max(1);
+    if node.is_measurer() {
+        warn_if_few_descriptors(MEASURER_CONNECTION_LIMITS.max_established);
+    }
+    visit_measurers(&node, &net).await;
     loop {
         let next = (node.spec().epoch_at(node.now()) + 1) * epoch_secs;
         if !sleep_until(&node, next, &mut shutdown).await {
@@ -493,6 +564,7 @@ async fn epoch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiv
         let epoch = node.spec().epoch_at(node.now());
         let issued = node.on_epoch(epoch);
         deliver(&net, issued);
+        visit_measurers(&node, &net).await;
         let half = Duration::from_millis(epoch_secs * 500);
         tokio::select! {
             _ = tokio::time::sleep(half) => {}

@@ -1,6 +1,7 @@
 //! The epoch work: who was online ([`UptimeObserver`], pure and unit-tested), the
-//! attestations this node issues about its peers, the overrides latched, the store pruned,
-//! and this node's presence.
+//! attestations this node issues about its peers (a measurer: about every node it saw, kept
+//! for delivery when the node visits), the overrides latched, the store pruned, and this
+//! node's presence, which carries measurer attestations first.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -49,6 +50,10 @@ pub struct EpochObservations {
     /// The peers still connected, each with its key, IP and the epochs of the window it was
     /// seen in: those this node attests now (the others get theirs when seen again).
     pub attest: Vec<(PeerId, PublicKey, IpAddr, u32)>,
+    /// The peers seen during the epoch that closed but no longer connected, each with its
+    /// key, IP and epochs seen: a measurer attests them too and hands each its attestation
+    /// when it connects again, since nodes on a long epoch visit a measurer rather than stay.
+    pub away: Vec<(PublicKey, IpAddr, u32)>,
     /// The observations that changed, to persist.
     pub changed: Vec<(PublicKey, Observed)>,
     /// The peers not seen over a whole window, forgotten.
@@ -130,8 +135,9 @@ impl UptimeObserver {
             observed.epochs.retain(|e| *e >= oldest && *e < epoch);
             let seen_epochs = u32::try_from(observed.epochs.len()).unwrap_or(u32::MAX);
             out.changed.push((key, observed.clone()));
-            if let Some(peer) = peer_of.get(&key) {
-                out.attest.push((*peer, key, ip, seen_epochs));
+            match peer_of.get(&key) {
+                Some(peer) => out.attest.push((*peer, key, ip, seen_epochs)),
+                None => out.away.push((key, ip, seen_epochs)),
             }
         }
         let mut stale: Vec<PublicKey> = self
@@ -151,10 +157,37 @@ impl UptimeObserver {
 
 impl Node {
     /// Records a new connection: the peer counts as seen in this epoch at the IP observed on
-    /// the connection.
-    pub fn peer_connected(&self, peer: PeerId, ip: Option<IpAddr>) {
+    /// the connection. On a measurer, returns the latest attestation it issued about the
+    /// peer at that IP, still live, for the caller to deliver: a node visiting once an epoch
+    /// collects what it earned on its last visit.
+    pub fn peer_connected(&self, peer: PeerId, ip: Option<IpAddr>) -> Option<UptimeAttestation> {
         let key = peer_xonly_key(&peer).map(PublicKey);
-        self.state().observer.connected(peer, key, ip);
+        let oldest_live = self
+            .epoch()
+            .saturating_sub(u64::from(self.spec.uptime_window_epochs));
+        let mut st = self.state();
+        st.observer.connected(peer, key, ip);
+        let issued = st.measured.get(&key?)?;
+        (Some(issued.body.subject_ip.0) == ip && issued.body.epoch >= oldest_live)
+            .then(|| issued.clone())
+    }
+
+    /// Whether this node's key is one of the spec's measurers: it then attests every node it
+    /// sees, not only the peers that stay connected, and accepts connections from the whole
+    /// network.
+    pub fn is_measurer(&self) -> bool {
+        self.spec.measurers.iter().any(|m| m.key == self.me)
+    }
+
+    /// The measurers other than this node, with the addresses the spec lists for each: every
+    /// node visits every measurer once an epoch to be measured.
+    pub fn measurers_to_visit(&self) -> Vec<(PublicKey, Vec<String>)> {
+        self.spec
+            .measurers
+            .iter()
+            .filter(|m| m.key != self.me)
+            .map(|m| (m.key, m.addresses.clone()))
+            .collect()
     }
 
     /// Records that the last connection to a peer closed.
@@ -185,9 +218,17 @@ impl Node {
     /// without the state lock.
     pub fn on_epoch(&self, epoch: u64) -> Vec<(PeerId, UptimeAttestation)> {
         let window = u64::from(self.spec.uptime_window_epochs);
+        let measurer = self.is_measurer();
         let mut batch = Batch::new();
-        let mut issued = Vec::new();
-        {
+        let body = |subject, ip, seen_epochs| AttestationBody {
+            version: PROTOCOL_VERSION,
+            attester: self.me,
+            subject,
+            subject_ip: WireIp(ip),
+            epoch,
+            seen_epochs,
+        };
+        let (to_connected, to_away) = {
             let mut st = self.state();
             st.intake.advance_to(epoch);
             let latched: Vec<(Hash32, u64)> = st
@@ -209,18 +250,49 @@ impl Node {
             for key in &seen.forgotten {
                 batch.delete_observed(key);
             }
-            for (peer, subject, ip, seen_epochs) in seen.attest {
-                let body = AttestationBody {
-                    version: PROTOCOL_VERSION,
-                    attester: self.me,
-                    subject,
-                    subject_ip: WireIp(ip),
-                    epoch,
-                    seen_epochs,
-                };
-                issued.push((peer, Signed::sign(body, &self.key, &self.network_id)));
-            }
+            st.measured
+                .retain(|_, issued| issued.body.epoch + window >= epoch);
             self.write(batch);
+            let to_connected: Vec<(PeerId, AttestationBody)> = seen
+                .attest
+                .into_iter()
+                .map(|(peer, subject, ip, seen_epochs)| (peer, body(subject, ip, seen_epochs)))
+                .collect();
+            let to_away: Vec<AttestationBody> = if measurer {
+                seen.away
+                    .into_iter()
+                    .map(|(subject, ip, seen_epochs)| body(subject, ip, seen_epochs))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (to_connected, to_away)
+        };
+        // Signing runs without the lock: a measurer signs one attestation for every node of
+        // the network each epoch, and ingest must not wait for that.
+        let issued: Vec<(PeerId, UptimeAttestation)> = to_connected
+            .into_iter()
+            .map(|(peer, body)| (peer, Signed::sign(body, &self.key, &self.network_id)))
+            .collect();
+        if measurer {
+            let away: Vec<UptimeAttestation> = to_away
+                .into_iter()
+                .map(|body| Signed::sign(body, &self.key, &self.network_id))
+                .collect();
+            self.metrics
+                .measured
+                .inc_by((issued.len() + away.len()) as u64);
+            let mut st = self.state();
+            for attestation in issued.iter().map(|(_, a)| a).chain(away.iter()) {
+                st.measured
+                    .insert(attestation.body.subject, attestation.clone());
+            }
+            tracing::info!(
+                epoch,
+                connected = issued.len(),
+                away = away.len(),
+                "measured the nodes seen in the last epoch"
+            );
         }
         self.prune_expired_attestations(epoch, window);
         // This node's own attestations count nowhere until their subjects carry them in their
@@ -267,7 +339,9 @@ impl Node {
         }
     }
 
-    /// The live attestations about this node, latest first, at most `max`.
+    /// The live attestations about this node, at most `max`: the latest of each measurer
+    /// first (under the measurer rule nothing else qualifies, and a full presence must not
+    /// crowd them out), then the others, latest first.
     pub fn attestations_about_me(&self, max: usize) -> Vec<UptimeAttestation> {
         let window = u64::from(self.spec.uptime_window_epochs);
         let epoch = self.epoch();
@@ -279,10 +353,11 @@ impl Node {
             }
         };
         about.retain(|a| a.body.epoch + window >= epoch && a.body.attester != self.me);
+        let is_measurer = |key: &PublicKey| self.spec.measurers.iter().any(|m| m.key == *key);
         about.sort_by(|a, b| {
-            b.body
-                .epoch
-                .cmp(&a.body.epoch)
+            is_measurer(&b.body.attester)
+                .cmp(&is_measurer(&a.body.attester))
+                .then(b.body.epoch.cmp(&a.body.epoch))
                 .then(a.body.attester.cmp(&b.body.attester))
         });
         about.truncate(max);
@@ -363,6 +438,11 @@ mod tests {
         assert_eq!(o.peer_count(), 0);
         let seen = o.close_epoch(11, &me, 3);
         assert!(seen.attest.is_empty(), "gone before the epoch closed");
+        assert_eq!(
+            seen.away,
+            vec![(k, ip(1), 1)],
+            "a measurer attests it anyway"
+        );
         assert_eq!(seen.changed.len(), 1);
         assert_eq!(o.observed(&k).unwrap().epochs, BTreeSet::from([10]));
         for epoch in 12..=13 {

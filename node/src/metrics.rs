@@ -64,6 +64,8 @@ pub struct IngestMetrics {
     pub duplicates: Family<KindLabels, Counter>,
     /// Messages received from peers, by kind, verdict and reason.
     pub verdicts: Family<VerdictLabels, Counter>,
+    /// Uptime attestations this node issued as a measurer (zero on other nodes).
+    pub measured: Counter,
 }
 
 impl IngestMetrics {
@@ -373,6 +375,11 @@ pub fn register<S: SnapshotSource>(
         "commons_duplicates_dropped",
         "Messages dropped as duplicates before signature verification",
         metrics.duplicates.clone(),
+    );
+    registry.register(
+        "commons_measurer_attestations_issued",
+        "Uptime attestations this node issued as one of the spec's measurers",
+        metrics.measured.clone(),
     );
     registry.register_collector(Box::new(NodeCollector { source }));
     // Every series exists from the first scrape, so rate() and alerts see a 0 before the

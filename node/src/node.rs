@@ -13,13 +13,15 @@
 //! never while a signature of a peer's message is verified (verification runs on tokio's
 //! blocking pool) and never for a scan of the store.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use commons_aggregator::{Aggregator, Intake, Reason};
 use commons_p2p::{P2pHandle, TopicKind, Verdict};
-use commons_signaling::{Hash32, NetworkSpec, PublicKey, ReleaseBundle, ReleaseVersion, SecretKey};
+use commons_signaling::{
+    Hash32, NetworkSpec, PublicKey, ReleaseBundle, ReleaseVersion, SecretKey, UptimeAttestation,
+};
 
 use crate::artifacts::ArtifactStore;
 use crate::epoch::UptimeObserver;
@@ -77,6 +79,9 @@ pub(crate) struct State {
     pub(crate) overrides: HashSet<Hash32>,
     /// What this node sees of its peers.
     pub(crate) observer: UptimeObserver,
+    /// On a measurer: the latest attestation it issued about each node, kept for the
+    /// window so a node that visits gets what it earned (empty on other nodes).
+    pub(crate) measured: HashMap<PublicKey, UptimeAttestation>,
 }
 
 impl State {

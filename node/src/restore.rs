@@ -68,6 +68,7 @@ impl State {
             intake,
             overrides,
             observer: UptimeObserver::restore(store.observed()?),
+            measured: Default::default(),
         })
     }
 }

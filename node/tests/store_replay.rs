@@ -17,7 +17,7 @@ fn fixed(t: u64) -> Clock {
 
 #[test]
 fn records_survive_reopen() {
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let dir = tempfile::tempdir().unwrap();
     let t = 1_000_000;
     let p = common::proposal(&spec, "reopen", t, 100);
@@ -67,7 +67,7 @@ fn records_survive_reopen() {
 
 #[tokio::test]
 async fn node_replays_to_the_same_tally() {
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let dir = tempfile::tempdir().unwrap();
     let t = 2_000_000;
     let p = common::proposal(&spec, "replay", t - 10, 100);

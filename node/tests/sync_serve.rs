@@ -17,7 +17,7 @@ use commons_signaling::{
 fn node(dir: &std::path::Path, key: SecretKey, t: u64) -> Node {
     let store = Arc::new(Store::open(&dir.join("db")).unwrap());
     Node::new(
-        NetworkSpec::regtest(),
+        NetworkSpec::regtest_peer_attested(),
         key,
         store,
         None,
@@ -28,7 +28,7 @@ fn node(dir: &std::path::Path, key: SecretKey, t: u64) -> Node {
 
 #[tokio::test]
 async fn catch_up_reproduces_the_tally() {
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let t = 3_000_000;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = node(da.path(), SecretKey::from_seed("a"), t);
@@ -107,7 +107,7 @@ async fn tally(node: &Node, id: &str) -> Tally {
 
 #[tokio::test]
 async fn misbehaviour_is_reported() {
-    let spec = NetworkSpec::regtest();
+    let spec = NetworkSpec::regtest_peer_attested();
     let t = 3_000_000;
     let dir = tempfile::tempdir().unwrap();
     let me = SecretKey::from_seed("me");

@@ -1,7 +1,7 @@
 //! Daemons in one process over loopback (127.0.0.x): a proposal submitted on one reaches the
 //! other, a signal cast on the other comes back into the first one's tally and metrics, a
-//! restart keeps what was stored, and three nodes that attest each other qualify and override
-//! a proposal. Every wait is bounded.
+//! restart keeps what was stored, and three measurer nodes that measure each other qualify and
+//! override a proposal. Every wait is bounded.
 
 mod common;
 
@@ -15,6 +15,7 @@ use commons_p2p::Multiaddr;
 use commons_rpc::{
     IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams, method,
 };
+use commons_signaling::spec::regtest_measurer_key;
 use commons_signaling::{NetworkSpec, Proposal};
 use serde_json::Value;
 
@@ -186,7 +187,7 @@ async fn run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_nodes_attest_each_other_and_override() {
+async fn three_measurers_measure_each_other_and_override() {
     tokio::time::timeout(Duration::from_secs(120), run_three())
         .await
         .expect("test took too long");
@@ -196,6 +197,15 @@ async fn run_three() {
     // Three /30 netgroups on loopback, so that a quorum of two distinct netgroups can form.
     let ips = ["127.0.0.1", "127.0.0.5", "127.0.0.9"];
     let dirs: Vec<_> = ips.iter().map(|_| tempfile::tempdir().unwrap()).collect();
+    // Regtest qualifies by measurers only: the three nodes run as its three well-known
+    // measurers, so each is measured by the other two (a quorum of two).
+    for (i, dir) in dirs.iter().enumerate() {
+        let datadir = dir.path().join("regtest");
+        std::fs::create_dir_all(&datadir).unwrap();
+        regtest_measurer_key(i)
+            .save(&datadir.join(commons_node::daemon::KEY_FILE))
+            .unwrap();
+    }
     let first = Daemon::start(&config(dirs[0].path(), ips[0], vec![]), options())
         .await
         .unwrap();
@@ -246,7 +256,7 @@ async fn run_three() {
         "{peers:?}"
     );
 
-    // Regtest: 2-second epochs, 3 epochs of uptime from 2 netgroups qualify.
+    // Regtest: 2-second epochs, 3 epochs of uptime measured by 2 measurers qualify.
     eventually(60, "three qualified nodes everywhere", || async {
         for n in &nodes {
             let info = rpc::<method::GetInfo>(n, &NoParams {}).await;

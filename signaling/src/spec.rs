@@ -322,9 +322,10 @@ impl NetworkSpec {
     /// The local test network: 2-second epochs, 3 epochs of uptime qualify, locks of tens of
     /// seconds, loopback addresses split into /30 netgroups, and the well-known keys of
     /// [`regtest_maintainer_key`] (five maintainers, seven consensus release signers) and
-    /// [`regtest_measurer_key`] (three measurers, quorum two, liveness 10 epochs). It still
-    /// qualifies nodes by peer attestations; [`NetworkSpec::regtest_measured`] is the same
-    /// network under the measurer rule.
+    /// [`regtest_measurer_key`] (three measurers, quorum two, liveness 10 epochs), under the
+    /// measurer rule: a local network qualifies only with measurers running (a node started
+    /// with a measurer key is one). [`NetworkSpec::regtest_peer_attested`] is the same network
+    /// under rule v1, for tests and simulations of that rule.
     pub fn regtest() -> Self {
         let keys: Vec<PublicKey> = (0..7)
             .map(|i| regtest_maintainer_key(i).public_key())
@@ -348,7 +349,7 @@ impl NetworkSpec {
                 signet_secs: 30,
                 mainnet_opt_in_secs: 30,
             },
-            qualification: QualificationRule::PeerAttestations,
+            qualification: QualificationRule::Measurers,
             // Three measurers with quorum two: each measurer is qualified by the other two,
             // so a local network of the three measurers alone qualifies after
             // `min_uptime_epochs` (6 s); one measurer may be down without anyone losing
@@ -366,11 +367,14 @@ impl NetworkSpec {
         }
     }
 
-    /// Regtest under the measurer rule ([`QualificationRule::Measurers`]): the same
-    /// parameters and well-known keys as [`NetworkSpec::regtest`], so a different network id.
-    pub fn regtest_measured() -> Self {
+    /// Regtest under rule v1 ([`QualificationRule::PeerAttestations`]): the same parameters
+    /// and well-known keys as [`NetworkSpec::regtest`], so a different network id. Not a
+    /// network `commonsd` offers by name (a spec file of it runs); tests and simulations of
+    /// rule v1 use it.
+    pub fn regtest_peer_attested() -> Self {
         NetworkSpec {
-            qualification: QualificationRule::Measurers,
+            name: "regtest-v1".into(),
+            qualification: QualificationRule::PeerAttestations,
             ..Self::regtest()
         }
     }

@@ -23,14 +23,14 @@ fn invalid_field(spec: &NetworkSpec) -> String {
 }
 
 #[test]
-fn builtins_keep_rule_v1_and_list_measurers_only_on_regtest() {
+fn mainnet_and_testnet_keep_rule_v1_until_a_ceremony_and_regtest_runs_measurers() {
     for spec in [NetworkSpec::mainnet(), NetworkSpec::testnet()] {
         assert_eq!(spec.qualification, QualificationRule::PeerAttestations);
         assert!(spec.measurers.is_empty(), "{} lists measurers", spec.name);
         assert_eq!(spec.measurer_quorum, 5, "the intended quorum of nine");
     }
     let regtest = NetworkSpec::regtest();
-    assert_eq!(regtest.qualification, QualificationRule::PeerAttestations);
+    assert_eq!(regtest.qualification, QualificationRule::Measurers);
     assert_eq!(regtest.measurers.len(), REGTEST_MEASURERS);
     for (i, m) in regtest.measurers.iter().enumerate() {
         assert_eq!(m.key, regtest_measurer_key(i).public_key());
@@ -52,18 +52,21 @@ fn builtins_keep_rule_v1_and_list_measurers_only_on_regtest() {
 }
 
 #[test]
-fn regtest_measured_is_regtest_under_the_measurer_rule_with_its_own_id() {
-    let measured = NetworkSpec::regtest_measured();
-    measured.validate("regtest").unwrap();
-    assert_eq!(measured.qualification, QualificationRule::Measurers);
+fn regtest_runs_the_measurer_rule_and_its_rule_v1_twin_has_its_own_id() {
+    let regtest = NetworkSpec::regtest();
+    regtest.validate("regtest").unwrap();
+    assert_eq!(regtest.qualification, QualificationRule::Measurers);
+    let v1 = NetworkSpec::regtest_peer_attested();
+    v1.validate("regtest").unwrap();
     assert_eq!(
         NetworkSpec {
+            name: "regtest-v1".into(),
             qualification: QualificationRule::PeerAttestations,
-            ..measured.clone()
+            ..regtest.clone()
         },
-        NetworkSpec::regtest()
+        v1
     );
-    assert_ne!(measured.network_id(), NetworkSpec::regtest().network_id());
+    assert_ne!(regtest.network_id(), v1.network_id());
 }
 
 #[test]
@@ -133,7 +136,7 @@ fn spec_files_without_the_new_fields_load_as_rule_v1() {
 #[test]
 fn measured_and_ticket_specs_round_trip_through_toml_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    let mut spec = NetworkSpec::regtest_measured();
+    let mut spec = NetworkSpec::regtest();
     spec.measurers[1].addresses = vec![
         "/ip4/127.0.0.1/tcp/28734".into(),
         "/dns4/measurer.example/tcp/8733".into(),
@@ -156,7 +159,7 @@ fn measured_and_ticket_specs_round_trip_through_toml_and_json() {
         assert_eq!(NetworkSpec::load(&json_path).unwrap(), spec);
     }
     assert!(
-        NetworkSpec::regtest_measured()
+        NetworkSpec::regtest()
             .to_toml()
             .contains("qualification = \"measurers\"")
     );
@@ -164,7 +167,7 @@ fn measured_and_ticket_specs_round_trip_through_toml_and_json() {
 
 #[test]
 fn invalid_measurer_and_ticket_parameters_name_their_field() {
-    let base = NetworkSpec::regtest_measured();
+    let base = NetworkSpec::regtest();
 
     let spec = NetworkSpec {
         measurer_quorum: 4,
@@ -182,7 +185,7 @@ fn invalid_measurer_and_ticket_parameters_name_their_field() {
     // Under rule v1 a zero quorum is the default of older spec files, and valid.
     NetworkSpec {
         measurer_quorum: 0,
-        ..NetworkSpec::regtest()
+        ..NetworkSpec::regtest_peer_attested()
     }
     .validate("test")
     .unwrap();
@@ -236,7 +239,7 @@ fn an_unknown_rule_name_is_a_parse_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("spec.toml");
     let text = NetworkSpec::regtest().to_toml().replace(
-        "qualification = \"peer-attestations\"",
+        "qualification = \"measurers\"",
         "qualification = \"trust-me\"",
     );
     assert!(text.contains("trust-me"));

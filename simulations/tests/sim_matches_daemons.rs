@@ -1,17 +1,19 @@
 //! The simulator and real daemons give identical tallies for the same messages.
 //!
 //! One fixed set of signed messages (a maintainer-signed regtest proposal; presences of
-//! eleven generated keys carrying uptime attestations about them, at addresses spread over
-//! five /30 netgroups of 127.0.0.x, with a shared address, a netgroup of three, an
-//! under-qualified key and one vouched for by a single netgroup; their signals, one replaced
+//! eleven generated keys carrying the regtest measurers' uptime attestations about them, at
+//! addresses spread over five /30 netgroups of 127.0.0.x, with a shared address, a netgroup of
+//! three, an under-qualified key and one measured by a single measurer, below the measurer
+//! quorum of two; their signals, one replaced
 //! by a later sequence; one signal with a broken signature) goes through the simulator's
 //! aggregator path (`commons_sim::replay`) and, as the very same bytes, over gossip into
 //! three real `commonsd` processes on loopback. Every daemon's `gettally` must equal the
 //! simulator's tally.
 //!
-//! The daemons and the in-test publishing peer all live in 127.0.0.200/30 (200 to 203), one
-//! netgroup: they attest each other, but attesters from one netgroup never make a quorum of
-//! two, so none of them qualifies and the population is exactly the fixed set. The made-up
+//! The daemons and the in-test publishing peer all live in 127.0.0.200/30 (200 to 203). None
+//! of them is a measurer and no measurer runs, so none of them qualifies (they attest each
+//! other, which counts for nothing under regtest's measurer rule) and the population is
+//! exactly the fixed set. The made-up
 //! addresses of the generated keys lie in 127.0.0.204-231's /30s; nothing listens there.
 //! Needs `commonsd` built (`cargo build --workspace --bins`).
 
@@ -22,7 +24,7 @@ use std::time::Duration;
 use commons_aggregator::Reason;
 use commons_e2e::{NodeSpec, TestNode, TestPeer, now, scenario, start_mesh, wait_until};
 use commons_p2p::{Multiaddr, P2pEvent, TopicKind};
-use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::spec::{REGTEST_MEASURERS, regtest_maintainer_key, regtest_measurer_key};
 use commons_signaling::{
     AttestationBody, BoundedString, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec,
     PROTOCOL_VERSION, Presence, PresenceBody, Proposal, ProposalBody, SecretKey, Signal,
@@ -81,27 +83,26 @@ fn messages(t: u64) -> (Hash32, Vec<(MessageKind, Vec<u8>)>) {
         member(6, [127, 0, 0, 216]),  // D
         member(7, [127, 0, 0, 217]),  // D
         member(8, [127, 0, 0, 220]),  // seen 2 epochs, below the regtest minimum of 3
-        member(9, [127, 0, 0, 224]),  // vouched for by netgroup A only: no quorum of two
+        member(9, [127, 0, 0, 224]),  // measured by one measurer only: no quorum of two
         member(10, [127, 0, 0, 228]), // E: counts, never signals
     ];
-    let netgroup = |ip: Ipv4Addr| ip.octets()[3] / 4;
-    // One attester per other netgroup, all of which are attested themselves.
-    let anchors = [0usize, 3, 5, 6, 10];
-    let attest = |attester: &Member, subject: &Member, seen: u32| -> UptimeAttestation {
+    // The well-known regtest measurers vouch; a quorum of two must agree on an address.
+    let measurers: Vec<SecretKey> = (0..REGTEST_MEASURERS).map(regtest_measurer_key).collect();
+    let attest = |measurer: &SecretKey, subject: &Member, seen: u32| -> UptimeAttestation {
         let body = AttestationBody {
             version: PROTOCOL_VERSION,
-            attester: attester.key.public_key(),
+            attester: measurer.public_key(),
             subject: subject.key.public_key(),
             subject_ip: WireIp(IpAddr::V4(subject.ip)),
             epoch,
             seen_epochs: seen,
         };
-        Signed::sign(body, &attester.key, &network)
+        Signed::sign(body, measurer, &network)
     };
     let mut out = vec![(MessageKind::Proposal, proposal.encode())];
     for (i, subject) in m.iter().enumerate() {
         let attestations: Vec<UptimeAttestation> = match i {
-            9 => vec![attest(&m[0], subject, 6), attest(&m[1], subject, 6)],
+            9 => vec![attest(&measurers[0], subject, 6)],
             _ => {
                 let seen = match i {
                     3 => 6,
@@ -109,12 +110,7 @@ fn messages(t: u64) -> (Hash32, Vec<(MessageKind, Vec<u8>)>) {
                     8 => 2,
                     _ => 4 + i as u32,
                 };
-                anchors
-                    .iter()
-                    .filter(|&&a| netgroup(m[a].ip) != netgroup(subject.ip))
-                    .take(3)
-                    .map(|&a| attest(&m[a], subject, seen))
-                    .collect()
+                measurers.iter().map(|k| attest(k, subject, seen)).collect()
             }
         };
         let body = PresenceBody {
@@ -629,6 +625,7 @@ fn daemon_and_replay_give_every_message_the_same_verdict() {
         NodeSpec {
             ip: VERDICT_DAEMON.into(),
             bootstrap: Vec::new(),
+            measurer: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

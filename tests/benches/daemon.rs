@@ -289,6 +289,7 @@ fn stored_load(rows: &mut Rows, count: usize) -> anyhow::Result<()> {
         NodeSpec {
             ip: "127.0.0.100".into(),
             bootstrap: vec![],
+            measurer: None,
         },
     )?;
     std::thread::sleep(Duration::from_secs(5));
@@ -384,6 +385,7 @@ fn gossip_ingest(rows: &mut Rows, publishers: usize, per_publisher: usize) -> an
         NodeSpec {
             ip: "127.0.0.102".into(),
             bootstrap: vec![],
+            measurer: None,
         },
     )?;
     let (id, bytes) = proposal("bench gossip");
@@ -516,6 +518,7 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
             NodeSpec {
                 ip: format!("127.0.0.{}", 80 + i),
                 bootstrap,
+                measurer: (i < commons_signaling::spec::REGTEST_MEASURERS).then_some(i),
             },
         )?);
     }

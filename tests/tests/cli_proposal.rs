@@ -35,6 +35,7 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
         NodeSpec {
             ip: "127.0.0.3".into(),
             bootstrap: vec![],
+            measurer: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

@@ -92,6 +92,7 @@ fn late_node_catches_up_through_sync() {
         NodeSpec {
             ip: IPS[3].to_string(),
             bootstrap: vec![nodes[0].multiaddr().unwrap()],
+            measurer: None,
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));

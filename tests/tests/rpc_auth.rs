@@ -17,6 +17,7 @@ fn rpc_requires_the_cookie() {
         NodeSpec {
             ip: "127.0.0.2".into(),
             bootstrap: vec![],
+            measurer: None,
         },
     )
     .expect("commonsd starts");

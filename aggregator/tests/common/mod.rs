@@ -15,7 +15,7 @@ pub fn pk(name: &str) -> PublicKey {
 
 /// The regtest network, whose maintainer keys are well known.
 pub fn regtest() -> NetworkSpec {
-    NetworkSpec::regtest()
+    NetworkSpec::regtest_peer_attested()
 }
 
 /// A policy for tests: public-style /24 and /48 netgroups, quorum `q`, window 30, minimum 3,

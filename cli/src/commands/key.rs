@@ -1,4 +1,4 @@
-//! `key generate`, `key show` and `key regtest-maintainer`.
+//! `key generate`, `key show`, `key regtest-maintainer` and `key regtest-measurer`.
 
 use std::path::Path;
 
@@ -20,6 +20,14 @@ pub fn generate(ctx: &Context, out: &Path) -> Result {
 /// file) and prints its public key.
 pub fn regtest_maintainer(ctx: &Context, index: u8, out: &Path) -> Result {
     let key = commons_signaling::spec::regtest_maintainer_key(usize::from(index));
+    key.save(out).map_err(key_error)?;
+    ctx.say(key.public_key())
+}
+
+/// Writes the well-known regtest measurer key `index` (mode 0600, never over an existing
+/// file) and prints its public key.
+pub fn regtest_measurer(ctx: &Context, index: u8, out: &Path) -> Result {
+    let key = commons_signaling::spec::regtest_measurer_key(usize::from(index));
     key.save(out).map_err(key_error)?;
     ctx.say(key.public_key())
 }

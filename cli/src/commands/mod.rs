@@ -66,6 +66,9 @@ pub fn run(cli: Cli) -> Result {
         Command::Key(KeyCommand::RegtestMaintainer { index, out }) => {
             key::regtest_maintainer(&ctx, index, &out)
         }
+        Command::Key(KeyCommand::RegtestMeasurer { index, out }) => {
+            key::regtest_measurer(&ctx, index, &out)
+        }
         Command::Network(NetworkCommand::Init(args)) => network::init(&ctx, &args),
         Command::Proposal(ProposalCommand::Create(args)) => proposal::create(&ctx, &args),
         Command::Proposal(ProposalCommand::Sign { file, key }) => proposal::sign(&ctx, &file, &key),

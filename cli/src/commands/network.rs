@@ -1,4 +1,4 @@
-//! `network init`: a new network with fresh maintainer keys.
+//! `network init`: a new network with fresh maintainer and measurer keys.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -14,15 +14,24 @@ use crate::files;
 
 /// Builds the spec of a new network: regtest's parameters, the given name, `maintainers` as
 /// the proposal signers and `release_signers` as the signers of every release class, with
-/// each threshold the reference one or, where fewer keys exist, all of them.
+/// each threshold the reference one or, where fewer keys exist, all of them, and `measurers`
+/// in place of regtest's well-known ones (regtest's quorum of two).
 pub fn spec_for(
     name: &str,
     maintainers: &[PublicKey],
     release_signers: &[PublicKey],
+    measurers: &[PublicKey],
 ) -> NetworkSpec {
     let mut spec = NetworkSpec::regtest();
     spec.name = name.to_string();
     spec.maintainers = maintainers.to_vec();
+    spec.measurers = measurers
+        .iter()
+        .map(|key| commons_signaling::spec::MeasurerSpec {
+            key: *key,
+            addresses: vec![],
+        })
+        .collect();
     let clamp = |reference: u32, keys: usize| reference.min(keys as u32).max(1);
     spec.tiers = spec
         .tiers
@@ -89,7 +98,13 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
         .chain(extra_keys.iter().map(SecretKey::public_key))
         .take(m)
         .collect();
-    let spec = spec_for(&args.name, &maintainers, &release_signers);
+    // A network of its own measures with keys of its own: regtest's well-known measurer keys
+    // would let anyone who runs them qualify nodes here.
+    let measurer_keys: Vec<SecretKey> = (0..commons_signaling::spec::REGTEST_MEASURERS)
+        .map(|_| SecretKey::generate())
+        .collect();
+    let measurers: Vec<PublicKey> = measurer_keys.iter().map(SecretKey::public_key).collect();
+    let spec = spec_for(&args.name, &maintainers, &release_signers, &measurers);
     spec.validate("--name").map_err(input)?;
 
     prepare_dir(dir)?;
@@ -103,6 +118,11 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
         }
         for (i, key) in extra_keys.iter().enumerate() {
             let path = dir.join(format!("release-signer-{}.key", n + i + 1));
+            key.save(&path).map_err(key_error)?;
+            key_files.push((path, key.public_key()));
+        }
+        for (i, key) in measurer_keys.iter().enumerate() {
+            let path = dir.join(format!("measurer-{}.key", i + 1));
             key.save(&path).map_err(key_error)?;
             key_files.push((path, key.public_key()));
         }
@@ -158,6 +178,11 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
         ))?;
     }
     ctx.say(format_args!(
+        "measurers: {} of {} must agree; a commonsd whose node.key is a measurer key measures",
+        spec.measurer_quorum,
+        spec.measurers.len()
+    ))?;
+    ctx.say(format_args!(
         "use it with: commons-cli --network {} ...",
         spec_path.display()
     ))
@@ -177,7 +202,7 @@ mod tests {
     #[test]
     fn thresholds_are_clamped_to_the_keys_there_are() {
         let five = keys(5);
-        let spec = spec_for("five", &five, &five);
+        let spec = spec_for("five", &five, &five, &[]);
         spec.validate("test").unwrap();
         let sigs: Vec<u32> = spec.tiers.iter().map(|t| t.signatures_required).collect();
         assert_eq!(sigs, [3, 4, 5, 4, 5]);
@@ -201,12 +226,12 @@ mod tests {
         );
 
         let two = keys(2);
-        let spec = spec_for("two", &two, &two);
+        let spec = spec_for("two", &two, &two, &[]);
         spec.validate("test").unwrap();
         assert!(spec.tiers.iter().all(|t| t.signatures_required == 2));
 
         let seven = keys(7);
-        let spec = spec_for("seven", &five, &seven);
+        let spec = spec_for("seven", &five, &seven, &[]);
         spec.validate("test").unwrap();
         assert_eq!(
             spec.release_class(ReleaseClass::Consensus)

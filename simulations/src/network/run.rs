@@ -47,11 +47,14 @@ pub fn run(args: &NetworkArgs) -> Result<Report, SimError> {
     result
 }
 
-/// The network a run uses: regtest, with the epoch length of `epoch_secs`.
+/// The network a run uses: regtest under rule v1 (peer attestations), with the epoch length
+/// of `epoch_secs`. Rule v1 because the run measures propagation over a chosen topology: under
+/// the measurer rule every node would also connect to every measurer, a shortcut through the
+/// topology.
 pub fn network_spec(epoch_secs: u64) -> NetworkSpec {
-    let mut spec = NetworkSpec::regtest();
+    let mut spec = NetworkSpec::regtest_peer_attested();
     if epoch_secs != spec.epoch_secs {
-        spec.name = format!("regtest-epoch{epoch_secs}");
+        spec.name = format!("regtest-v1-epoch{epoch_secs}");
         spec.epoch_secs = epoch_secs;
     }
     spec
