@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use commons_p2p::{Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
 use commons_signaling::{BoundedBytes, BoundedVec, PublicKey, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
@@ -162,6 +162,15 @@ fn p2p_config(config: &Config, options: &Options, me: &PublicKey) -> P2pConfig {
 impl Daemon {
     /// Starts everything; on failure returns a one-line reason.
     pub async fn start(config: &Config, options: Options) -> anyhow::Result<Daemon> {
+        if config.spec.qualification == commons_signaling::QualificationRule::Tickets {
+            // Ticket admission recomputes every anchor's flow over every attestation edge
+            // whenever an edge out of a ticket holder changes: fine for `commons-sim`, a lever
+            // for anyone with attestations to spend on a live node.
+            bail!(
+                "network {}: qualification \"tickets\" is a research rule that commonsd does not run (commons-sim compares it); use \"measurers\" or \"peer-attestations\"",
+                config.spec.name
+            );
+        }
         create_datadir(&config.datadir)?;
         let key = load_or_create_key(&config.datadir.join(KEY_FILE))?;
         let db_path = config.datadir.join(DB_DIR);
