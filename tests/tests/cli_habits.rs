@@ -2,7 +2,8 @@
 //! from the daemon's config file, its `COMMONS_*` variables, `--conf`, and the RPC address
 //! the daemon records beside its cookie, so a node on a port nobody chose (`--rpc-bind
 //! IP:0`) is found from its data directory alone; `help`, `call`, `deployments` and `stop`
-//! against it; and bad input gives one line and a non-zero exit.
+//! against it; and bad input gives one line and a non-zero exit. Its `/metrics` shows the
+//! build, the process, the epoch and the node's own standing.
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
@@ -221,6 +222,44 @@ fn cli_finds_and_drives_the_node_like_bitcoin_cli() {
         .call::<method::GetDeploymentInfo>(&NoParams {})
         .unwrap();
     assert_eq!(typed.proposals.len(), 1);
+
+    phase("monitoring: build info, process metrics, epoch and own standing on /metrics");
+    let text = node.metrics().unwrap();
+    let version = format!(
+        "commons_build_info{{version=\"{}\",network=\"regtest\"}} 1",
+        node.call::<method::GetInfo>(&NoParams {}).unwrap().version
+    );
+    assert!(
+        text.lines().any(|l| l == version),
+        "{version} missing:\n{text}"
+    );
+    let spec = commons_signaling::NetworkSpec::regtest();
+    assert_eq!(
+        node.metric("commons_epoch_length_seconds"),
+        spec.epoch_secs as f64
+    );
+    let epoch = node.metric("commons_epoch");
+    let boundary = node.metric("commons_epoch_boundary_timestamp_seconds");
+    assert_eq!(boundary, epoch * spec.epoch_secs as f64);
+    assert!((now() as f64 - boundary).abs() <= 2.0 * spec.epoch_secs as f64 + 5.0);
+    // Alone, the node is attested by nobody: neither qualified nor counted.
+    assert!(text.lines().any(|l| l == "commons_own_counted 0"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "commons_own_qualified 0"),
+        "{text}"
+    );
+    let started = node.metric("process_start_time_seconds");
+    assert!(
+        started > (start - 600) as f64 && started <= now() as f64 + 1.0,
+        "{started}"
+    );
+    assert!(node.metric("process_open_fds") > 0.0);
+    assert!(node.metric("process_resident_memory_bytes") > 1e6);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("process_cpu_seconds_total ")),
+        "{text}"
+    );
 
     phase("stop: a clean shutdown; cookie and address file gone");
     let (out, _) = on(&["stop"], 0);
