@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 
 use commons_e2e::{NodeSpec, START_TIMEOUT, TestNode, cli_env, now, phases, regtest_proposal};
-use commons_rpc::{DeploymentInfo, NoParams, method};
+use commons_rpc::{DeploymentInfo, Method, NoParams, method};
 use serde_json::{Value, json};
 
 const IP: &str = "127.0.0.170";
@@ -188,6 +188,16 @@ fn cli_finds_and_drives_the_node_like_bitcoin_cli() {
     assert!(err.contains("unknown method"), "{err}");
     let unknown = "ab".repeat(32);
     on(&["call", "gettally", &format!("id={unknown}")], 1);
+
+    phase("the node answers every method the help table lists (stop aside, which ends it)");
+    for name in method::NAMES.iter().filter(|&&n| n != method::Stop::NAME) {
+        if let Err(e) = node.rpc(name, json!({})) {
+            // Missing parameters are fine; an unknown method is not.
+            let text = e.to_string();
+            assert!(!text.contains("-32601"), "{name}: {text}");
+            assert!(text.contains("-32602"), "{name}: {text}");
+        }
+    }
 
     phase("deployments: every proposal's state, time left and shares");
     let (out, _) = on(&["deployments"], 0);
