@@ -27,8 +27,9 @@ use serde_json::{Value, json};
 
 /// The environment variables `commonsd` reads; cleared so the caller's shell cannot change
 /// what a test runs.
-const DAEMON_ENV: [&str; 6] = [
+const DAEMON_ENV: [&str; 7] = [
     "COMMONS_DATADIR",
+    "COMMONS_CONF",
     "COMMONS_NETWORK",
     "COMMONS_LISTEN",
     "COMMONS_BOOTSTRAP",
@@ -559,8 +560,18 @@ impl Drop for TestNode {
 
 /// Runs `commons-cli` with `args` (bounded by a deadline) and returns its output.
 pub fn cli(args: &[&str]) -> Output {
-    let mut child = Command::new(binary("commons-cli"))
-        .env_remove("COMMONS_DATADIR")
+    cli_env(args, &[])
+}
+
+/// [`cli`] with environment variables set: none of the daemon's `COMMONS_*` variables (which
+/// `commons-cli` reads too) but those in `env`.
+pub fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary("commons-cli"));
+    for var in DAEMON_ENV {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .envs(env.iter().copied())
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

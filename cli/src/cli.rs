@@ -1,8 +1,8 @@
 //! The command line, declared with clap's derive API.
 //!
 //! Global options live on [`Cli`]; each command group is a subcommand enum. Online commands
-//! (talking to `commonsd` over JSON-RPC) are meant to be added as further variants of
-//! [`Command`], with their options (`--datadir`, `--rpc-url`) on [`Cli`].
+//! (talking to `commonsd` over JSON-RPC) are further variants of [`Command`], with their
+//! options (`--datadir`, `--conf`, `--rpc-url`, ...) on [`Cli`].
 
 use std::path::PathBuf;
 
@@ -14,25 +14,34 @@ pub const DEFAULT_RELEASE_EXPIRY_SECS: u64 = 30 * 86_400;
 
 /// Command-line tool of commons-signal: keys, networks, proposals and release bundles.
 #[derive(Debug, Parser)]
-#[command(name = "commons-cli", version, about, long_about = None)]
+// `help` is the node's method list (as in bitcoin-cli); `--help` describes the commands.
+#[command(
+    name = "commons-cli",
+    version,
+    about,
+    long_about = None,
+    disable_help_subcommand = true
+)]
 pub struct Cli {
     /// Network whose rules apply: regtest, testnet, mainnet, or the path of a spec file (or of
-    /// a directory holding spec.toml, as `network init` writes).
-    #[arg(
-        long,
-        global = true,
-        default_value = "regtest",
-        value_name = "NAME|PATH"
-    )]
-    pub network: String,
+    /// a directory holding spec.toml, as `network init` writes). Default: the `network` of
+    /// the node's config file, else mainnet, as for commonsd.
+    #[arg(long, global = true, value_name = "NAME|PATH", env = "COMMONS_NETWORK")]
+    pub network: Option<String>,
 
-    /// Base data directory of the node to talk to (its cookie is in the network's
-    /// subdirectory, as commonsd lays it out). Default: ~/.commons-signal.
+    /// Base data directory of the node to talk to (its cookie and RPC address are in the
+    /// network's subdirectory, as commonsd lays it out). Default: ~/.commons-signal.
     #[arg(long, global = true, value_name = "DIR", env = "COMMONS_DATADIR")]
     pub datadir: Option<PathBuf>,
 
-    /// Address of the node's JSON-RPC server (HOST:PORT). Default: 127.0.0.1 and the
-    /// network's default RPC port.
+    /// The node's config file, instead of DIR/commonsd.toml: its `network` and `rpc-bind`
+    /// apply as they do to commonsd.
+    #[arg(long, global = true, value_name = "FILE", env = "COMMONS_CONF")]
+    pub conf: Option<PathBuf>,
+
+    /// Address of the node's JSON-RPC server (HOST:PORT). Default: where the running node
+    /// says it listens (the RPC address file beside its cookie), else `rpc-bind` from
+    /// COMMONS_RPC_BIND or the config file, else 127.0.0.1 and the network's RPC port.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub rpc_url: Option<String>,
 
@@ -97,6 +106,30 @@ pub enum Command {
         /// What the node says.
         #[arg(value_name = "CHOICE", value_parser = ["support", "oppose", "override", "abstain"])]
         choice: String,
+    },
+    /// Every proposal at a glance: tier, state, lock, time left, the next state, and the
+    /// override's shares against the tier's thresholds (like bitcoind's getdeploymentinfo).
+    #[command(visible_alias = "getdeploymentinfo")]
+    Deployments,
+    /// Stop the node cleanly, as SIGTERM does.
+    Stop,
+    /// List the node's JSON-RPC methods with their parameters, or describe one. Needs no
+    /// node: the list is this commons-cli's own.
+    Help {
+        /// The method to describe.
+        #[arg(value_name = "METHOD")]
+        method: Option<String>,
+    },
+    /// Call any JSON-RPC method and print its answer as the node gave it: parameters as one
+    /// JSON object or array, or as NAME=VALUE words (a VALUE is a string where the method
+    /// takes a string, else JSON when it parses as JSON).
+    Call {
+        /// The method (`commons-cli help` lists them).
+        #[arg(value_name = "METHOD")]
+        method: String,
+        /// `{"id": "..."}`, `["..."]`, or `id=...` words.
+        #[arg(value_name = "JSON|NAME=VALUE", allow_hyphen_values = true)]
+        params: Vec<String>,
     },
 }
 

@@ -1,5 +1,6 @@
 //! A small JSON-RPC 2.0 client for `commonsd`: HTTP/1.1 over a TCP connection to the node's
-//! loopback RPC port, authenticated with the cookie the node writes at each start.
+//! loopback RPC port, authenticated with the cookie the node writes at each start. The port
+//! is the one given, or the one the running node recorded beside its cookie.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -13,10 +14,24 @@ use serde_json::{Value, json};
 
 use crate::error::{CliError, Result};
 
+/// Where the node's RPC server is.
+#[derive(Debug, Clone)]
+enum Target {
+    /// The address given with `--rpc-url`.
+    Fixed(SocketAddr),
+    /// The address the node running in `datadir` recorded there, read at each attempt (a
+    /// node restarted meanwhile may listen elsewhere), else `fallback` (a node too old to
+    /// record it, or none running).
+    Recorded {
+        datadir: PathBuf,
+        fallback: SocketAddr,
+    },
+}
+
 /// Where the node is and how to authenticate to it.
 #[derive(Debug, Clone)]
 pub struct RpcClient {
-    address: SocketAddr,
+    target: Target,
     cookie_path: PathBuf,
     read_timeout: Duration,
     wait: Option<Duration>,
@@ -44,11 +59,35 @@ impl RpcClient {
             .next()
             .ok_or_else(|| anyhow!("--rpc-url {address}: the name resolves to no address"))?;
         Ok(RpcClient {
-            address,
+            target: Target::Fixed(address),
             cookie_path,
             read_timeout: DEFAULT_READ_TIMEOUT,
             wait: None,
         })
+    }
+
+    /// A client for the node running in the network data directory `datadir`, at the
+    /// address it recorded there (see `commons_rpc::local::RPC_ADDRESS_FILE`), else at
+    /// `fallback`; with the cookie at `cookie_path`.
+    pub fn recorded(datadir: PathBuf, fallback: SocketAddr, cookie_path: PathBuf) -> Self {
+        RpcClient {
+            target: Target::Recorded { datadir, fallback },
+            cookie_path,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            wait: None,
+        }
+    }
+
+    /// The address to connect to now.
+    fn address(&self) -> Result<SocketAddr> {
+        match &self.target {
+            Target::Fixed(address) => Ok(*address),
+            Target::Recorded { datadir, fallback } => {
+                let recorded = commons_rpc::local::read_rpc_address(datadir)
+                    .map_err(|e| CliError::Unavailable(anyhow!("{e}")))?;
+                Ok(recorded.map_or(*fallback, commons_rpc::local::connect_address))
+            }
+        }
     }
 
     /// The same client, trying again for up to `wait` while the node is not up yet (no
@@ -89,7 +128,7 @@ impl RpcClient {
         let body = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
         let body = serde_json::to_vec(&body).expect("JSON values serialize");
         let deadline = self.wait.map(|wait| Instant::now() + wait);
-        let (status, answer) = loop {
+        let (address, status, answer) = loop {
             match self.exchange(&body) {
                 Ok(answer) => break answer,
                 Err(Attempt::NotUp(_)) if deadline.is_some_and(|d| Instant::now() < d) => {
@@ -100,8 +139,7 @@ impl RpcClient {
         };
         let answer: Value = serde_json::from_slice(&answer).map_err(|e| {
             CliError::Unavailable(anyhow!(
-                "the node at {} answered HTTP {status} with something that is not JSON-RPC: {e}",
-                self.address
+                "the node at {address} answered HTTP {status} with something that is not JSON-RPC: {e}"
             ))
         })?;
         if let Some(error) = answer.get("error").filter(|e| !e.is_null()) {
@@ -120,28 +158,35 @@ impl RpcClient {
     /// One request: the cookie, a connection, the request and its answer, with the HTTP
     /// status. Failures before the node took the request are [`Attempt::NotUp`], which a
     /// waiting client tries again; once the request is sent, nothing is sent twice.
-    fn exchange(&self, body: &[u8]) -> std::result::Result<(u16, Vec<u8>), Attempt> {
+    fn exchange(&self, body: &[u8]) -> std::result::Result<(SocketAddr, u16, Vec<u8>), Attempt> {
         let cookie = read_cookie(&self.cookie_path).map_err(Attempt::NotUp)?;
+        let address = self.address().map_err(Attempt::NotUp)?;
         let unavailable = |e: std::io::Error| {
             CliError::Unavailable(anyhow!(
-                "cannot reach commonsd at {}: {e} (is the node running? start it with `commonsd`)",
-                self.address
+                "cannot reach commonsd at {address}: {e} (is the node running? start it with `commonsd`)"
             ))
         };
-        let stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5))
+        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
             .map_err(|e| Attempt::NotUp(unavailable(e)))?;
-        let (status, answer) = self.post(stream, &cookie, body).map_err(Attempt::Failed)?;
+        let (status, answer) = self
+            .post(address, stream, &cookie, body)
+            .map_err(Attempt::Failed)?;
         if status == 401 {
             return Err(Attempt::NotUp(CliError::Unavailable(anyhow!(
-                "the node at {} refused the cookie in {}: is that the data directory of this node?",
-                self.address,
+                "the node at {address} refused the cookie in {}: is that the data directory of this node?",
                 self.cookie_path.display()
             ))));
         }
-        Ok((status, answer))
+        Ok((address, status, answer))
     }
 
-    fn post(&self, mut stream: TcpStream, cookie: &str, body: &[u8]) -> Result<(u16, Vec<u8>)> {
+    fn post(
+        &self,
+        address: SocketAddr,
+        mut stream: TcpStream,
+        cookie: &str,
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>)> {
         let unavailable = |e: std::io::Error| {
             let timed_out = matches!(
                 e.kind(),
@@ -149,12 +194,11 @@ impl RpcClient {
             );
             CliError::Unavailable(if timed_out {
                 anyhow!(
-                    "commonsd at {} did not answer within {} s",
-                    self.address,
+                    "commonsd at {address} did not answer within {} s",
                     self.read_timeout.as_secs()
                 )
             } else {
-                anyhow!("lost the connection to commonsd at {}: {e}", self.address)
+                anyhow!("lost the connection to commonsd at {address}: {e}")
             })
         };
         stream
@@ -164,7 +208,7 @@ impl RpcClient {
         let head = format!(
             "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.address,
+            address,
             body.len()
         );
         stream.write_all(head.as_bytes()).map_err(unavailable)?;
@@ -174,7 +218,7 @@ impl RpcClient {
             .take(MAX_RESPONSE)
             .read_to_end(&mut raw)
             .map_err(unavailable)?;
-        parse_response(&raw).map_err(|e| CliError::Unavailable(anyhow!("{}: {e}", self.address)))
+        parse_response(&raw).map_err(|e| CliError::Unavailable(anyhow!("{address}: {e}")))
     }
 }
 
@@ -276,7 +320,7 @@ fn read_cookie(path: &Path) -> Result<String> {
         .map_err(|e| {
             CliError::Unavailable(anyhow!(
                 "{}: {e}; commonsd writes this cookie at start, so the node is not running \
-                 with this data directory (see --datadir, --network, --rpc-cookie)",
+                 with this data directory (see --datadir, --conf, --network, --rpc-cookie)",
                 path.display()
             ))
         })

@@ -247,7 +247,9 @@ fn decode_shows_a_signed_message_with_its_digest_and_signature_check() {
         vec![],
     );
     w.write("signal.cbor", &signal.encode());
-    let run = w.run(&["decode", "signal.cbor"]).ok();
+    let run = w
+        .run(&["--network", "regtest", "decode", "signal.cbor"])
+        .ok();
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["kind"], "signal");
     assert_eq!(doc["signature_valid"], true);
@@ -256,6 +258,19 @@ fn decode_shows_a_signed_message_with_its_digest_and_signature_check() {
         signal.digest(&NetworkSpec::regtest().network_id()).to_hex()
     );
     assert_eq!(doc["message"]["body"]["choice"], "override");
+    // Without --network the network is the daemon's default, mainnet, where the signature
+    // made for regtest does not verify.
+    let run = w.run(&["decode", "signal.cbor"]).ok();
+    assert!(
+        run.stdout.contains("\"network\": \"mainnet\""),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("\"signature_valid\": false"),
+        "{}",
+        run.stdout
+    );
     // Signed for regtest, so on testnet the signature does not verify.
     let run = w
         .run(&["--network", "testnet", "decode", "signal.cbor"])

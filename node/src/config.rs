@@ -1,19 +1,21 @@
 //! Command line, environment and config file of `commonsd`.
 //!
 //! Every setting can come from a flag, a `COMMONS_*` environment variable or the config file
-//! `<datadir>/commonsd.toml`, in that order of precedence, and else from a default that
-//! depends on the network (like bitcoind's ports and per-network data directories).
+//! (`--conf FILE`, else `<datadir>/commonsd.toml`), in that order of precedence, and else
+//! from a default that depends on the network (like bitcoind's ports and per-network data
+//! directories). The file and its discovery are `commons_rpc::local`'s, which `commons-cli`
+//! uses too, so the client finds the node by the same rules.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser;
 use commons_signaling::NetworkSpec;
 use libp2p::Multiaddr;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The name of the config file inside the base data directory.
-pub const CONFIG_FILE: &str = "commonsd.toml";
+pub const CONFIG_FILE: &str = commons_rpc::local::CONFIG_FILE;
 
 /// Command-line flags. Each also reads a `COMMONS_*` environment variable; a flag given on
 /// the command line wins over the variable.
@@ -29,6 +31,11 @@ pub struct Cli {
     /// network. The config file `commonsd.toml` is read from here. [default: ~/.commons-signal]
     #[arg(long, env = "COMMONS_DATADIR", value_name = "DIR")]
     pub datadir: Option<PathBuf>,
+
+    /// Config file to read instead of `<datadir>/commonsd.toml`; it must exist. A relative
+    /// spec path in it is relative to the file.
+    #[arg(long, env = "COMMONS_CONF", value_name = "FILE")]
+    pub conf: Option<PathBuf>,
 
     /// Network: mainnet, testnet, regtest, or the path of a network spec file. [default: mainnet]
     #[arg(long, env = "COMMONS_NETWORK", value_name = "NAME|PATH")]
@@ -65,40 +72,7 @@ pub struct Cli {
     pub print_config: bool,
 }
 
-/// The config file: the same keys as the flags (without `datadir`, which locates it).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
-    /// See [`Cli::network`].
-    pub network: Option<String>,
-    /// See [`Cli::listen`].
-    pub listen: Option<OneOrMany>,
-    /// See [`Cli::bootstrap`].
-    pub bootstrap: Option<OneOrMany>,
-    /// See [`Cli::rpc_bind`].
-    pub rpc_bind: Option<String>,
-    /// See [`Cli::metrics_bind`].
-    pub metrics_bind: Option<String>,
-}
-
-/// A config-file value that may be one string or a list of them.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    /// A single value.
-    One(String),
-    /// A list of values.
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
-    }
-}
+pub use commons_rpc::local::{FileConfig, OneOrMany};
 
 pub use commons_signaling::spec::DefaultPorts;
 
@@ -106,10 +80,7 @@ pub use commons_signaling::spec::{default_ports, network_dir};
 
 /// The default base data directory, `~/.commons-signal`.
 pub fn default_base_dir() -> Result<PathBuf, ConfigError> {
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".commons-signal")),
-        _ => Err(ConfigError("HOME is not set: pass --datadir DIR".into())),
-    }
+    commons_rpc::local::default_base_dir().map_err(|e| ConfigError(e.0))
 }
 
 /// A configuration problem, as one line for the operator.
@@ -151,23 +122,24 @@ impl Config {
             Some(dir) => dir.clone(),
             None => home_base()?,
         };
-        let file = read_file_config(&base_dir.join(CONFIG_FILE))?;
-        let conf_path = base_dir.join(CONFIG_FILE);
+        let (conf_path, conf_given) =
+            commons_rpc::local::config_path(cli.conf.as_deref(), &base_dir);
+        let file = commons_rpc::local::read_config(&conf_path, conf_given)
+            .map_err(|e| ConfigError(e.0))?;
         let conf = conf_path.display();
 
         let (network_arg, spec) = match (&cli.network, &file.network) {
             (Some(n), _) => (n.clone(), NetworkSpec::resolve(n)),
             (None, Some(n)) => {
-                // A relative spec path in the file is relative to the file, not to wherever
-                // the daemon happens to be started from.
-                let resolved = if NetworkSpec::builtin(n).is_none() && Path::new(n).is_relative() {
-                    base_dir.join(n).display().to_string()
-                } else {
-                    n.clone()
-                };
+                let resolved = commons_rpc::local::network_from_file(n, &conf_path, |n| {
+                    NetworkSpec::builtin(n).is_some()
+                });
                 (resolved.clone(), NetworkSpec::resolve(&resolved))
             }
-            (None, None) => ("mainnet".to_string(), Ok(NetworkSpec::mainnet())),
+            (None, None) => (
+                commons_rpc::local::DEFAULT_NETWORK.to_string(),
+                Ok(NetworkSpec::mainnet()),
+            ),
         };
         let spec = spec.map_err(|e| ConfigError(format!("--network: {e}")))?;
         let ports = default_ports(&spec.name);
@@ -224,51 +196,24 @@ impl Config {
         })
     }
 
-    /// The command that queries this node with `commons-cli`.
-    /// `rpc_addr` is where the server actually listens (the kernel picks the port when the
-    /// configured one is 0).
-    pub fn cli_hint(&self, rpc_addr: SocketAddr) -> String {
-        // The CLI's own default network is regtest, so the network is always spelled out.
-        let mut cmd = format!(
-            "commons-cli --datadir {} --network {}",
-            self.base_dir.display(),
-            self.network_arg
-        );
-        let default = SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::LOCALHOST),
-            default_ports(&self.spec.name).rpc,
-        );
-        if rpc_addr != default {
-            cmd.push_str(&format!(" --rpc-url {rpc_addr}"));
+    /// The command that queries this node with `commons-cli`: only what the client cannot
+    /// find on its own. It reads the same config file and, from the data directory, the
+    /// address the RPC server listens on, so `--rpc-url` is never needed; `--datadir`,
+    /// `--conf` and `--network` only when the command line (`cli`, environment included)
+    /// gave them.
+    pub fn cli_hint(&self, cli: &Cli) -> String {
+        let mut cmd = "commons-cli".to_string();
+        if cli.datadir.is_some() {
+            cmd.push_str(&format!(" --datadir {}", self.base_dir.display()));
+        }
+        if let Some(conf) = &cli.conf {
+            cmd.push_str(&format!(" --conf {}", conf.display()));
+        }
+        if cli.network.is_some() {
+            cmd.push_str(&format!(" --network {}", self.network_arg));
         }
         cmd.push_str(" getinfo");
         cmd
-    }
-}
-
-fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => toml::from_str(&text).map_err(|e| {
-            // toml's messages span several lines (a source excerpt); the first names the
-            // position and the last the problem, which together make one readable line.
-            let msg = e
-                .message()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(": ");
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" (line {line})")
-                })
-                .unwrap_or_default();
-            ConfigError(format!("{}: {msg}{at}", path.display()))
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
-        Err(e) => Err(ConfigError(format!("{}: {e}", path.display()))),
     }
 }
 
@@ -319,16 +264,14 @@ mod tests {
         assert_eq!(c.rpc_bind, "127.0.0.1:8732".parse().unwrap());
         assert_eq!(c.listen, vec!["/ip4/0.0.0.0/tcp/8733".parse().unwrap()]);
 
-        let c =
-            Config::resolve(&parse(&["--datadir", d, "--network", "regtest"]), no_home).unwrap();
+        let cli = parse(&["--datadir", d, "--network", "regtest"]);
+        let c = Config::resolve(&cli, no_home).unwrap();
         assert_eq!(c.datadir, dir.path().join("regtest"));
         assert_eq!(c.rpc_bind, "127.0.0.1:28732".parse().unwrap());
         assert_eq!(c.metrics_bind, "127.0.0.1:29733".parse().unwrap());
-        assert!(c.cli_hint(c.rpc_bind).contains("--network regtest"));
-        assert!(!c.cli_hint(c.rpc_bind).contains("--rpc"));
-        assert!(
-            c.cli_hint("127.0.0.1:5".parse().unwrap())
-                .contains("--rpc-url 127.0.0.1:5")
+        assert_eq!(
+            c.cli_hint(&cli),
+            format!("commons-cli --datadir {d} --network regtest getinfo")
         );
     }
 
@@ -408,5 +351,46 @@ mod tests {
         assert_eq!(c.spec.name, "lab");
         assert_eq!(c.datadir, dir.path().join("lab"));
         assert_eq!(c.rpc_bind.port(), 38732);
+    }
+
+    #[test]
+    fn conf_names_a_file_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        let mut spec = NetworkSpec::regtest();
+        spec.name = "lab".into();
+        std::fs::write(etc.join("lab.toml"), spec.to_toml()).unwrap();
+        let conf = etc.join("node.toml");
+        std::fs::write(
+            &conf,
+            "network = \"lab.toml\"\nrpc-bind = \"127.0.0.1:7\"\n",
+        )
+        .unwrap();
+        let base = dir.path().join("data");
+        let (b, f) = (base.to_str().unwrap(), conf.to_str().unwrap());
+        let cli = parse(&["--datadir", b, "--conf", f]);
+        let c = Config::resolve(&cli, no_home).unwrap();
+        // The spec path is relative to the file that names it.
+        assert_eq!(c.spec.name, "lab");
+        assert_eq!(c.datadir, base.join("lab"));
+        assert_eq!(c.rpc_bind, "127.0.0.1:7".parse().unwrap());
+        // The client reads the same file, so the hint names it and not the network.
+        assert_eq!(
+            c.cli_hint(&cli),
+            format!("commons-cli --datadir {b} --conf {f} getinfo")
+        );
+        // A file named on purpose must exist.
+        let missing = dir.path().join("nope.toml");
+        let e = Config::resolve(
+            &parse(&["--datadir", b, "--conf", missing.to_str().unwrap()]),
+            no_home,
+        )
+        .unwrap_err();
+        assert!(e.0.contains("nope.toml"), "{e}");
+        // The default data directory and network need no options at all.
+        let cli = parse(&[]);
+        let c = Config::resolve(&cli, || Ok(base.clone())).unwrap();
+        assert_eq!(c.cli_hint(&cli), "commons-cli getinfo");
     }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine;
 
 /// The file name of the cookie inside the network's data directory.
-pub const COOKIE_FILE: &str = ".cookie";
+pub const COOKIE_FILE: &str = commons_rpc::local::COOKIE_FILE;
 /// The user name part of the cookie.
 pub const COOKIE_USER: &str = "__cookie__";
 

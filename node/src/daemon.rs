@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::artifacts::ArtifactStore;
 use crate::config::Config;
 use crate::cookie::Cookie;
+use crate::methods::DaemonRpc;
 use crate::metrics::{self, SharedRegistry};
 use crate::node::{Clock, Node, system_clock};
 use crate::rpc;
@@ -79,6 +80,10 @@ pub struct Daemon {
     pub cookie: Arc<Cookie>,
     /// The metrics registry (node and libp2p).
     pub registry: SharedRegistry,
+    /// Where the RPC address is recorded for `commons-cli` (removed at shutdown).
+    rpc_address_file: PathBuf,
+    /// Turned true by the `stop` RPC.
+    stop: Arc<watch::Sender<bool>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     p2p_task: JoinHandle<()>,
@@ -228,12 +233,21 @@ impl Daemon {
         let metrics_listener = metrics::bind(config.metrics_bind).await?;
         let rpc_addr = rpc_listener.local_addr()?;
         let metrics_addr = metrics_listener.local_addr()?;
+        // The address first: a client that finds the new cookie finds the address with it.
+        let rpc_address_file = commons_rpc::local::write_rpc_address(&config.datadir, rpc_addr)
+            .with_context(|| {
+                format!(
+                    "cannot record the RPC address in {}",
+                    config.datadir.display()
+                )
+            })?;
         let cookie = Arc::new(Cookie::create(&config.datadir).with_context(|| {
             format!(
                 "cannot write the RPC cookie in {}",
                 config.datadir.display()
             )
         })?);
+        let stop = Arc::new(watch::channel(false).0);
 
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (relay, relay_rx) = mpsc::channel(RELAY_QUEUE);
@@ -241,7 +255,7 @@ impl Daemon {
             tokio::spawn(rpc::serve(
                 rpc_listener,
                 cookie.clone(),
-                node.clone(),
+                Arc::new(DaemonRpc::new(node.clone(), stop.clone())),
                 shutdown_rx.clone(),
             )),
             tokio::spawn(metrics::serve(
@@ -286,14 +300,23 @@ impl Daemon {
             metrics_addr,
             cookie,
             registry,
+            rpc_address_file,
+            stop,
             shutdown,
             tasks,
             p2p_task,
         })
     }
 
+    /// Resolves once a client asked the node to stop (the `stop` RPC); the caller then shuts
+    /// it down as it does on SIGTERM.
+    pub async fn stop_requested(&self) {
+        let mut requests = self.stop.subscribe();
+        crate::stopped(&mut requests).await
+    }
+
     /// Stops accepting RPC and network work, closes connections, flushes the store and
-    /// removes the cookie.
+    /// removes the cookie and the RPC address file.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
@@ -314,6 +337,11 @@ impl Daemon {
             Err(e) => tracing::error!(error = %e, "store flush failed"),
         }
         self.cookie.remove();
+        if let Err(e) = std::fs::remove_file(&self.rpc_address_file)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.rpc_address_file.display(), error = %e, "could not remove the RPC address file");
+        }
     }
 }
 

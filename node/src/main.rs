@@ -69,9 +69,12 @@ fn main() -> ExitCode {
             daemon.rpc_addr,
             cookie_path(&config).display(),
             daemon.metrics_addr,
-            config.cli_hint(daemon.rpc_addr),
+            config.cli_hint(&cli),
         );
-        wait_for_signal().await;
+        tokio::select! {
+            _ = wait_for_signal() => {}
+            _ = daemon.stop_requested() => tracing::info!("stop requested over RPC"),
+        }
         tracing::info!("shutting down");
         daemon.shutdown().await;
         anyhow::Ok(())

@@ -9,8 +9,9 @@ use commons_aggregator::rules::verify_proposal;
 use commons_aggregator::{ProposalOutcome, ProposalState, Reason, units_to_weight};
 use commons_p2p::TopicKind;
 use commons_rpc::{
-    ChoiceTally, Choices, Method, NetworkInfo, NodeInfo, Observation, PeerInfo, ProposalReceipt,
-    ProposalSummary, PublishReceipt, Release, SignalReceipt, Tally, UptimeReport, method,
+    ChoiceTally, Choices, Deployment, DeploymentInfo, Method, NetworkInfo, NodeInfo, Observation,
+    PeerInfo, ProposalReceipt, ProposalSummary, PublishReceipt, Release, SignalReceipt, Tally,
+    UptimeReport, method,
 };
 use commons_signaling::messages::MAX_SIGNAL_ATTESTATIONS;
 use commons_signaling::{
@@ -18,6 +19,8 @@ use commons_signaling::{
     SignalBody, Signed,
 };
 use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::watch;
 
 use crate::artifacts::ArtifactStoreError;
 use crate::node::{Node, State, VERSION};
@@ -120,6 +123,66 @@ impl Node {
                 overridden_at_epoch: st.agg().overridden_at(id),
             })
             .collect()
+    }
+
+    fn rpc_getdeploymentinfo(&self) -> DeploymentInfo {
+        let now = self.now();
+        let st = self.state();
+        let (nodes, units) = st.agg().population();
+        let proposals = st
+            .agg()
+            .proposals()
+            .into_iter()
+            .filter_map(|(id, p)| {
+                let tally = st.agg().tally(id)?;
+                let state = st.agg().state(id, now)?;
+                let (start, end) = (p.body.lock_start, p.body.lock_end);
+                let (next_state, next_state_at) =
+                    match next_change(&self.spec, state, start, end, now) {
+                        Some((next, at)) => (Some(next.name().to_string()), Some(at)),
+                        None => (None, None),
+                    };
+                Some(Deployment {
+                    id: id.to_hex(),
+                    tier: p.body.tier,
+                    tier_name: self
+                        .spec
+                        .tier(p.body.tier)
+                        .map_or_else(String::new, |t| t.name.clone()),
+                    title: p.body.title.as_str().to_string(),
+                    state: state.name().to_string(),
+                    lock_start: start,
+                    lock_end: end,
+                    lock_secs_left: end.saturating_sub(now),
+                    next_state,
+                    next_state_at,
+                    override_weight_share: tally.override_weight_share,
+                    override_node_share: tally.override_node_share,
+                    required_weight_share: tally.required_weight_share,
+                    required_node_share: tally.required_node_share,
+                    override_met: tally.override_met,
+                    overridden_at_epoch: st.agg().overridden_at(id),
+                    signers: tally.signers,
+                })
+            })
+            .collect();
+        DeploymentInfo {
+            epoch: st.agg().epoch(),
+            time: now,
+            qualified_nodes: nodes,
+            qualified_weight: units_to_weight(units),
+            proposals,
+        }
+    }
+
+    fn rpc_help(params: &Params) -> Result<String, RpcError> {
+        params.only(&["method"])?;
+        let Some(name) = params.optional_str("method", 0)? else {
+            return Ok(method::overview());
+        };
+        method::help(name).map(|h| h.text()).ok_or_else(|| {
+            RpcError::invalid_params(format!("unknown method {name:?}; `help` lists them all"))
+        })
     }
 
     pub(crate) fn parse_id(params: &Params, name: &str) -> Result<Hash32, RpcError> {
@@ -430,6 +493,15 @@ impl RpcHandler for Node {
                     params.only(&[])?;
                     answer::<method::ListProposals>(Ok(self.rpc_listproposals()))
                 }
+                method::GetDeploymentInfo::NAME => {
+                    params.only(&[])?;
+                    answer::<method::GetDeploymentInfo>(Ok(self.rpc_getdeploymentinfo()))
+                }
+                method::Help::NAME => answer::<method::Help>(Self::rpc_help(&params)),
+                method::Stop::NAME => Err(RpcError::new(
+                    rpc::REJECTED,
+                    "this node runs embedded, without a daemon that `stop` could end",
+                )),
                 method::GetTally::NAME => answer::<method::GetTally>(self.rpc_gettally(&params)),
                 method::GetUptime::NAME => answer::<method::GetUptime>(self.rpc_getuptime(&params)),
                 method::CastSignal::NAME => {
@@ -453,7 +525,7 @@ impl RpcHandler for Node {
                     Err(RpcError::new(
                         rpc::METHOD_NOT_FOUND,
                         format!(
-                            "unknown method {method:?}: use {} or {last}",
+                            "unknown method {method:?}: use {} or {last} (`help METHOD` describes one)",
                             rest.join(", ")
                         ),
                     ))
@@ -477,5 +549,112 @@ fn uptime_status(status: commons_aggregator::UptimeStatus) -> commons_rpc::Uptim
         qualified: status.qualified,
         counted: status.counted,
         netgroup: status.netgroup.map(|n| n.to_string()),
+    }
+}
+
+/// The next state a proposal in `state` reaches on the clock alone, and when: the lock's
+/// start, its end, then the end of each activation stage. `None` when no later state
+/// follows (overridden, or the mainnet default). An override can still come first; the
+/// answer says what happens if none does.
+fn next_change(
+    spec: &commons_signaling::NetworkSpec,
+    state: ProposalState,
+    lock_start: u64,
+    lock_end: u64,
+    now: u64,
+) -> Option<(ProposalState, u64)> {
+    if matches!(
+        state,
+        ProposalState::Overridden | ProposalState::MainnetDefault
+    ) {
+        return None;
+    }
+    let a = &spec.activation;
+    let mut boundaries = vec![lock_start, lock_end];
+    let mut at = lock_end;
+    for secs in [
+        a.ready_secs,
+        a.testnet_secs,
+        a.signet_secs,
+        a.mainnet_opt_in_secs,
+    ] {
+        at = at.saturating_add(secs);
+        boundaries.push(at);
+    }
+    boundaries.into_iter().filter(|&t| t > now).find_map(|t| {
+        let next = if t < lock_end {
+            ProposalState::Locked
+        } else {
+            ProposalState::after_lock(&spec.activation, t - lock_end)
+        };
+        (next != state).then_some((next, t))
+    })
+}
+
+/// The RPC of a running daemon: the node's methods, and `stop`, which asks the daemon to
+/// shut down the way SIGTERM does (the daemon's owner waits for it with
+/// [`Daemon::stop_requested`](crate::daemon::Daemon::stop_requested)).
+pub(crate) struct DaemonRpc {
+    node: Arc<Node>,
+    stop: Arc<watch::Sender<bool>>,
+}
+
+impl DaemonRpc {
+    /// The RPC of `node`, whose `stop` turns `stop` true.
+    pub(crate) fn new(node: Arc<Node>, stop: Arc<watch::Sender<bool>>) -> Self {
+        DaemonRpc { node, stop }
+    }
+}
+
+impl RpcHandler for DaemonRpc {
+    fn call<'a>(&'a self, method: &'a str, params: Params) -> RpcFuture<'a> {
+        if method != method::Stop::NAME {
+            return self.node.call(method, params);
+        }
+        Box::pin(async move {
+            params.only(&[])?;
+            // The answer goes out while the daemon shuts down: the server stops accepting
+            // new connections, but one in progress is answered.
+            self.stop.send_replace(true);
+            answer::<method::Stop>(Ok("commonsd stopping".to_string()))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_change_walks_the_lock_and_the_stages() {
+        let mut spec = commons_signaling::NetworkSpec::regtest();
+        spec.activation.ready_secs = 10;
+        spec.activation.testnet_secs = 0;
+        spec.activation.signet_secs = 20;
+        spec.activation.mainnet_opt_in_secs = 30;
+        let next = |state, now| next_change(&spec, state, 100, 200, now);
+        assert_eq!(
+            next(ProposalState::Pending, 50),
+            Some((ProposalState::Locked, 100))
+        );
+        assert_eq!(
+            next(ProposalState::Locked, 150),
+            Some((ProposalState::Ready, 200))
+        );
+        // A stage of no length is skipped.
+        assert_eq!(
+            next(ProposalState::Ready, 205),
+            Some((ProposalState::Signet, 210))
+        );
+        assert_eq!(
+            next(ProposalState::Signet, 215),
+            Some((ProposalState::MainnetOptIn, 230))
+        );
+        assert_eq!(
+            next(ProposalState::MainnetOptIn, 230),
+            Some((ProposalState::MainnetDefault, 260))
+        );
+        assert_eq!(next(ProposalState::MainnetDefault, 300), None);
+        assert_eq!(next(ProposalState::Overridden, 150), None);
     }
 }

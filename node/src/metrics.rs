@@ -18,9 +18,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -172,6 +174,27 @@ pub struct Snapshot {
     pub store_bytes: u64,
     /// Per channel, the newest release whose artifacts are all verified: (channel, version).
     pub newest_verified_releases: Vec<(String, String)>,
+    /// The `commonsd` version.
+    pub version: String,
+    /// The network's name.
+    pub network: String,
+    /// The epoch the node last did its epoch work for (the aggregator's epoch).
+    pub epoch: u64,
+    /// The network's epoch length in seconds.
+    pub epoch_secs: u64,
+    /// This node's own standing; `None` while no attestation about it is known.
+    pub own: Option<OwnStanding>,
+}
+
+/// This node's own standing in the population, as every other node computes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnStanding {
+    /// A quorum attests it for the spec's minimum uptime.
+    pub qualified: bool,
+    /// Qualified, and the one node counted for its address.
+    pub counted: bool,
+    /// Its attested uptime in epochs.
+    pub uptime_epochs: u32,
 }
 
 /// Where the collector reads a [`Snapshot`] from.
@@ -312,7 +335,199 @@ impl<S: SnapshotSource> Collector for NodeCollector<S> {
             None,
             &newest,
         )?;
+        let build = Info::new(vec![
+            ("version", snap.version.clone()),
+            ("network", snap.network.clone()),
+        ]);
+        let metric = encoder.encode_descriptor(
+            "commons_build",
+            "The running commonsd: its version and network (always 1)",
+            None,
+            build.metric_type(),
+        )?;
+        build.encode(metric)?;
+        encode_gauge(
+            &mut encoder,
+            "commons_epoch",
+            "The epoch the node last did its epoch work for (attestations, latched overrides)",
+            None,
+            i64::try_from(snap.epoch).unwrap_or(i64::MAX),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_epoch_boundary_timestamp",
+            "Unix time that epoch began: more than two epoch lengths ago means the epoch work is late",
+            Some(&Unit::Seconds),
+            i64::try_from(snap.epoch.saturating_mul(snap.epoch_secs)).unwrap_or(i64::MAX),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_epoch_length",
+            "The network's epoch length",
+            Some(&Unit::Seconds),
+            i64::try_from(snap.epoch_secs).unwrap_or(i64::MAX),
+        )?;
+        let own = snap.own.unwrap_or_default();
+        encode_gauge(
+            &mut encoder,
+            "commons_own_qualified",
+            "1 when a quorum attests this node for the minimum uptime",
+            None,
+            i64::from(own.qualified),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_own_counted",
+            "1 when this node counts in every tally (qualified and the one node of its address)",
+            None,
+            i64::from(own.counted),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_own_uptime_epochs",
+            "This node's attested uptime in epochs",
+            None,
+            i64::from(own.uptime_epochs),
+        )?;
         Ok(())
+    }
+}
+
+/// The process metrics Prometheus' client libraries conventionally export
+/// (`process_cpu_seconds_total`, `process_resident_memory_bytes`, ...), read from
+/// `/proc/self` at each scrape; prometheus-client has no collector of its own for them.
+/// Nothing is exported where `/proc` is not there.
+#[derive(Debug, Default)]
+pub struct ProcessCollector;
+
+/// What `/proc/self` says about the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessStats {
+    /// User and system CPU time.
+    pub cpu_seconds: f64,
+    /// Resident memory.
+    pub resident_bytes: u64,
+    /// Virtual memory.
+    pub virtual_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The soft limit on open file descriptors; `None` when unlimited.
+    pub max_fds: Option<u64>,
+    /// Unix time the process started.
+    pub start_time_seconds: f64,
+}
+
+/// The kernel reports CPU times and start times in `USER_HZ` ticks, which the kernel fixes
+/// at 100 a second for user space on every architecture Linux supports, whatever its
+/// internal tick rate.
+const USER_HZ: f64 = 100.0;
+
+impl ProcessStats {
+    /// Reads `/proc/self`; `None` when it cannot be read or parsed.
+    pub fn read() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+        let system = std::fs::read_to_string("/proc/stat").ok()?;
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        Self::parse(&stat, &status, &limits, &system, open_fds)
+    }
+
+    /// Parses the files [`ProcessStats::read`] reads.
+    pub fn parse(
+        stat: &str,
+        status: &str,
+        limits: &str,
+        system: &str,
+        open_fds: u64,
+    ) -> Option<Self> {
+        // The command name (field 2) is in parentheses and may hold spaces; the fields
+        // after the last `)` are plain numbers, the first of them being field 3.
+        let after = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+        let (utime, stime, start_ticks, vsize) = (field(14)?, field(15)?, field(22)?, field(23)?);
+        let kib = |name: &str| -> Option<u64> {
+            status.lines().find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(':')?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+        };
+        let boot: u64 = system
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+        let max_fds = limits.lines().find_map(|l| {
+            let rest = l.strip_prefix("Max open files")?;
+            let soft = rest.split_whitespace().next()?;
+            Some(soft.parse().ok())
+        })?;
+        Some(ProcessStats {
+            cpu_seconds: (utime + stime) as f64 / USER_HZ,
+            resident_bytes: kib("VmRSS")? * 1024,
+            virtual_bytes: vsize,
+            open_fds,
+            max_fds,
+            start_time_seconds: boot as f64 + start_ticks as f64 / USER_HZ,
+        })
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Some(p) = ProcessStats::read() else {
+            return Ok(());
+        };
+        let cpu = ConstCounter::new(p.cpu_seconds);
+        let metric = encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time spent",
+            Some(&Unit::Seconds),
+            cpu.metric_type(),
+        )?;
+        cpu.encode(metric)?;
+        let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+        encode_gauge(
+            &mut encoder,
+            "process_resident_memory",
+            "Resident memory size",
+            Some(&Unit::Bytes),
+            bytes(p.resident_bytes),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "process_virtual_memory",
+            "Virtual memory size",
+            Some(&Unit::Bytes),
+            bytes(p.virtual_bytes),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "process_open_fds",
+            "Open file descriptors",
+            None,
+            bytes(p.open_fds),
+        )?;
+        if let Some(max) = p.max_fds {
+            encode_gauge(
+                &mut encoder,
+                "process_max_fds",
+                "The soft limit on open file descriptors",
+                None,
+                bytes(max),
+            )?;
+        }
+        encode_gauge(
+            &mut encoder,
+            "process_start_time",
+            "Unix time the process started",
+            Some(&Unit::Seconds),
+            p.start_time_seconds,
+        )
     }
 }
 
@@ -382,6 +597,7 @@ pub fn register<S: SnapshotSource>(
         metrics.measured.clone(),
     );
     registry.register_collector(Box::new(NodeCollector { source }));
+    registry.register_collector(Box::new(ProcessCollector));
     // Every series exists from the first scrape, so rate() and alerts see a 0 before the
     // first message rather than a missing series.
     for kind in commons_signaling::MessageKind::ALL {
@@ -567,6 +783,15 @@ impl SnapshotSource for Node {
             peers: st.peer_count() as u64,
             store_bytes: self.store.size_bytes(),
             newest_verified_releases,
+            version: crate::node::VERSION.to_string(),
+            network: self.spec.name.clone(),
+            epoch: st.agg().epoch(),
+            epoch_secs: self.spec.epoch_secs,
+            own: st.agg().uptime(&self.me).map(|u| OwnStanding {
+                qualified: u.qualified,
+                counted: u.counted,
+                uptime_epochs: u.uptime_epochs,
+            }),
         }
     }
 }
@@ -610,6 +835,15 @@ mod tests {
                 peers: 4,
                 store_bytes: 1000,
                 newest_verified_releases: vec![("stable".into(), "1.4.0".into())],
+                version: "0.1.0".into(),
+                network: "regtest".into(),
+                epoch: 50,
+                epoch_secs: 2,
+                own: Some(OwnStanding {
+                    qualified: true,
+                    counted: false,
+                    uptime_epochs: 7,
+                }),
             }
         }
     }
@@ -644,10 +878,64 @@ mod tests {
             "commons_release_rejected_total{reason=\"rollback\"} 1",
             "commons_release_rejected_total{reason=\"below_threshold\"} 0",
             "commons_release_fetches_in_progress 0",
+            "commons_build_info{version=\"0.1.0\",network=\"regtest\"} 1",
+            "commons_epoch 50",
+            "commons_epoch_boundary_timestamp_seconds 100",
+            "commons_epoch_length_seconds 2",
+            "commons_own_qualified 1",
+            "commons_own_counted 0",
+            "commons_own_uptime_epochs 7",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn process_stats_from_proc() {
+        let stat = "4242 (commons d) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 9 0 12345 104857600 2000 18446744073709551615";
+        let status = "Name:\tcommonsd\nVmRSS:\t    8000 kB\nThreads:\t9\n";
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\nMax open files            1024                 524288               files\n";
+        let system = "cpu  1 2 3\nbtime 1700000000\n";
+        let p = ProcessStats::parse(stat, status, limits, system, 17).unwrap();
+        assert_eq!(p.cpu_seconds, 3.0);
+        assert_eq!(p.resident_bytes, 8000 * 1024);
+        assert_eq!(p.virtual_bytes, 104_857_600);
+        assert_eq!(p.open_fds, 17);
+        assert_eq!(p.max_fds, Some(1024));
+        assert!((p.start_time_seconds - 1_700_000_123.45).abs() < 1e-3);
+        let unlimited = limits.replace("1024 ", "unlimited ");
+        assert_eq!(
+            ProcessStats::parse(stat, status, &unlimited, system, 1)
+                .unwrap()
+                .max_fds,
+            None
+        );
+        assert!(ProcessStats::parse("garbage", status, limits, system, 1).is_none());
+        // This process, for real: it started before now and has a descriptor open.
+        let me = ProcessStats::read().expect("/proc/self on Linux");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        assert!(
+            me.start_time_seconds <= now + 1.0 && me.start_time_seconds > now - 86_400.0 * 365.0
+        );
+        assert!(me.open_fds > 0 && me.resident_bytes > 0);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(ProcessCollector));
+        let text = encode(&registry);
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "{name} missing in\n{text}"
             );
         }
     }

@@ -10,6 +10,7 @@ fn commonsd() -> Command {
     // The test runner's own environment must not leak settings in.
     for var in [
         "COMMONS_DATADIR",
+        "COMMONS_CONF",
         "COMMONS_NETWORK",
         "COMMONS_LISTEN",
         "COMMONS_BOOTSTRAP",
@@ -78,6 +79,21 @@ fn precedence() {
     // The datadir itself can come from the environment.
     let v = resolved(commonsd().env("COMMONS_DATADIR", d));
     assert_eq!(v["network_name"], "regtest");
+
+    // A config file elsewhere (`--conf`, `COMMONS_CONF`) replaces the one in the datadir.
+    let etc = tempfile::tempdir().unwrap();
+    let other = etc.path().join("node.toml");
+    std::fs::write(
+        &other,
+        "network = \"testnet\"\nrpc-bind = \"127.0.0.1:4444\"\n",
+    )
+    .unwrap();
+    let o = other.to_str().unwrap();
+    let v = resolved(commonsd().args(["--datadir", d, "--conf", o]));
+    assert_eq!(v["network_name"], "testnet");
+    assert_eq!(v["config"]["rpc_bind"], "127.0.0.1:4444");
+    let v = resolved(commonsd().args(["--datadir", d]).env("COMMONS_CONF", o));
+    assert_eq!(v["network_name"], "testnet");
 }
 
 fn fails(cmd: &mut Command) -> String {
@@ -101,4 +117,6 @@ fn bad_input_is_one_line() {
     std::fs::write(dir.path().join("commonsd.toml"), "rpc-bind = [").unwrap();
     let e = fails(commonsd().args(["--datadir", d]));
     assert!(e.contains("commonsd.toml"), "{e}");
+    let e = fails(commonsd().args(["--datadir", d, "--conf", "/nonexistent/commons.toml"]));
+    assert!(e.contains("/nonexistent/commons.toml"), "{e}");
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod local;
 mod types;
 
 pub use types::*;
@@ -65,12 +66,20 @@ pub fn parse_response<M: Method>(result: Value) -> Result<M::Response, serde_jso
     serde_json::from_value(result)
 }
 
-/// The methods, one type each.
+/// The methods, one type each, and the one help table that `help` (the RPC method and
+/// `commons-cli help`) prints: a method cannot be added without its help.
 pub mod method {
     use super::*;
 
     macro_rules! methods {
-        ($($(#[$doc:meta])* $marker:ident = $name:literal ($params:ty) -> $response:ty;)*) => {
+        ($(
+            $(#[$doc:meta])*
+            $marker:ident = $name:literal ($params:ty) -> $response:ty {
+                summary: $summary:literal,
+                params: [$(($pname:literal, $pkind:literal, $prequired:literal, $pdesc:literal)),* $(,)?],
+                result: $result:literal $(,)?
+            };
+        )*) => {
             $(
                 $(#[$doc])*
                 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,33 +94,210 @@ pub mod method {
 
             /// The name of every method, in the order `docs/OPERATING.md` lists them.
             pub const NAMES: &[&str] = &[$($name),*];
+
+            /// The help of every method, in the order of [`NAMES`].
+            pub const HELP: &[MethodHelp] = &[$(
+                MethodHelp {
+                    name: $name,
+                    summary: $summary,
+                    params: &[$(ParamHelp {
+                        name: $pname,
+                        kind: $pkind,
+                        required: $prequired,
+                        description: $pdesc,
+                    }),*],
+                    result: $result,
+                }
+            ),*];
+
+            /// Reads `params` as the parameters of the method `name` and writes them back
+            /// as JSON: the names the parameter type really takes, for checking the help
+            /// table against the types. `None` for an unknown method.
+            pub fn params_round_trip(
+                name: &str,
+                params: Value,
+            ) -> Option<Result<Value, serde_json::Error>> {
+                match name {
+                    $($name => Some(
+                        serde_json::from_value::<$params>(params)
+                            .and_then(|typed| serde_json::to_value(&typed)),
+                    ),)*
+                    _ => None,
+                }
+            }
         };
     }
 
     methods! {
         /// `getinfo`: the node, its network, its peers and proposals in numbers, and its own
         /// uptime status.
-        GetInfo = "getinfo" (NoParams) -> NodeInfo;
+        GetInfo = "getinfo" (NoParams) -> NodeInfo {
+            summary: "The node: version, network, peer id, key, listen addresses, epoch, peers, proposals, the qualified population and its own uptime status.",
+            params: [],
+            result: "an object (see NodeInfo in rpc-types)",
+        };
         /// `getpeers`: the connected peers.
-        GetPeers = "getpeers" (NoParams) -> Vec<PeerInfo>;
+        GetPeers = "getpeers" (NoParams) -> Vec<PeerInfo> {
+            summary: "The connected peers: peer id, key, addresses, observed IP, direction, agent, gossip score, epochs seen and uptime status.",
+            params: [],
+            result: "an array of objects (see PeerInfo)",
+        };
         /// `listproposals`: the proposals the node holds, by lock start, then id.
-        ListProposals = "listproposals" (NoParams) -> Vec<ProposalSummary>;
+        ListProposals = "listproposals" (NoParams) -> Vec<ProposalSummary> {
+            summary: "The proposals the node holds, by lock start: id, tier, title, reference, state, lock, signatures, override epoch.",
+            params: [],
+            result: "an array of objects (see ProposalSummary)",
+        };
+        /// `getdeploymentinfo`: every proposal's state, lock, time left and override shares
+        /// against its tier's thresholds (like bitcoind's `getdeploymentinfo`).
+        GetDeploymentInfo = "getdeploymentinfo" (NoParams) -> DeploymentInfo {
+            summary: "Every proposal at a glance: tier, state, lock start and end, time left, the next state and when, and the override's weight and node shares against the tier's thresholds.",
+            params: [],
+            result: "an object (see DeploymentInfo)",
+        };
         /// `gettally {id}`: a proposal's tally at the current epoch.
-        GetTally = "gettally" (IdParams) -> Tally;
+        GetTally = "gettally" (IdParams) -> Tally {
+            summary: "A proposal's tally at the current epoch: weight and nodes per choice, the denominator, the override shares and the tier's thresholds.",
+            params: [("id", "string", true, "the proposal id, 64 hex characters")],
+            result: "an object (see Tally)",
+        };
         /// `getuptime {key?}`: a key's uptime status (this node's by default).
-        GetUptime = "getuptime" (UptimeParams) -> UptimeReport;
+        GetUptime = "getuptime" (UptimeParams) -> UptimeReport {
+            summary: "A node's attested uptime and what this node observed of it.",
+            params: [("key", "string", false, "the node's x-only public key, 64 hex characters; this node's when left out")],
+            result: "an object (see UptimeReport)",
+        };
         /// `signal {proposal, choice}`: signs, stores and publishes this node's signal.
-        CastSignal = "signal" (SignalParams) -> SignalReceipt;
+        CastSignal = "signal" (SignalParams) -> SignalReceipt {
+            summary: "Signs this node's signal on a proposal with the node key, stores it and publishes it; a later signal replaces an earlier one.",
+            params: [
+                ("proposal", "string", true, "the proposal id, 64 hex characters"),
+                ("choice", "string", true, "support, oppose, override or abstain"),
+            ],
+            result: "an object (see SignalReceipt)",
+        };
         /// `submitproposal {hex}`: verifies, stores and publishes a signed proposal.
-        SubmitProposal = "submitproposal" (SubmitProposalParams) -> ProposalReceipt;
+        SubmitProposal = "submitproposal" (SubmitProposalParams) -> ProposalReceipt {
+            summary: "Checks a signed proposal against the network's rules, stores it and publishes it.",
+            params: [("hex", "string", true, "the signed proposal's canonical CBOR, as hex")],
+            result: "{id, new, published}",
+        };
         /// `listreleases`: the release bundles the node holds, newest first per channel.
-        ListReleases = "listreleases" (NoParams) -> Vec<Release>;
+        ListReleases = "listreleases" (NoParams) -> Vec<Release> {
+            summary: "The releases the node holds, newest first within each channel, with the state of each artifact.",
+            params: [],
+            result: "an array of objects (see Release)",
+        };
         /// `getrelease {id}`: one release, with its bundle.
-        GetRelease = "getrelease" (IdParams) -> Release;
+        GetRelease = "getrelease" (IdParams) -> Release {
+            summary: "One release the node holds, with its bundle as hex.",
+            params: [("id", "string", true, "the release id, 64 hex characters")],
+            result: "an object (see Release)",
+        };
         /// `publishrelease {bundle, artifacts}`: verifies a bundle and its artifacts in a
         /// directory on the node's machine, stores them and publishes the bundle.
-        PublishRelease = "publishrelease" (PublishReleaseParams) -> PublishReceipt;
+        PublishRelease = "publishrelease" (PublishReleaseParams) -> PublishReceipt {
+            summary: "Checks a signed release bundle and every artifact in a directory on the node's machine, stores them and publishes the bundle.",
+            params: [
+                ("bundle", "string", true, "the signed bundle's canonical CBOR, as hex"),
+                ("artifacts", "string", true, "absolute path of a directory the node can read, holding every artifact under its manifest name"),
+            ],
+            result: "{id, channel, version, new, published, artifacts}",
+        };
+        /// `help {method?}`: the methods and their parameters.
+        Help = "help" (HelpParams) -> String {
+            summary: "Lists every method with its parameters, or describes one.",
+            params: [("method", "string", false, "the method to describe; every method when left out")],
+            result: "text",
+        };
+        /// `stop`: shuts the node down cleanly, as SIGTERM does.
+        Stop = "stop" (NoParams) -> String {
+            summary: "Shuts the node down cleanly, as SIGTERM does: it answers, stops serving, closes its connections, flushes the store and removes its cookie and RPC address file.",
+            params: [],
+            result: "text: \"commonsd stopping\"",
+        };
     }
+
+    /// The help of one method.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct MethodHelp {
+        /// The method name.
+        pub name: &'static str,
+        /// What it does, in a sentence or two.
+        pub summary: &'static str,
+        /// Its parameters, in positional order.
+        pub params: &'static [ParamHelp],
+        /// What it answers.
+        pub result: &'static str,
+    }
+
+    /// The help of one parameter.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct ParamHelp {
+        /// Its name (parameters go by name, or by position in this order).
+        pub name: &'static str,
+        /// Its JSON type: `string`, `number`, `boolean`, `object` or `array`.
+        pub kind: &'static str,
+        /// Whether it must be given.
+        pub required: bool,
+        /// What it is.
+        pub description: &'static str,
+    }
+
+    /// The help of the method `name`.
+    pub fn help(name: &str) -> Option<&'static MethodHelp> {
+        HELP.iter().find(|h| h.name == name)
+    }
+
+    impl MethodHelp {
+        /// One line: the name and its parameters, optional ones in brackets
+        /// (`getuptime [key]`).
+        pub fn usage(&self) -> String {
+            let mut line = self.name.to_string();
+            for p in self.params {
+                if p.required {
+                    line.push_str(&format!(" {}", p.name));
+                } else {
+                    line.push_str(&format!(" [{}]", p.name));
+                }
+            }
+            line
+        }
+
+        /// The full description: usage, summary, parameters and result.
+        pub fn text(&self) -> String {
+            let mut text = format!("{}\n\n{}\n", self.usage(), self.summary);
+            if self.params.is_empty() {
+                text.push_str("\nParameters: none\n");
+            } else {
+                text.push_str("\nParameters (by name, or by position in this order):\n");
+                for p in self.params {
+                    text.push_str(&format!(
+                        "  {} ({}, {}): {}\n",
+                        p.name,
+                        p.kind,
+                        if p.required { "required" } else { "optional" },
+                        p.description
+                    ));
+                }
+            }
+            text.push_str(&format!("\nResult: {}\n", self.result));
+            text
+        }
+    }
+
+    /// Every method's usage line, one a line, as `help` without a method prints them.
+    pub fn overview() -> String {
+        HELP.iter().map(|h| h.usage() + "\n").collect()
+    }
+}
+
+/// The parameters of `help`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelpParams {
+    /// The method to describe; left out for the list of every method.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 /// The parameters of a method that takes none: sent as `{}`.

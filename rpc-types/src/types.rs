@@ -304,3 +304,58 @@ pub struct PublishReceipt {
     /// How many artifacts the node verified and stored.
     pub artifacts: u64,
 }
+
+/// The answer of `getdeploymentinfo`: every proposal at the current epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentInfo {
+    /// The current epoch.
+    pub epoch: u64,
+    /// The node's Unix time, which the times left are counted from.
+    pub time: u64,
+    /// How many nodes count at this epoch: the denominator of every share.
+    pub qualified_nodes: u64,
+    /// Their total weight.
+    pub qualified_weight: f64,
+    /// Every proposal the node holds, by lock start, then id.
+    pub proposals: Vec<Deployment>,
+}
+
+/// One proposal in the answer of `getdeploymentinfo`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    /// The proposal id (hex).
+    pub id: String,
+    /// Its tier.
+    pub tier: u8,
+    /// The tier's name in the network spec ("routine maintenance", ...).
+    pub tier_name: String,
+    /// Its title.
+    pub title: String,
+    /// Its state now, as in [`ProposalSummary::state`].
+    pub state: String,
+    /// Unix time the lock starts.
+    pub lock_start: u64,
+    /// Unix time the lock ends.
+    pub lock_end: u64,
+    /// Seconds until the lock ends, counting the wait before it starts; 0 once it ended.
+    pub lock_secs_left: u64,
+    /// The state it moves to next on the clock alone (an override may come first); `null`
+    /// when no further state follows (overridden, or the mainnet default).
+    pub next_state: Option<String>,
+    /// Unix time it moves to `next_state`.
+    pub next_state_at: Option<u64>,
+    /// Override weight over the qualified weight (0 when nobody counts).
+    pub override_weight_share: f64,
+    /// Override nodes over the qualified nodes (0 when nobody counts).
+    pub override_node_share: f64,
+    /// The tier's weight share threshold.
+    pub required_weight_share: f64,
+    /// The tier's node share threshold.
+    pub required_node_share: f64,
+    /// Both override shares reach their thresholds now.
+    pub override_met: bool,
+    /// The epoch its override was latched at, once it was.
+    pub overridden_at_epoch: Option<u64>,
+    /// Signers with a stored signal, counted or not.
+    pub signers: u64,
+}

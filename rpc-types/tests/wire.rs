@@ -236,6 +236,87 @@ fn parameters_are_named_objects() {
 fn an_answer_of_another_shape_does_not_parse() {
     let renamed = json!({ "id": "ab", "new": true, "sent": true });
     assert!(parse_response::<method::SubmitProposal>(renamed).is_err());
-    assert_eq!(NAMES.len(), 10);
+    assert_eq!(NAMES.len(), 13);
     assert!(NAMES.contains(&method::CastSignal::NAME));
+}
+
+/// Every method has help, in the order of `NAMES`, and the parameters the help names are
+/// exactly those its parameter type takes: each, given as a string, reads into the type and
+/// comes back out under the same name; and each the help calls required is required.
+#[test]
+fn every_method_has_help_naming_its_real_parameters() {
+    let helped: Vec<&str> = method::HELP.iter().map(|h| h.name).collect();
+    assert_eq!(helped, NAMES);
+    for help in method::HELP {
+        assert!(
+            !help.summary.is_empty() && !help.result.is_empty(),
+            "{}",
+            help.name
+        );
+        let all: serde_json::Map<String, Value> = help
+            .params
+            .iter()
+            .map(|p| {
+                assert_eq!(p.kind, "string", "{}: {}", help.name, p.name);
+                (p.name.to_string(), json!("x"))
+            })
+            .collect();
+        let back = method::params_round_trip(help.name, Value::Object(all.clone()))
+            .expect("a known method")
+            .unwrap_or_else(|e| panic!("{}: {e}", help.name));
+        assert_eq!(back, Value::Object(all.clone()), "{}", help.name);
+        for p in help.params.iter().filter(|p| p.required) {
+            let mut without = all.clone();
+            without.remove(p.name);
+            let read = method::params_round_trip(help.name, Value::Object(without)).unwrap();
+            assert!(read.is_err(), "{}: `{}` is not required", help.name, p.name);
+        }
+        assert!(
+            method::help(help.name)
+                .unwrap()
+                .text()
+                .contains(help.summary)
+        );
+    }
+    assert!(method::params_round_trip("nosuchmethod", json!({})).is_none());
+    assert_eq!(
+        method::help("getuptime").unwrap().usage(),
+        "getuptime [key]"
+    );
+    assert_eq!(
+        method::help("signal").unwrap().usage(),
+        "signal proposal choice"
+    );
+    assert_eq!(method::overview().lines().count(), NAMES.len());
+}
+
+#[test]
+fn deployment_info_round_trips() {
+    let wire = json!({
+        "epoch": 9,
+        "time": 1_795_240_505u64,
+        "qualified_nodes": 3,
+        "qualified_weight": 3.0,
+        "proposals": [{
+            "id": "ab".repeat(32),
+            "tier": 1,
+            "tier_name": "routine maintenance",
+            "title": "t",
+            "state": "locked",
+            "lock_start": 1_795_240_500u64,
+            "lock_end": 1_795_240_540u64,
+            "lock_secs_left": 35,
+            "next_state": "ready",
+            "next_state_at": 1_795_240_540u64,
+            "override_weight_share": 0.5,
+            "override_node_share": 0.3333333333333333,
+            "required_weight_share": 0.6,
+            "required_node_share": 0.5,
+            "override_met": false,
+            "overridden_at_epoch": null,
+            "signers": 1,
+        }],
+    });
+    let info = round_trip::<method::GetDeploymentInfo>(wire);
+    assert_eq!(info.proposals[0].next_state.as_deref(), Some("ready"));
 }

@@ -2,7 +2,9 @@
 //! (network, clock, standard output) and loading of message files.
 //!
 //! Every command in this module works offline on files. Online commands belong in modules
-//! of their own beside these, dispatched from [`run`].
+//! of their own beside these, dispatched from [`run`]. The [`Context`] finds the network and
+//! the node by the daemon's own rules (`commons_rpc::local`): `--network`, else the config
+//! file's, else mainnet.
 
 mod decode;
 mod key;
@@ -14,7 +16,7 @@ mod release;
 use std::cell::OnceCell;
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
@@ -30,11 +32,14 @@ use crate::error::{CliError, Result, spec_error};
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> Result {
-    let ctx = Context::new(cli.network);
+    let ctx = Context::new(Locate {
+        network: cli.network,
+        datadir: cli.datadir,
+        conf: cli.conf,
+    });
     let online = || {
         online::Online::new(
             &ctx,
-            cli.datadir.as_deref(),
             cli.rpc_url.as_deref(),
             cli.rpc_cookie.as_deref(),
             cli.rpc_wait.map(std::time::Duration::from_secs),
@@ -42,6 +47,10 @@ pub fn run(cli: Cli) -> Result {
         )
     };
     match cli.command {
+        Command::Help { method } => online::help(&ctx, method.as_deref()),
+        Command::Call { method, params } => online()?.call_any(&ctx, &method, &params),
+        Command::Stop => online()?.stop(&ctx),
+        Command::Deployments => online()?.deployments(&ctx),
         Command::Getinfo => online()?.getinfo(&ctx),
         Command::Peers => online()?.peers(&ctx),
         Command::Proposals => online()?.proposals(&ctx),
@@ -107,42 +116,99 @@ impl Network {
     }
 }
 
+/// Where the node and its network are, as the command line, the environment and the config
+/// file say (the same rules as commonsd's).
+#[derive(Debug, Clone, Default)]
+pub struct Locate {
+    /// `--network` or `COMMONS_NETWORK`.
+    pub network: Option<String>,
+    /// `--datadir` or `COMMONS_DATADIR`.
+    pub datadir: Option<PathBuf>,
+    /// `--conf` or `COMMONS_CONF`.
+    pub conf: Option<PathBuf>,
+}
+
 /// What every command may need: the network (resolved on first use, so commands that do not
-/// need one are not broken by a bad `--network`), the clock and standard output.
+/// need one are not broken by a bad `--network` or config file), the node's config file,
+/// the clock and standard output.
 pub struct Context {
-    network_arg: String,
+    locate: Locate,
+    config: OnceCell<(PathBuf, commons_rpc::local::FileConfig)>,
+    network_arg: OnceCell<String>,
     network: OnceCell<Network>,
 }
 
 impl Context {
-    /// A context for the `--network` value given.
-    pub fn new(network_arg: String) -> Self {
+    /// A context for the options given.
+    pub fn new(locate: Locate) -> Self {
         Context {
-            network_arg,
+            locate,
+            config: OnceCell::new(),
+            network_arg: OnceCell::new(),
             network: OnceCell::new(),
         }
     }
 
-    /// The network named by `--network`: a built-in name, a spec file, or a directory
-    /// holding `spec.toml`.
+    /// The node's base data directory: `--datadir`, else `~/.commons-signal`.
+    pub fn base_dir(&self) -> Result<PathBuf> {
+        match &self.locate.datadir {
+            Some(dir) => Ok(dir.clone()),
+            None => {
+                commons_rpc::local::default_base_dir().map_err(|e| CliError::Input(anyhow!("{e}")))
+            }
+        }
+    }
+
+    /// The node's config file (its path and contents): `--conf`, which must exist, else
+    /// `<datadir>/commonsd.toml`, empty when absent.
+    pub fn config(&self) -> Result<&(PathBuf, commons_rpc::local::FileConfig)> {
+        if let Some(config) = self.config.get() {
+            return Ok(config);
+        }
+        let base = self.base_dir()?;
+        let (path, required) = commons_rpc::local::config_path(self.locate.conf.as_deref(), &base);
+        let file = commons_rpc::local::read_config(&path, required)
+            .map_err(|e| CliError::Input(anyhow!("{e}")))?;
+        Ok(self.config.get_or_init(|| (path, file)))
+    }
+
+    /// The network: `--network` (a built-in name, a spec file, or a directory holding
+    /// `spec.toml`), else the config file's `network`, else mainnet.
     pub fn network(&self) -> Result<&Network> {
         if let Some(network) = self.network.get() {
             return Ok(network);
         }
-        let arg = &self.network_arg;
-        let dir_spec = Path::new(arg).join("spec.toml");
-        let spec = if NetworkSpec::builtin(arg).is_none() && Path::new(arg).is_dir() {
+        let arg = match &self.locate.network {
+            Some(arg) => arg.clone(),
+            None => {
+                let (path, file) = self.config()?;
+                match &file.network {
+                    Some(value) => commons_rpc::local::network_from_file(value, path, |n| {
+                        NetworkSpec::builtin(n).is_some()
+                    }),
+                    None => commons_rpc::local::DEFAULT_NETWORK.to_string(),
+                }
+            }
+        };
+        let dir_spec = Path::new(&arg).join("spec.toml");
+        let spec = if NetworkSpec::builtin(&arg).is_none() && Path::new(&arg).is_dir() {
             NetworkSpec::load(&dir_spec).map_err(spec_error)?
         } else {
-            NetworkSpec::resolve(arg).map_err(spec_error)?
+            NetworkSpec::resolve(&arg).map_err(spec_error)?
         };
         let id = spec.network_id();
+        let _ = self.network_arg.set(arg);
         Ok(self.network.get_or_init(|| Network { spec, id }))
     }
 
-    /// The `--network` value as given.
+    /// The network as given (`--network`'s value or the config file's), for hints that tell
+    /// the user what to run next.
     pub fn network_arg(&self) -> &str {
-        &self.network_arg
+        self.network_arg
+            .get()
+            .map(String::as_str)
+            .or(self.locate.network.as_deref())
+            .unwrap_or(commons_rpc::local::DEFAULT_NETWORK)
     }
 
     /// The current Unix time in seconds.

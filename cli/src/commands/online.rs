@@ -3,56 +3,50 @@
 
 mod releases;
 
-use std::path::{Path, PathBuf};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use commons_rpc::{
-    IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams, UptimeStatus,
-    method,
+    Deployment, IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams,
+    UptimeStatus, method,
 };
+use serde_json::Value;
 
 use super::Context;
 use crate::error::{CliError, Result};
 use crate::rpc::{RpcClient, parse_answer};
 
-/// How to reach the node: from `--rpc-url`, `--rpc-cookie` and `--datadir`, with the
-/// network's default port and data layout for what is not given.
+/// How to reach the node: `--rpc-url`, else the address the running node recorded in its
+/// data directory; the cookie from `--rpc-cookie`, else the data directory's.
 pub struct Online {
     client: RpcClient,
     json: bool,
 }
 
 impl Online {
-    /// Resolves the node's address and cookie.
+    /// Resolves the node's address and cookie: the network and data directory as commonsd
+    /// resolves them (flags, `COMMONS_*`, config file, defaults).
     pub fn new(
         ctx: &Context,
-        datadir: Option<&Path>,
         rpc_url: Option<&str>,
         rpc_cookie: Option<&Path>,
         wait: Option<Duration>,
         json: bool,
     ) -> Result<Self> {
-        let network = &ctx.network()?.spec.name;
-        let address = match rpc_url {
-            Some(url) => url.to_string(),
-            None => format!(
-                "127.0.0.1:{}",
-                commons_signaling::spec::default_ports(network).rpc
-            ),
-        };
+        let network = ctx.network()?.spec.name.clone();
+        let datadir = commons_signaling::spec::network_dir(&ctx.base_dir()?, &network);
         let cookie = match rpc_cookie {
             Some(path) => path.to_path_buf(),
-            None => {
-                let base = match datadir {
-                    Some(dir) => dir.to_path_buf(),
-                    None => default_base_dir()?,
-                };
-                commons_signaling::spec::network_dir(&base, network).join(".cookie")
-            }
+            None => datadir.join(commons_rpc::local::COOKIE_FILE),
+        };
+        let client = match rpc_url {
+            Some(url) => RpcClient::new(url, cookie)?,
+            None => RpcClient::recorded(datadir, configured_rpc_address(ctx, &network)?, cookie),
         };
         Ok(Online {
-            client: RpcClient::new(&address, cookie)?.with_wait(wait),
+            client: client.with_wait(wait),
             json,
         })
     }
@@ -254,9 +248,208 @@ fn describe_uptime(status: Option<&UptimeStatus>) -> String {
     )
 }
 
-fn default_base_dir() -> Result<PathBuf> {
-    match std::env::var_os("HOME") {
-        Some(home) if !home.is_empty() => Ok(PathBuf::from(home).join(".commons-signal")),
-        _ => Err(anyhow!("HOME is not set: pass --datadir").into()),
+/// Where the node's RPC server should be when it recorded no address: `COMMONS_RPC_BIND`,
+/// else the config file's `rpc-bind`, else 127.0.0.1 and the network's RPC port, as
+/// commonsd chooses where to bind.
+fn configured_rpc_address(ctx: &Context, network: &str) -> Result<SocketAddr> {
+    let bind = match std::env::var(commons_rpc::local::env::RPC_BIND) {
+        Ok(value) => Some(value.parse::<SocketAddr>().map_err(|_| {
+            anyhow!(
+                "{}={value:?} is not an IP:PORT address",
+                commons_rpc::local::env::RPC_BIND
+            )
+        })?),
+        Err(_) => {
+            let (path, file) = ctx.config()?;
+            match &file.rpc_bind {
+                Some(value) => Some(value.parse::<SocketAddr>().map_err(|e| {
+                    anyhow!(
+                        "{}: rpc-bind: {value:?}: {e} (expected IP:PORT)",
+                        path.display()
+                    )
+                })?),
+                None => None,
+            }
+        }
+    };
+    let default = SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        commons_signaling::spec::default_ports(network).rpc,
+    );
+    Ok(commons_rpc::local::connect_address(bind.unwrap_or(default)))
+}
+
+/// `help [METHOD]`: the JSON-RPC methods from this commons-cli's own table, so it works with
+/// no node running.
+pub fn help(ctx: &Context, name: Option<&str>) -> Result {
+    let Some(name) = name else {
+        ctx.say("JSON-RPC methods of commonsd (`commons-cli help METHOD` describes one; `commons-cli call METHOD ...` calls any; `commons-cli --help` lists the commands):")?;
+        for help in method::HELP {
+            ctx.say(format!("  {}", help.usage()))?;
+        }
+        return Ok(());
+    };
+    let help = method::help(name).ok_or_else(|| {
+        CliError::Input(anyhow!(
+            "help: unknown method {name:?}; `commons-cli help` lists them"
+        ))
+    })?;
+    ctx.say(help.text().trim_end())
+}
+
+/// The parameters of `call METHOD ARGS...`: one JSON object or array as it stands, or
+/// NAME=VALUE words, VALUE a string where the method's help says the parameter is one, else
+/// JSON when it parses (`42`, `true`), else a string.
+pub fn call_params(name: &str, args: &[String]) -> Result<Value> {
+    if let [only] = args
+        && matches!(only.trim_start().chars().next(), Some('{' | '['))
+    {
+        return serde_json::from_str(only)
+            .map_err(|e| anyhow!("call {name}: the parameters are not valid JSON: {e}").into());
+    }
+    let help = method::help(name);
+    let mut params = serde_json::Map::new();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            return Err(anyhow!(
+                "call {name}: {arg:?} is neither NAME=VALUE nor a JSON object or array"
+            )
+            .into());
+        };
+        if key.is_empty() {
+            return Err(anyhow!("call {name}: {arg:?} has no parameter name before `=`").into());
+        }
+        let is_string = help
+            .and_then(|h| h.params.iter().find(|p| p.name == key))
+            .is_some_and(|p| p.kind == "string");
+        let value = if is_string {
+            Value::String(value.to_string())
+        } else {
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()))
+        };
+        if params.insert(key.to_string(), value).is_some() {
+            return Err(anyhow!("call {name}: parameter `{key}` is given twice").into());
+        }
+    }
+    Ok(Value::Object(params))
+}
+
+impl Online {
+    /// `call METHOD ARGS...`: any method, its answer printed as it came (a string as
+    /// text, anything else as pretty JSON).
+    pub fn call_any(&self, ctx: &Context, name: &str, args: &[String]) -> Result {
+        let params = call_params(name, args)?;
+        let result = match self.client.call_raw(name, params)? {
+            Ok(result) => result,
+            // Not "the node is older": with a free-form name, a typo is far likelier.
+            Err(error) if error.code == crate::rpc::code::METHOD_NOT_FOUND => {
+                return Err(CliError::Input(anyhow!("call: {}", error.message)));
+            }
+            Err(error) => return Err(error.into_cli(name)),
+        };
+        match result {
+            Value::String(text) if !self.json => ctx.say(text.trim_end()),
+            other => ctx.say(serde_json::to_string_pretty(&other).expect("JSON values serialize")),
+        }
+    }
+
+    /// `stop`
+    pub fn stop(&self, ctx: &Context) -> Result {
+        let Some(answer) = self.call::<method::Stop>(ctx, &NoParams {})? else {
+            return Ok(());
+        };
+        ctx.say(answer)
+    }
+
+    /// `deployments`: every proposal's state and time left.
+    pub fn deployments(&self, ctx: &Context) -> Result {
+        let Some(info) = self.call::<method::GetDeploymentInfo>(ctx, &NoParams {})? else {
+            return Ok(());
+        };
+        ctx.say(format!(
+            "epoch {}  qualified nodes {}  weight {}  time {}",
+            info.epoch,
+            info.qualified_nodes,
+            number(info.qualified_weight),
+            crate::format::utc(info.time)
+        ))?;
+        if info.proposals.is_empty() {
+            return ctx.say("no proposals");
+        }
+        for d in &info.proposals {
+            describe_deployment(ctx, d, info.time)?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_deployment(ctx: &Context, d: &Deployment, now: u64) -> Result {
+    ctx.say(format!(
+        "{}  tier {} ({})  {}  {}",
+        d.id, d.tier, d.tier_name, d.state, d.title
+    ))?;
+    let left = if d.lock_secs_left == 0 {
+        "ended".to_string()
+    } else if now < d.lock_start {
+        format!(
+            "starts in {}, ends in {}",
+            crate::format::approx(d.lock_start - now),
+            crate::format::approx(d.lock_secs_left)
+        )
+    } else {
+        format!("{} left", crate::format::approx(d.lock_secs_left))
+    };
+    ctx.say(format!(
+        "  lock      {} to {} ({left})",
+        crate::format::utc(d.lock_start),
+        crate::format::utc(d.lock_end)
+    ))?;
+    if let (Some(next), Some(at)) = (&d.next_state, d.next_state_at) {
+        ctx.say(format!(
+            "  next      {next} in {} ({}) unless overridden first",
+            crate::format::approx(at.saturating_sub(now)),
+            crate::format::utc(at)
+        ))?;
+    }
+    ctx.say(format!(
+        "  override  weight {} of {} needed, nodes {} of {} needed: {}{}",
+        number(d.override_weight_share),
+        number(d.required_weight_share),
+        number(d.override_node_share),
+        number(d.required_node_share),
+        if d.override_met { "met" } else { "not met" },
+        d.overridden_at_epoch
+            .map(|e| format!(", latched at epoch {e}"))
+            .unwrap_or_default()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn call_parameters_by_name_or_as_json() {
+        // A hex id of digits only stays a string: the help says `id` is one.
+        let id = "1".repeat(64);
+        let p = call_params("gettally", &words(&[&format!("id={id}")])).unwrap();
+        assert_eq!(p, serde_json::json!({ "id": id }));
+        let p = call_params("gettally", &words(&[r#"{"id":"ab"}"#])).unwrap();
+        assert_eq!(p, serde_json::json!({ "id": "ab" }));
+        let p = call_params("gettally", &words(&[r#"["ab"]"#])).unwrap();
+        assert_eq!(p, serde_json::json!(["ab"]));
+        // Unknown names are passed on for the node to judge; their values as JSON if they
+        // parse.
+        let p = call_params("nosuch", &words(&["n=42", "s=text", "b=true"])).unwrap();
+        assert_eq!(p, serde_json::json!({ "n": 42, "s": "text", "b": true }));
+        assert_eq!(call_params("getinfo", &[]).unwrap(), serde_json::json!({}));
+        for bad in [&["{nope"][..], &["id"], &["=x"], &["id=a", "id=b"]] {
+            let e = call_params("gettally", &words(bad)).unwrap_err();
+            assert_eq!(e.exit_code(), crate::error::EXIT_INPUT, "{bad:?}");
+        }
     }
 }

@@ -86,10 +86,22 @@ impl Workdir {
         self.dir.path()
     }
 
-    /// Runs `commons-cli ARGS` in the directory.
+    /// Runs `commons-cli ARGS` in the directory, with HOME there too and none of the
+    /// daemon's `COMMONS_*` variables, so neither the runner's environment nor a node
+    /// config in the runner's home changes what the command does.
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        for var in [
+            "COMMONS_DATADIR",
+            "COMMONS_CONF",
+            "COMMONS_NETWORK",
+            "COMMONS_RPC_BIND",
+        ] {
+            cmd.env_remove(var);
+        }
+        let output = cmd
             .args(args)
+            .env("HOME", self.dir.path())
             .current_dir(self.dir.path())
             .output()
             .expect("run commons-cli");
