@@ -66,6 +66,12 @@ pub struct Cli {
     #[arg(long, env = "COMMONS_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Also write the log to FILE (default `commonsd.log`; a relative path is inside the
+    /// network's data directory), appending, and reopen it on SIGHUP so logrotate can move
+    /// it. Without it the log goes to stderr only.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "commonsd.log")]
+    pub log_file: Option<PathBuf>,
+
     /// Print the resolved configuration as JSON and exit, without touching the data
     /// directory beyond reading the config file.
     #[arg(long)]

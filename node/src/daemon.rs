@@ -99,7 +99,7 @@ impl std::fmt::Debug for Daemon {
 }
 
 /// Creates the data directory (mode 0700: it holds the key and the cookie).
-fn create_datadir(dir: &Path) -> anyhow::Result<()> {
+pub fn create_datadir(dir: &Path) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]

@@ -11,6 +11,7 @@ pub mod daemon;
 mod epoch;
 pub mod fetch;
 mod ingest;
+pub mod logfile;
 mod methods;
 pub mod metrics;
 pub mod node;

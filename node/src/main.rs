@@ -4,7 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use commons_node::config::{Cli, Config, default_base_dir};
-use commons_node::daemon::{Daemon, Options, cookie_path, wait_for_signal};
+use std::sync::Arc;
+
+use commons_node::daemon::{Daemon, Options, cookie_path, create_datadir, wait_for_signal};
+use commons_node::logfile::LogFile;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -44,15 +47,41 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+    let log_file = match &cli.log_file {
+        None => None,
+        Some(path) => {
+            let path = config.datadir.join(path);
+            let opened = create_datadir(&config.datadir)
+                .and_then(|()| LogFile::open(&path).map_err(anyhow::Error::from));
+            match opened {
+                Ok(log) => Some(Arc::new(log)),
+                Err(e) => {
+                    eprintln!(
+                        "commonsd: error: cannot open the log file {}: {e:#}",
+                        path.display()
+                    );
+                    return ExitCode::from(1);
+                }
+            }
+        }
+    };
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    match &log_file {
         // Colour codes only for a person at a terminal, not in log files and journals.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        None => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Some(log) => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_writer(log.clone())
+            .with_ansi(false)
+            .init(),
+    }
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -62,6 +91,8 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Installed before anything else runs: SIGHUP's default action would kill the node.
+        spawn_reopen_on_hangup(log_file.clone())?;
         let daemon = Daemon::start(&config, Options::default()).await?;
         println!(
             "commonsd is running on {}: JSON-RPC at http://{} (cookie {}), metrics at http://{}/metrics; try `{}`",
@@ -86,4 +117,35 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Reopens the log file on every SIGHUP (logrotate's signal), or notes that there is none;
+/// never stops the node.
+fn spawn_reopen_on_hangup(log: Option<Arc<LogFile>>) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = signal(SignalKind::hangup())
+            .map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match &log {
+                    Some(log) => match log.reopen() {
+                        Ok(()) => {
+                            tracing::info!(path = %log.path().display(), "SIGHUP: reopened the log file")
+                        }
+                        Err(e) => {
+                            tracing::warn!(path = %log.path().display(), error = %e, "SIGHUP: cannot reopen the log file; still writing to the old one")
+                        }
+                    },
+                    None => tracing::info!(
+                        "SIGHUP: no log file to reopen (see --log-file); still running"
+                    ),
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = log;
+    Ok(())
 }
