@@ -108,7 +108,8 @@ struct Standing {
 struct Node {
     /// The latest attestation of each attester about this node.
     about: HashMap<PublicKey, Record>,
-    /// The nodes this one has a stored attestation about.
+    /// The nodes this one has a stored attestation about (empty under the measurer rule,
+    /// where an attester's standing never moves anyone else's).
     vouches_for: HashSet<PublicKey>,
     /// Where this node stands as an attester: the address others attest it at.
     placement: Option<IpAddr>,
@@ -215,27 +216,29 @@ impl Population {
             return outcome;
         }
         let (attester, subject) = (a.body.attester, a.body.subject);
-        let had_live_edge = self
-            .nodes
-            .get(&subject)
-            .and_then(|n| n.about.get(&attester))
-            .is_some_and(|r| self.live(r.epoch));
         let record = Record {
             ip: canonical_ip(a.body.subject_ip.0),
             epoch: a.body.epoch,
             seen: a.body.seen_epochs.min(self.policy.uptime_window_epochs),
             attestation: a,
         };
-        self.nodes
-            .entry(attester)
-            .or_default()
-            .vouches_for
-            .insert(subject);
-        self.nodes
+        let previous = self
+            .nodes
             .entry(subject)
             .or_default()
             .about
             .insert(attester, record);
+        let had_live_edge = previous.as_ref().is_some_and(|r| self.live(r.epoch));
+        // A replaced record was already listed; a million-node set_epoch or ingest spends
+        // most of its time in these hash inserts, so none is made twice. Under the measurer
+        // rule nobody's standing depends on an attester's, so the edges are not kept at all.
+        if previous.is_none() && !matches!(self.qualification, Qualification::Measurers(_)) {
+            self.nodes
+                .entry(attester)
+                .or_default()
+                .vouches_for
+                .insert(subject);
+        }
         match &self.qualification {
             Qualification::PeerAttestations => {}
             Qualification::Measurers(m) => {
@@ -271,19 +274,22 @@ impl Population {
     pub(crate) fn set_epoch(&mut self, epoch: u64) {
         self.epoch = epoch;
         let window = self.window();
-        let mut vouches: Vec<(PublicKey, PublicKey)> = Vec::new();
+        // Only expired records leave `vouches_for`: it lists exactly the subjects whose
+        // `about` holds the attester, and records leave `about` only here.
+        let mut expired: Vec<(PublicKey, PublicKey)> = Vec::new();
         for (subject, node) in self.nodes.iter_mut() {
-            node.about
-                .retain(|_, r| r.epoch.saturating_add(window) > epoch);
-            node.vouches_for.clear();
-            vouches.extend(node.about.keys().map(|attester| (*attester, *subject)));
+            node.about.retain(|attester, r| {
+                let keep = r.epoch.saturating_add(window) > epoch;
+                if !keep {
+                    expired.push((*attester, *subject));
+                }
+                keep
+            });
         }
-        for (attester, subject) in vouches {
-            self.nodes
-                .entry(attester)
-                .or_default()
-                .vouches_for
-                .insert(subject);
+        for (attester, subject) in expired {
+            if let Some(node) = self.nodes.get_mut(&attester) {
+                node.vouches_for.remove(&subject);
+            }
         }
         self.nodes
             .retain(|_, n| !n.about.is_empty() || !n.vouches_for.is_empty());
@@ -471,19 +477,25 @@ impl Population {
     /// latest attestation names it; the uptime is the q_m-th largest, and the address is
     /// live while the latest of those attestations is less than `L` epochs old.
     fn measured_standing(&self, node: &Node, m: &MeasurerPolicy) -> Standing {
-        // Per address: the measurers' values and the epoch of the freshest sighting.
-        let mut per_ip: HashMap<IpAddr, (Vec<u32>, u64)> = HashMap::new();
+        // Per address: the measurers' values and the epoch of the freshest sighting. A node
+        // is nearly always measured at one address, so a list searched in place beats a
+        // map (this runs for every node at every epoch boundary).
+        let mut per_ip: Vec<(IpAddr, Vec<u32>, u64)> = Vec::new();
         for (attester, record) in &node.about {
             if !self.live(record.epoch) || !m.measurers.contains(attester) {
                 continue;
             }
-            let (values, latest) = per_ip.entry(record.ip).or_default();
-            values.push(record.seen);
-            *latest = (*latest).max(record.epoch);
+            match per_ip.iter_mut().find(|(ip, _, _)| *ip == record.ip) {
+                Some((_, values, latest)) => {
+                    values.push(record.seen);
+                    *latest = (*latest).max(record.epoch);
+                }
+                None => per_ip.push((record.ip, vec![record.seen], record.epoch)),
+            }
         }
         let q = m.quorum();
         let mut best: Option<(bool, bool, u32, u32, Reverse<IpAddr>)> = None;
-        for (ip, (mut values, latest)) in per_ip {
+        for (ip, mut values, latest) in per_ip {
             values.sort_unstable_by(|a, b| b.cmp(a));
             let quorum = values.len() >= q;
             let uptime = if quorum { values[q - 1] } else { 0 };

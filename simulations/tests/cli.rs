@@ -212,3 +212,82 @@ fn bad_set_and_sweep_syntax_is_explained() {
         expect_usage_error(&args, needles);
     }
 }
+
+#[test]
+fn a_sweep_over_the_rule_draws_one_line_per_rule_on_the_same_honest_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "s.toml", SCENARIO);
+    let out = dir.path().join("out");
+    let o = sim(&[
+        "sybil",
+        "--scenario",
+        &scenario,
+        "--sweep",
+        "attacker.proxies.ips=10..30:2",
+        "--sweep",
+        "policy.qualification=peer-attestations,measurers,tickets",
+        "--quiet",
+        "--no-timing",
+        "--out",
+        &out.display().to_string(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("runs.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 6);
+    let rules: Vec<&str> = rows.iter().map(|r| r[col("qualification")]).collect();
+    assert_eq!(
+        rules,
+        ["peer-attestations", "measurers", "tickets"].repeat(2)
+    );
+    // The world is the same under every rule: so is its honest population.
+    assert!(rows.iter().all(|r| r[col("honest_nodes")] == "300"));
+    assert!(
+        rows.iter()
+            .all(|r| r[col("measurers")] == "9" && r[col("measurer_quorum")] == "5")
+    );
+    let svg = std::fs::read_to_string(out.join("attacker_share_vs_cost.svg")).unwrap();
+    for rule in ["peer-attestations", "measurers", "tickets"] {
+        assert!(svg.contains(rule), "no line for {rule}");
+    }
+}
+
+#[test]
+fn every_shipped_scenario_runs_under_every_rule() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 11);
+    let tmp = tempfile::tempdir().unwrap();
+    for path in names {
+        // Shrunk to a few hundred honest nodes: the point is that each parses and runs.
+        let o = sim(&[
+            "sybil",
+            "--scenario",
+            &path.display().to_string(),
+            "--set",
+            "honest.nodes=400",
+            "--set",
+            "honest.ipv4_slash24s=150",
+            "--set",
+            "honest.ipv4_slash16s=40",
+            "--set",
+            "honest.ipv6_slash48s=60",
+            "--set",
+            "honest.ipv6_slash32s=20",
+            "--sweep",
+            "policy.qualification=peer-attestations,measurers,tickets",
+            "--quiet",
+            "--out",
+            &tmp.path().display().to_string(),
+        ]);
+        assert!(o.status.success(), "{}: {}", path.display(), stderr(&o));
+    }
+}

@@ -70,6 +70,13 @@ pub fn csv(results: &Results) -> String {
             "tier",
             "override_weight_threshold",
             "override_node_threshold",
+            "qualification",
+            "measurers",
+            "measurer_quorum",
+            "liveness_epochs",
+            "anchors",
+            "tickets_per_anchor",
+            "anchors_required",
             "honest_nodes",
             "honest_qualified",
             "honest_counted",
@@ -110,6 +117,7 @@ pub fn csv(results: &Results) -> String {
             row.extend(point.values.iter().map(|v| cell(&value_text(v))));
             let pol = &point.resolved.policy;
             let tier = &point.resolved.tier;
+            let qual = &point.resolved.qualifying;
             row.extend([
                 point.scenario.policy.base.name().to_string(),
                 pol.attestation_quorum.to_string(),
@@ -122,6 +130,13 @@ pub fn csv(results: &Results) -> String {
                 tier.tier.to_string(),
                 tier.override_weight_share.to_string(),
                 tier.override_node_share.to_string(),
+                qual.rule.name().to_string(),
+                qual.measurers.to_string(),
+                qual.measurer_quorum.to_string(),
+                qual.liveness_epochs.to_string(),
+                qual.anchors.to_string(),
+                qual.tickets_per_anchor.to_string(),
+                qual.anchors_required.to_string(),
                 o.honest_nodes.to_string(),
                 o.honest_qualified.to_string(),
                 o.honest_counted.to_string(),
@@ -172,6 +187,7 @@ fn stats(outcomes: &[Outcome], f: impl Fn(&Outcome) -> f64) -> Value {
 fn policy_json(point: &Point) -> Value {
     let p = &point.resolved.policy;
     let t = &point.resolved.tier;
+    let q = &point.resolved.qualifying;
     json!({
         "base": point.scenario.policy.base.name(),
         "quorum": p.attestation_quorum,
@@ -184,6 +200,13 @@ fn policy_json(point: &Point) -> Value {
         "tier": t.tier,
         "override_weight_threshold": t.override_weight_share,
         "override_node_threshold": t.override_node_share,
+        "qualification": q.rule.name(),
+        "measurers": q.measurers,
+        "measurer_quorum": q.measurer_quorum,
+        "liveness_epochs": q.liveness_epochs,
+        "anchors": q.anchors,
+        "tickets_per_anchor": q.tickets_per_anchor,
+        "anchors_required": q.anchors_required,
     })
 }
 
@@ -272,7 +295,9 @@ fn policy_labels(points: &[Point]) -> Vec<String> {
     let fields = |p: &Point| -> Vec<(&'static str, String)> {
         let pol = &p.resolved.policy;
         let t = &p.resolved.tier;
+        let q = &p.resolved.qualifying;
         vec![
+            ("", q.rule.name().to_string()),
             ("base", p.scenario.policy.base.name().to_string()),
             ("q", pol.attestation_quorum.to_string()),
             ("m", pol.min_uptime_epochs.to_string()),
@@ -282,6 +307,12 @@ fn policy_labels(points: &[Point]) -> Vec<String> {
             ("dedup ", on_off(pol.ip_dedup)),
             ("sqrt ", on_off(pol.sqrt_weighting)),
             ("threshold ", t.override_weight_share.to_string()),
+            ("A", q.measurers.to_string()),
+            ("q_m", q.measurer_quorum.to_string()),
+            ("L", q.liveness_epochs.to_string()),
+            ("anchors", q.anchors.to_string()),
+            ("tickets", q.tickets_per_anchor.to_string()),
+            ("K", q.anchors_required.to_string()),
         ]
     };
     let all: Vec<Vec<(&str, String)>> = points.iter().map(fields).collect();
@@ -291,7 +322,7 @@ fn policy_labels(points: &[Point]) -> Vec<String> {
     all.iter()
         .map(|f| {
             if varying.is_empty() {
-                let pick = [1, 2, 4, 6, 7];
+                let pick = [0, 2, 3, 5, 7, 8];
                 let text: Vec<String> = pick.iter().map(|&i| label_part(f[i].0, &f[i].1)).collect();
                 format!("policy: {}", text.join(", "))
             } else {
@@ -310,7 +341,7 @@ fn on_off(b: bool) -> String {
 }
 
 fn label_part(name: &str, value: &str) -> String {
-    if name.ends_with(' ') || name.ends_with('/') {
+    if name.is_empty() || name.ends_with(' ') || name.ends_with('/') {
         format!("{name}{value}")
     } else {
         format!("{name}={value}")

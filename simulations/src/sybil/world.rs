@@ -6,9 +6,16 @@
 //! online (the tally epoch for nodes still up), saying how many epochs of the window the
 //! attester saw the subject. That is the message set a fully synchronised node holds at the
 //! tally epoch; the epoch-by-epoch history that led to it changes nothing in the tally.
+//!
+//! Every world also has measurers (spec-listed keys) and ticket anchors (its longest-running
+//! honest nodes), whatever the rule in force: nodes connect to every measurer once per epoch
+//! on any network, and only the rule decides whose attestations count. So the three rules
+//! run on the same messages, and a sweep over `policy.qualification` compares them on the
+//! same honest population.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::ops::RangeInclusive;
 
 use commons_aggregator::netgroup::is_unroutable;
 use commons_signaling::{
@@ -18,8 +25,8 @@ use commons_signaling::{
 
 use crate::rng::{Discrete, Rng, Stream};
 use crate::sybil::scenario::{
-    Attacker, Churn, Clique, Fleet, FleetShape, HonestBlocks, HonestSection, PUBLIC_V4_SLASH16S,
-    Resolved, Scenario, Spread, Uptime, public_first_octets,
+    Attacker, Churn, Clique, ColludingMeasurers, ColludingReal, Fleet, FleetShape, HonestBlocks,
+    HonestSection, PUBLIC_V4_SLASH16S, Resolved, Scenario, Spread, Uptime, public_first_octets,
 };
 
 /// Which side a node is on.
@@ -48,6 +55,49 @@ pub struct WorldNode {
     pub choice: Option<Choice>,
     /// How many honest peers attest it (0 for clique members: nobody honest sees them).
     pub honest_attesters: u32,
+    /// Whether it really runs, so that measurers see it (false for made-up keys).
+    pub runs: bool,
+}
+
+/// One measurer of the world: honest unless it colludes, up except for its outage.
+#[derive(Debug, Clone)]
+pub struct Measurer {
+    /// Its key, listed in the spec.
+    pub key: PublicKey,
+    /// The epochs it was down (attested nobody), if it had an outage.
+    pub down: Option<RangeInclusive<u64>>,
+    /// Whether it colludes with an attacker (mints keys, censors honest nodes).
+    pub colluding: bool,
+}
+
+impl Measurer {
+    /// What this measurer's latest attestation about a node online for the `uptime` epochs
+    /// up to `last_online` says: the last epoch both were up, and how many epochs of the
+    /// window before it both were. `None` when they were never up at the same time.
+    pub fn sighting(&self, last_online: u64, uptime: u32, window: u32) -> Option<(u64, u32)> {
+        let first_online = last_online.saturating_sub(u64::from(uptime.max(1)) - 1);
+        let last = match &self.down {
+            Some(d) if d.contains(&last_online) => {
+                let before = d.start().checked_sub(1)?;
+                if before < first_online {
+                    return None;
+                }
+                before
+            }
+            _ => last_online,
+        };
+        let from = first_online.max((last + 1).saturating_sub(u64::from(window)));
+        let mut seen = last + 1 - from;
+        if let Some(d) = &self.down {
+            let (a, b) = ((*d.start()).max(from), (*d.end()).min(last));
+            if a <= b {
+                seen -= b + 1 - a;
+            }
+        }
+        // A node with no uptime yet was seen, but for no whole epoch.
+        let seen = if uptime == 0 { 0 } else { seen as u32 };
+        Some((last, seen))
+    }
 }
 
 /// An attacker's totals, for costs and reports.
@@ -253,8 +303,18 @@ pub struct World {
     /// Attestations the attackers make up, each with the node that announces it (the key
     /// whose presence or signal carries it).
     pub forged: Vec<(PublicKey, UptimeAttestation)>,
+    /// The measurers, in spec order.
+    pub measurers: Vec<Measurer>,
+    /// Honest nodes (by index) the colluding measurers refuse to attest.
+    pub censored: HashSet<usize>,
+    /// The ticket anchors: the longest-running honest nodes still up at the tally.
+    pub anchors: Vec<PublicKey>,
     seed: u64,
 }
+
+/// A seed of its own for the measurer keys, so that adding measurers never moves the honest
+/// world's draws.
+const MEASURER_SEED: u64 = 0x3ea5_0e25_6e1d_a7a1;
 
 impl World {
     /// Builds the world of `scenario` for `seed`.
@@ -262,6 +322,17 @@ impl World {
         let mut space = AddressSpace::new();
         let mut nodes = honest_nodes(&scenario.honest, r, seed, &mut space);
         let honest = nodes.len();
+        let q = &r.qualifying;
+        let mut measurer_keys = Rng::new(seed ^ MEASURER_SEED, Stream::Attesters);
+        let mut measurers: Vec<Measurer> = (0..q.measurers)
+            .map(|_| Measurer {
+                key: key(&mut measurer_keys),
+                down: None,
+                colluding: false,
+            })
+            .collect();
+        let anchors = anchors(&nodes, r, q.anchors as usize);
+        let mut censored = HashSet::new();
         let mut attackers = Vec::new();
         let mut forged = Vec::new();
         for (i, a) in scenario.attackers.iter().enumerate() {
@@ -333,6 +404,71 @@ impl World {
                             + c.keys as f64 * c.cost_per_key,
                     }
                 }
+                Attacker::ColludingReal(c) => {
+                    colluding_real(
+                        c,
+                        r,
+                        scenario.honest.attester_view,
+                        side,
+                        default_attesters,
+                        &mut rng,
+                        &mut space,
+                        &mut nodes,
+                        &mut forged,
+                    );
+                    let days = c
+                        .days_held
+                        .unwrap_or(r.qualifying_days(scenario.honest.attester_view));
+                    AttackerInfo {
+                        name: a.name(),
+                        strategy: a.strategy(),
+                        keys: c.ips + c.keys,
+                        ips: c.ips,
+                        cost: c.ips as f64 * days * c.cost_per_ip_day
+                            + (c.ips + c.keys) as f64 * c.cost_per_key,
+                    }
+                }
+                Attacker::ColludingMeasurers(c) => {
+                    colluding_measurers(
+                        c,
+                        r,
+                        side,
+                        honest,
+                        &mut measurers,
+                        &mut censored,
+                        &mut rng,
+                        &mut space,
+                        &mut nodes,
+                        &mut forged,
+                    );
+                    AttackerInfo {
+                        name: a.name(),
+                        strategy: a.strategy(),
+                        keys: c.keys,
+                        ips: c.ips,
+                        cost: c.ips as f64 * c.days_held * c.cost_per_ip_day
+                            + c.keys as f64 * c.cost_per_key,
+                    }
+                }
+                Attacker::MeasurerOutage(o) => {
+                    let days = o.down_days.unwrap_or(r.window_days());
+                    let length = r.epochs(days);
+                    let end = r.epoch.saturating_sub(r.epochs(o.ends_days_before));
+                    let down = (length > 0).then(|| end.saturating_sub(length - 1)..=end);
+                    // From the end of the list, so that colluders (from the front) and an
+                    // outage in one scenario are different measurers while they fit.
+                    let count = measurers.len();
+                    for m in measurers.iter_mut().skip(count - o.measurers as usize) {
+                        m.down = down.clone();
+                    }
+                    AttackerInfo {
+                        name: a.name(),
+                        strategy: a.strategy(),
+                        keys: 0,
+                        ips: 0,
+                        cost: f64::from(o.measurers) * days * o.cost_per_ip_day,
+                    }
+                }
             };
             attackers.push(info);
         }
@@ -341,6 +477,9 @@ impl World {
             honest,
             attackers,
             forged,
+            measurers,
+            censored,
+            anchors,
             seed,
         }
     }
@@ -348,8 +487,11 @@ impl World {
     /// Calls `f` with every honest attestation: each node that really runs (honest or
     /// attacker) is attested by `honest_attesters` distinct random honest peers at its real
     /// address, each having seen a share `[view, 1]` of its uptime within the `window`,
-    /// issued at the last epoch both were up. Then the forged ones. Each comes with the key
-    /// that carries it: the subject for attestations it would announce itself.
+    /// issued at the last epoch both were up, and by every measurer it was up at the same
+    /// time as (every node connects to every measurer once per epoch, so a measurer saw
+    /// exactly the epochs both were up; colluders skip the nodes they censor). Then the
+    /// forged ones. Each comes with the key that carries it: the subject for attestations it
+    /// would announce itself.
     pub fn attestations(
         &self,
         view: f64,
@@ -397,6 +539,18 @@ impl World {
                     node.key,
                     attestation(attester.key, node.key, node.ip, epoch, seen),
                 );
+            }
+            if !node.runs {
+                continue;
+            }
+            let censored = node.side == Side::Honest && self.censored.contains(&index);
+            for m in &self.measurers {
+                if censored && m.colluding {
+                    continue;
+                }
+                if let Some((epoch, seen)) = m.sighting(node.epoch, node.uptime, window) {
+                    f(node.key, attestation(m.key, node.key, node.ip, epoch, seen));
+                }
             }
         }
         for (carrier, a) in &self.forged {
@@ -514,6 +668,7 @@ fn honest_nodes(
             side: Side::Honest,
             choice,
             honest_attesters: h.attesters,
+            runs: true,
         });
     }
     debug_assert!(nodes.iter().all(|n| !is_unroutable(n.ip)));
@@ -555,6 +710,7 @@ fn fleet(
             side,
             choice: Some(f.choice),
             honest_attesters: f.attesters.unwrap_or(default_attesters),
+            runs: true,
         });
     }
 }
@@ -600,6 +756,7 @@ fn churn(
                 side,
                 choice: Some(c.choice),
                 honest_attesters: c.attesters.unwrap_or(default_attesters),
+                runs: true,
             });
         }
     }
@@ -636,6 +793,7 @@ fn clique(
             side,
             choice: Some(c.choice),
             honest_attesters: 0,
+            runs: false,
         });
     }
     let members = &nodes[first..];
@@ -671,5 +829,191 @@ fn clique(
                 ));
             }
         }
+    }
+}
+
+/// The ticket anchors: the `n` honest nodes up longest that are still up at the tally (ties
+/// to the earlier node), as a spec would name well-known long-running nodes.
+fn anchors(nodes: &[WorldNode], r: &Resolved, n: usize) -> Vec<PublicKey> {
+    let mut up: Vec<(u32, usize)> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, node)| node.epoch == r.epoch)
+        .map(|(i, node)| (node.uptime, i))
+        .collect();
+    up.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    up.into_iter().take(n).map(|(_, i)| nodes[i].key).collect()
+}
+
+/// `count` made-up keys claiming addresses in `groups` made-up /24s, signalling `choice`.
+#[allow(clippy::too_many_arguments)]
+fn made_up_keys(
+    count: u64,
+    groups: u64,
+    claimed: u32,
+    choice: commons_signaling::Choice,
+    side: Side,
+    r: &Resolved,
+    rng: &mut Rng,
+    space: &mut AddressSpace,
+    nodes: &mut Vec<WorldNode>,
+) -> usize {
+    let first = nodes.len();
+    let blocks: Vec<u32> = (0..groups).map(|_| space.any_24(rng)).collect();
+    for k in 0..count {
+        nodes.push(WorldNode {
+            key: key(rng),
+            ip: v4(blocks[(k % groups) as usize], k / groups),
+            uptime: claimed,
+            epoch: r.epoch,
+            side,
+            choice: Some(choice),
+            honest_attesters: 0,
+            runs: false,
+        });
+    }
+    first
+}
+
+/// `colluding-real`: the real nodes run like a rented fleet; the made-up keys are vouched
+/// for by them and by each other.
+#[allow(clippy::too_many_arguments)]
+fn colluding_real(
+    c: &ColludingReal,
+    r: &Resolved,
+    view: f64,
+    side: Side,
+    default_attesters: u32,
+    rng: &mut Rng,
+    space: &mut AddressSpace,
+    nodes: &mut Vec<WorldNode>,
+    forged: &mut Vec<(PublicKey, UptimeAttestation)>,
+) {
+    let days = c.days_held.unwrap_or(r.qualifying_days(view));
+    let uptime = r.epochs(days).min(u64::from(u32::MAX)) as u32;
+    let first_real = nodes.len();
+    let blocks = space.blocks_24(rng, c.ips, c.ips);
+    for b in blocks {
+        nodes.push(WorldNode {
+            key: key(rng),
+            ip: v4(b, 0),
+            uptime,
+            epoch: r.epoch,
+            side,
+            choice: Some(c.choice),
+            honest_attesters: c.attesters.unwrap_or(default_attesters),
+            runs: true,
+        });
+    }
+    if c.keys == 0 {
+        return;
+    }
+    let claimed = r.policy.uptime_window_epochs;
+    let groups = c.fake_netgroups.unwrap_or(c.keys);
+    let first = made_up_keys(
+        c.keys, groups, claimed, c.choice, side, r, rng, space, nodes,
+    );
+    let q = u64::from(r.policy.attestation_quorum);
+    let per_key = u64::from(c.attesters_per_key.unwrap_or((q + 1) as u32)).min(c.ips);
+    let ring = (q + 1).min(c.keys - 1);
+    for k in 0..c.keys {
+        let subject = &nodes[first + k as usize];
+        for step in 0..per_key {
+            let attester = &nodes[first_real + ((k + step) % c.ips) as usize];
+            forged.push((
+                subject.key,
+                attestation(attester.key, subject.key, subject.ip, r.epoch, claimed),
+            ));
+        }
+        for step in 1..=ring {
+            let attester = &nodes[first + ((k + step) % c.keys) as usize];
+            forged.push((
+                subject.key,
+                attestation(attester.key, subject.key, subject.ip, r.epoch, claimed),
+            ));
+        }
+    }
+}
+
+/// `colluding-measurers`: the first k measurers mint made-up keys (each attested by all k
+/// for the whole window) and pick the honest nodes they censor.
+#[allow(clippy::too_many_arguments)]
+fn colluding_measurers(
+    c: &ColludingMeasurers,
+    r: &Resolved,
+    side: Side,
+    honest: usize,
+    measurers: &mut [Measurer],
+    censored: &mut HashSet<usize>,
+    rng: &mut Rng,
+    space: &mut AddressSpace,
+    nodes: &mut Vec<WorldNode>,
+    forged: &mut Vec<(PublicKey, UptimeAttestation)>,
+) {
+    let k = c
+        .measurers
+        .unwrap_or(r.qualifying.measurer_quorum.saturating_sub(1)) as usize;
+    for m in measurers.iter_mut().take(k) {
+        m.colluding = true;
+    }
+    if c.censor_share > 0.0 {
+        censored.extend((0..honest).filter(|_| rng.chance(c.censor_share)));
+    }
+    if c.keys == 0 || k == 0 {
+        return;
+    }
+    let claimed = r.policy.uptime_window_epochs;
+    let groups = c.fake_netgroups.unwrap_or(c.keys);
+    let first = made_up_keys(
+        c.keys, groups, claimed, c.choice, side, r, rng, space, nodes,
+    );
+    for node in &nodes[first..] {
+        for m in &measurers[..k] {
+            forged.push((
+                node.key,
+                attestation(m.key, node.key, node.ip, r.epoch, claimed),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measurer(down: Option<RangeInclusive<u64>>) -> Measurer {
+        Measurer {
+            key: PublicKey([7; 32]),
+            down,
+            colluding: false,
+        }
+    }
+
+    #[test]
+    fn a_measurer_sees_exactly_the_epochs_both_were_up() {
+        let up = measurer(None);
+        // Up 300 epochs to 1000, window 120: the whole window.
+        assert_eq!(up.sighting(1000, 300, 120), Some((1000, 120)));
+        // Up 50 epochs: 50.
+        assert_eq!(up.sighting(1000, 50, 120), Some((1000, 50)));
+        // Just joined: seen at 1000, for no whole epoch.
+        assert_eq!(up.sighting(1000, 0, 120), Some((1000, 0)));
+        // Down 951..=960: ten epochs fewer.
+        assert_eq!(
+            measurer(Some(951..=960)).sighting(1000, 300, 120),
+            Some((1000, 110))
+        );
+        // Down at the end: the last sighting is before the outage, its window ends there.
+        assert_eq!(
+            measurer(Some(991..=1000)).sighting(1000, 300, 120),
+            Some((990, 120))
+        );
+        // Down for the node's whole life: never seen.
+        assert_eq!(measurer(Some(900..=1000)).sighting(1000, 50, 120), None);
+        // Down since before the node left: the last sighting before the outage.
+        assert_eq!(
+            measurer(Some(995..=1000)).sighting(997, 10, 120),
+            Some((994, 7))
+        );
     }
 }

@@ -7,7 +7,8 @@ use commons_aggregator::Policy;
 use commons_signaling::NetworkSpec;
 
 use super::{
-    Attacker, DAY_SECS, FleetShape, HonestBlocks, PUBLIC_V4_SLASH16S, Resolved, Scenario, Uptime,
+    Attacker, DAY_SECS, FleetShape, HonestBlocks, PUBLIC_V4_SLASH16S, Qualifying, Resolved,
+    Scenario, Uptime,
 };
 use crate::error::SimError;
 
@@ -82,6 +83,7 @@ impl Scenario {
             tier.override_node_share = n;
         }
         let tier = tier.clone();
+        let qualifying = self.qualifying(&spec)?;
         let mut policy = Policy::from_spec(&spec);
         policy.ip_dedup = p.ip_dedup;
         policy.sqrt_weighting = p.sqrt_weighting;
@@ -91,12 +93,63 @@ impl Scenario {
             policy,
             tier,
             epoch: self.run.epoch,
+            qualifying,
         };
         if resolved.epoch <= u64::from(resolved.policy.uptime_window_epochs) {
             return Err(invalid("run.epoch", "must be larger than the window"));
         }
         self.check(&resolved)?;
         Ok(resolved)
+    }
+
+    /// Step 2's rule and the sizes of the measurer and anchor sets, defaults filled in from
+    /// the base spec (9 measurers and 9 anchors where it lists none).
+    fn qualifying(&self, spec: &NetworkSpec) -> Result<Qualifying, SimError> {
+        let p = &self.policy;
+        let listed = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let or_nine = |n: usize| if n == 0 { 9 } else { listed(n) };
+        let t = &spec.tickets;
+        // Anchors are honest nodes: a tiny hand-built network has fewer than nine.
+        let fits = u32::try_from(self.honest.nodes).unwrap_or(u32::MAX);
+        let anchors = p.anchors.unwrap_or(or_nine(t.anchors.len()).min(fits));
+        let honest_tickets = u32::try_from(self.honest.nodes.saturating_mul(2)).unwrap_or(u32::MAX);
+        let q = Qualifying {
+            rule: p.qualification.unwrap_or(spec.qualification),
+            measurers: p.measurers.unwrap_or(or_nine(spec.measurers.len())),
+            measurer_quorum: p.measurer_quorum.unwrap_or(spec.measurer_quorum),
+            liveness_epochs: p.liveness_epochs.unwrap_or(spec.liveness_epochs),
+            anchors,
+            tickets_per_anchor: p.tickets_per_anchor.unwrap_or(match t.tickets_per_anchor {
+                0 => honest_tickets,
+                n => n,
+            }),
+            anchors_required: p.anchors_required.unwrap_or(match t.anchors_required {
+                0 => anchors / 2 + 1,
+                n => n,
+            }),
+        };
+        if q.measurer_quorum == 0 || q.measurer_quorum > q.measurers.max(1) {
+            return Err(invalid(
+                "policy.measurer_quorum",
+                format!("must be between 1 and the {} measurers", q.measurers),
+            ));
+        }
+        if q.liveness_epochs == 0 {
+            return Err(invalid("policy.liveness_epochs", "must be at least 1"));
+        }
+        if u64::from(q.anchors) > self.honest.nodes {
+            return Err(invalid(
+                "policy.anchors",
+                "anchors are honest nodes: at most honest.nodes",
+            ));
+        }
+        if q.anchors_required == 0 || q.anchors_required > q.anchors.max(1) {
+            return Err(invalid(
+                "policy.anchors_required",
+                format!("must be between 1 and the {} anchors", q.anchors),
+            ));
+        }
+        Ok(q)
     }
 
     fn check(&self, r: &Resolved) -> Result<(), SimError> {
@@ -215,6 +268,67 @@ impl Scenario {
                     let hold = c.hold_days.unwrap_or(r.qualifying_days(h.attester_view));
                     if hold.is_nan() || r.epochs(hold) == 0 {
                         return Err(invalid(&key("hold_days"), "must be at least one epoch"));
+                    }
+                }
+                Attacker::ColludingReal(c) => {
+                    if c.ips == 0 {
+                        return Err(invalid(&key("ips"), "must be at least 1"));
+                    }
+                    let groups = c.fake_netgroups.unwrap_or(c.keys);
+                    if c.keys > 0 && (groups == 0 || groups > c.keys) {
+                        return Err(invalid(
+                            &key("fake_netgroups"),
+                            "must be between 1 and keys",
+                        ));
+                    }
+                    if c.keys > 0 && c.keys.div_ceil(groups) > 254 {
+                        return Err(invalid(
+                            &key("keys"),
+                            "more than 254 keys per fake /24 would share addresses",
+                        ));
+                    }
+                    if c.days_held.is_some_and(|d| d.is_nan() || d < 0.0) {
+                        return Err(invalid(&key("days_held"), "must be 0 or more"));
+                    }
+                }
+                Attacker::ColludingMeasurers(c) => {
+                    check_share(&key("censor_share"), c.censor_share)?;
+                    let k = c
+                        .measurers
+                        .unwrap_or(r.qualifying.measurer_quorum.saturating_sub(1));
+                    if k > r.qualifying.measurers {
+                        return Err(invalid(
+                            &key("measurers"),
+                            format!("the world has {} measurers", r.qualifying.measurers),
+                        ));
+                    }
+                    let groups = c.fake_netgroups.unwrap_or(c.keys);
+                    if c.keys > 0 && (groups == 0 || groups > c.keys) {
+                        return Err(invalid(
+                            &key("fake_netgroups"),
+                            "must be between 1 and keys",
+                        ));
+                    }
+                    if c.keys > 0 && c.keys.div_ceil(groups) > 254 {
+                        return Err(invalid(
+                            &key("keys"),
+                            "more than 254 keys per fake /24 would share addresses",
+                        ));
+                    }
+                }
+                Attacker::MeasurerOutage(o) => {
+                    if o.measurers > r.qualifying.measurers {
+                        return Err(invalid(
+                            &key("measurers"),
+                            format!("the world has {} measurers", r.qualifying.measurers),
+                        ));
+                    }
+                    let bad = |d: f64| d.is_nan() || d < 0.0;
+                    if o.down_days.is_some_and(bad) {
+                        return Err(invalid(&key("down_days"), "must be 0 or more"));
+                    }
+                    if bad(o.ends_days_before) {
+                        return Err(invalid(&key("ends_days_before"), "must be 0 or more"));
                     }
                 }
                 Attacker::ColludingAttesters(c) => {

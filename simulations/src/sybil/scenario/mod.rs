@@ -24,9 +24,10 @@ mod shape;
 pub use overrides::{
     MAX_SWEEP_STEPS, Sweep, apply_value, build, parse_set, parse_sweep, parse_value, value_text,
 };
-pub use resolved::{DAY_SECS, Resolved};
+pub use resolved::{DAY_SECS, Qualifying, Resolved};
 pub use schema::{
-    Attacker, AttackerFields, Base, Choices, Churn, Clique, Fleet, HonestSection, PolicySection,
-    RunSection, Scenario, Spread, StrategyKind, Uptime,
+    Attacker, AttackerFields, Base, Choices, Churn, Clique, ColludingMeasurers, ColludingReal,
+    Fleet, HonestSection, MeasurerOutage, PolicySection, RunSection, Scenario, Spread,
+    StrategyKind, Uptime,
 };
 pub use shape::{FleetShape, HonestBlocks, PUBLIC_V4_SLASH16S, public_first_octets};

@@ -1,8 +1,8 @@
 //! A scenario turned into what the aggregator runs with: spec, policy, tier and epoch.
 
 use commons_aggregator::Policy;
-use commons_signaling::NetworkSpec;
 use commons_signaling::spec::TierSpec;
+use commons_signaling::{NetworkSpec, QualificationRule};
 
 /// Seconds in a day: costs are per day, epochs are the spec's.
 pub const DAY_SECS: f64 = 86_400.0;
@@ -21,6 +21,29 @@ pub struct Resolved {
     pub epoch: u64,
     /// Days per epoch, for costs.
     pub epoch_days: f64,
+    /// Step 2's rule and the world's measurers and anchors.
+    pub qualifying: Qualifying,
+}
+
+/// The qualification rule a scenario runs, with the sizes of the world's measurer set and
+/// anchor set (their keys are made per run: measurers are keys of their own, anchors are
+/// honest nodes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Qualifying {
+    /// The rule.
+    pub rule: QualificationRule,
+    /// A: measurers in the world.
+    pub measurers: u32,
+    /// q_m.
+    pub measurer_quorum: u32,
+    /// L, in epochs.
+    pub liveness_epochs: u32,
+    /// Ticket anchors (honest nodes).
+    pub anchors: u32,
+    /// Tickets per anchor.
+    pub tickets_per_anchor: u32,
+    /// K: anchors a node needs tickets from.
+    pub anchors_required: u32,
 }
 
 impl Resolved {

@@ -3,7 +3,7 @@
 //! Every table and strategy refuses unknown keys, so a typo is an error rather than a silently
 //! ignored parameter: a simulation that quietly ran with a default is worse than none.
 
-use commons_signaling::{Choice, NetworkSpec};
+use commons_signaling::{Choice, NetworkSpec, QualificationRule};
 use serde::{Deserialize, Serialize};
 
 /// A Sybil scenario: the honest network, the attackers, and the rule's parameters.
@@ -132,6 +132,28 @@ pub struct PolicySection {
     pub override_weight_share: Option<f64>,
     /// Replaces the tier's override node share.
     pub override_node_share: Option<f64>,
+    /// Step 2's rule: `peer-attestations` (rule v1), `measurers` or `tickets`. Default: the
+    /// base network's (rule v1 on every built-in network today).
+    pub qualification: Option<QualificationRule>,
+    /// A: the measurers of the world, spec-listed keys that attest every node they see each
+    /// epoch at its real address. Default: the base's list, or 9 (the intended mainnet set)
+    /// when it lists none. They exist (and attest) under every rule; only the measurer rule
+    /// reads them.
+    pub measurers: Option<u32>,
+    /// q_m: measurers that must agree on an address. Default: the base's (mainnet 5).
+    pub measurer_quorum: Option<u32>,
+    /// L: a node counts only while a measurer saw it within this many epochs. Default: the
+    /// base's (mainnet 7).
+    pub liveness_epochs: Option<u32>,
+    /// Ticket anchors: the longest-running honest nodes, named in the spec. Default: the
+    /// base's list, or 9 when it lists none (at most `honest.nodes`).
+    pub anchors: Option<u32>,
+    /// Tickets each anchor hands out. Default: the base's, or twice the honest nodes when it
+    /// sets none (one anchor's flow then reaches nearly every honest node).
+    pub tickets_per_anchor: Option<u32>,
+    /// K: anchors a node needs a ticket from. Default: the base's, or a majority of the
+    /// anchors when it sets none.
+    pub anchors_required: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -156,6 +178,13 @@ impl Default for PolicySection {
             tier: default_tier(),
             override_weight_share: None,
             override_node_share: None,
+            qualification: None,
+            measurers: None,
+            measurer_quorum: None,
+            liveness_epochs: None,
+            anchors: None,
+            tickets_per_anchor: None,
+            anchors_required: None,
         }
     }
 }
@@ -314,6 +343,12 @@ pub enum Attacker {
     Churn(Churn),
     /// A clique of attacker keys vouching for each other (the rule's known limit).
     ColludingAttesters(Clique),
+    /// Real nodes, attested honestly, vouching for made-up keys.
+    ColludingReal(ColludingReal),
+    /// Measurers that mint keys and censor honest nodes.
+    ColludingMeasurers(ColludingMeasurers),
+    /// Measurers down for part of the window (an outage or a denial of service).
+    MeasurerOutage(MeasurerOutage),
 }
 
 /// The strategies, as named in scenario files.
@@ -332,6 +367,12 @@ pub enum StrategyKind {
     Churn,
     /// `colluding-attesters`.
     ColludingAttesters,
+    /// `colluding-real`.
+    ColludingReal,
+    /// `colluding-measurers`.
+    ColludingMeasurers,
+    /// `measurer-outage`.
+    MeasurerOutage,
 }
 
 impl StrategyKind {
@@ -344,6 +385,9 @@ impl StrategyKind {
             StrategyKind::Patient => "patient",
             StrategyKind::Churn => "churn",
             StrategyKind::ColludingAttesters => "colluding-attesters",
+            StrategyKind::ColludingReal => "colluding-real",
+            StrategyKind::ColludingMeasurers => "colluding-measurers",
+            StrategyKind::MeasurerOutage => "measurer-outage",
         }
     }
 }
@@ -393,6 +437,14 @@ pub struct AttackerFields {
     pub hijack_share: Option<f64>,
     /// See [`Clique::hijack_attesters`].
     pub hijack_attesters: Option<u32>,
+    /// See [`ColludingMeasurers::measurers`], [`MeasurerOutage::measurers`].
+    pub measurers: Option<u32>,
+    /// See [`ColludingMeasurers::censor_share`].
+    pub censor_share: Option<f64>,
+    /// See [`MeasurerOutage::down_days`].
+    pub down_days: Option<f64>,
+    /// See [`MeasurerOutage::ends_days_before`].
+    pub ends_days_before: Option<f64>,
 }
 
 const COMMON_FIELDS: [&str; 5] = [
@@ -412,6 +464,23 @@ const FLEET_FIELDS: [&str; 7] = [
     "attesters",
 ];
 const CHURN_FIELDS: [&str; 4] = ["slots", "hold_days", "campaign_days", "attesters"];
+const COLLUDING_REAL_FIELDS: [&str; 6] = [
+    "ips",
+    "keys",
+    "fake_netgroups",
+    "attesters_per_key",
+    "days_held",
+    "attesters",
+];
+const COLLUDING_MEASURER_FIELDS: [&str; 6] = [
+    "measurers",
+    "keys",
+    "fake_netgroups",
+    "censor_share",
+    "ips",
+    "days_held",
+];
+const OUTAGE_FIELDS: [&str; 3] = ["measurers", "down_days", "ends_days_before"];
 const CLIQUE_FIELDS: [&str; 8] = [
     "keys",
     "fake_netgroups",
@@ -435,6 +504,9 @@ impl TryFrom<AttackerFields> for Attacker {
             | StrategyKind::Patient => &FLEET_FIELDS,
             StrategyKind::Churn => &CHURN_FIELDS,
             StrategyKind::ColludingAttesters => &CLIQUE_FIELDS,
+            StrategyKind::ColludingReal => &COLLUDING_REAL_FIELDS,
+            StrategyKind::ColludingMeasurers => &COLLUDING_MEASURER_FIELDS,
+            StrategyKind::MeasurerOutage => &OUTAGE_FIELDS,
         };
         let set = [
             ("keys", f.keys.is_some()),
@@ -452,6 +524,10 @@ impl TryFrom<AttackerFields> for Attacker {
             ("attesters_per_key", f.attesters_per_key.is_some()),
             ("hijack_share", f.hijack_share.is_some()),
             ("hijack_attesters", f.hijack_attesters.is_some()),
+            ("measurers", f.measurers.is_some()),
+            ("censor_share", f.censor_share.is_some()),
+            ("down_days", f.down_days.is_some()),
+            ("ends_days_before", f.ends_days_before.is_some()),
         ];
         if let Some((field, _)) = set.iter().find(|(k, on)| *on && !own.contains(k)) {
             let mut takes: Vec<&str> = COMMON_FIELDS.to_vec();
@@ -505,6 +581,38 @@ impl TryFrom<AttackerFields> for Attacker {
                 choice,
                 hijack_share: f.hijack_share.unwrap_or(0.0),
                 hijack_attesters: f.hijack_attesters,
+            }),
+            StrategyKind::ColludingReal => Attacker::ColludingReal(ColludingReal {
+                name: f.name,
+                ips: f.ips.unwrap_or(3),
+                keys: f.keys.unwrap_or(1000),
+                fake_netgroups: f.fake_netgroups,
+                attesters_per_key: f.attesters_per_key,
+                days_held: f.days_held,
+                cost_per_ip_day,
+                cost_per_key,
+                choice,
+                attesters: f.attesters,
+            }),
+            StrategyKind::ColludingMeasurers => Attacker::ColludingMeasurers(ColludingMeasurers {
+                name: f.name,
+                measurers: f.measurers,
+                keys: f.keys.unwrap_or(1000),
+                fake_netgroups: f.fake_netgroups,
+                censor_share: f.censor_share.unwrap_or(0.0),
+                ips: f.ips.unwrap_or(0),
+                days_held: f.days_held.unwrap_or(0.0),
+                cost_per_ip_day,
+                cost_per_key,
+                choice,
+            }),
+            StrategyKind::MeasurerOutage => Attacker::MeasurerOutage(MeasurerOutage {
+                name: f.name,
+                measurers: f.measurers.unwrap_or(1),
+                down_days: f.down_days,
+                ends_days_before: f.ends_days_before.unwrap_or(0.0),
+                cost_per_ip_day,
+                cost_per_key,
             }),
         })
     }
@@ -596,6 +704,82 @@ pub struct Clique {
     pub hijack_attesters: Option<u32>,
 }
 
+/// `colluding-real`: `ips` real nodes, each at its own address in its own /24, held long
+/// enough to qualify and attested honestly by honest peers and measurers, that vouch for
+/// `keys` made-up keys at made-up addresses (each made-up key by `attesters_per_key` of the
+/// real nodes, and by the next q + 1 made-up keys of a ring, as a clique does).
+#[derive(Debug, Clone, Serialize)]
+pub struct ColludingReal {
+    /// Name for `--set` and the per-attacker columns.
+    pub name: Option<String>,
+    /// R: the real nodes (default 3).
+    pub ips: u64,
+    /// K: the made-up keys (default 1000).
+    pub keys: u64,
+    /// Made-up /24s the made-up keys claim addresses in. Default: one per key.
+    pub fake_netgroups: Option<u64>,
+    /// Real nodes vouching for each made-up key. Default: `min(ips, quorum + 1)`.
+    pub attesters_per_key: Option<u32>,
+    /// Days the real nodes have been up. Default: as a fleet's.
+    pub days_held: Option<f64>,
+    /// Price of one address per day.
+    pub cost_per_ip_day: f64,
+    /// Price of one key.
+    pub cost_per_key: f64,
+    /// What every attacker key signals.
+    pub choice: Choice,
+    /// Honest peers attesting each real node. Default: `honest.attesters`.
+    pub attesters: Option<u32>,
+}
+
+/// `colluding-measurers`: the first `measurers` measurers of the world collude. They attest
+/// `keys` made-up keys at made-up addresses for the whole window (minting), and refuse to
+/// attest a share `censor_share` of the honest nodes (censoring).
+#[derive(Debug, Clone, Serialize)]
+pub struct ColludingMeasurers {
+    /// Name for `--set` and the per-attacker columns.
+    pub name: Option<String>,
+    /// k: colluding measurers. Default: `measurer_quorum - 1`, the most that must mint
+    /// nothing.
+    pub measurers: Option<u32>,
+    /// Made-up keys they mint (default 1000; 0 to only censor).
+    pub keys: u64,
+    /// Made-up /24s of the minted keys. Default: one per key.
+    pub fake_netgroups: Option<u64>,
+    /// Share of honest nodes the colluders never attest (default 0).
+    pub censor_share: f64,
+    /// Real addresses the colluders run to gossip the minted keys' messages from (cost only).
+    pub ips: u64,
+    /// Days those addresses are held.
+    pub days_held: f64,
+    /// Price of one address per day.
+    pub cost_per_ip_day: f64,
+    /// Price of one key.
+    pub cost_per_key: f64,
+    /// What every minted key signals.
+    pub choice: Choice,
+}
+
+/// `measurer-outage`: the last `measurers` measurers of the world are down for `down_days`,
+/// ending `ends_days_before` days before the tally: they attest nobody while down, so every
+/// node's measurers saw fewer epochs of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasurerOutage {
+    /// Name for `--set` and the per-attacker columns.
+    pub name: Option<String>,
+    /// Measurers down (default 1).
+    pub measurers: u32,
+    /// Length of the outage in days. Default: the whole window.
+    pub down_days: Option<f64>,
+    /// How long before the tally the outage ended (default 0: still down).
+    pub ends_days_before: f64,
+    /// What keeping one measurer down costs per day (a denial of service): the cost is
+    /// `measurers x down_days x cost_per_ip_day`.
+    pub cost_per_ip_day: f64,
+    /// Price of one key (the outage makes none).
+    pub cost_per_key: f64,
+}
+
 impl Attacker {
     /// The attacker's strategy.
     pub fn kind(&self) -> StrategyKind {
@@ -606,6 +790,9 @@ impl Attacker {
             Attacker::Patient(_) => StrategyKind::Patient,
             Attacker::Churn(_) => StrategyKind::Churn,
             Attacker::ColludingAttesters(_) => StrategyKind::ColludingAttesters,
+            Attacker::ColludingReal(_) => StrategyKind::ColludingReal,
+            Attacker::ColludingMeasurers(_) => StrategyKind::ColludingMeasurers,
+            Attacker::MeasurerOutage(_) => StrategyKind::MeasurerOutage,
         }
     }
 
@@ -623,6 +810,9 @@ impl Attacker {
             | Attacker::Patient(f) => &f.name,
             Attacker::Churn(c) => &c.name,
             Attacker::ColludingAttesters(c) => &c.name,
+            Attacker::ColludingReal(c) => &c.name,
+            Attacker::ColludingMeasurers(c) => &c.name,
+            Attacker::MeasurerOutage(o) => &o.name,
         };
         name.clone().unwrap_or_else(|| self.strategy().to_string())
     }
@@ -642,6 +832,9 @@ mod tests {
             StrategyKind::Patient,
             StrategyKind::Churn,
             StrategyKind::ColludingAttesters,
+            StrategyKind::ColludingReal,
+            StrategyKind::ColludingMeasurers,
+            StrategyKind::MeasurerOutage,
         ] {
             let read: StrategyKind = toml::Value::String(kind.name().into()).try_into().unwrap();
             assert_eq!(read, kind);
