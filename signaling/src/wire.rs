@@ -144,6 +144,7 @@ const MAJOR_TEXT: u8 = 3;
 const MAJOR_ARRAY: u8 = 4;
 const MAJOR_MAP: u8 = 5;
 const MAJOR_TAG: u8 = 6;
+const MAJOR_SIMPLE: u8 = 7;
 /// How deeply the envelope probe follows nested arrays, maps and tags (the decoder's own
 /// recursion limit).
 const PROBE_DEPTH: u8 = 32;
@@ -219,6 +220,12 @@ impl<'a> CborCursor<'a> {
 
     /// Steps over one complete item, nesting at most `depth` levels.
     fn skip(&mut self, depth: u8) -> Option<()> {
+        // Of the simple values only false, true, null and undefined, and the floats, are
+        // items the decoder reads (fuzzing found the probe taking unassigned ones).
+        let initial = *self.bytes.get(self.pos)?;
+        if initial >> 5 == MAJOR_SIMPLE && !matches!(initial & 0x1f, 20..=23 | 25..=27) {
+            return None;
+        }
         let (major, argument) = self.head()?;
         match major {
             MAJOR_BYTES => {
