@@ -124,6 +124,38 @@ fn each_refusal_of_a_signal_has_its_reason_and_verdict() {
     );
 }
 
+/// Regression (issue 13, known finding): junk carrying a `version` field was
+/// `UnknownVersion` and so ignored; it is malformed and rejected now, on every topic, while
+/// a well-formed envelope of a newer version is still ignored.
+#[test]
+fn junk_with_a_version_field_is_rejected_and_a_future_envelope_ignored() {
+    let (mut intake, _) = intake();
+    let junk: [&[u8]; 2] = [
+        // {"version": 2}, hex a16776657273696f6e02
+        b"\xa1\x67version\x02",
+        // {"body": {"version": 2}}
+        b"\xa1\x64body\xa1\x67version\x02",
+    ];
+    for kind in MessageKind::ALL {
+        for bytes in junk {
+            let reason = intake.ingest(kind, bytes, T).reason;
+            assert_eq!(
+                (reason, reason.verdict()),
+                (Reason::Malformed, Verdict::Reject),
+                "{kind:?} {bytes:x?}"
+            );
+        }
+    }
+    // {"body": {"version": 2}, "signature": h'00' x 64}
+    let mut future = b"\xa2\x64body\xa1\x67version\x02\x69signature\x58\x40".to_vec();
+    future.extend_from_slice(&[0; 64]);
+    let reason = intake.ingest(MessageKind::Signal, &future, T).reason;
+    assert_eq!(
+        (reason, reason.verdict()),
+        (Reason::UnknownVersion, Verdict::Ignore)
+    );
+}
+
 #[test]
 fn presences_own_stale_superseded_and_bare_attestations() {
     let (mut intake, _) = intake();

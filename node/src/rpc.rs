@@ -17,9 +17,12 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use commons_rpc::envelope::{self, Body, Call};
+pub use commons_rpc::envelope::{MAX_BATCH_LEN, MAX_BATCH_RESPONSE_BYTES};
 
 use crate::cookie::Cookie;
 
@@ -72,14 +75,6 @@ impl RpcError {
     pub fn internal(message: impl std::fmt::Display) -> Self {
         tracing::error!(error = %message, "RPC call failed");
         Self::new(INTERNAL_ERROR, message.to_string())
-    }
-
-    fn to_json(&self) -> Value {
-        let mut e = json!({ "code": self.code, "message": self.message });
-        if let Some(data) = &self.data {
-            e["data"] = data.clone();
-        }
-        e
     }
 }
 
@@ -170,27 +165,36 @@ pub trait RpcHandler: Send + Sync + 'static {
     fn call<'a>(&'a self, method: &'a str, params: Params) -> RpcFuture<'a>;
 }
 
-/// Handles one parsed JSON value (a request or a batch); `None` when nothing is to be sent
-/// back (only notifications).
+/// Handles one request body (a request or a batch); `None` when nothing is to be sent back
+/// (only notifications). A batch holds at most [`MAX_BATCH_LEN`] calls, and once its answers
+/// reach [`MAX_BATCH_RESPONSE_BYTES`] its remaining calls are not run (see
+/// [`commons_rpc::envelope`]).
 pub async fn handle_json<H: RpcHandler + ?Sized>(handler: &H, body: &[u8]) -> Option<Value> {
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => {
-            return Some(error_response(
-                Value::Null,
-                &RpcError::new(PARSE_ERROR, format!("parse error: {e}")),
-            ));
+    match envelope::parse_body(body) {
+        Body::Refused { code, message } => {
+            Some(envelope::error_response(Value::Null, code, &message, None))
         }
-    };
-    match value {
-        Value::Array(items) if items.is_empty() => Some(error_response(
-            Value::Null,
-            &RpcError::new(INVALID_REQUEST, "empty batch"),
-        )),
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for item in items {
-                if let Some(response) = handle_one(handler, item).await {
+        Body::Single(call) => run_call(handler, call).await,
+        Body::Batch(calls) => {
+            let mut out = Vec::with_capacity(calls.len());
+            let mut answered_bytes = 0usize;
+            for call in calls {
+                if answered_bytes >= MAX_BATCH_RESPONSE_BYTES {
+                    if let Some(id) = call.reply_id() {
+                        out.push(envelope::error_response(
+                            id,
+                            commons_rpc::code::RESPONSE_TOO_LARGE,
+                            &format!(
+                                "not run: the batch's answers reached \
+                                 {MAX_BATCH_RESPONSE_BYTES} bytes"
+                            ),
+                            None,
+                        ));
+                    }
+                    continue;
+                }
+                if let Some(response) = run_call(handler, call).await {
+                    answered_bytes += serde_json::to_vec(&response).map_or(0, |b| b.len());
                     out.push(response);
                 }
             }
@@ -200,64 +204,24 @@ pub async fn handle_json<H: RpcHandler + ?Sized>(handler: &H, body: &[u8]) -> Op
                 Some(Value::Array(out))
             }
         }
-        single => handle_one(handler, single).await,
     }
 }
 
-async fn handle_one<H: RpcHandler + ?Sized>(handler: &H, request: Value) -> Option<Value> {
-    let Value::Object(mut map) = request else {
-        return Some(error_response(
-            Value::Null,
-            &RpcError::new(INVALID_REQUEST, "a request must be a JSON object"),
-        ));
-    };
-    // A request without an id is a notification: it runs, but gets no response.
-    let id = map.remove("id");
-    let reply_id = id.clone().unwrap_or(Value::Null);
-    match map.get("jsonrpc") {
-        // Accepting requests without the field keeps JSON-RPC 1.0 clients (bitcoin-cli
-        // style) working.
-        None => {}
-        Some(Value::String(v)) if v == "2.0" => {}
-        Some(_) => {
-            return Some(error_response(
-                reply_id,
-                &RpcError::new(INVALID_REQUEST, "jsonrpc must be \"2.0\""),
-            ));
+async fn run_call<H: RpcHandler + ?Sized>(handler: &H, call: Call) -> Option<Value> {
+    let (id, method, params) = match call {
+        Call::Invalid { id, code, message } => {
+            return Some(envelope::error_response(id, code, &message, None));
         }
-    }
-    if !matches!(
-        id,
-        None | Some(Value::Null | Value::String(_) | Value::Number(_))
-    ) {
-        return Some(error_response(
-            Value::Null,
-            &RpcError::new(INVALID_REQUEST, "id must be a string, number or null"),
-        ));
-    }
-    let Some(Value::String(method)) = map.remove("method") else {
-        return Some(error_response(
-            reply_id,
-            &RpcError::new(INVALID_REQUEST, "method must be a string"),
-        ));
+        Call::Request { id, method, params } => (id, method, params),
     };
-    let params = map.remove("params").unwrap_or(Value::Null);
-    if !matches!(params, Value::Null | Value::Object(_) | Value::Array(_)) {
-        return Some(error_response(
-            reply_id,
-            &RpcError::invalid_params("params must be an object or an array"),
-        ));
-    }
     let result = handler.call(&method, Params::new(params)).await;
-    id.as_ref()?;
+    let reply_id = id?;
     Some(match result {
-        Ok(value) => json!({ "jsonrpc": "2.0", "result": value, "id": reply_id }),
-        Err(error) => error_response(reply_id, &error),
+        Ok(value) => envelope::result_response(reply_id, value),
+        Err(error) => {
+            envelope::error_response(reply_id, error.code, &error.message, error.data.as_ref())
+        }
     })
-}
-
-fn error_response(id: Value, error: &RpcError) -> Value {
-    json!({ "jsonrpc": "2.0", "error": error.to_json(), "id": id })
 }
 
 fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
@@ -364,6 +328,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     struct Echo;
     impl RpcHandler for Echo {
@@ -430,5 +396,80 @@ mod tests {
         assert_eq!(r.as_array().unwrap().len(), 2);
         assert_eq!(r[0]["result"], json!([1]));
         assert_eq!(r[1]["error"]["code"], METHOD_NOT_FOUND);
+    }
+
+    /// Answers `big` with a string of 3 MiB and counts the calls it runs.
+    struct Big {
+        calls: AtomicUsize,
+    }
+    impl RpcHandler for Big {
+        fn call<'a>(&'a self, _method: &'a str, _params: Params) -> RpcFuture<'a> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(json!("x".repeat(3 << 20))) })
+        }
+    }
+
+    /// Regression (issue 13, known finding): a 1 MiB body of `[1,1,...]` was answered with
+    /// one error per element, a 50 MB response. Now the batch is refused as a whole.
+    #[tokio::test]
+    async fn a_batch_too_long_is_refused_with_one_small_error() {
+        let mut body = "[1".to_string();
+        while body.len() < MAX_REQUEST_BYTES - 2 {
+            body.push_str(",1");
+        }
+        body.push(']');
+        let handler = Big {
+            calls: AtomicUsize::new(0),
+        };
+        let r = handle_json(&handler, body.as_bytes()).await.unwrap();
+        assert_eq!(r["error"]["code"], INVALID_REQUEST);
+        assert_eq!(r["id"], Value::Null);
+        let message = r["error"]["message"].as_str().unwrap();
+        assert!(message.contains("at most 100 per batch"), "{message}");
+        assert!(r.to_string().len() < 1024);
+
+        // The same with real requests: none of them runs.
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"big"}"#;
+        let body = format!("[{}]", vec![call; MAX_BATCH_LEN + 1].join(","));
+        let r = handle_json(&handler, body.as_bytes()).await.unwrap();
+        assert_eq!(r["error"]["code"], INVALID_REQUEST);
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 0);
+
+        // A batch of exactly the limit is answered call by call.
+        let body = format!("[{}]", vec!["1"; MAX_BATCH_LEN].join(","));
+        let r = run(&body).await.unwrap();
+        assert_eq!(r.as_array().unwrap().len(), MAX_BATCH_LEN);
+    }
+
+    /// Once a batch's answers reach the byte limit, its other calls are not run and get a
+    /// short error each (notifications get nothing).
+    #[tokio::test]
+    async fn a_batch_stops_running_calls_once_its_answers_are_large() {
+        let handler = Big {
+            calls: AtomicUsize::new(0),
+        };
+        let calls: Vec<String> = (0..6)
+            .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"big"}}"#))
+            .chain([r#"{"jsonrpc":"2.0","method":"big"}"#.to_string()])
+            .collect();
+        let body = format!("[{}]", calls.join(","));
+        let r = handle_json(&handler, body.as_bytes()).await.unwrap();
+        let answers = r.as_array().unwrap();
+        // 3 MiB each: the third crosses 8 MiB, the other three are not run.
+        assert_eq!(handler.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(answers.len(), 6);
+        for (i, answer) in answers.iter().enumerate() {
+            assert_eq!(answer["id"], i);
+            if i < 3 {
+                assert_eq!(answer["result"].as_str().unwrap().len(), 3 << 20);
+            } else {
+                assert_eq!(
+                    answer["error"]["code"],
+                    commons_rpc::code::RESPONSE_TOO_LARGE
+                );
+            }
+        }
+        let size = r.to_string().len();
+        assert!(size < MAX_BATCH_RESPONSE_BYTES + (3 << 20) + 4096, "{size}");
     }
 }

@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod envelope;
 pub mod local;
 mod types;
 
@@ -38,6 +39,9 @@ pub mod code {
     /// The request was understood but refused by the node's rules (an invalid proposal, a
     /// signal on a proposal that is not locked).
     pub const REJECTED: i64 = -32002;
+    /// A call of a batch that was not run: the batch's earlier answers already reached
+    /// [`crate::envelope::MAX_BATCH_RESPONSE_BYTES`].
+    pub const RESPONSE_TOO_LARGE: i64 = -32003;
 }
 
 /// One JSON-RPC method: its name, what it takes and what it answers.

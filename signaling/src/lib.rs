@@ -8,12 +8,16 @@
 //! - [`keys`]: secp256k1 keys, x-only public keys and BIP340 signatures over tagged hashes;
 //! - [`messages`]: attestations, presences, signals, proposals, release bundles;
 //! - [`artifact`]: whole-file and per-chunk hashes of release artifacts;
-//! - [`spec`]: network parameters, the built-in networks and spec files.
+//! - [`spec`]: network parameters, the built-in networks and spec files;
+//! - [`sync`] and [`fetch`]: the payloads of the catch-up and artifact-fetch
+//!   request-response protocols.
 
 pub mod artifact;
+pub mod fetch;
 pub mod keys;
 pub mod messages;
 pub mod spec;
+pub mod sync;
 pub mod types;
 pub mod wire;
 

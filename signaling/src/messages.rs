@@ -166,7 +166,12 @@ impl<B: SignedBody> Signed<B> {
 
     /// Strictly decodes canonical bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        wire::decode_versioned(bytes, B::KIND.max_bytes(), |m: &Self| m.body.version())
+        wire::decode_versioned(
+            bytes,
+            B::KIND.max_bytes(),
+            wire::Authentication::Signature,
+            |m: &Self| m.body.version(),
+        )
     }
 }
 
@@ -272,7 +277,12 @@ impl<B: MultiSignedBody> MultiSigned<B> {
 
     /// Strictly decodes canonical bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        wire::decode_versioned(bytes, B::KIND.max_bytes(), |m: &Self| m.body.version())
+        wire::decode_versioned(
+            bytes,
+            B::KIND.max_bytes(),
+            wire::Authentication::Signatures,
+            |m: &Self| m.body.version(),
+        )
     }
 }
 

@@ -220,6 +220,12 @@ pub struct NetworkSpec {
 
 const DAY: u64 = 86_400;
 
+/// The longest epoch a spec may set: a year.
+pub const MAX_EPOCH_SECS: u64 = 365 * DAY;
+/// The longest lock, activation stage, clock skew or uptime window a spec may set: 100
+/// years.
+pub const MAX_DURATION_SECS: u64 = 100 * 365 * DAY;
+
 /// The tiers of the reference design, with lock lengths scaled by `unit` seconds per day.
 fn reference_tiers(day: u64) -> Vec<TierSpec> {
     let tier = |tier, name: &str, sigs, days, share| TierSpec {
@@ -446,9 +452,12 @@ impl NetworkSpec {
         Ok(spec)
     }
 
-    /// The spec as TOML, the format `network init` writes.
+    /// The spec as TOML, the format `network init` writes. Every spec that passes
+    /// [`NetworkSpec::validate`] serializes: TOML integers are signed 64-bit, and validation
+    /// keeps every count and duration far below `i64::MAX`, so JSON and TOML spec files
+    /// accept the same specs.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).expect("a spec always serializes to TOML")
+        toml::to_string_pretty(self).expect("a validated spec always serializes to TOML")
     }
 
     /// Checks every rule a usable spec must follow; `origin` names it in errors.
@@ -473,6 +482,7 @@ impl NetworkSpec {
         if self.epoch_secs == 0 {
             return Err(invalid("epoch_secs", "must be at least 1".into()));
         }
+        self.validate_durations(origin)?;
         if self.uptime_window_epochs == 0 {
             return Err(invalid("uptime_window_epochs", "must be at least 1".into()));
         }
@@ -590,6 +600,62 @@ impl NetworkSpec {
                 return Err(invalid(
                     "release_classes.signers",
                     format!("of class {name} lists a key twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Bounds every duration: an epoch of at most [`MAX_EPOCH_SECS`], and locks, activation
+    /// stages, the clock skew and the uptime window of at most [`MAX_DURATION_SECS`]. Beyond
+    /// being absurd, larger values would overflow time arithmetic and could not be written
+    /// as TOML.
+    fn validate_durations(&self, origin: &str) -> Result<(), SpecError> {
+        let invalid = |field: &str, reason: String| SpecError::Invalid {
+            origin: origin.to_string(),
+            field: field.to_string(),
+            reason,
+        };
+        if self.epoch_secs > MAX_EPOCH_SECS {
+            return Err(invalid(
+                "epoch_secs",
+                format!(
+                    "is {} seconds; an epoch may last at most {MAX_EPOCH_SECS} (a year)",
+                    self.epoch_secs
+                ),
+            ));
+        }
+        let window = self
+            .epoch_secs
+            .saturating_mul(u64::from(self.uptime_window_epochs));
+        if window > MAX_DURATION_SECS {
+            return Err(invalid(
+                "uptime_window_epochs",
+                format!(
+                    "makes a window of {window} seconds ({} epochs of {} s); it may span at most \
+                     {MAX_DURATION_SECS} (100 years)",
+                    self.uptime_window_epochs, self.epoch_secs
+                ),
+            ));
+        }
+        let a = &self.activation;
+        let mut durations = vec![
+            ("max_clock_skew_secs", self.max_clock_skew_secs),
+            ("activation.ready_secs", a.ready_secs),
+            ("activation.testnet_secs", a.testnet_secs),
+            ("activation.signet_secs", a.signet_secs),
+            ("activation.mainnet_opt_in_secs", a.mainnet_opt_in_secs),
+        ];
+        durations.extend(
+            self.tiers
+                .iter()
+                .map(|t| ("tiers.min_lock_secs", t.min_lock_secs)),
+        );
+        for (field, secs) in durations {
+            if secs > MAX_DURATION_SECS {
+                return Err(invalid(
+                    field,
+                    format!("is {secs} seconds; at most {MAX_DURATION_SECS} (100 years)"),
                 ));
             }
         }

@@ -72,29 +72,65 @@ pub fn decode<T: Serialize + DeserializeOwned>(
     Ok(value)
 }
 
-/// Decodes a versioned message of at most `max_len` bytes. A message that declares another
-/// protocol version gets [`DecodeError::UnknownVersion`], even when the rest of it would not
-/// decode as this version's layout; the version is looked for only after a failure, so a
-/// valid message is parsed once.
+/// The field of a message's envelope that authenticates its body: `signature` (one
+/// signer, a byte string) or `signatures` (maintainers, an array).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authentication {
+    /// `{"body": ..., "signature": <bytes>}`.
+    Signature,
+    /// `{"body": ..., "signatures": [...]}`.
+    Signatures,
+}
+
+impl Authentication {
+    fn field(self) -> &'static str {
+        match self {
+            Authentication::Signature => "signature",
+            Authentication::Signatures => "signatures",
+        }
+    }
+
+    fn major_type(self) -> u8 {
+        match self {
+            Authentication::Signature => MAJOR_BYTES,
+            Authentication::Signatures => MAJOR_ARRAY,
+        }
+    }
+}
+
+/// Decodes a versioned message of at most `max_len` bytes.
+///
+/// A message of a newer protocol version gets [`DecodeError::UnknownVersion`] (a relay
+/// ignores it rather than penalising its sender) only when it is a well-formed envelope of
+/// its kind, the part of the format every version keeps: exactly one CBOR map of definite
+/// lengths and no trailing bytes, `{"body": {"version": N, ...}, <authentication>}` with
+/// `body` first and `version` its first field, N above this version, and the
+/// authentication field of the kind (see [`Authentication`]). Anything else that fails to
+/// decode as this version, `{"version": 2}` included, keeps its decoding error, and so does
+/// a message declaring a version below 1. The envelope is probed without building a value
+/// tree, only after a failure, so a valid message is parsed once.
 pub fn decode_versioned<T: Serialize + DeserializeOwned>(
     bytes: &[u8],
     max_len: usize,
+    authentication: Authentication,
     version_of: impl Fn(&T) -> u8,
 ) -> Result<T, DecodeError> {
     match decode::<T>(bytes, max_len) {
         Ok(value) => {
             let version = version_of(&value);
-            if version == PROTOCOL_VERSION {
-                Ok(value)
-            } else {
-                Err(DecodeError::UnknownVersion {
+            match version.cmp(&PROTOCOL_VERSION) {
+                std::cmp::Ordering::Equal => Ok(value),
+                std::cmp::Ordering::Greater => Err(DecodeError::UnknownVersion {
                     found: version.into(),
-                })
+                }),
+                std::cmp::Ordering::Less => Err(DecodeError::Malformed(format!(
+                    "protocol version {version} does not exist"
+                ))),
             }
         }
         Err(error @ DecodeError::TooLarge { .. }) => Err(error),
-        Err(error) => match probe_version(bytes) {
-            Some(found) if found != u64::from(PROTOCOL_VERSION) => {
+        Err(error) => match future_envelope_version(bytes, authentication) {
+            Some(found) if found > u64::from(PROTOCOL_VERSION) => {
                 Err(DecodeError::UnknownVersion { found })
             }
             _ => Err(error),
@@ -102,29 +138,118 @@ pub fn decode_versioned<T: Serialize + DeserializeOwned>(
     }
 }
 
-/// Finds the `version` field of a message, looking through one level of nesting (signed
-/// messages keep it in their `body`). Only reads what the input holds.
-fn probe_version(bytes: &[u8]) -> Option<u64> {
-    use ciborium::value::Value;
-    let value: Value = ciborium::de::from_reader_with_recursion_limit(bytes, 32).ok()?;
-    fn find(value: &Value, depth: u8) -> Option<u64> {
-        let Value::Map(entries) = value else {
+const MAJOR_UNSIGNED: u8 = 0;
+const MAJOR_BYTES: u8 = 2;
+const MAJOR_TEXT: u8 = 3;
+const MAJOR_ARRAY: u8 = 4;
+const MAJOR_MAP: u8 = 5;
+const MAJOR_TAG: u8 = 6;
+const MAJOR_SIMPLE: u8 = 7;
+/// How deeply the envelope probe follows nested arrays, maps and tags (the decoder's own
+/// recursion limit).
+const PROBE_DEPTH: u8 = 32;
+
+/// The declared version of a well-formed envelope (see [`decode_versioned`]), or `None`.
+pub fn future_envelope_version(bytes: &[u8], authentication: Authentication) -> Option<u64> {
+    let mut cbor = CborCursor { bytes, pos: 0 };
+    if cbor.head()? != (MAJOR_MAP, 2) || cbor.text()? != "body" {
+        return None;
+    }
+    let (MAJOR_MAP, fields) = cbor.head()? else {
+        return None;
+    };
+    if fields == 0 || cbor.text()? != "version" {
+        return None;
+    }
+    let (MAJOR_UNSIGNED, version) = cbor.head()? else {
+        return None;
+    };
+    // Each item takes at least one byte, so a huge declared count ends at the input's end.
+    for _ in 1..fields {
+        cbor.skip(PROBE_DEPTH)?;
+        cbor.skip(PROBE_DEPTH)?;
+    }
+    if cbor.text()? != authentication.field() || cbor.peek_major()? != authentication.major_type() {
+        return None;
+    }
+    cbor.skip(PROBE_DEPTH)?;
+    (cbor.pos == bytes.len()).then_some(version)
+}
+
+/// Reads CBOR item heads in place: no allocation, every length checked against what the
+/// input holds.
+struct CborCursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> CborCursor<'a> {
+    fn take(&mut self, len: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(len)?;
+        let taken = self.bytes.get(self.pos..end)?;
+        self.pos = end;
+        Some(taken)
+    }
+
+    fn peek_major(&self) -> Option<u8> {
+        self.bytes.get(self.pos).map(|b| b >> 5)
+    }
+
+    /// The major type and argument of the next item. Indefinite lengths and the reserved
+    /// additional information values are not well-formed here.
+    fn head(&mut self) -> Option<(u8, u64)> {
+        let initial = self.take(1)?[0];
+        let (major, info) = (initial >> 5, initial & 0x1f);
+        let argument = match info {
+            0..=23 => u64::from(info),
+            24 => u64::from(self.take(1)?[0]),
+            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().ok()?)),
+            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().ok()?)),
+            27 => u64::from_be_bytes(self.take(8)?.try_into().ok()?),
+            _ => return None,
+        };
+        Some((major, argument))
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        let (MAJOR_TEXT, len) = self.head()? else {
             return None;
         };
-        for (key, val) in entries {
-            match (key.as_text(), val) {
-                (Some("version"), Value::Integer(i)) => return u64::try_from(*i).ok(),
-                (Some("body") | Some("manifest"), inner) if depth > 0 => {
-                    if let Some(v) = find(inner, depth - 1) {
-                        return Some(v);
-                    }
-                }
-                _ => {}
-            }
-        }
-        None
+        std::str::from_utf8(self.take(usize::try_from(len).ok()?)?).ok()
     }
-    find(&value, 1)
+
+    /// Steps over one complete item, nesting at most `depth` levels.
+    fn skip(&mut self, depth: u8) -> Option<()> {
+        // Of the simple values only false, true, null and undefined, and the floats, are
+        // items the decoder reads (fuzzing found the probe taking unassigned ones).
+        let initial = *self.bytes.get(self.pos)?;
+        if initial >> 5 == MAJOR_SIMPLE && !matches!(initial & 0x1f, 20..=23 | 25..=27) {
+            return None;
+        }
+        let (major, argument) = self.head()?;
+        match major {
+            MAJOR_BYTES => {
+                self.take(usize::try_from(argument).ok()?)?;
+            }
+            MAJOR_TEXT => {
+                std::str::from_utf8(self.take(usize::try_from(argument).ok()?)?).ok()?;
+            }
+            MAJOR_ARRAY | MAJOR_MAP | MAJOR_TAG => {
+                let depth = depth.checked_sub(1)?;
+                let items = match major {
+                    MAJOR_ARRAY => argument,
+                    MAJOR_MAP => argument.checked_mul(2)?,
+                    _ => 1,
+                };
+                for _ in 0..items {
+                    self.skip(depth)?;
+                }
+            }
+            // Integers, simple values and floats: the head is the whole item.
+            _ => {}
+        }
+        Some(())
+    }
 }
 
 fn describe<E>(error: ciborium::de::Error<E>) -> String {

@@ -132,3 +132,66 @@ fn epochs_are_floor_of_time_over_length() {
     assert_eq!(spec.epoch_at(86_399), 0);
     assert_eq!(spec.epoch_at(86_400), 1);
 }
+
+/// Regression (issue 13, known finding): a JSON spec with a u64 above `i64::MAX` passed
+/// `load` and `validate`, then `to_toml` panicked. Validation now bounds every duration, so
+/// each of these is refused with the field named, and what it accepts TOML can hold.
+#[test]
+fn absurd_durations_are_refused_and_json_and_toml_accept_the_same_specs() {
+    use commons_signaling::spec::{MAX_DURATION_SECS, MAX_EPOCH_SECS};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.json");
+    let load_json = |value: &serde_json::Value| {
+        std::fs::write(&path, value.to_string()).unwrap();
+        NetworkSpec::load(&path)
+    };
+    let base = serde_json::to_value(NetworkSpec::regtest()).unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["epoch_secs"], "epoch_secs"),
+        (&["max_clock_skew_secs"], "max_clock_skew_secs"),
+        (&["activation", "ready_secs"], "activation.ready_secs"),
+        (&["activation", "testnet_secs"], "activation.testnet_secs"),
+        (&["activation", "signet_secs"], "activation.signet_secs"),
+        (
+            &["activation", "mainnet_opt_in_secs"],
+            "activation.mainnet_opt_in_secs",
+        ),
+        (&["tiers", "0", "min_lock_secs"], "tiers.min_lock_secs"),
+    ];
+    for (pointer, field) in cases {
+        for absurd in [u64::MAX, i64::MAX as u64 + 1, MAX_DURATION_SECS + 1] {
+            let mut value = base.clone();
+            let slot = pointer
+                .iter()
+                .fold(&mut value, |v, key| match key.parse::<usize>() {
+                    Ok(i) => &mut v[i],
+                    Err(_) => &mut v[*key],
+                });
+            *slot = absurd.into();
+            let err = load_json(&value).unwrap_err();
+            assert!(
+                matches!(&err, SpecError::Invalid { field: f, .. } if f == field),
+                "{field} = {absurd}: {err}"
+            );
+        }
+    }
+
+    // A window of u32::MAX one-year epochs overflows any clock.
+    let mut value = base.clone();
+    value["epoch_secs"] = MAX_EPOCH_SECS.into();
+    value["uptime_window_epochs"] = u32::MAX.into();
+    let err = load_json(&value).unwrap_err().to_string();
+    assert!(err.contains("uptime_window_epochs"), "{err}");
+
+    // The largest values accepted load from JSON, write as TOML and load back the same.
+    let mut value = base.clone();
+    value["epoch_secs"] = MAX_EPOCH_SECS.into();
+    value["uptime_window_epochs"] = 100.into();
+    value["max_clock_skew_secs"] = MAX_DURATION_SECS.into();
+    value["activation"]["mainnet_opt_in_secs"] = MAX_DURATION_SECS.into();
+    value["tiers"][0]["min_lock_secs"] = MAX_DURATION_SECS.into();
+    let from_json = load_json(&value).unwrap();
+    let toml_path = dir.path().join("spec.toml");
+    std::fs::write(&toml_path, from_json.to_toml()).unwrap();
+    assert_eq!(NetworkSpec::load(&toml_path).unwrap(), from_json);
+}

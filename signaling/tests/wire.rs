@@ -69,18 +69,167 @@ fn unknown_version_is_reported_as_such() {
         Err(DecodeError::UnknownVersion { found: 2 })
     );
 
-    // A future version whose layout differs is still reported by its version.
+    // A future version whose layout differs is still reported by its version, as long as
+    // it is a well-formed envelope of its kind.
     use ciborium::value::Value;
-    let future = Value::Map(vec![(
-        Value::Text("body".into()),
-        Value::Map(vec![
-            (Value::Text("version".into()), Value::Integer(7.into())),
-            (Value::Text("something".into()), Value::Bool(true)),
-        ]),
-    )]);
+    let future = Value::Map(vec![
+        (
+            Value::Text("body".into()),
+            Value::Map(vec![
+                (Value::Text("version".into()), Value::Integer(7.into())),
+                (Value::Text("something".into()), Value::Bool(true)),
+            ]),
+        ),
+        (Value::Text("signature".into()), Value::Bytes(vec![0; 96])),
+    ]);
     assert_eq!(
         Signal::decode(&encode(&future)),
         Err(DecodeError::UnknownVersion { found: 7 })
+    );
+}
+
+fn text(s: &str) -> ciborium::value::Value {
+    ciborium::value::Value::Text(s.into())
+}
+
+fn int(i: u64) -> ciborium::value::Value {
+    ciborium::value::Value::Integer(i.into())
+}
+
+/// A kind's strict decoder, forgetting what it decoded.
+type Decoder = fn(&[u8]) -> Result<(), DecodeError>;
+
+/// Every kind's strict decoder, as `(name, decode)`.
+fn decoders() -> [(&'static str, Decoder); 5] {
+    [
+        ("attestation", |b| UptimeAttestation::decode(b).map(drop)),
+        ("presence", |b| Presence::decode(b).map(drop)),
+        ("signal", |b| Signal::decode(b).map(drop)),
+        ("proposal", |b| Proposal::decode(b).map(drop)),
+        ("release", |b| ReleaseBundle::decode(b).map(drop)),
+    ]
+}
+
+/// Regression (issue 13, known finding): anything that parsed as CBOR with a `version`
+/// other than 1 at the top or in `body` was `UnknownVersion`, which relays ignore, so junk
+/// never cost its sender any score. Only a well-formed envelope of a newer version is
+/// `UnknownVersion` now; the rest is malformed (rejected).
+#[test]
+fn junk_with_a_version_field_is_malformed_not_a_future_version() {
+    use ciborium::value::Value;
+    let signature = || (text("signature"), Value::Bytes(vec![0; 64]));
+    let body = |version: u64| {
+        (
+            text("body"),
+            Value::Map(vec![(text("version"), int(version))]),
+        )
+    };
+    let junk: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "top-level version",
+            hex::decode("a16776657273696f6e02").unwrap(),
+        ),
+        ("body without signature", encode(&Value::Map(vec![body(2)]))),
+        (
+            "signature before body",
+            encode(&Value::Map(vec![signature(), body(2)])),
+        ),
+        (
+            "version not the body's first field",
+            encode(&Value::Map(vec![
+                (
+                    text("body"),
+                    Value::Map(vec![(text("x"), int(0)), (text("version"), int(2))]),
+                ),
+                signature(),
+            ])),
+        ),
+        (
+            "signature not a byte string",
+            encode(&Value::Map(vec![body(2), (text("signature"), int(1))])),
+        ),
+        (
+            "a third field",
+            encode(&Value::Map(vec![body(2), signature(), (text("x"), int(0))])),
+        ),
+        ("version 0", encode(&Value::Map(vec![body(0), signature()]))),
+        (
+            "version as text",
+            encode(&Value::Map(vec![
+                (text("body"), Value::Map(vec![(text("version"), text("2"))])),
+                signature(),
+            ])),
+        ),
+        ("trailing byte", {
+            let mut b = encode(&Value::Map(vec![body(2), signature()]));
+            b.push(0);
+            b
+        }),
+        ("truncated", {
+            let b = encode(&Value::Map(vec![body(2), signature()]));
+            b[..b.len() - 1].to_vec()
+        }),
+        // An indefinite-length body map: not the one encoding any version may use.
+        ("indefinite length", {
+            let mut b = vec![0xa2, 0x64];
+            b.extend_from_slice(b"body");
+            b.push(0xbf);
+            b.push(0x67);
+            b.extend_from_slice(b"version");
+            b.push(0x02);
+            b.push(0xff);
+            b.push(0x69);
+            b.extend_from_slice(b"signature");
+            b.extend_from_slice(&[0x58, 0x40]);
+            b.extend_from_slice(&[0; 64]);
+            b
+        }),
+    ];
+    for (name, decode) in decoders() {
+        for (what, bytes) in &junk {
+            let error = decode(bytes).unwrap_err();
+            assert!(
+                !matches!(error, DecodeError::UnknownVersion { .. }),
+                "{name}, {what}: {error:?}"
+            );
+        }
+    }
+
+    // A v1-layout message declaring version 0 is not from any version either.
+    let mut signal = common::signal();
+    signal.body.version = 0;
+    assert!(matches!(
+        Signal::decode(&signal.encode()),
+        Err(DecodeError::Malformed(_))
+    ));
+
+    // Well-formed envelopes of version 2: single-signer kinds with a `signature` byte string
+    // (of any length: a new version may change the scheme), maintainer-signed kinds with a
+    // `signatures` array. Each is its own kind's envelope only.
+    let single = encode(&Value::Map(vec![body(2), signature()]));
+    let multi = encode(&Value::Map(vec![
+        body(2),
+        (text("signatures"), Value::Array(vec![int(1)])),
+    ]));
+    for (name, decode) in decoders() {
+        let (mine, other) = if matches!(name, "proposal" | "release") {
+            (&multi, &single)
+        } else {
+            (&single, &multi)
+        };
+        assert_eq!(
+            decode(mine),
+            Err(DecodeError::UnknownVersion { found: 2 }),
+            "{name}"
+        );
+        assert!(
+            !matches!(decode(other), Err(DecodeError::UnknownVersion { .. })),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        AnyMessage::decode(&multi),
+        Err(DecodeError::UnknownVersion { found: 2 })
     );
 }
 
