@@ -802,3 +802,105 @@ impl Drop for TestPeer {
         });
     }
 }
+
+/// A Prometheus server in a temporary directory, scraping one target every second (and
+/// evaluating `rules`, if given, every second), listening on a free port of `ip`. Killed
+/// when dropped.
+pub struct Prometheus {
+    child: Child,
+    /// Where its HTTP API listens.
+    pub addr: SocketAddr,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts `prometheus`; `None` when it is not installed.
+    pub fn start(ip: &str, target: SocketAddr, rules: Option<&Path>) -> Option<Prometheus> {
+        let dir = tempfile::Builder::new()
+            .prefix("commons-e2e-prom-")
+            .tempdir()
+            .unwrap();
+        let rule_files = rules.map_or(String::new(), |r| {
+            format!("rule_files:\n  - {}\n", r.display())
+        });
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 {rule_files}\
+                 scrape_configs:\n  - job_name: commonsd\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        // A free port on the server's address (the listener is closed before the start).
+        let port = std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr: SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let log = dir.path().join("prometheus.log");
+        let child = match Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => panic!("cannot run prometheus: {e}"),
+        };
+        Some(Prometheus {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        })
+    }
+
+    /// `data` of a GET on the HTTP API.
+    pub fn api(&self, path: &str) -> Result<Value, String> {
+        let r = http(self.addr, "GET", path, None, "").map_err(|e| e.to_string())?;
+        let v: Value = serde_json::from_str(&r.body).map_err(|e| format!("{e}: {}", r.body))?;
+        if v["status"] != "success" {
+            return Err(r.body);
+        }
+        Ok(v["data"].clone())
+    }
+
+    /// An instant query; the `data.result` array.
+    pub fn query(&self, promql: &str) -> Result<Vec<Value>, String> {
+        let mut encoded = String::new();
+        for b in promql.bytes() {
+            if b.is_ascii_alphanumeric() || b"_-.".contains(&b) {
+                encoded.push(b as char);
+            } else {
+                encoded.push_str(&format!("%{b:02X}"));
+            }
+        }
+        let data = self.api(&format!("/api/v1/query?query={encoded}"))?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The last 15 lines of its log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(15)..].join("\n")
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
