@@ -66,6 +66,12 @@ pub struct Cli {
     #[arg(long, env = "COMMONS_METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Who may read the RPC cookie and the RPC address file: owner (mode 0600), group
+    /// (0640: operators in the daemon's group can run commons-cli) or all (0644).
+    /// [default: owner]
+    #[arg(long, env = "COMMONS_RPC_COOKIE_PERMS", value_name = "WHO", value_parser = parse_cookie_perms)]
+    pub rpc_cookie_perms: Option<CookiePerms>,
+
     /// Also write the log to FILE (default `commonsd.log`; a relative path is inside the
     /// network's data directory), appending, and reopen it on SIGHUP so logrotate can move
     /// it. Without it the log goes to stderr only.
@@ -76,9 +82,22 @@ pub struct Cli {
     /// directory beyond reading the config file.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Print the shell completion script of commonsd and exit, e.g. `commonsd
+    /// --print-completions bash > /etc/bash_completion.d/commonsd`.
+    #[arg(long, value_name = "SHELL", help_heading = "Packaging")]
+    pub print_completions: Option<clap_complete::Shell>,
+
+    /// Write the man page commonsd.1 into DIR and exit.
+    #[arg(long, value_name = "DIR", help_heading = "Packaging")]
+    pub write_man_page: Option<PathBuf>,
 }
 
-pub use commons_rpc::local::{FileConfig, OneOrMany};
+pub use commons_rpc::local::{CookiePerms, FileConfig, OneOrMany};
+
+fn parse_cookie_perms(value: &str) -> Result<CookiePerms, String> {
+    value.parse()
+}
 
 pub use commons_signaling::spec::DefaultPorts;
 
@@ -114,6 +133,8 @@ pub struct Config {
     pub rpc_bind: SocketAddr,
     /// `/metrics` address.
     pub metrics_bind: SocketAddr,
+    /// Who may read the RPC cookie.
+    pub rpc_cookie_perms: CookiePerms,
 }
 
 impl Config {
@@ -189,6 +210,13 @@ impl Config {
             &format!("{conf}: metrics-bind"),
         )?
         .unwrap_or(loopback(ports.metrics));
+        let rpc_cookie_perms = match (cli.rpc_cookie_perms, &file.rpc_cookie_perms) {
+            (Some(perms), _) => perms,
+            (None, Some(v)) => v
+                .parse()
+                .map_err(|e| ConfigError(format!("{conf}: rpc-cookie-perms: {e}")))?,
+            (None, None) => CookiePerms::default(),
+        };
         let datadir = network_dir(&base_dir, &spec.name);
         Ok(Config {
             base_dir,
@@ -199,6 +227,7 @@ impl Config {
             bootstrap,
             rpc_bind,
             metrics_bind,
+            rpc_cookie_perms,
         })
     }
 

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
+pub use commons_rpc::local::CookiePerms;
 
 /// The file name of the cookie inside the network's data directory.
 pub const COOKIE_FILE: &str = commons_rpc::local::COOKIE_FILE;
@@ -25,9 +26,10 @@ pub struct Cookie {
 }
 
 impl Cookie {
-    /// Generates a fresh secret and writes it to `<datadir>/.cookie` with mode 0600,
-    /// replacing a cookie left behind by a run that did not shut down cleanly.
-    pub fn create(datadir: &Path) -> std::io::Result<Self> {
+    /// Generates a fresh secret and writes it to `<datadir>/.cookie` with the mode `perms`
+    /// names (0600 for the owner only), replacing a cookie left behind by a run that did
+    /// not shut down cleanly.
+    pub fn create(datadir: &Path, perms: CookiePerms) -> std::io::Result<Self> {
         let mut secret = [0u8; 32];
         rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
         let credentials = format!("{COOKIE_USER}:{}", hex::encode(secret));
@@ -44,6 +46,13 @@ impl Cookie {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&path)?;
+        // Widened only after creation and explicitly: the mode given at creation is reduced
+        // by the umask, which would silently undo `group` under systemd's UMask=0027.
+        #[cfg(unix)]
+        if perms != CookiePerms::Owner {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(perms.file_mode()))?;
+        }
         file.write_all(credentials.as_bytes())?;
         file.sync_all()?;
         Ok(Cookie { path, credentials })
@@ -117,7 +126,7 @@ mod tests {
     #[test]
     fn file_has_mode_0600_and_checks() {
         let dir = tempfile::tempdir().unwrap();
-        let cookie = Cookie::create(dir.path()).unwrap();
+        let cookie = Cookie::create(dir.path(), CookiePerms::Owner).unwrap();
         let text = fs::read_to_string(dir.path().join(COOKIE_FILE)).unwrap();
         assert_eq!(text, cookie.credentials());
         assert!(text.starts_with("__cookie__:") && text.len() == 11 + 64);
@@ -131,8 +140,14 @@ mod tests {
         assert!(!cookie.check(None));
         assert!(!cookie.check(Some(b"Basic X19jb29raWVfXzp3cm9uZw==")));
         // A second start replaces the secret.
-        let again = Cookie::create(dir.path()).unwrap();
+        let again = Cookie::create(dir.path(), CookiePerms::Group).unwrap();
         assert_ne!(again.credentials(), cookie.credentials());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(again.path()).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "readable by the group when asked");
+        }
         again.remove();
         assert!(!dir.path().join(COOKIE_FILE).exists());
     }

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::artifacts::ArtifactStore;
 use crate::config::Config;
-use crate::cookie::Cookie;
+use crate::cookie::{Cookie, CookiePerms};
 use crate::methods::DaemonRpc;
 use crate::metrics::{self, SharedRegistry};
 use crate::node::{Clock, Node, system_clock};
@@ -98,15 +98,43 @@ impl std::fmt::Debug for Daemon {
     }
 }
 
-/// Creates the data directory (mode 0700: it holds the key and the cookie).
-pub fn create_datadir(dir: &Path) -> anyhow::Result<()> {
+/// Creates the data directory: mode 0700 (it holds the key and the cookie), or passable
+/// (not listable) by whoever `perms` lets read the cookie.
+pub fn create_datadir(dir: &Path, perms: CookiePerms) -> anyhow::Result<()> {
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, perms.dir_mode());
     builder
         .create(dir)
         .with_context(|| format!("cannot create data directory {}", dir.display()))
+}
+
+/// The directories on the way to the cookie that those `perms` names cannot pass through:
+/// the cookie's mode alone would not let them read it. The daemon does not change the
+/// mode of a directory it did not create; it says which to change.
+pub fn cookie_unreachable_through(config: &Config) -> Vec<(PathBuf, u32)> {
+    let needed = match config.rpc_cookie_perms {
+        CookiePerms::Owner => return Vec::new(),
+        CookiePerms::Group => 0o010,
+        CookiePerms::All => 0o001,
+    };
+    let mut dirs = vec![config.datadir.clone()];
+    if config.base_dir != config.datadir {
+        dirs.push(config.base_dir.clone());
+    }
+    let mut blocked = Vec::new();
+    #[cfg(unix)]
+    for dir in dirs {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(&dir) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & needed == 0 {
+                blocked.push((dir, mode));
+            }
+        }
+    }
+    blocked
 }
 
 /// Loads the node key, creating it on first start.
@@ -176,7 +204,20 @@ impl Daemon {
                 config.spec.name
             );
         }
-        create_datadir(&config.datadir)?;
+        create_datadir(&config.datadir, config.rpc_cookie_perms)?;
+        for (dir, mode) in cookie_unreachable_through(config) {
+            tracing::warn!(
+                "rpc-cookie-perms {}: {} has mode {mode:04o}, so they cannot reach the cookie; allow passing through it with `chmod {} {}`",
+                config.rpc_cookie_perms,
+                dir.display(),
+                if config.rpc_cookie_perms == CookiePerms::Group {
+                    "g+x"
+                } else {
+                    "o+x"
+                },
+                dir.display()
+            );
+        }
         let key = load_or_create_key(&config.datadir.join(KEY_FILE))?;
         let db_path = config.datadir.join(DB_DIR);
         let store = Arc::new(Store::open(&db_path).map_err(|e| {
@@ -234,19 +275,25 @@ impl Daemon {
         let rpc_addr = rpc_listener.local_addr()?;
         let metrics_addr = metrics_listener.local_addr()?;
         // The address first: a client that finds the new cookie finds the address with it.
-        let rpc_address_file = commons_rpc::local::write_rpc_address(&config.datadir, rpc_addr)
-            .with_context(|| {
-                format!(
-                    "cannot record the RPC address in {}",
-                    config.datadir.display()
-                )
-            })?;
-        let cookie = Arc::new(Cookie::create(&config.datadir).with_context(|| {
+        let rpc_address_file = commons_rpc::local::write_rpc_address(
+            &config.datadir,
+            rpc_addr,
+            config.rpc_cookie_perms,
+        )
+        .with_context(|| {
             format!(
-                "cannot write the RPC cookie in {}",
+                "cannot record the RPC address in {}",
                 config.datadir.display()
             )
-        })?);
+        })?;
+        let cookie = Arc::new(
+            Cookie::create(&config.datadir, config.rpc_cookie_perms).with_context(|| {
+                format!(
+                    "cannot write the RPC cookie in {}",
+                    config.datadir.display()
+                )
+            })?,
+        );
         let stop = Arc::new(watch::channel(false).0);
 
         let (shutdown, shutdown_rx) = watch::channel(false);

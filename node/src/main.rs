@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use commons_node::config::{Cli, Config, default_base_dir};
 use std::sync::Arc;
 
 use commons_node::daemon::{Daemon, Options, cookie_path, create_datadir, wait_for_signal};
 use commons_node::logfile::LogFile;
+use commons_node::service;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -26,6 +27,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(shell) = cli.print_completions {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "commonsd",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = &cli.write_man_page {
+        return match write_man_page(dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("commonsd: error: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let config = match Config::resolve(&cli, default_base_dir) {
         Ok(config) => config,
         Err(e) => {
@@ -51,7 +73,7 @@ fn main() -> ExitCode {
         None => None,
         Some(path) => {
             let path = config.datadir.join(path);
-            let opened = create_datadir(&config.datadir)
+            let opened = create_datadir(&config.datadir, config.rpc_cookie_perms)
                 .and_then(|()| LogFile::open(&path).map_err(anyhow::Error::from));
             match opened {
                 Ok(log) => Some(Arc::new(log)),
@@ -102,11 +124,17 @@ fn main() -> ExitCode {
             daemon.metrics_addr,
             config.cli_hint(&cli),
         );
+        // Only now, with the RPC server answering, is the node "started" for systemd.
+        service::notify_or_warn(&format!(
+            "READY=1\nSTATUS=running on {}, JSON-RPC at {}",
+            config.spec.name, daemon.rpc_addr
+        ));
         tokio::select! {
             _ = wait_for_signal() => {}
             _ = daemon.stop_requested() => tracing::info!("stop requested over RPC"),
         }
         tracing::info!("shutting down");
+        service::notify_or_warn("STOPPING=1\nSTATUS=shutting down");
         daemon.shutdown().await;
         anyhow::Ok(())
     });
@@ -117,6 +145,18 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes `commonsd.1` into `dir` (created if missing), generated from the flags.
+fn write_man_page(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .map_err(|e| format!("cannot render the man page: {e}"))?;
+    let path = dir.join("commonsd.1");
+    std::fs::write(&path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
 }
 
 /// Reopens the log file on every SIGHUP (logrotate's signal), or notes that there is none;

@@ -33,7 +33,8 @@ async fn start() -> Server {
         )
         .unwrap(),
     );
-    let cookie = Arc::new(Cookie::create(dir.path()).unwrap());
+    let cookie =
+        Arc::new(Cookie::create(dir.path(), commons_node::cookie::CookiePerms::Owner).unwrap());
     let listener = rpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);

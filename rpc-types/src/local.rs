@@ -69,6 +69,69 @@ pub struct FileConfig {
     pub rpc_bind: Option<String>,
     /// The `/metrics` address.
     pub metrics_bind: Option<String>,
+    /// Who may read the RPC cookie: `owner`, `group` or `all`.
+    pub rpc_cookie_perms: Option<String>,
+}
+
+/// Who may read the files through which a client reaches the node (the RPC cookie and the
+/// RPC address), as bitcoind's `-rpccookieperms`: an operator in the daemon's group can use
+/// `commons-cli` without becoming the daemon's user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookiePerms {
+    /// Mode 0600: the daemon's user only.
+    #[default]
+    Owner,
+    /// Mode 0640: the daemon's user and its group.
+    Group,
+    /// Mode 0644: every local user (any of them can then vote through this node's RPC).
+    All,
+}
+
+impl CookiePerms {
+    /// The file mode of the cookie and the RPC address file.
+    pub fn file_mode(self) -> u32 {
+        match self {
+            CookiePerms::Owner => 0o600,
+            CookiePerms::Group => 0o640,
+            CookiePerms::All => 0o644,
+        }
+    }
+
+    /// The mode of a data directory the daemon creates: whoever may read the cookie may
+    /// also pass through the directory to it (but not list it).
+    pub fn dir_mode(self) -> u32 {
+        match self {
+            CookiePerms::Owner => 0o700,
+            CookiePerms::Group => 0o710,
+            CookiePerms::All => 0o711,
+        }
+    }
+}
+
+impl std::str::FromStr for CookiePerms {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "owner" => Ok(CookiePerms::Owner),
+            "group" => Ok(CookiePerms::Group),
+            "all" => Ok(CookiePerms::All),
+            other => Err(format!(
+                "{other:?} is not one of owner, group, all (who may read the RPC cookie)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CookiePerms {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            CookiePerms::Owner => "owner",
+            CookiePerms::Group => "group",
+            CookiePerms::All => "all",
+        })
+    }
 }
 
 /// A config-file value that may be one string or a list of them.
@@ -148,7 +211,11 @@ pub fn network_from_file(
 /// Records `addr` in `<datadir>/.rpc-address` with mode 0600 (like the cookie): written to a
 /// temporary file and renamed over the old one, so a reader sees the old address or the new
 /// one, never half of one.
-pub fn write_rpc_address(datadir: &Path, addr: SocketAddr) -> std::io::Result<PathBuf> {
+pub fn write_rpc_address(
+    datadir: &Path,
+    addr: SocketAddr,
+    perms: CookiePerms,
+) -> std::io::Result<PathBuf> {
     use std::io::Write;
     let path = datadir.join(RPC_ADDRESS_FILE);
     let temp = datadir.join(format!("{RPC_ADDRESS_FILE}.tmp"));
@@ -160,8 +227,13 @@ pub fn write_rpc_address(datadir: &Path, addr: SocketAddr) -> std::io::Result<Pa
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, perms.file_mode());
     let mut file = options.open(&temp)?;
+    // Explicitly, because the mode at creation is reduced by the umask.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(
+        perms.file_mode(),
+    ))?;
     file.write_all(format!("{addr}\n").as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temp, &path)?;
@@ -209,7 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(read_rpc_address(dir.path()).unwrap(), None);
         let addr: SocketAddr = "127.0.0.9:4567".parse().unwrap();
-        let path = write_rpc_address(dir.path(), addr).unwrap();
+        let path = write_rpc_address(dir.path(), addr, CookiePerms::Owner).unwrap();
         assert_eq!(read_rpc_address(dir.path()).unwrap(), Some(addr));
         #[cfg(unix)]
         {
@@ -219,8 +291,14 @@ mod tests {
         }
         // A second start replaces it, and leaves no temporary file behind.
         let again: SocketAddr = "[::1]:80".parse().unwrap();
-        write_rpc_address(dir.path(), again).unwrap();
+        write_rpc_address(dir.path(), again, CookiePerms::Group).unwrap();
         assert_eq!(read_rpc_address(dir.path()).unwrap(), Some(again));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640, "readable by the group when asked");
+        }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         std::fs::write(&path, "nonsense").unwrap();
         let e = read_rpc_address(dir.path()).unwrap_err();
