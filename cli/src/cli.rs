@@ -131,6 +131,20 @@ pub enum Command {
         #[arg(value_name = "JSON|NAME=VALUE", allow_hyphen_values = true)]
         params: Vec<String>,
     },
+    /// Print the shell completion script of commons-cli, e.g. `commons-cli completions bash
+    /// > /etc/bash_completion.d/commons-cli`.
+    Completions {
+        /// The shell.
+        #[arg(value_name = "SHELL", value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages of commons-cli into DIR: commons-cli.1 and one page per command
+    /// (commons-cli-key-generate.1, ...).
+    ManPages {
+        /// Where to write them, e.g. /usr/local/share/man/man1.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 /// `key ...`

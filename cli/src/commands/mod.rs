@@ -10,6 +10,7 @@ mod decode;
 mod key;
 mod network;
 mod online;
+mod packaging;
 mod proposal;
 mod release;
 
@@ -47,6 +48,8 @@ pub fn run(cli: Cli) -> Result {
         )
     };
     match cli.command {
+        Command::Completions { shell } => packaging::completions(shell),
+        Command::ManPages { dir } => packaging::man_pages(&dir),
         Command::Help { method } => online::help(&ctx, method.as_deref()),
         Command::Call { method, params } => online()?.call_any(&ctx, &method, &params),
         Command::Stop => online()?.stop(&ctx),
