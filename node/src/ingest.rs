@@ -38,6 +38,7 @@ impl Node {
     /// cheap checks, duplicate check before signature verification), verification off the
     /// reactor, the intake's apply, persistence. Returns the verdict to report to gossipsub.
     pub async fn ingest(&self, kind: MessageKind, bytes: &[u8]) -> Outcome {
+        let started = std::time::Instant::now();
         let now = self.now();
         let checked = self.state().intake.check(kind, bytes, now);
         let reason = match checked {
@@ -56,6 +57,7 @@ impl Node {
         }
         self.metrics
             .received(kind.name(), outcome.verdict_name(), reason.label());
+        self.metrics.ingested_in(kind.name(), started.elapsed());
         tracing::debug!(
             kind = kind.name(),
             verdict = outcome.verdict_name(),
@@ -69,9 +71,21 @@ impl Node {
     pub(crate) async fn verify_off_reactor(&self, pending: Pending, now: u64) -> Verified {
         let kind = pending.kind();
         let spec = self.spec.clone();
-        tokio::task::spawn_blocking(move || pending.verify(&spec, now))
-            .await
-            .unwrap_or_else(|_| Verified::failed(verification_failed(kind)))
+        let queued = std::time::Instant::now();
+        let checked = tokio::task::spawn_blocking(move || {
+            let waited = queued.elapsed();
+            let started = std::time::Instant::now();
+            let verified = pending.verify(&spec, now);
+            (verified, waited, started.elapsed())
+        })
+        .await;
+        match checked {
+            Ok((verified, waited, verifying)) => {
+                self.metrics.verified_in(kind.name(), waited, verifying);
+                verified
+            }
+            Err(_) => Verified::failed(verification_failed(kind)),
+        }
     }
 
     /// Applies a verified message through the intake and writes what it says to persist, in
