@@ -37,8 +37,9 @@ use crate::error::{CliError, Result, key_error};
 /// The first line of an encrypted key file.
 pub const MAGIC: &str = "commons-signal encrypted secret key v1";
 
-/// scrypt's cost for new files: N = 2^17 with r = 8 takes 128 MiB and about half a second
-/// here (docs/KEYS.md has the measurement), so each guess at a passphrase costs the same.
+/// scrypt's cost for new files: N = 2^17 with r = 8 takes 128 MiB and about 0.4 s of CPU on
+/// the development machine (docs/KEYS.md has the measurement), so every guess at a
+/// passphrase costs an attacker as much.
 pub const SCRYPT_LOG_N: u8 = 17;
 /// scrypt's block size.
 pub const SCRYPT_R: u32 = 8;
@@ -80,7 +81,11 @@ pub struct Encrypted {
 
 impl std::fmt::Debug for Encrypted {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "Encrypted(public {}, scrypt 2^{})", self.public, self.log_n)
+        write!(
+            f,
+            "Encrypted(public {}, scrypt 2^{})",
+            self.public, self.log_n
+        )
     }
 }
 

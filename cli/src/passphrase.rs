@@ -115,14 +115,28 @@ fn prompt(text: &str) -> Result<Zeroizing<String>> {
         })
 }
 
-/// Reads secret text (a paper backup) from standard input: without echo when it is a
-/// terminal, else all of it (at most 4 KiB).
+/// Reads secret text (a paper backup) from standard input: on a terminal line by line
+/// without echo until an empty line (a backup is written on several lines), else all of it
+/// (at most 4 KiB).
 pub fn secret_from_stdin(what: &str) -> Result<Zeroizing<String>> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        return rpassword::prompt_password(format!("{what}: "))
-            .map(Zeroizing::new)
-            .map_err(|e| anyhow!("reading {what} from the terminal: {e}").into());
+        let mut text = Zeroizing::new(String::new());
+        let mut prompt = format!("{what}, line by line (an empty line ends it): ");
+        loop {
+            let line = rpassword::prompt_password(&prompt)
+                .map(Zeroizing::new)
+                .map_err(|e| anyhow!("reading {what} from the terminal: {e}"))?;
+            if line.trim().is_empty() {
+                return Ok(text);
+            }
+            if text.len() + line.len() > MAX_PASSPHRASE as usize {
+                return Err(anyhow!("longer than any {what}").into());
+            }
+            text.push_str(&line);
+            text.push('\n');
+            prompt = "next line: ".to_string();
+        }
     }
     let mut bytes = Zeroizing::new(Vec::new());
     stdin
