@@ -69,9 +69,12 @@ pub enum Command {
     /// Generate and inspect secret key files.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Create a network spec with fresh maintainer keys.
+    /// Create a local test network, every key on this machine.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Build a network spec from public keys, show it, sign it and verify its signatures.
+    #[command(subcommand)]
+    Spec(SpecCommand),
     /// Create, sign and verify time-locked proposals.
     #[command(subcommand)]
     Proposal(ProposalCommand),
@@ -147,6 +150,16 @@ pub enum Command {
     },
 }
 
+/// Where the passphrase of an encrypted key file comes from. Never from an argument's value:
+/// every user of the machine can read those.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct PassphraseArgs {
+    /// Read the passphrase from file descriptor N (its first line; `3< FILE` opens one)
+    /// instead of COMMONS_PASSPHRASE or a prompt on the terminal.
+    #[arg(long, value_name = "N")]
+    pub passphrase_fd: Option<u32>,
+}
+
 /// `key ...`
 #[derive(Debug, Subcommand)]
 pub enum KeyCommand {
@@ -155,6 +168,59 @@ pub enum KeyCommand {
         /// Where to write the key; an existing file is never overwritten.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Encrypt the key with a passphrase (asked twice on the terminal), as a maintainer's
+        /// or measurer's key should be; a node key stays plain so the node starts unattended.
+        #[arg(long)]
+        encrypt: bool,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Encrypt a plain secret key file with a passphrase, in place.
+    Encrypt {
+        /// The plain secret key file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Print a secret key as a paper backup (bech32m, in groups of four), or write it to a
+    /// new file (mode 0600). The output is the secret itself: keep it like the key.
+    Export {
+        /// The secret key file, plain or encrypted.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Write the backup to this new file instead of standard output.
+        #[arg(long, value_name = "OUT")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Restore a secret key file from a paper backup read from standard input (asked for
+    /// without echo on a terminal), and print its public key.
+    Import {
+        /// Where to write the key; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Encrypt the restored key with a passphrase.
+        #[arg(long)]
+        encrypt: bool,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Sign a bare 32-byte digest (from `proposal digest`, `release digest` or `spec
+    /// digest`) into a detached signature file, on a machine that never sees the message.
+    SignDigest {
+        /// The digest: 64 hex characters.
+        #[arg(value_name = "DIGEST", value_parser = parse_hash)]
+        digest: Hash32,
+        /// The signer's secret key file, plain or encrypted.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The detached signature file to write; an existing file is never overwritten.
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
     },
     /// Print the x-only public key of a secret key file (never the secret).
     Show {
@@ -189,9 +255,165 @@ pub enum KeyCommand {
 /// `network ...`
 #[derive(Debug, Subcommand)]
 pub enum NetworkCommand {
-    /// Write DIR/spec.toml, a regtest-style network with N fresh maintainer keys, and the
-    /// keys as DIR/maintainer-1.key ... (mode 0600).
+    /// For local test networks only: write DIR/spec.toml, a regtest-style network with N
+    /// fresh maintainer keys, and every key as DIR/maintainer-1.key ... (mode 0600, plain).
+    /// All secrets on one machine: a real network is built with `spec` from keys that each
+    /// maintainer generated alone (docs/KEYS.md).
     Init(NetworkInitArgs),
+}
+
+/// The built-in networks a new spec can start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BaseArg {
+    /// Day-long epochs, 90 days of uptime, locks of days to months.
+    Mainnet,
+    /// Hour-long epochs, a day of uptime, locks of hours.
+    Testnet,
+    /// Two-second epochs and locks of seconds, on loopback.
+    Regtest,
+}
+
+/// `spec ...`
+#[derive(Debug, Subcommand)]
+pub enum SpecCommand {
+    /// Write a new spec with a built-in network's parameters and no keys at all.
+    New {
+        /// The network's name: 1 to 32 characters of a-z, 0-9 and -.
+        #[arg(long)]
+        name: String,
+        /// Whose parameters (epochs, uptime, locks, thresholds) to start from.
+        #[arg(long, value_enum, default_value = "mainnet")]
+        base: BaseArg,
+        /// Where to write the spec (TOML); an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Add a maintainer, who signs proposals of every tier, to a spec file, in place.
+    AddMaintainer {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The maintainer's public key (64 hex characters, from `key generate`).
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Remove a maintainer from a spec file, in place.
+    RemoveMaintainer {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The maintainer's public key.
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Add a release signer of some release classes to a spec file, in place.
+    AddReleaseSigner {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The signer's public key.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// The classes it signs.
+        #[arg(long, value_enum, required = true, num_args = 1..)]
+        class: Vec<ClassArg>,
+    },
+    /// Remove a release signer from a spec file (from every class unless --class says
+    /// which), in place.
+    RemoveReleaseSigner {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The signer's public key.
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// Only from these classes.
+        #[arg(long, value_enum, num_args = 1..)]
+        class: Vec<ClassArg>,
+    },
+    /// Add a measurer, with the addresses nodes dial it at, to a spec file, in place.
+    AddMeasurer {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The measurer's public key (its node key's).
+        #[arg(value_name = "KEY")]
+        key: String,
+        /// A multiaddr to dial it at, like /dns4/m1.example.org/tcp/8733; may be repeated.
+        #[arg(long = "address", value_name = "MULTIADDR")]
+        addresses: Vec<String>,
+    },
+    /// Remove a measurer from a spec file, in place.
+    RemoveMeasurer {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The measurer's public key.
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Set how many signatures tiers or release classes need, or the measurer quorum, in
+    /// place.
+    #[command(group = clap::ArgGroup::new("what").required(true))]
+    SetThreshold {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The new threshold.
+        #[arg(value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        threshold: u32,
+        /// The tiers whose maintainer signatures it counts.
+        #[arg(long, value_name = "T", group = "what", num_args = 1..)]
+        tier: Vec<u8>,
+        /// The release classes whose signatures it counts.
+        #[arg(long, value_enum, group = "what", num_args = 1..)]
+        class: Vec<ClassArg>,
+        /// The measurer quorum.
+        #[arg(long, group = "what")]
+        measurers: bool,
+    },
+    /// Show a spec: its id, keys, thresholds, and what it still lacks.
+    Show {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// Print a spec's network id, which every signature on the network is bound to.
+    Id {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// Print the digest a maintainer signs to vouch for a spec (for `key sign-digest`).
+    Digest {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+    },
+    /// Sign a spec as one of its maintainers, into a detached signature file.
+    Sign {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// The maintainer's secret key file, plain or encrypted.
+        #[arg(long, value_name = "KEY")]
+        key: PathBuf,
+        /// The detached signature file to write; an existing file is never overwritten.
+        #[arg(long, value_name = "OUT")]
+        out: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Check that a spec's maintainers signed it, as many as its strictest tier needs; exit
+    /// code 0 only when they did.
+    Verify {
+        /// The spec file.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// Detached signature files from `spec sign` or `key sign-digest`.
+        #[arg(value_name = "SIG", required = true)]
+        signatures: Vec<PathBuf>,
+    },
 }
 
 /// Arguments of `network init`.
@@ -222,9 +444,28 @@ pub enum ProposalCommand {
         /// The proposal file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The maintainer's secret key file.
+        /// The maintainer's secret key file, plain or encrypted.
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
+    },
+    /// Print the digest maintainers sign for a proposal (its id on the network), for
+    /// `key sign-digest` on a machine that never sees the proposal.
+    Digest {
+        /// The proposal file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Add detached signatures (from `key sign-digest`) to a proposal file, in place; each
+    /// is checked first.
+    Attach {
+        /// The proposal file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Detached signature files.
+        #[arg(value_name = "SIG", required = true)]
+        signatures: Vec<PathBuf>,
     },
     /// Check a proposal against the network's rules; exit code 0 only when it is valid.
     Verify {
@@ -349,19 +590,30 @@ pub enum ReleaseCommand {
         /// The release bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// The signer's secret key file.
+        /// The signer's secret key file, plain or encrypted.
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
         /// Write only the signature, to this new file, and leave FILE unchanged.
         #[arg(long, value_name = "OUT")]
         detached: Option<PathBuf>,
+        #[command(flatten)]
+        passphrase: PassphraseArgs,
     },
-    /// Add detached signatures to a release bundle, in place.
+    /// Print the digest release signers sign for a bundle (its id on the network), for
+    /// `key sign-digest` on a machine that never sees the bundle; `release combine` adds
+    /// the signatures.
+    Digest {
+        /// The release bundle file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Add detached signatures (from `release sign --detached` or `key sign-digest`) to a
+    /// release bundle, in place.
     Combine {
         /// The release bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
-        /// Detached signature files made with `release sign --detached`.
+        /// Detached signature files.
         #[arg(value_name = "SIG", required = true)]
         signatures: Vec<PathBuf>,
     },

@@ -98,6 +98,30 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a new file that holds a secret: mode 0600 from the start (the temporary file is
+/// created so), never over an existing file, never half written.
+pub fn write_new_secret(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let temp = staged(path, bytes)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("{}: cannot set permissions", path.display()))?;
+    }
+    temp.persist_noclobber(path).map_err(|e| {
+        if e.error.kind() == io::ErrorKind::AlreadyExists {
+            anyhow!(
+                "{}: file exists already; refusing to overwrite a key",
+                path.display()
+            )
+        } else {
+            anyhow!("{}: cannot write: {}", path.display(), e.error)
+        }
+    })?;
+    Ok(())
+}
+
 /// Replaces an existing file's content, keeping its permissions.
 pub fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let permissions = fs::metadata(path)
@@ -177,6 +201,22 @@ mod tests {
         }
         let leftovers = fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary files left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secrets_are_written_for_the_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        write_new_secret(&path, b"secret").unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let err = write_new_secret(&path, b"other").unwrap_err().to_string();
+        assert!(err.contains("exists already"), "{err}");
+        assert_eq!(fs::read(&path).unwrap(), b"secret");
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! - [`cli`]: the command line (clap derive);
 //! - [`commands`]: one module per command group, all sharing one [`commands::Context`];
 //! - [`error`]: the one error type and its exit codes;
-//! - [`files`] and [`format`]: file handling and human-readable output shared by commands.
+//! - [`files`] and [`format`]: file handling and human-readable output shared by commands;
+//! - [`keyfile`] and [`passphrase`]: plain and encrypted secret key files, paper backups,
+//!   and where passphrases come from.
 
 mod cli;
 mod commands;
 mod error;
 mod files;
 mod format;
+mod keyfile;
+mod passphrase;
 mod rpc;
 
 use std::process::ExitCode;

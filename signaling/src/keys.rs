@@ -231,7 +231,8 @@ impl SecretKey {
                 }
             }
         })?;
-        let mut text = hex::encode(self.secret_bytes());
+        let secret = zeroize::Zeroizing::new(self.secret_bytes());
+        let mut text = zeroize::Zeroizing::new(hex::encode(&secret[..]));
         text.push('\n');
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
@@ -258,13 +259,13 @@ impl SecretKey {
                 });
             }
         }
-        let text = fs::read_to_string(path).map_err(io)?;
+        let text = zeroize::Zeroizing::new(fs::read_to_string(path).map_err(io)?);
         let format = |reason: &str| KeyError::Format {
             path: path.to_path_buf(),
             reason: reason.to_string(),
         };
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(text.trim(), &mut bytes)
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(text.trim(), &mut bytes[..])
             .map_err(|_| format("expected 64 hex characters"))?;
         Self::from_bytes(&bytes).map_err(|_| format("not a valid secp256k1 secret"))
     }

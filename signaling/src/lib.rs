@@ -9,6 +9,8 @@
 //! - [`messages`]: attestations, presences, signals, proposals, release bundles;
 //! - [`artifact`]: whole-file and per-chunk hashes of release artifacts;
 //! - [`spec`]: network parameters, the built-in networks and spec files;
+//! - [`spec_signatures`]: maintainer signatures over a spec, so a node can tell where it
+//!   came from;
 //! - [`sync`] and [`fetch`]: the payloads of the catch-up and artifact-fetch
 //!   request-response protocols.
 
@@ -17,6 +19,7 @@ pub mod fetch;
 pub mod keys;
 pub mod messages;
 pub mod spec;
+pub mod spec_signatures;
 pub mod sync;
 pub mod types;
 pub mod wire;

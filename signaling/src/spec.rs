@@ -432,6 +432,21 @@ impl NetworkSpec {
 
     /// Reads and validates a spec file: JSON when it ends in `.json`, TOML otherwise.
     pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let spec = Self::parse_file(path)?;
+        spec.validate(&path.display().to_string())?;
+        Ok(spec)
+    }
+
+    /// Reads a spec that is still being put together in a key ceremony: every rule of
+    /// [`NetworkSpec::validate`] holds except that thresholds may exceed the keys listed so
+    /// far ([`NetworkSpec::validate_draft`]).
+    pub fn load_draft(path: &Path) -> Result<Self, SpecError> {
+        let spec = Self::parse_file(path)?;
+        spec.validate_draft(&path.display().to_string())?;
+        Ok(spec)
+    }
+
+    fn parse_file(path: &Path) -> Result<Self, SpecError> {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
             path: origin.clone(),
@@ -448,7 +463,6 @@ impl NetworkSpec {
                 message: e.to_string(),
             })?
         };
-        spec.validate(&origin)?;
         Ok(spec)
     }
 
@@ -462,6 +476,53 @@ impl NetworkSpec {
 
     /// Checks every rule a usable spec must follow; `origin` names it in errors.
     pub fn validate(&self, origin: &str) -> Result<(), SpecError> {
+        self.check_rules(origin, false)
+    }
+
+    /// Checks the rules of a spec still being built from public keys: as
+    /// [`NetworkSpec::validate`], except that a tier, release class or measurer quorum may
+    /// require more keys than are listed yet. Such a spec is not usable
+    /// ([`NetworkSpec::missing_keys`] says what it lacks).
+    pub fn validate_draft(&self, origin: &str) -> Result<(), SpecError> {
+        self.check_rules(origin, true)
+    }
+
+    /// What a draft spec still lacks: one line per threshold that exceeds the keys listed.
+    pub fn missing_keys(&self) -> Vec<String> {
+        let mut missing = Vec::new();
+        for tier in &self.tiers {
+            if tier.signatures_required as usize > self.maintainers.len() {
+                missing.push(format!(
+                    "tier {} needs {} maintainer signatures, {} maintainers listed",
+                    tier.tier,
+                    tier.signatures_required,
+                    self.maintainers.len()
+                ));
+            }
+        }
+        for class in &self.release_classes {
+            if class.threshold as usize > class.signers.len() {
+                missing.push(format!(
+                    "{} releases need {} signatures, {} signers listed",
+                    class.class.name(),
+                    class.threshold,
+                    class.signers.len()
+                ));
+            }
+        }
+        if self.qualification == QualificationRule::Measurers
+            && self.measurer_quorum as usize > self.measurers.len()
+        {
+            missing.push(format!(
+                "the measurer quorum is {}, {} measurers listed",
+                self.measurer_quorum,
+                self.measurers.len()
+            ));
+        }
+        missing
+    }
+
+    fn check_rules(&self, origin: &str, draft: bool) -> Result<(), SpecError> {
         let invalid = |field: &str, reason: String| SpecError::Invalid {
             origin: origin.to_string(),
             field: field.to_string(),
@@ -510,7 +571,7 @@ impl NetworkSpec {
                 "must be between 1 and 128".into(),
             ));
         }
-        self.validate_qualification(origin)?;
+        self.validate_qualification(origin, draft)?;
         let mut seen = std::collections::BTreeSet::new();
         for key in &self.maintainers {
             if !key.is_valid() {
@@ -542,7 +603,8 @@ impl NetworkSpec {
             }
             // A network before its key ceremony lists no maintainers; it is valid but cannot
             // accept proposals yet.
-            if !self.maintainers.is_empty()
+            if !draft
+                && !self.maintainers.is_empty()
                 && tier.signatures_required as usize > self.maintainers.len()
             {
                 return Err(invalid(
@@ -585,7 +647,8 @@ impl NetworkSpec {
                     format!("of class {name} must be at least 1"),
                 ));
             }
-            if !class.signers.is_empty() && class.threshold as usize > class.signers.len() {
+            if !draft && !class.signers.is_empty() && class.threshold as usize > class.signers.len()
+            {
                 return Err(invalid(
                     "release_classes.threshold",
                     format!(
@@ -673,7 +736,7 @@ impl NetworkSpec {
     }
 
     /// The rules of step 2: measurers, their quorum and liveness, the ticket parameters.
-    fn validate_qualification(&self, origin: &str) -> Result<(), SpecError> {
+    fn validate_qualification(&self, origin: &str, draft: bool) -> Result<(), SpecError> {
         let invalid = |field: &str, reason: String| SpecError::Invalid {
             origin: origin.to_string(),
             field: field.to_string(),
@@ -702,7 +765,10 @@ impl NetworkSpec {
         }
         // Like maintainers, a network before its measurer ceremony lists none; its quorum
         // is what the ceremony must meet.
-        if !self.measurers.is_empty() && self.measurer_quorum as usize > self.measurers.len() {
+        if !draft
+            && !self.measurers.is_empty()
+            && self.measurer_quorum as usize > self.measurers.len()
+        {
             return Err(invalid(
                 "measurer_quorum",
                 format!(

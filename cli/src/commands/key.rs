@@ -1,19 +1,130 @@
-//! `key generate`, `key show`, `key regtest-maintainer` and `key regtest-measurer`.
+//! `key generate`, `key show`, `key encrypt`, `key export`, `key import`, `key sign-digest`,
+//! `key regtest-maintainer` and `key regtest-measurer`, and the loading of secret key files
+//! (plain or encrypted) that every signing command shares.
 
 use std::path::Path;
 
 use anyhow::anyhow;
-use commons_signaling::SecretKey;
+use commons_signaling::{Hash32, MaintainerSignature, PublicKey, SecretKey, wire};
+use zeroize::Zeroizing;
 
 use super::Context;
+use crate::cli::PassphraseArgs;
 use crate::error::{Result, key_error};
+use crate::files;
+use crate::keyfile::{self, KeyFile};
+use crate::passphrase::{self, Source};
 
-/// Writes a fresh secret key (mode 0600, never over an existing file) and prints its public
-/// key.
-pub fn generate(ctx: &Context, out: &Path) -> Result {
+fn source(args: PassphraseArgs) -> Source {
+    Source {
+        fd: args.passphrase_fd,
+    }
+}
+
+/// Writes a fresh secret key (mode 0600, never over an existing file), encrypted when a
+/// passphrase source is given, and prints its public key.
+pub fn generate(ctx: &Context, out: &Path, encrypt: Option<PassphraseArgs>) -> Result {
+    passphrase::protect_process();
     let key = SecretKey::generate();
-    key.save(out).map_err(key_error)?;
+    let passphrase = match encrypt {
+        Some(args) => Some(source(args).new_passphrase(&out.display().to_string())?),
+        None => None,
+    };
+    keyfile::write_new(out, &key, passphrase.as_deref().map(String::as_str))?;
     ctx.say(key.public_key())
+}
+
+/// `key encrypt FILE`: seals a plain key file with a passphrase, in place.
+pub fn encrypt(ctx: &Context, file: &Path, args: PassphraseArgs) -> Result {
+    match keyfile::read(file)? {
+        KeyFile::Encrypted(_) => {
+            return Err(anyhow!(
+                "{}: is encrypted already (to change its passphrase, `key export` it and \
+                 `key import --encrypt` the backup)",
+                file.display()
+            )
+            .into());
+        }
+        KeyFile::Plain => {}
+    }
+    passphrase::protect_process();
+    let key = SecretKey::load(file).map_err(key_error)?;
+    let passphrase = source(args).new_passphrase(&file.display().to_string())?;
+    keyfile::replace(file, &key, &passphrase)?;
+    ctx.say(format_args!(
+        "{}  encrypted {}",
+        key.public_key(),
+        file.display()
+    ))
+}
+
+/// `key export FILE [--out OUT]`: the paper backup of a key.
+pub fn export(ctx: &Context, file: &Path, out: Option<&Path>, args: PassphraseArgs) -> Result {
+    let key = load(file, args)?;
+    let backup = keyfile::grouped(&keyfile::backup_text(&key));
+    match out {
+        Some(out) => {
+            let mut text = Zeroizing::new(String::from(backup.as_str()));
+            text.push('\n');
+            files::write_new_secret(out, text.as_bytes())?;
+            ctx.say(format_args!(
+                "{}  backup written to {} (mode 0600; it is the secret itself)",
+                key.public_key(),
+                out.display()
+            ))
+        }
+        None => ctx.say(backup.as_str()),
+    }
+}
+
+/// `key import --out FILE [--encrypt]`: a key file from a paper backup on standard input.
+pub fn import(ctx: &Context, out: &Path, encrypt: Option<PassphraseArgs>) -> Result {
+    if out.exists() {
+        return Err(anyhow!(
+            "{}: file exists already; refusing to overwrite a key",
+            out.display()
+        )
+        .into());
+    }
+    passphrase::protect_process();
+    let text = passphrase::secret_from_stdin("the key backup")?;
+    let key = keyfile::from_backup_text(&text)
+        .map_err(|e| anyhow!("the backup on standard input: {e}"))?;
+    let passphrase = match encrypt {
+        Some(args) => Some(source(args).new_passphrase(&out.display().to_string())?),
+        None => None,
+    };
+    keyfile::write_new(out, &key, passphrase.as_deref().map(String::as_str))?;
+    ctx.say(key.public_key())
+}
+
+/// `key sign-digest DIGEST --key KEY --out SIG`: a detached signature over a bare digest.
+pub fn sign_digest(
+    ctx: &Context,
+    digest: &Hash32,
+    key_file: &Path,
+    out: &Path,
+    args: PassphraseArgs,
+) -> Result {
+    if out.exists() {
+        return Err(anyhow!(
+            "{}: exists already; refusing to overwrite it",
+            out.display()
+        )
+        .into());
+    }
+    let key = load(key_file, args)?;
+    let signature = MaintainerSignature {
+        signer: key.public_key(),
+        signature: key.sign(digest),
+    };
+    files::write_new(out, &wire::encode(&signature))?;
+    ctx.say(format_args!("digest      {digest}"))?;
+    ctx.say(format_args!("signed as {}", signature.signer))?;
+    ctx.say(format_args!(
+        "wrote       detached signature {}",
+        out.display()
+    ))
 }
 
 /// Writes the well-known regtest maintainer key `index` (mode 0600, never over an existing
@@ -32,15 +143,31 @@ pub fn regtest_measurer(ctx: &Context, index: u8, out: &Path) -> Result {
     ctx.say(key.public_key())
 }
 
-/// Prints the public key of a secret key file; never the secret.
+/// Prints the public key of a secret key file; never the secret. An encrypted file records
+/// its public key, so no passphrase is asked.
 pub fn show(ctx: &Context, file: &Path) -> Result {
-    ctx.say(load(file)?.public_key())
+    ctx.say(public_key(file)?)
 }
 
-/// Reads a secret key file (refusing one that others can read), for signing.
-pub fn load(path: &Path) -> Result<SecretKey> {
-    if path.is_dir() {
-        return Err(anyhow!("{}: is a directory, not a key file", path.display()).into());
+/// The public key of a key file without its passphrase: what an encrypted file records (the
+/// seal covers it, so it is checked when the key is opened to sign).
+pub fn public_key(path: &Path) -> Result<PublicKey> {
+    match keyfile::read(path)? {
+        KeyFile::Encrypted(file) => Ok(file.public),
+        KeyFile::Plain => Ok(SecretKey::load(path).map_err(key_error)?.public_key()),
     }
-    SecretKey::load(path).map_err(key_error)
+}
+
+/// Reads a secret key file for signing, plain or encrypted (refusing one that others can
+/// read), taking the passphrase from where `args` says.
+pub fn load(path: &Path, args: PassphraseArgs) -> Result<SecretKey> {
+    let file = keyfile::read(path)?;
+    passphrase::protect_process();
+    match file {
+        KeyFile::Plain => SecretKey::load(path).map_err(key_error),
+        KeyFile::Encrypted(file) => {
+            let passphrase = source(args).existing(&path.display().to_string())?;
+            file.decrypt(path, &passphrase)
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod online;
 mod packaging;
 mod proposal;
 mod release;
+mod spec;
 
 use std::cell::OnceCell;
 use std::fmt;
@@ -73,7 +74,30 @@ pub fn run(cli: Cli) -> Result {
         Command::Release(ReleaseCommand::Show { release, version }) => {
             online()?.show_release(&ctx, &release, version.as_ref())
         }
-        Command::Key(KeyCommand::Generate { out }) => key::generate(&ctx, &out),
+        Command::Key(KeyCommand::Generate {
+            out,
+            encrypt,
+            passphrase,
+        }) => key::generate(&ctx, &out, encrypt.then_some(passphrase)),
+        Command::Key(KeyCommand::Encrypt { file, passphrase }) => {
+            key::encrypt(&ctx, &file, passphrase)
+        }
+        Command::Key(KeyCommand::Export {
+            file,
+            out,
+            passphrase,
+        }) => key::export(&ctx, &file, out.as_deref(), passphrase),
+        Command::Key(KeyCommand::Import {
+            out,
+            encrypt,
+            passphrase,
+        }) => key::import(&ctx, &out, encrypt.then_some(passphrase)),
+        Command::Key(KeyCommand::SignDigest {
+            digest,
+            key,
+            out,
+            passphrase,
+        }) => key::sign_digest(&ctx, &digest, &key, &out, passphrase),
         Command::Key(KeyCommand::Show { file }) => key::show(&ctx, &file),
         Command::Key(KeyCommand::RegtestMaintainer { index, out }) => {
             key::regtest_maintainer(&ctx, index, &out)
@@ -82,15 +106,26 @@ pub fn run(cli: Cli) -> Result {
             key::regtest_measurer(&ctx, index, &out)
         }
         Command::Network(NetworkCommand::Init(args)) => network::init(&ctx, &args),
+        Command::Spec(command) => spec::run(&ctx, command),
         Command::Proposal(ProposalCommand::Create(args)) => proposal::create(&ctx, &args),
-        Command::Proposal(ProposalCommand::Sign { file, key }) => proposal::sign(&ctx, &file, &key),
+        Command::Proposal(ProposalCommand::Sign {
+            file,
+            key,
+            passphrase,
+        }) => proposal::sign(&ctx, &file, &key, passphrase),
+        Command::Proposal(ProposalCommand::Digest { file }) => proposal::digest(&ctx, &file),
+        Command::Proposal(ProposalCommand::Attach { file, signatures }) => {
+            proposal::attach(&ctx, &file, &signatures)
+        }
         Command::Proposal(ProposalCommand::Verify { file }) => proposal::verify(&ctx, &file),
         Command::Release(ReleaseCommand::Create(args)) => release::create(&ctx, &args),
         Command::Release(ReleaseCommand::Sign {
             file,
             key,
             detached,
-        }) => release::sign(&ctx, &file, &key, detached.as_deref()),
+            passphrase,
+        }) => release::sign(&ctx, &file, &key, detached.as_deref(), passphrase),
+        Command::Release(ReleaseCommand::Digest { file }) => release::digest(&ctx, &file),
         Command::Release(ReleaseCommand::Combine { file, signatures }) => {
             release::combine(&ctx, &file, &signatures)
         }
@@ -312,7 +347,10 @@ pub fn load_detached(path: &Path) -> Result<MaintainerSignature> {
             "{name}: this is a {} message, not a detached signature",
             other.kind().name()
         ),
-        Err(_) => anyhow!("{name}: not a detached signature (made by `release sign --detached`)"),
+        Err(_) => anyhow!(
+            "{name}: not a detached signature (made by `release sign --detached`, `spec sign` or \
+             `key sign-digest`)"
+        ),
     }
     .into())
 }

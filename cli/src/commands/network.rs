@@ -1,4 +1,5 @@
-//! `network init`: a new network with fresh maintainer and measurer keys.
+//! `network init`: a local test network with fresh maintainer and measurer keys, all of them
+//! on this machine. A real network is built with `spec` from keys generated apart.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -148,7 +149,7 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
         .into());
     }
 
-    ctx.say(format_args!("network {}", spec.name))?;
+    ctx.say(format_args!("network {} (a local test network)", spec.name))?;
     ctx.say(format_args!("id          {id}"))?;
     ctx.say(format_args!("spec        {}", spec_path.display()))?;
     ctx.say(format_args!(
@@ -185,7 +186,11 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
     ctx.say(format_args!(
         "use it with: commons-cli --network {} ...",
         spec_path.display()
-    ))
+    ))?;
+    ctx.say(
+        "for tests only: every secret key is on this machine; build a real network with \
+         `commons-cli spec` from keys each maintainer generates alone (docs/KEYS.md)",
+    )
 }
 
 #[cfg(test)]

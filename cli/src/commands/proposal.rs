@@ -1,4 +1,5 @@
-//! `proposal create`, `proposal sign` and `proposal verify`.
+//! `proposal create`, `proposal sign`, `proposal digest`, `proposal attach` and `proposal
+//! verify`.
 
 use std::path::Path;
 
@@ -6,8 +7,8 @@ use anyhow::anyhow;
 use commons_aggregator::rules::{ProposalError, ThresholdReport, check_threshold, verify_proposal};
 use commons_signaling::{PROTOCOL_VERSION, Proposal, ProposalBody};
 
-use super::{Context, Network, load_proposal, signature_lines, text};
-use crate::cli::{ProposalCreateArgs, TimeArg};
+use super::{Context, Network, load_detached, load_proposal, signature_lines, text};
+use crate::cli::{PassphraseArgs, ProposalCreateArgs, TimeArg};
 use crate::error::{CliError, Result};
 use crate::files;
 use crate::format;
@@ -136,11 +137,11 @@ fn report(proposal: &Proposal, net: &Network) -> ThresholdReport {
 }
 
 /// `proposal sign FILE --key KEY`.
-pub fn sign(ctx: &Context, file: &Path, key_file: &Path) -> Result {
+pub fn sign(ctx: &Context, file: &Path, key_file: &Path, passphrase: PassphraseArgs) -> Result {
     let net = ctx.network()?;
     let mut proposal = load_proposal(file)?;
-    let key = super::key::load(key_file)?;
-    let public = key.public_key();
+    // Whether the key may sign is known before anyone types its passphrase.
+    let public = super::key::public_key(key_file)?;
     if !net.spec.maintainers.contains(&public) {
         return Err(anyhow!(
             "{}: key {public} is not a maintainer of network {}; is --network right?",
@@ -160,6 +161,7 @@ pub fn sign(ctx: &Context, file: &Path, key_file: &Path) -> Result {
             .into());
         }
     }
+    let key = super::key::load(key_file, passphrase)?;
     let replaced = proposal.signatures.iter().any(|s| s.signer == public);
     proposal
         .add_signature(&key, &net.id)
@@ -174,6 +176,66 @@ pub fn sign(ctx: &Context, file: &Path, key_file: &Path) -> Result {
     };
     ctx.say(format_args!("proposal    {}", report.id))?;
     ctx.say(format_args!("{verb} {public}"))?;
+    ctx.say(format_args!(
+        "counted     {} of {} required{}",
+        report.counted,
+        report.required,
+        if report.is_met() {
+            " (threshold met)"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// `proposal digest FILE`: the id maintainers sign, alone on a line, for an offline signer.
+pub fn digest(ctx: &Context, file: &Path) -> Result {
+    let net = ctx.network()?;
+    let proposal = load_proposal(file)?;
+    ctx.say(proposal.id(&net.id))
+}
+
+/// `proposal attach FILE SIG...`: every signature is checked before the file is written; one
+/// that is not over this proposal on this network, or not by a maintainer, rejects them all.
+pub fn attach(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf]) -> Result {
+    let net = ctx.network()?;
+    let mut proposal = load_proposal(file)?;
+    let id = proposal.id(&net.id);
+    let mut added = Vec::new();
+    for path in signature_files {
+        let signature = load_detached(path)?;
+        let signer = signature.signer;
+        if !signature.verify(&id) {
+            return Err(anyhow!(
+                "{}: the signature by {signer} is not over this proposal (id {id}) on network \
+                 {}: it was made for another message or network, or is damaged; {} was not \
+                 changed",
+                path.display(),
+                net.spec.name,
+                file.display()
+            )
+            .into());
+        }
+        if !net.spec.maintainers.contains(&signer) {
+            return Err(anyhow!(
+                "{}: {signer} is not a maintainer of network {}; {} was not changed",
+                path.display(),
+                net.spec.name,
+                file.display()
+            )
+            .into());
+        }
+        proposal
+            .add_detached(signature)
+            .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        added.push((signer, path));
+    }
+    files::replace(file, &proposal.encode())?;
+    let report = report(&proposal, net);
+    ctx.say(format_args!("proposal    {id}"))?;
+    for (signer, path) in added {
+        ctx.say(format_args!("added       {signer} from {}", path.display()))?;
+    }
     ctx.say(format_args!(
         "counted     {} of {} required{}",
         report.counted,

@@ -1,4 +1,4 @@
-//! `release create`, `release sign`, `release combine` and `release verify`.
+//! `release create`, `release sign`, `release digest`, `release combine` and `release verify`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -19,7 +19,7 @@ use commons_signaling::{
 use super::{
     Context, Network, bad_signature_hint, load_detached, load_release, signature_lines, text,
 };
-use crate::cli::ReleaseCreateArgs;
+use crate::cli::{PassphraseArgs, ReleaseCreateArgs};
 use crate::error::{CliError, Result};
 use crate::files;
 use crate::format;
@@ -231,11 +231,12 @@ fn prepare_signing<'n>(
     ctx: &'n Context,
     file: &Path,
     key_file: &Path,
+    passphrase: PassphraseArgs,
 ) -> Result<(ReleaseBundle, &'n Network, SecretKey)> {
     let net = ctx.network()?;
     let bundle = load_release(file)?;
-    let key = super::key::load(key_file)?;
-    let public = key.public_key();
+    // Whether the key may sign is known before anyone types its passphrase.
+    let public = super::key::public_key(key_file)?;
     let class = bundle.body.class;
     if !class_rules(net, class)?.signers.contains(&public) {
         return Err(anyhow!(
@@ -247,7 +248,10 @@ fn prepare_signing<'n>(
         .into());
     }
     match verify_release(&bundle, &net.spec, &net.id, None, ctx.now()?) {
-        Ok(_) | Err(ReleaseError::BelowThreshold(_)) => Ok((bundle, net, key)),
+        Ok(_) | Err(ReleaseError::BelowThreshold(_)) => {
+            let key = super::key::load(key_file, passphrase)?;
+            Ok((bundle, net, key))
+        }
         Err(error) => Err(anyhow!(
             "{}: refusing to sign, the release is not valid on network {}: {error}",
             file.display(),
@@ -257,9 +261,23 @@ fn prepare_signing<'n>(
     }
 }
 
+/// `release digest FILE`: the id release signers sign, alone on a line, for an offline
+/// signer.
+pub fn digest(ctx: &Context, file: &Path) -> Result {
+    let net = ctx.network()?;
+    let bundle = load_release(file)?;
+    ctx.say(bundle.id(&net.id))
+}
+
 /// `release sign FILE --key KEY [--detached OUT]`.
-pub fn sign(ctx: &Context, file: &Path, key_file: &Path, detached: Option<&Path>) -> Result {
-    let (mut bundle, net, key) = prepare_signing(ctx, file, key_file)?;
+pub fn sign(
+    ctx: &Context,
+    file: &Path,
+    key_file: &Path,
+    detached: Option<&Path>,
+    passphrase: PassphraseArgs,
+) -> Result {
+    let (mut bundle, net, key) = prepare_signing(ctx, file, key_file, passphrase)?;
     let public = key.public_key();
     let id = bundle.id(&net.id);
     if let Some(out) = detached {

@@ -90,21 +90,50 @@ impl Workdir {
     /// daemon's `COMMONS_*` variables, so neither the runner's environment nor a node
     /// config in the runner's home changes what the command does.
     pub fn run(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new(BIN);
+        self.run_with(args, &[], None)
+    }
+
+    /// Runs `commons-cli ARGS` as [`Workdir::run`] does, with extra environment variables
+    /// and, when given, these bytes on standard input (else none).
+    pub fn run_with(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&[u8]>) -> Run {
+        self.run_program(BIN, args, env, stdin)
+    }
+
+    /// Runs `program ARGS` (`sh`, `setsid`, ...) in the directory, with the environment of
+    /// [`Workdir::run`] and `COMMONS_CLI` naming the binary under test.
+    pub fn run_program(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&[u8]>,
+    ) -> Run {
+        use std::io::Write;
+        let mut cmd = Command::new(program);
         for var in [
             "COMMONS_DATADIR",
             "COMMONS_CONF",
             "COMMONS_NETWORK",
             "COMMONS_RPC_BIND",
+            "COMMONS_PASSPHRASE",
         ] {
             cmd.env_remove(var);
         }
-        let output = cmd
-            .args(args)
+        cmd.args(args)
+            .envs(env.iter().copied())
+            .env("COMMONS_CLI", BIN)
             .env("HOME", self.dir.path())
             .current_dir(self.dir.path())
-            .output()
-            .expect("run commons-cli");
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("run commons-cli");
+        let mut input = child.stdin.take().expect("piped stdin");
+        if let Some(bytes) = stdin {
+            input.write_all(bytes).expect("write stdin");
+        }
+        drop(input);
+        let output = child.wait_with_output().expect("run commons-cli");
         Run {
             args: args.iter().map(|s| s.to_string()).collect(),
             code: output.status.code().unwrap_or(-1),
