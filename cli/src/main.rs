@@ -7,13 +7,15 @@
 //! - [`cli`]: the command line (clap derive);
 //! - [`commands`]: one module per command group, all sharing one [`commands::Context`];
 //! - [`error`]: the one error type and its exit codes;
-//! - [`files`] and [`format`]: file handling and human-readable output shared by commands.
+//! - [`files`] and [`format`]: file handling and human-readable output shared by commands;
+//! - [`progress`]: progress bars of long operations, on standard error.
 
 mod cli;
 mod commands;
 mod error;
 mod files;
 mod format;
+mod progress;
 mod rpc;
 
 use std::process::ExitCode;
