@@ -54,9 +54,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SECS")]
     pub rpc_wait: Option<u64>,
 
-    /// Print the node's answer as JSON, for scripts.
+    /// Print one JSON document on standard output instead of text, for scripts (the node's
+    /// answer as it came, for the online commands); errors still go to standard error.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Show no progress bars (they are drawn on standard error, and only on a terminal).
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
 
     /// What to do.
     #[command(subcommand)]

@@ -154,8 +154,13 @@ pub fn digest_reader(mut reader: impl Read, limit: u64) -> io::Result<ArtifactDi
     Ok(hasher.finish())
 }
 
-/// Streams a regular file through the artifact hasher, reading at most `limit` bytes.
-pub fn digest_file(path: &Path, limit: u64) -> io::Result<ArtifactDigest> {
+/// Streams a regular file through the artifact hasher, reading at most `limit` bytes and
+/// counting them on `progress`.
+pub fn digest_file(
+    path: &Path,
+    limit: u64,
+    progress: &crate::progress::Progress,
+) -> io::Result<ArtifactDigest> {
     let file = fs::File::open(path)?;
     if !file.metadata()?.is_file() {
         return Err(io::Error::new(
@@ -163,7 +168,7 @@ pub fn digest_file(path: &Path, limit: u64) -> io::Result<ArtifactDigest> {
             "not a regular file",
         ));
     }
-    digest_reader(file, limit)
+    digest_reader(progress.reader(file), limit)
 }
 
 #[cfg(test)]

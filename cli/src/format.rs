@@ -105,6 +105,17 @@ pub fn fate(fate: SignatureFate) -> String {
     format!("{label} ({fate})")
 }
 
+/// The stable name of a signature's fate in JSON output: `counted`, `duplicate-signer`,
+/// `unknown-key` or `bad-signature`.
+pub fn fate_name(fate: SignatureFate) -> &'static str {
+    match fate {
+        SignatureFate::Counted => "counted",
+        SignatureFate::DuplicateSigner => "duplicate-signer",
+        SignatureFate::UnknownKey => "unknown-key",
+        SignatureFate::BadSignature => "bad-signature",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

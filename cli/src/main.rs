@@ -10,6 +10,7 @@
 //! - [`files`] and [`format`]: file handling and human-readable output shared by commands;
 //! - [`keyfile`] and [`passphrase`]: plain and encrypted secret key files, paper backups,
 //!   and where passphrases come from.
+//! - [`progress`]: progress bars of long operations, on standard error.
 
 mod cli;
 mod commands;
@@ -18,6 +19,7 @@ mod files;
 mod format;
 mod keyfile;
 mod passphrase;
+mod progress;
 mod rpc;
 
 use std::process::ExitCode;

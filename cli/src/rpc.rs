@@ -1,9 +1,8 @@
-//! A small JSON-RPC 2.0 client for `commonsd`: HTTP/1.1 over a TCP connection to the node's
+//! A small JSON-RPC 2.0 client for `commonsd`: HTTP/1.1 POSTs (by `ureq`) to the node's
 //! loopback RPC port, authenticated with the cookie the node writes at each start. The port
 //! is the one given, or the one the running node recorded beside its cookie.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -39,6 +38,10 @@ pub struct RpcClient {
 
 /// How often a client that waits for the node tries again.
 const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// How long connecting may take: the node is on loopback, so anything longer means it is
+/// not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long an answer may take by default: every method but a few answers at once.
 const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(120);
@@ -155,70 +158,105 @@ impl RpcClient {
         Ok(Ok(answer.get("result").cloned().unwrap_or(Value::Null)))
     }
 
-    /// One request: the cookie, a connection, the request and its answer, with the HTTP
-    /// status. Failures before the node took the request are [`Attempt::NotUp`], which a
-    /// waiting client tries again; once the request is sent, nothing is sent twice.
+    /// One request: the cookie, the request and its answer, with the HTTP status. Failures
+    /// before the node took the request are [`Attempt::NotUp`], which a waiting client tries
+    /// again; once the request is sent, nothing is sent twice.
     fn exchange(&self, body: &[u8]) -> std::result::Result<(SocketAddr, u16, Vec<u8>), Attempt> {
         let cookie = read_cookie(&self.cookie_path).map_err(Attempt::NotUp)?;
         let address = self.address().map_err(Attempt::NotUp)?;
-        let unavailable = |e: std::io::Error| {
-            CliError::Unavailable(anyhow!(
-                "cannot reach commonsd at {address}: {e} (is the node running? start it with `commonsd`)"
-            ))
-        };
-        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-            .map_err(|e| Attempt::NotUp(unavailable(e)))?;
-        let (status, answer) = self
-            .post(address, stream, &cookie, body)
-            .map_err(Attempt::Failed)?;
+        let auth = base64::engine::general_purpose::STANDARD.encode(cookie);
+        let mut response = self
+            .agent()
+            .post(format!("http://{address}/"))
+            .header("Authorization", format!("Basic {auth}"))
+            .content_type("application/json")
+            .send(body)
+            .map_err(|e| self.failure(address, e))?;
+        let status = response.status().as_u16();
         if status == 401 {
             return Err(Attempt::NotUp(CliError::Unavailable(anyhow!(
                 "the node at {address} refused the cookie in {}: is that the data directory of this node?",
                 self.cookie_path.display()
             ))));
         }
+        let answer = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| self.failure(address, e))?;
+        if !(200..300).contains(&status) && serde_json::from_slice::<Value>(&answer).is_err() {
+            // The node answers every call with JSON-RPC, errors too; anything else is not the
+            // node's RPC server (a wrong port, a proxy) or a node that cannot serve.
+            return Err(Attempt::Failed(CliError::Unavailable(anyhow!(
+                "the node at {address} answered HTTP {status}{}: {}",
+                response
+                    .status()
+                    .canonical_reason()
+                    .map(|r| format!(" {r}"))
+                    .unwrap_or_default(),
+                crate::format::one_line(String::from_utf8_lossy(&answer).trim())
+            ))));
+        }
         Ok((address, status, answer))
     }
 
-    fn post(
-        &self,
-        address: SocketAddr,
-        mut stream: TcpStream,
-        cookie: &str,
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>)> {
-        let unavailable = |e: std::io::Error| {
-            let timed_out = matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            );
-            CliError::Unavailable(if timed_out {
-                anyhow!(
-                    "commonsd at {address} did not answer within {} s",
-                    self.read_timeout.as_secs()
-                )
-            } else {
-                anyhow!("lost the connection to commonsd at {address}: {e}")
-            })
+    /// An agent for one call: this client's timeouts, HTTP errors as answers (a JSON-RPC
+    /// error may come with any status), and no proxy, whatever `http_proxy` says, since the
+    /// node is on this machine.
+    fn agent(&self) -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .max_redirects(0)
+            .user_agent(concat!("commons-cli/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_recv_response(Some(self.read_timeout))
+            .timeout_recv_body(Some(self.read_timeout))
+            .build()
+            .into()
+    }
+
+    /// A failed request in a person's words: the node is not there ([`Attempt::NotUp`]), or
+    /// the connection broke or timed out once the request was under way.
+    fn failure(&self, address: SocketAddr, error: ureq::Error) -> Attempt {
+        use std::io::ErrorKind;
+        let not_up = |why: String| {
+            Attempt::NotUp(CliError::Unavailable(anyhow!(
+                "cannot reach commonsd at {address}: {why} (is the node running? start it with `commonsd`)"
+            )))
         };
-        stream
-            .set_read_timeout(Some(self.read_timeout))
-            .map_err(unavailable)?;
-        let auth = base64::engine::general_purpose::STANDARD.encode(cookie);
-        let head = format!(
-            "POST / HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            address,
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).map_err(unavailable)?;
-        stream.write_all(body).map_err(unavailable)?;
-        let mut raw = Vec::new();
-        stream
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
-            .map_err(unavailable)?;
-        parse_response(&raw).map_err(|e| CliError::Unavailable(anyhow!("{address}: {e}")))
+        let failed = |e: anyhow::Error| Attempt::Failed(CliError::Unavailable(e));
+        match error {
+            ureq::Error::Io(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused
+                        | ErrorKind::AddrNotAvailable
+                        | ErrorKind::HostUnreachable
+                        | ErrorKind::NetworkUnreachable
+                ) =>
+            {
+                not_up(e.to_string())
+            }
+            ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => not_up(
+                format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            ),
+            ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => not_up(error.to_string()),
+            ureq::Error::Timeout(_) => failed(anyhow!(
+                "commonsd at {address} did not answer within {} s",
+                self.read_timeout.as_secs()
+            )),
+            ureq::Error::BodyExceedsLimit(limit) => failed(anyhow!(
+                "the node at {address} answered with more than {limit} bytes, more than any answer of commonsd"
+            )),
+            ureq::Error::Io(e) => {
+                failed(anyhow!("lost the connection to commonsd at {address}: {e}"))
+            }
+            other => failed(anyhow!(
+                "the node at {address} did not answer in HTTP/1.1: {other}"
+            )),
+        }
     }
 }
 
@@ -274,46 +312,6 @@ pub fn parse_answer<M: Method>(result: Value) -> Result<M::Response> {
     })
 }
 
-/// The status and body of an HTTP/1.1 response (`Content-Length`, chunked, or until close).
-fn parse_response(raw: &[u8]) -> std::result::Result<(u16, Vec<u8>), String> {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("incomplete HTTP response")?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "HTTP headers are not text")?;
-    let body = &raw[split + 4..];
-    let mut lines = head.split("\r\n");
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or("no HTTP status line")?;
-    let chunked = lines.any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    if !chunked {
-        return Ok((status, body.to_vec()));
-    }
-    let mut out = Vec::new();
-    let mut rest = body;
-    loop {
-        let end = rest
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("bad chunk")?;
-        let size_text = std::str::from_utf8(&rest[..end]).map_err(|_| "bad chunk size")?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        rest = &rest[end + 2..];
-        if size == 0 {
-            return Ok((status, out));
-        }
-        out.extend_from_slice(rest.get(..size).ok_or("truncated chunk")?);
-        rest = rest.get(size + 2..).ok_or("truncated chunk")?;
-    }
-}
-
 fn read_cookie(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map(|text| text.trim().to_string())
@@ -329,14 +327,200 @@ fn read_cookie(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::thread::JoinHandle;
+
+    /// Reads one HTTP request (head and `Content-Length` body) from `stream`.
+    fn read_request(stream: &mut std::net::TcpStream) -> Vec<u8> {
+        let mut raw = Vec::new();
+        let mut byte = [0u8; 1];
+        while !raw.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).unwrap() == 0 {
+                return raw;
+            }
+            raw.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).unwrap();
+        raw.extend_from_slice(&body);
+        raw
+    }
+
+    /// A loopback server that takes one request, answers `response` as it is (after
+    /// `delay`), and gives back the request it read.
+    fn serve(response: Vec<u8>, delay: Duration) -> (String, JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let request = read_request(&mut stream);
+            std::thread::sleep(delay);
+            let _ = stream.write_all(&response);
+            request
+        });
+        (address, handle)
+    }
+
+    /// A client for `address` with a cookie file holding `__cookie__:secret`.
+    fn client(address: &str) -> (tempfile::TempDir, RpcClient) {
+        let dir = tempfile::tempdir().unwrap();
+        let cookie = dir.path().join(".cookie");
+        std::fs::write(&cookie, "__cookie__:secret\n").unwrap();
+        let client = RpcClient::new(address, cookie).unwrap();
+        (dir, client)
+    }
+
+    /// An HTTP/1.1 answer with `status` (`200 OK`) and `body`, its length given.
+    fn http(status: &str, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    fn answer(response: Vec<u8>) -> (Result<Value>, String) {
+        let (address, server) = serve(response, Duration::ZERO);
+        let (_dir, client) = client(&address);
+        let result = client.call("getinfo", json!({}));
+        let request = String::from_utf8(server.join().unwrap()).unwrap();
+        (result, request)
+    }
 
     #[test]
-    fn parses_plain_and_chunked_responses() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain).unwrap(), (200, b"{}".to_vec()));
-        let chunked = b"HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), (401, b"abcde".to_vec()));
-        assert!(parse_response(b"HTTP/1.1 200").is_err());
+    fn posts_json_rpc_with_the_cookie_as_basic_auth() {
+        let (result, request) = answer(http(
+            "200 OK",
+            r#"{"jsonrpc":"2.0","id":1,"result":{"x":1}}"#,
+        ));
+        assert_eq!(result.unwrap(), json!({ "x": 1 }));
+        let lower = request.to_ascii_lowercase();
+        assert!(request.starts_with("POST / HTTP/1.1\r\n"), "{request}");
+        // base64("__cookie__:secret")
+        assert!(
+            lower.contains("authorization: basic x19jb29rawvfxzpzzwnyzxq=\r\n"),
+            "{request}"
+        );
+        assert!(
+            lower.contains("content-type: application/json\r\n"),
+            "{request}"
+        );
+        let body = &request[request.find("\r\n\r\n").unwrap() + 4..];
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(
+            body,
+            json!({ "jsonrpc": "2.0", "id": 1, "method": "getinfo", "params": {} })
+        );
+    }
+
+    #[test]
+    fn chunked_answers_and_node_errors_are_read() {
+        let (result, _) = answer(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              15\r\n{\"jsonrpc\":\"2.0\",\"id\"\r\n\
+              f\r\n:1,\"result\":42}\r\n0\r\n\r\n"
+                .to_vec(),
+        );
+        assert_eq!(result.unwrap(), json!(42));
+        // A JSON-RPC error keeps its meaning whatever the HTTP status it came with.
+        let (result, _) = answer(http(
+            "500 Internal Server Error",
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"store failed"}}"#,
+        ));
+        let error = result.unwrap_err();
+        assert_eq!(error.exit_code(), 3);
+        assert_eq!(error.to_string(), "getinfo: the node failed: store failed");
+    }
+
+    #[test]
+    fn http_errors_are_unavailable_with_the_status() {
+        let (result, _) = answer(http("401 Unauthorized", "unauthorized\n"));
+        let error = result.unwrap_err();
+        assert_eq!(error.exit_code(), 3);
+        assert!(
+            error.to_string().starts_with("the node at 127.0.0.1:")
+                && error.to_string().contains("refused the cookie in "),
+            "{error}"
+        );
+        for (response, expected) in [
+            (
+                http("403 Forbidden", "forbidden\n"),
+                "answered HTTP 403 Forbidden: forbidden",
+            ),
+            (
+                http("500 Internal Server Error", "oops\n"),
+                "answered HTTP 500 Internal Server Error: oops",
+            ),
+            (
+                http("200 OK", "hello"),
+                "answered HTTP 200 with something that is not JSON-RPC",
+            ),
+        ] {
+            let (address, server) = serve(response, Duration::ZERO);
+            let (_dir, client) = client(&address);
+            let error = client.call("getinfo", json!({})).unwrap_err();
+            server.join().unwrap();
+            assert_eq!(error.exit_code(), 3, "{error}");
+            assert!(error.to_string().contains(expected), "{error}");
+            assert_eq!(error.to_string().lines().count(), 1, "{error}");
+        }
+    }
+
+    #[test]
+    fn no_listener_says_the_node_is_not_running() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let (_dir, client) = client(&format!("127.0.0.1:{port}"));
+        let error = client.call("getinfo", json!({})).unwrap_err();
+        assert_eq!(error.exit_code(), 3);
+        let text = error.to_string();
+        assert!(
+            text.starts_with(&format!("cannot reach commonsd at 127.0.0.1:{port}: "))
+                && text.ends_with("(is the node running? start it with `commonsd`)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_node_that_does_not_answer_in_time_is_a_timeout() {
+        let (address, server) = serve(Vec::new(), Duration::from_millis(2500));
+        let (_dir, client) = client(&address);
+        let started = Instant::now();
+        let error = client
+            .with_read_timeout(Duration::from_secs(1))
+            .call("publishrelease", json!({}))
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(2400));
+        assert_eq!(error.exit_code(), 3);
+        assert_eq!(
+            error.to_string(),
+            format!("commonsd at {address} did not answer within 1 s")
+        );
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_missing_cookie_names_its_file() {
+        let (_dir, client) = client("127.0.0.1:9");
+        let client = RpcClient {
+            cookie_path: PathBuf::from("/nonexistent/.cookie"),
+            ..client
+        };
+        let error = client.call("getinfo", json!({})).unwrap_err();
+        assert_eq!(error.exit_code(), 3);
+        assert!(
+            error.to_string().starts_with("/nonexistent/.cookie: "),
+            "{error}"
+        );
     }
 
     #[test]

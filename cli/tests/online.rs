@@ -266,6 +266,33 @@ fn a_release_is_published_listed_shown_and_its_binary_verified() {
     // Publishing it again is harmless and says so.
     let (again, _) = publish(&path("dist"), 0);
     assert!(again.contains("already known to the node"), "{again}");
+    // On a terminal, a spinner says what the node is checking while it does; on stderr
+    // only, so the report still goes where stdout goes.
+    if Command::new("script").arg("--version").output().is_ok() {
+        let out = Command::new("script")
+            .arg("-qec")
+            .arg(format!(
+                "{} --network regtest --datadir {} --rpc-url {rpc} release publish {bundle} \
+                 --artifacts {} >publish.out",
+                env!("CARGO_BIN_EXE_commons-cli"),
+                root.display(),
+                path("dist")
+            ))
+            .arg("/dev/null")
+            .current_dir(root)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let screen = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            screen.contains("publishing: the node is checking 2 artifacts (1.43 MiB)"),
+            "{screen:?}"
+        );
+        let report = std::fs::read_to_string(root.join("publish.out")).unwrap();
+        assert_eq!(report, again);
+    } else {
+        eprintln!("skipped the terminal check: util-linux `script` is not installed");
+    }
 
     let (list, _) = cli_expect(root, rpc, &["release", "list"], 0);
     let row = list.lines().nth(1).unwrap_or_default();

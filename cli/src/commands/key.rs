@@ -21,6 +21,17 @@ fn source(args: PassphraseArgs) -> Source {
     }
 }
 
+/// Prints a public key: alone on its line, or with `--json` as `{"public_key", "file"}`.
+fn print_key(ctx: &Context, public_key: PublicKey, file: &Path) -> Result {
+    if ctx.json() {
+        return ctx.emit(&serde_json::json!({
+            "public_key": public_key,
+            "file": file.display().to_string(),
+        }));
+    }
+    ctx.say(public_key)
+}
+
 /// Writes a fresh secret key (mode 0600, never over an existing file), encrypted when a
 /// passphrase source is given, and prints its public key.
 pub fn generate(ctx: &Context, out: &Path, encrypt: Option<PassphraseArgs>) -> Result {
@@ -31,7 +42,7 @@ pub fn generate(ctx: &Context, out: &Path, encrypt: Option<PassphraseArgs>) -> R
         None => None,
     };
     keyfile::write_new(out, &key, passphrase.as_deref().map(String::as_str))?;
-    ctx.say(key.public_key())
+    print_key(ctx, key.public_key(), out)
 }
 
 /// `key encrypt FILE`: seals a plain key file with a passphrase, in place.
@@ -132,7 +143,7 @@ pub fn sign_digest(
 pub fn regtest_maintainer(ctx: &Context, index: u8, out: &Path) -> Result {
     let key = commons_signaling::spec::regtest_maintainer_key(usize::from(index));
     key.save(out).map_err(key_error)?;
-    ctx.say(key.public_key())
+    print_key(ctx, key.public_key(), out)
 }
 
 /// Writes the well-known regtest measurer key `index` (mode 0600, never over an existing
@@ -140,13 +151,13 @@ pub fn regtest_maintainer(ctx: &Context, index: u8, out: &Path) -> Result {
 pub fn regtest_measurer(ctx: &Context, index: u8, out: &Path) -> Result {
     let key = commons_signaling::spec::regtest_measurer_key(usize::from(index));
     key.save(out).map_err(key_error)?;
-    ctx.say(key.public_key())
+    print_key(ctx, key.public_key(), out)
 }
 
 /// Prints the public key of a secret key file; never the secret. An encrypted file records
 /// its public key, so no passphrase is asked.
 pub fn show(ctx: &Context, file: &Path) -> Result {
-    ctx.say(public_key(file)?)
+    print_key(ctx, public_key(file)?, file)
 }
 
 /// The public key of a key file without its passphrase: what an encrypted file records (the

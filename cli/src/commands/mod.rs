@@ -38,7 +38,8 @@ pub fn run(cli: Cli) -> Result {
         network: cli.network,
         datadir: cli.datadir,
         conf: cli.conf,
-    });
+    })
+    .with_output(cli.json, cli.quiet);
     let online = || {
         online::Online::new(
             &ctx,
@@ -168,12 +169,14 @@ pub struct Locate {
 
 /// What every command may need: the network (resolved on first use, so commands that do not
 /// need one are not broken by a bad `--network` or config file), the node's config file,
-/// the clock and standard output.
+/// the clock, standard output (text or JSON) and progress bars.
 pub struct Context {
     locate: Locate,
     config: OnceCell<(PathBuf, commons_rpc::local::FileConfig)>,
     network_arg: OnceCell<String>,
     network: OnceCell<Network>,
+    json: bool,
+    quiet: bool,
 }
 
 impl Context {
@@ -184,7 +187,44 @@ impl Context {
             config: OnceCell::new(),
             network_arg: OnceCell::new(),
             network: OnceCell::new(),
+            json: false,
+            quiet: false,
         }
+    }
+
+    /// The same context printing JSON (`--json`) and drawing no progress (`--quiet`).
+    pub fn with_output(mut self, json: bool, quiet: bool) -> Self {
+        self.json = json;
+        self.quiet = quiet;
+        self
+    }
+
+    /// Whether the command prints one JSON document instead of text (`--json`).
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints `document` as the command's one JSON document, indented.
+    pub fn emit(&self, document: &impl serde::Serialize) -> Result {
+        let text = serde_json::to_string_pretty(document)
+            .map_err(|e| CliError::Input(anyhow!("formatting JSON: {e}")))?;
+        self.say(text)
+    }
+
+    /// A progress bar over `total` bytes, drawn on standard error only when a person watches
+    /// it there: standard error is a terminal, and neither `--json` nor `--quiet` was given.
+    pub fn progress(&self, total: u64, label: &str) -> crate::progress::Progress {
+        crate::progress::Progress::bytes(self.shows_progress(), total, label)
+    }
+
+    /// A spinner with `message`, drawn under the same rule as [`Context::progress`].
+    pub fn spinner(&self, message: String) -> crate::progress::Progress {
+        crate::progress::Progress::spinner(self.shows_progress(), message)
+    }
+
+    fn shows_progress(&self) -> bool {
+        use std::io::IsTerminal;
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
     }
 
     /// The node's base data directory: `--datadir`, else `~/.commons-signal`.
@@ -369,6 +409,22 @@ fn signature_lines(report: &ThresholdReport, allowed: &[PublicKey], role: &str) 
                 None => "-".to_string(),
             };
             format!("  {key}  {who:<13} {}", crate::format::fate(*fate))
+        })
+        .collect()
+}
+
+/// The signatures of a report as JSON: each signer, its place among the allowed keys (from
+/// 1, `null` when it is not one) and its fate.
+fn signatures_json(report: &ThresholdReport, allowed: &[PublicKey]) -> serde_json::Value {
+    report
+        .signatures
+        .iter()
+        .map(|(key, fate)| {
+            serde_json::json!({
+                "signer": key,
+                "index": allowed.iter().position(|k| k == key).map(|i| i + 1),
+                "fate": crate::format::fate_name(*fate),
+            })
         })
         .collect()
 }

@@ -109,30 +109,30 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
     spec.validate("--name").map_err(input)?;
 
     prepare_dir(dir)?;
-    let mut key_files: Vec<(PathBuf, PublicKey)> = Vec::new();
+    let mut key_files: Vec<(PathBuf, PublicKey, &str)> = Vec::new();
     let spec_path = dir.join("spec.toml");
     let written = (|| -> Result {
         for (i, key) in maintainer_keys.iter().enumerate() {
             let path = dir.join(format!("maintainer-{}.key", i + 1));
             key.save(&path).map_err(key_error)?;
-            key_files.push((path, key.public_key()));
+            key_files.push((path, key.public_key(), "maintainer"));
         }
         for (i, key) in extra_keys.iter().enumerate() {
             let path = dir.join(format!("release-signer-{}.key", n + i + 1));
             key.save(&path).map_err(key_error)?;
-            key_files.push((path, key.public_key()));
+            key_files.push((path, key.public_key(), "release-signer"));
         }
         for (i, key) in measurer_keys.iter().enumerate() {
             let path = dir.join(format!("measurer-{}.key", i + 1));
             key.save(&path).map_err(key_error)?;
-            key_files.push((path, key.public_key()));
+            key_files.push((path, key.public_key(), "measurer"));
         }
         files::write_new(&spec_path, spec.to_toml().as_bytes())?;
         Ok(())
     })();
     if let Err(error) = written {
         // The directory was empty: leave it so, rather than half a network.
-        for (path, _) in &key_files {
+        for (path, _, _) in &key_files {
             let _ = fs::remove_file(path);
         }
         return Err(error);
@@ -149,13 +149,16 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
         .into());
     }
 
+    if ctx.json() {
+        return ctx.emit(&init_json(&spec, &id, &spec_path, &key_files, n));
+    }
     ctx.say(format_args!("network {} (a local test network)", spec.name))?;
     ctx.say(format_args!("id          {id}"))?;
     ctx.say(format_args!("spec        {}", spec_path.display()))?;
     ctx.say(format_args!(
         "keys        (secret, mode 0600; keep them safe)"
     ))?;
-    for (path, public) in &key_files {
+    for (path, public, _) in &key_files {
         ctx.say(format_args!("  {public}  {}", path.display()))?;
     }
     ctx.say("proposal thresholds (maintainer signatures, shortest lock):")?;
@@ -191,6 +194,40 @@ pub fn init(ctx: &Context, args: &NetworkInitArgs) -> Result {
         "for tests only: every secret key is on this machine; build a real network with \
          `commons-cli spec` from keys each maintainer generates alone (docs/KEYS.md)",
     )
+}
+
+/// What `network init --json` prints.
+fn init_json(
+    spec: &NetworkSpec,
+    id: &commons_signaling::Hash32,
+    spec_path: &Path,
+    key_files: &[(PathBuf, PublicKey, &str)],
+    maintainers: usize,
+) -> serde_json::Value {
+    serde_json::json!({
+        "network": spec.name,
+        "id": id,
+        "spec": spec_path.display().to_string(),
+        "keys": key_files.iter().map(|(path, public, role)| serde_json::json!({
+            "role": role,
+            "public_key": public,
+            "file": path.display().to_string(),
+        })).collect::<Vec<_>>(),
+        "tiers": spec.tiers.iter().map(|tier| serde_json::json!({
+            "tier": tier.tier,
+            "name": tier.name,
+            "signatures_required": tier.signatures_required,
+            "maintainers": maintainers,
+            "min_lock_secs": tier.min_lock_secs,
+        })).collect::<Vec<_>>(),
+        "release_classes": spec.release_classes.iter().map(|class| serde_json::json!({
+            "class": class.class.name(),
+            "threshold": class.threshold,
+            "signers": class.signers.len(),
+        })).collect::<Vec<_>>(),
+        "measurer_quorum": spec.measurer_quorum,
+        "measurers": spec.measurers.len(),
+    })
 }
 
 #[cfg(test)]

@@ -282,19 +282,44 @@ fn configured_rpc_address(ctx: &Context, network: &str) -> Result<SocketAddr> {
 /// `help [METHOD]`: the JSON-RPC methods from this commons-cli's own table, so it works with
 /// no node running.
 pub fn help(ctx: &Context, name: Option<&str>) -> Result {
-    let Some(name) = name else {
+    let help = match name {
+        None => None,
+        Some(name) => Some(method::help(name).ok_or_else(|| {
+            CliError::Input(anyhow!(
+                "help: unknown method {name:?}; `commons-cli help` lists them"
+            ))
+        })?),
+    };
+    if ctx.json() {
+        return match help {
+            None => ctx.emit(&method::HELP.iter().map(help_json).collect::<Vec<_>>()),
+            Some(help) => ctx.emit(&help_json(help)),
+        };
+    }
+    let Some(help) = help else {
         ctx.say("JSON-RPC methods of commonsd (`commons-cli help METHOD` describes one; `commons-cli call METHOD ...` calls any; `commons-cli --help` lists the commands):")?;
         for help in method::HELP {
             ctx.say(format!("  {}", help.usage()))?;
         }
         return Ok(());
     };
-    let help = method::help(name).ok_or_else(|| {
-        CliError::Input(anyhow!(
-            "help: unknown method {name:?}; `commons-cli help` lists them"
-        ))
-    })?;
     ctx.say(help.text().trim_end())
+}
+
+/// One method's help as JSON: `{name, summary, params: [{name, type, required,
+/// description}], result}`.
+fn help_json(help: &commons_rpc::method::MethodHelp) -> Value {
+    serde_json::json!({
+        "name": help.name,
+        "summary": help.summary,
+        "params": help.params.iter().map(|p| serde_json::json!({
+            "name": p.name,
+            "type": p.kind,
+            "required": p.required,
+            "description": p.description,
+        })).collect::<Vec<_>>(),
+        "result": help.result,
+    })
 }
 
 /// The parameters of `call METHOD ARGS...`: one JSON object or array as it stands, or

@@ -7,7 +7,11 @@ use anyhow::anyhow;
 use commons_aggregator::rules::{ProposalError, ThresholdReport, check_threshold, verify_proposal};
 use commons_signaling::{PROTOCOL_VERSION, Proposal, ProposalBody};
 
-use super::{Context, Network, load_detached, load_proposal, signature_lines, text};
+use serde_json::{Value, json};
+
+use super::{
+    Context, Network, load_detached, load_proposal, signature_lines, signatures_json, text,
+};
 use crate::cli::{PassphraseArgs, ProposalCreateArgs, TimeArg};
 use crate::error::{CliError, Result};
 use crate::files;
@@ -57,6 +61,13 @@ pub fn create(ctx: &Context, args: &ProposalCreateArgs) -> Result {
     }
     files::write_new(&args.out, &proposal.encode())?;
     let id = proposal.id(&net.id);
+    if ctx.json() {
+        let mut doc = summary_json(net, &proposal, &id.to_hex());
+        doc["counted"] = json!(0);
+        doc["required"] = json!(tier.signatures_required);
+        doc["file"] = json!(args.out.display().to_string());
+        return ctx.emit(&doc);
+    }
     summary(ctx, net, &proposal, &id.to_hex())?;
     ctx.say(format_args!(
         "signatures  0 of {} required; next: commons-cli --network {} proposal sign {} --key KEY",
@@ -122,6 +133,22 @@ fn summary(ctx: &Context, net: &Network, proposal: &Proposal, id: &str) -> Resul
     ))
 }
 
+/// What every proposal command's JSON starts with: the fields of [`summary`].
+fn summary_json(net: &Network, proposal: &Proposal, id: &str) -> Value {
+    let body = &proposal.body;
+    json!({
+        "id": id,
+        "network": net.spec.name,
+        "network_id": net.id,
+        "tier": body.tier,
+        "tier_name": net.spec.tier(body.tier).map(|t| t.name.as_str()),
+        "title": body.title.as_str(),
+        "reference": body.reference.as_str(),
+        "lock_start": body.lock_start,
+        "lock_end": body.lock_end,
+    })
+}
+
 /// The signature report of a proposal on a network, whether or not the rest is valid.
 fn report(proposal: &Proposal, net: &Network) -> ThresholdReport {
     let required = net
@@ -169,6 +196,17 @@ pub fn sign(ctx: &Context, file: &Path, key_file: &Path, passphrase: PassphraseA
     files::replace(file, &proposal.encode())?;
 
     let report = report(&proposal, net);
+    if ctx.json() {
+        return ctx.emit(&json!({
+            "id": report.id,
+            "signer": public,
+            "replaced": replaced,
+            "counted": report.counted,
+            "required": report.required,
+            "threshold_met": report.is_met(),
+            "file": file.display().to_string(),
+        }));
+    }
     let verb = if replaced {
         "replaced the earlier signature of"
     } else {
@@ -257,6 +295,17 @@ pub fn verify(ctx: &Context, file: &Path) -> Result {
         Ok(report) | Err(ProposalError::BelowThreshold(report)) => report.clone(),
         Err(_) => report(&proposal, net),
     };
+    if ctx.json() {
+        let mut doc = summary_json(net, &proposal, &report.id.to_hex());
+        doc["signatures"] = signatures_json(&report, &net.spec.maintainers);
+        doc["counted"] = json!(report.counted);
+        doc["required"] = json!(report.required);
+        doc["valid"] = json!(verdict.is_ok());
+        ctx.emit(&doc)?;
+        return verdict
+            .map(|_| ())
+            .map_err(|error| invalid(file, net, &report, &error));
+    }
     summary(ctx, net, &proposal, &report.id.to_hex())?;
     ctx.say("signatures")?;
     for line in signature_lines(&report, &net.spec.maintainers, "maintainer") {
@@ -270,12 +319,22 @@ pub fn verify(ctx: &Context, file: &Path) -> Result {
         Ok(_) => ctx.say(format_args!("valid       on network {}", net.spec.name)),
         Err(error) => {
             ctx.say("INVALID")?;
-            let hint = super::bad_signature_hint(&report);
-            Err(CliError::failed(format_args!(
-                "{}: not valid on network {}: {error}{hint}",
-                file.display(),
-                net.spec.name
-            )))
+            Err(invalid(file, net, &report, &error))
         }
     }
+}
+
+/// The error of `proposal verify` on an invalid proposal, with a hint at the usual causes.
+fn invalid(
+    file: &Path,
+    net: &Network,
+    report: &ThresholdReport,
+    error: &ProposalError,
+) -> CliError {
+    let hint = super::bad_signature_hint(report);
+    CliError::failed(format_args!(
+        "{}: not valid on network {}: {error}{hint}",
+        file.display(),
+        net.spec.name
+    ))
 }

@@ -16,13 +16,17 @@ use commons_signaling::{
     ReleaseBundle, ReleaseClass, ReleaseManifest, ReleaseVersion, SecretKey, wire,
 };
 
+use serde_json::{Value, json};
+
 use super::{
-    Context, Network, bad_signature_hint, load_detached, load_release, signature_lines, text,
+    Context, Network, bad_signature_hint, load_detached, load_release, signature_lines,
+    signatures_json, text,
 };
 use crate::cli::{PassphraseArgs, ReleaseCreateArgs};
 use crate::error::{CliError, Result};
 use crate::files;
 use crate::format;
+use crate::progress::Progress;
 
 /// The largest OpenTimestamps proof a manifest carries.
 const MAX_OTS_BYTES: usize = 16_384;
@@ -38,8 +42,13 @@ fn class_rules(net: &Network, class: ReleaseClass) -> Result<&ReleaseClassSpec> 
     })
 }
 
-/// Streams one artifact file through SHA-256 and makes its manifest entry.
-fn hash_artifact(path: &Path, names: &mut BTreeSet<String>) -> Result<Artifact> {
+/// Streams one artifact file through SHA-256, counting its bytes on `progress`, and makes
+/// its manifest entry.
+fn hash_artifact(
+    path: &Path,
+    names: &mut BTreeSet<String>,
+    progress: &Progress,
+) -> Result<Artifact> {
     let shown = path.display();
     let name = path
         .file_name()
@@ -55,7 +64,9 @@ fn hash_artifact(path: &Path, names: &mut BTreeSet<String>) -> Result<Artifact> 
         return Err(anyhow!("{shown}: another artifact is also named {name:?}").into());
     }
     let name = BoundedString::new(name).map_err(|e| anyhow!("{shown}: file name is {e}"))?;
-    let digest = files::digest_file(path, u64::MAX).map_err(|e| files::io_error(path, &e))?;
+    progress.set_item(name.as_str());
+    let digest =
+        files::digest_file(path, u64::MAX, progress).map_err(|e| files::io_error(path, &e))?;
     Ok(Artifact {
         name,
         sha256: digest.sha256,
@@ -88,12 +99,22 @@ pub fn create(ctx: &Context, args: &ReleaseCreateArgs) -> Result {
         )
         .into());
     }
+    // The bar's length is what the files hold now; one that grows while it is read is still
+    // hashed to its end.
+    let total = args
+        .artifacts
+        .iter()
+        .filter_map(|path| fs::metadata(path).ok())
+        .map(|m| m.len())
+        .fold(0u64, u64::saturating_add);
+    let progress = ctx.progress(total, "hashing");
     let mut names = BTreeSet::new();
     let artifacts = args
         .artifacts
         .iter()
-        .map(|path| hash_artifact(path, &mut names))
+        .map(|path| hash_artifact(path, &mut names, &progress))
         .collect::<Result<Vec<_>>>()?;
+    drop(progress);
     let ots_proof = match &args.ots_proof {
         None => None,
         Some(path) => {
@@ -128,6 +149,19 @@ pub fn create(ctx: &Context, args: &ReleaseCreateArgs) -> Result {
     }
     files::write_new(&args.out, &bundle.encode())?;
     let report = report(&bundle, net);
+    if ctx.json() {
+        let mut doc = summary_json(net, &bundle, &report, now);
+        doc["artifacts"] = bundle
+            .body
+            .artifacts
+            .iter()
+            .map(artifact_json)
+            .collect::<Value>();
+        doc["counted"] = json!(report.counted);
+        doc["required"] = json!(report.required);
+        doc["file"] = json!(args.out.display().to_string());
+        return ctx.emit(&doc);
+    }
     summary(ctx, net, &bundle, &report, now)?;
     ctx.say("artifacts")?;
     let width = name_width(&bundle.body);
@@ -158,6 +192,42 @@ fn artifact_line(artifact: &Artifact, (width, size_width): (usize, usize)) -> St
         artifact.size,
         artifact.sha256
     )
+}
+
+/// One artifact as JSON: name, size and SHA-256.
+fn artifact_json(artifact: &Artifact) -> Value {
+    json!({
+        "name": artifact.name.as_str(),
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+    })
+}
+
+/// What every release command's JSON starts with: the fields of [`summary`].
+fn summary_json(
+    net: &Network,
+    bundle: &ReleaseBundle,
+    report: &ThresholdReport,
+    now: u64,
+) -> Value {
+    let m = &bundle.body;
+    json!({
+        "id": report.id,
+        "network": net.spec.name,
+        "network_id": net.id,
+        "channel": m.channel.as_str(),
+        "version": m.release.to_string(),
+        "class": m.class.name(),
+        "signers": net.spec.release_class(m.class).map_or(0, |c| c.signers.len()),
+        "created": m.created,
+        "expires": m.expires,
+        "expired": now >= m.expires,
+        "source_commit": m.source_commit.as_str(),
+        "build_hash": m.build_hash,
+        "spec_hash": m.spec_hash,
+        "test_results_hash": m.test_results_hash,
+        "ots_proof_bytes": m.ots_proof.as_ref().map(|p| p.as_slice().len()),
+    })
 }
 
 /// The signature report of a bundle on a network, whether or not the rest is valid.
@@ -286,6 +356,14 @@ pub fn sign(
             signature: key.sign(&id),
         };
         files::write_new(out, &wire::encode(&signature))?;
+        if ctx.json() {
+            return ctx.emit(&json!({
+                "id": id,
+                "signer": public,
+                "detached": out.display().to_string(),
+                "file": file.display().to_string(),
+            }));
+        }
         ctx.say(format_args!("release     {id}"))?;
         ctx.say(format_args!("signed as {public}"))?;
         ctx.say(format_args!(
@@ -306,6 +384,17 @@ pub fn sign(
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     files::replace(file, &bundle.encode())?;
     let report = report(&bundle, net);
+    if ctx.json() {
+        return ctx.emit(&json!({
+            "id": id,
+            "signer": public,
+            "replaced": replaced,
+            "counted": report.counted,
+            "required": report.required,
+            "threshold_met": report.is_met(),
+            "file": file.display().to_string(),
+        }));
+    }
     let verb = if replaced {
         "replaced the earlier signature of"
     } else {
@@ -367,6 +456,20 @@ pub fn combine(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf
         added.push((signer, path));
     }
     files::replace(file, &bundle.encode())?;
+    if ctx.json() {
+        let report = report(&bundle, net);
+        return ctx.emit(&json!({
+            "id": id,
+            "added": added.iter().map(|(signer, path)| json!({
+                "signer": signer,
+                "file": path.display().to_string(),
+            })).collect::<Vec<_>>(),
+            "counted": report.counted,
+            "required": report.required,
+            "threshold_met": report.is_met(),
+            "file": file.display().to_string(),
+        }));
+    }
     ctx.say(format_args!("release     {id}"))?;
     for (signer, path) in added {
         ctx.say(format_args!("added       {signer} from {}", path.display()))?;
@@ -399,12 +502,72 @@ pub fn verify(
         ));
     }
 
-    summary(ctx, net, &bundle, &report, now)?;
-    ctx.say("signatures")?;
+    // Every artifact is checked before anything is printed, so that the progress bar and the
+    // report never share the screen. `None`: not checked (no --artifacts).
+    let checks: Vec<Option<std::result::Result<(), String>>> = match artifacts_dir {
+        None => bundle.body.artifacts.iter().map(|_| None).collect(),
+        Some(dir) => {
+            let total = bundle
+                .body
+                .artifacts
+                .iter()
+                .map(|a| a.size)
+                .fold(0u64, u64::saturating_add);
+            let progress = ctx.progress(total, "verifying");
+            bundle
+                .body
+                .artifacts
+                .iter()
+                .map(|artifact| check_one(dir, artifact, &progress).map(Some))
+                .collect::<Result<_>>()?
+        }
+    };
+    for check in checks.iter().flatten() {
+        if let Err(problem) = check {
+            problems.push(format!("artifact {problem}"));
+        }
+    }
+    let failure = || CliError::failed(format_args!("{}: {}", file.display(), problems.join("; ")));
+
     let signers = net
         .spec
         .release_class(bundle.body.class)
         .map_or(&[][..], |c| &c.signers[..]);
+    if ctx.json() {
+        let mut doc = summary_json(net, &bundle, &report, now);
+        doc["signatures"] = signatures_json(&report, signers);
+        doc["counted"] = json!(report.counted);
+        doc["required"] = json!(report.required);
+        doc["artifacts"] = bundle
+            .body
+            .artifacts
+            .iter()
+            .zip(&checks)
+            .map(|(artifact, check)| {
+                let mut entry = artifact_json(artifact);
+                let (state, problem) = match check {
+                    None => ("not-checked", None),
+                    Some(Ok(())) => ("ok", None),
+                    Some(Err(problem)) => ("failed", Some(problem)),
+                };
+                entry["check"] = json!(state);
+                entry["problem"] = json!(problem);
+                entry
+            })
+            .collect::<Value>();
+        doc["artifacts_checked"] = json!(artifacts_dir.is_some());
+        doc["valid"] = json!(problems.is_empty());
+        doc["problems"] = json!(problems);
+        ctx.emit(&doc)?;
+        return if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(failure())
+        };
+    }
+
+    summary(ctx, net, &bundle, &report, now)?;
+    ctx.say("signatures")?;
     for line in signature_lines(&report, signers, "signer") {
         ctx.say(line)?;
     }
@@ -414,19 +577,12 @@ pub fn verify(
     ))?;
     ctx.say("artifacts")?;
     let width = name_width(&bundle.body);
-    for artifact in bundle.body.artifacts.iter() {
+    for (artifact, check) in bundle.body.artifacts.iter().zip(&checks) {
         let head = artifact_line(artifact, width);
-        let Some(dir) = artifacts_dir else {
-            ctx.say(format_args!("{head}  not checked (no --artifacts)"))?;
-            continue;
-        };
-        let result = check_one(dir, artifact)?;
-        match result {
-            Ok(()) => ctx.say(format_args!("{head}  ok"))?,
-            Err(problem) => {
-                ctx.say(format_args!("{head}  FAILED: {problem}"))?;
-                problems.push(format!("artifact {problem}"));
-            }
+        match check {
+            None => ctx.say(format_args!("{head}  not checked (no --artifacts)"))?,
+            Some(Ok(())) => ctx.say(format_args!("{head}  ok"))?,
+            Some(Err(problem)) => ctx.say(format_args!("{head}  FAILED: {problem}"))?,
         }
     }
     if problems.is_empty() {
@@ -441,23 +597,24 @@ pub fn verify(
         ));
     }
     ctx.say("INVALID")?;
-    Err(CliError::failed(format_args!(
-        "{}: {}",
-        file.display(),
-        problems.join("; ")
-    )))
+    Err(failure())
 }
 
-/// Checks one artifact in `dir`: `Ok(Err(problem))` when it does not match the manifest,
-/// `Err` when it cannot be read at all.
-fn check_one(dir: &Path, artifact: &Artifact) -> Result<std::result::Result<(), String>> {
+/// Checks one artifact in `dir`, counting the bytes read on `progress`: `Ok(Err(problem))`
+/// when it does not match the manifest, `Err` when it cannot be read at all.
+fn check_one(
+    dir: &Path,
+    artifact: &Artifact,
+    progress: &Progress,
+) -> Result<std::result::Result<(), String>> {
     let name = artifact.name.as_str();
     if !is_safe_file_name(name) {
         return Ok(Err(format!("{name:?}: unsafe file name, not read")));
     }
     let path = dir.join(name);
+    progress.set_item(name);
     // One byte beyond the expected size is enough to know the size is wrong.
-    match files::digest_file(&path, artifact.size.saturating_add(1)) {
+    match files::digest_file(&path, artifact.size.saturating_add(1), progress) {
         Ok(mut digest) => {
             if digest.size > artifact.size {
                 digest.size = fs::metadata(&path).map_or(digest.size, |m| m.len());

@@ -466,7 +466,7 @@ impl Online {
     pub fn publish_release(&self, ctx: &Context, file: &Path, dir: &Path) -> Result {
         // A file that is not a bundle, or a directory that is not there, is the caller's
         // mistake: said here in the caller's words, before the node is asked.
-        let (bytes, _bundle) = load_release_bytes(file)?;
+        let (bytes, bundle) = load_release_bytes(file)?;
         let dir = artifacts_dir(dir)?;
         let params = PublishReleaseParams {
             bundle: hex::encode(&bytes),
@@ -474,7 +474,22 @@ impl Online {
         };
         let client = self.client.clone().with_read_timeout(PUBLISH_TIMEOUT);
         let params = commons_rpc::params_json::<method::PublishRelease>(&params);
-        let result = match client.call_raw(method::PublishRelease::NAME, params)? {
+        // The node reads and hashes the artifacts itself and says nothing until it is done:
+        // all there is to show meanwhile is how much it has to read, and for how long it has.
+        let artifacts = &bundle.body.artifacts;
+        let total = artifacts
+            .iter()
+            .map(|a| a.size)
+            .fold(0u64, u64::saturating_add);
+        let waiting = ctx.spinner(format!(
+            "publishing: the node is checking {} artifact{} ({})",
+            artifacts.len(),
+            if artifacts.len() == 1 { "" } else { "s" },
+            crate::progress::human_bytes(total)
+        ));
+        let answer = client.call_raw(method::PublishRelease::NAME, params);
+        drop(waiting);
+        let result = match answer? {
             Ok(result) => result,
             Err(error) if error.code == code::REJECTED => {
                 // The node's reason may start by saying it refused; this line says so once.
@@ -508,7 +523,12 @@ impl Online {
 
     /// `release verify-binary PATH`
     pub fn verify_binary(&self, ctx: &Context, path: &Path) -> Result {
-        let digest = files::digest_file(path, u64::MAX).map_err(|e| files::io_error(path, &e))?;
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let progress = ctx.progress(size, "hashing");
+        progress.set_item(&path.display().to_string());
+        let digest =
+            files::digest_file(path, u64::MAX, &progress).map_err(|e| files::io_error(path, &e))?;
+        drop(progress);
         let releases = self.client.request::<method::ListReleases>(&NoParams {})?;
         let shown = path.display().to_string();
         if self.json {
