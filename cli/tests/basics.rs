@@ -281,3 +281,24 @@ fn decode_shows_a_signed_message_with_its_digest_and_signature_check() {
         run.stdout
     );
 }
+
+/// `commons-cli ... | head -n 1`: once the reader has gone, the command stops quietly with
+/// status 0, so a script under `set -o pipefail` does not fail for output it chose to cut.
+#[test]
+fn a_closed_standard_output_ends_the_command_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    // Closed before the command writes anything: its first line meets a broken pipe.
+    drop(reader);
+    let out = std::process::Command::new(common::BIN)
+        .arg("help")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -305,7 +305,15 @@ impl Context {
             "{}",
             crate::format::terminal_safe(&text)
         )
-        .map_err(|e| CliError::Input(anyhow!("writing to standard output: {e}")))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                // The reader has gone (`commons-cli tally ID | head -n 1`): nothing left to
+                // say to anyone. Exit as a C tool would on SIGPIPE, but with status 0, so a
+                // script under `set -o pipefail` does not fail for output it chose to cut.
+                std::process::exit(0);
+            }
+            CliError::Input(anyhow!("writing to standard output: {e}"))
+        })
     }
 }
 
