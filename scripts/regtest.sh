@@ -240,8 +240,8 @@ make_proposal() {
 }
 
 step "maintainers submit two tier-1 proposals (3 of 5 signatures each) to node 1"
-over_id=$(make_proposal override-me "Lower the default peer count to 4" 120)
-ready_id=$(make_proposal ready-me "Raise the default mempool limit to 500 MB" 40)
+over_id=$(make_proposal override-me "Default peer count to 4" 120)
+ready_id=$(make_proposal ready-me "Mempool limit to 500 MB" 40)
 [[ -n $over_id && -n $ready_id ]] || die "proposal submission failed; see $dir/node1/commonsd.log"
 say "A: $over_id  (lock 120 s)"
 say "B: $ready_id  (lock 40 s)"

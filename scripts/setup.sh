@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing commons-signal needs on a fresh Debian machine with a
-# Rust toolchain: libclang for RocksDB's bindings, and Prometheus (promtool and the server)
-# for the metrics tests. Safe to run again: it installs only what is missing, and checks
+# Rust toolchain: libclang for RocksDB's bindings, Prometheus (promtool and the server)
+# for the metrics tests, and tmux, the terminal in which a test reads the README's first
+# command as a person sees it. Safe to run again: it installs only what is missing, and checks
 # afterwards that what it installed is really there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -13,6 +14,7 @@ if [[ "${COMMONS_SKIP_PROMETHEUS:-}" != 1 ]] \
    && ! { command -v promtool >/dev/null && command -v prometheus >/dev/null; }; then
   need+=(prometheus)
 fi
+command -v tmux >/dev/null || need+=(tmux)
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
@@ -29,5 +31,9 @@ fi
 
 if ! libclang_found; then
   echo "setup: libclang.so is still missing after installing libclang-dev; set LIBCLANG_PATH to the directory that holds it" >&2
+  exit 1
+fi
+if ! command -v tmux >/dev/null; then
+  echo "setup: tmux is still missing after installing it" >&2
   exit 1
 fi
