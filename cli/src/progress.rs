@@ -55,6 +55,9 @@ impl Progress {
             .with_message(message);
         bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.enable_steady_tick(TICK);
+        // Drawn once now: the first steady tick may come after a quick answer, and then the
+        // person would never have seen what the wait was for.
+        bar.tick();
         Progress { bar }
     }
 
