@@ -724,6 +724,122 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// Every command that honours `--json`, as the words that reach it. Online commands print
+    /// the node's answer; `call` prints it as JSON even when it is a string.
+    const PRINTS_JSON: &[&str] = &[
+        "key generate",
+        "key encrypt",
+        "key export",
+        "key import",
+        "key sign-digest",
+        "key show",
+        "key regtest-maintainer",
+        "key regtest-measurer",
+        "network init",
+        "spec new",
+        "spec add-maintainer",
+        "spec remove-maintainer",
+        "spec add-release-signer",
+        "spec remove-release-signer",
+        "spec add-measurer",
+        "spec remove-measurer",
+        "spec set-threshold",
+        "spec show",
+        "spec id",
+        "spec digest",
+        "spec sign",
+        "spec verify",
+        "proposal create",
+        "proposal sign",
+        "proposal digest",
+        "proposal attach",
+        "proposal verify",
+        "proposal submit",
+        "release create",
+        "release sign",
+        "release digest",
+        "release combine",
+        "release verify",
+        "release publish",
+        "release verify-binary",
+        "release list",
+        "release show",
+        "getinfo",
+        "peers",
+        "proposals",
+        "tally",
+        "uptime",
+        "signal",
+        "deployments",
+        "stop",
+        "help",
+        "call",
+        "man-pages",
+    ];
+
+    /// Commands whose output is the same with and without `--json`, each for its reason.
+    const NO_JSON_FORM: &[&str] = &[
+        // A shell script for the shell to source: there is no report to put in JSON.
+        "completions",
+        // Its output is a JSON document already, with or without `--json`.
+        "decode",
+    ];
+
+    /// Every leaf of the command tree, as the words that reach it (`key generate`).
+    fn leaves(command: &clap::Command, prefix: &str, out: &mut Vec<String>) {
+        for sub in command.get_subcommands() {
+            let name = format!("{prefix}{}", sub.get_name());
+            if sub.has_subcommands() {
+                leaves(sub, &format!("{name} "), out);
+            } else {
+                out.push(name);
+            }
+        }
+    }
+
+    /// A new command must be added to [`PRINTS_JSON`], with its JSON form in docs/CLI.md, or
+    /// to [`NO_JSON_FORM`] with the reason; and neither list may name a command that is gone.
+    #[test]
+    fn every_command_has_a_json_form_or_a_reason() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "", &mut all);
+        for name in &all {
+            let listed = PRINTS_JSON.contains(&name.as_str()) as u8
+                + NO_JSON_FORM.contains(&name.as_str()) as u8;
+            assert_eq!(
+                listed, 1,
+                "`commons-cli {name}` must be in exactly one of PRINTS_JSON (give it a --json \
+                 form, documented in docs/CLI.md, and a test in cli/tests/json.rs) and \
+                 NO_JSON_FORM (say why it has none)"
+            );
+        }
+        for name in PRINTS_JSON.iter().chain(NO_JSON_FORM) {
+            assert!(
+                all.iter().any(|c| c == name),
+                "`{name}` is listed but is no command"
+            );
+        }
+    }
+
+    /// The section "Output for scripts" of docs/CLI.md names every command of [`PRINTS_JSON`]
+    /// (in backquotes, alone or followed by its arguments), so none is left undocumented.
+    #[test]
+    fn every_json_form_is_documented() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/CLI.md");
+        let start = doc
+            .find("## Output for scripts")
+            .expect("docs/CLI.md has a section \"Output for scripts\"");
+        let section = &doc[start..];
+        let section = &section[..section[2..].find("\n## ").map_or(section.len(), |i| i + 2)];
+        for name in PRINTS_JSON.iter().chain(NO_JSON_FORM) {
+            assert!(
+                section.contains(&format!("`{name}`")) || section.contains(&format!("`{name} ")),
+                "docs/CLI.md, \"Output for scripts\", does not mention `{name}`"
+            );
+        }
+    }
+
     #[test]
     fn lock_times() {
         assert_eq!(parse_lock_start("now"), Ok(TimeArg::Now));

@@ -51,7 +51,7 @@ pub fn run(cli: Cli) -> Result {
     };
     match cli.command {
         Command::Completions { shell } => packaging::completions(shell),
-        Command::ManPages { dir } => packaging::man_pages(&dir),
+        Command::ManPages { dir } => packaging::man_pages(&ctx, &dir),
         Command::Help { method } => online::help(&ctx, method.as_deref()),
         Command::Call { method, params } => online()?.call_any(&ctx, &method, &params),
         Command::Stop => online()?.stop(&ctx),
@@ -435,6 +435,39 @@ fn signatures_json(report: &ThresholdReport, allowed: &[PublicKey]) -> serde_jso
             })
         })
         .collect()
+}
+
+/// What `proposal digest` and `release digest` print with `--json`: the digest signers sign,
+/// which is the message's id on the network, so both fields hold the same hash (`digest`
+/// names it as `spec digest` does, for `key sign-digest`).
+fn digest_json(net: &Network, id: &Hash32, file: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "digest": id,
+        "id": id,
+        "network": net.spec.name,
+        "network_id": net.id,
+        "file": file.display().to_string(),
+    })
+}
+
+/// What `proposal attach` and `release combine` print with `--json`: the signatures added
+/// from each file, and the count against the threshold afterwards.
+fn added_json(
+    report: &ThresholdReport,
+    added: &[(PublicKey, &PathBuf)],
+    file: &Path,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": report.id,
+        "added": added.iter().map(|(signer, path)| serde_json::json!({
+            "signer": signer,
+            "file": path.display().to_string(),
+        })).collect::<Vec<_>>(),
+        "counted": report.counted,
+        "required": report.required,
+        "threshold_met": report.is_met(),
+        "file": file.display().to_string(),
+    })
 }
 
 /// A hint for a report in which no signature counts for one reason: the usual causes.

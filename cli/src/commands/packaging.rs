@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::CommandFactory;
 
+use super::Context;
 use crate::cli::Cli;
 use crate::error::{CliError, Result};
 
@@ -16,16 +17,21 @@ pub fn completions(shell: clap_complete::Shell) -> Result {
 }
 
 /// Writes `commons-cli.1` and one page per command (`commons-cli-key-generate.1`, ...) into
-/// `dir`, creating it, and lists the files written.
-pub fn man_pages(dir: &Path) -> Result {
+/// `dir`, creating it, and lists the files written: one a line, or with `--json` as
+/// `{"files": [...]}`.
+pub fn man_pages(ctx: &Context, dir: &Path) -> Result {
     std::fs::create_dir_all(dir)
         .map_err(|e| CliError::Input(anyhow::anyhow!("cannot create {}: {e}", dir.display())))?;
     let mut command = Cli::command();
     command.build();
     let mut written = Vec::new();
     write_pages(&command, dir, &mut written)?;
+    if ctx.json() {
+        let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+        return ctx.emit(&serde_json::json!({ "files": files }));
+    }
     for path in written {
-        println!("{}", path.display());
+        ctx.say(path.display())?;
     }
     Ok(())
 }

@@ -230,7 +230,11 @@ pub fn sign(ctx: &Context, file: &Path, key_file: &Path, passphrase: PassphraseA
 pub fn digest(ctx: &Context, file: &Path) -> Result {
     let net = ctx.network()?;
     let proposal = load_proposal(file)?;
-    ctx.say(proposal.id(&net.id))
+    let id = proposal.id(&net.id);
+    if ctx.json() {
+        return ctx.emit(&super::digest_json(net, &id, file));
+    }
+    ctx.say(id)
 }
 
 /// `proposal attach FILE SIG...`: every signature is checked before the file is written; one
@@ -270,6 +274,9 @@ pub fn attach(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf]
     }
     files::replace(file, &proposal.encode())?;
     let report = report(&proposal, net);
+    if ctx.json() {
+        return ctx.emit(&super::added_json(&report, &added, file));
+    }
     ctx.say(format_args!("proposal    {id}"))?;
     for (signer, path) in added {
         ctx.say(format_args!("added       {signer} from {}", path.display()))?;

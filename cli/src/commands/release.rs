@@ -336,7 +336,11 @@ fn prepare_signing<'n>(
 pub fn digest(ctx: &Context, file: &Path) -> Result {
     let net = ctx.network()?;
     let bundle = load_release(file)?;
-    ctx.say(bundle.id(&net.id))
+    let id = bundle.id(&net.id);
+    if ctx.json() {
+        return ctx.emit(&super::digest_json(net, &id, file));
+    }
+    ctx.say(id)
 }
 
 /// `release sign FILE --key KEY [--detached OUT]`.
@@ -457,18 +461,7 @@ pub fn combine(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf
     }
     files::replace(file, &bundle.encode())?;
     if ctx.json() {
-        let report = report(&bundle, net);
-        return ctx.emit(&json!({
-            "id": id,
-            "added": added.iter().map(|(signer, path)| json!({
-                "signer": signer,
-                "file": path.display().to_string(),
-            })).collect::<Vec<_>>(),
-            "counted": report.counted,
-            "required": report.required,
-            "threshold_met": report.is_met(),
-            "file": file.display().to_string(),
-        }));
+        return ctx.emit(&super::added_json(&report(&bundle, net), &added, file));
     }
     ctx.say(format_args!("release     {id}"))?;
     for (signer, path) in added {

@@ -10,9 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use commons_signaling::spec::MeasurerSpec;
 use commons_signaling::spec_signatures::{
-    SpecSignatureError, check_spec_signatures, sign_spec, spec_signing_digest, spec_threshold,
+    SpecSignatureError, SpecSignatureFate, check_spec_signatures, sign_spec, spec_signing_digest,
+    spec_threshold,
 };
 use commons_signaling::{NetworkSpec, PublicKey, ReleaseClass, wire};
+use serde_json::{Value, json};
 
 use super::{Context, load_detached};
 use crate::cli::{BaseArg, PassphraseArgs, SpecCommand};
@@ -30,7 +32,10 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
                 return Err(anyhow!("{key} is a maintainer already").into());
             }
             spec.maintainers.push(key);
-            Ok(format!("added maintainer {key}"))
+            Ok(Change::new(
+                format!("added maintainer {key}"),
+                json!({ "public_key": key }),
+            ))
         }),
         SpecCommand::RemoveMaintainer { file, key } => edit(ctx, &file, |spec| {
             let key = parse_key(&key)?;
@@ -39,7 +44,10 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             if spec.maintainers.len() == before {
                 return Err(anyhow!("{key} is not a maintainer").into());
             }
-            Ok(format!("removed maintainer {key}"))
+            Ok(Change::new(
+                format!("removed maintainer {key}"),
+                json!({ "public_key": key }),
+            ))
         }),
         SpecCommand::AddReleaseSigner { file, key, class } => edit(ctx, &file, |spec| {
             let key = parse_key(&key)?;
@@ -54,9 +62,9 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             if added.is_empty() {
                 return Err(anyhow!("{key} signs those classes already").into());
             }
-            Ok(format!(
-                "added release signer {key} of {}",
-                added.join(", ")
+            Ok(Change::new(
+                format!("added release signer {key} of {}", added.join(", ")),
+                json!({ "public_key": key, "classes": added }),
             ))
         }),
         SpecCommand::RemoveReleaseSigner { file, key, class } => edit(ctx, &file, |spec| {
@@ -78,9 +86,9 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             if removed.is_empty() {
                 return Err(anyhow!("{key} signs none of those classes").into());
             }
-            Ok(format!(
-                "removed release signer {key} from {}",
-                removed.join(", ")
+            Ok(Change::new(
+                format!("removed release signer {key} from {}", removed.join(", ")),
+                json!({ "public_key": key, "classes": removed }),
             ))
         }),
         SpecCommand::AddMeasurer {
@@ -95,8 +103,9 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             for address in &addresses {
                 check_multiaddr(address)?;
             }
+            let fields = json!({ "public_key": key, "addresses": addresses });
             spec.measurers.push(MeasurerSpec { key, addresses });
-            Ok(format!("added measurer {key}"))
+            Ok(Change::new(format!("added measurer {key}"), fields))
         }),
         SpecCommand::RemoveMeasurer { file, key } => edit(ctx, &file, |spec| {
             let key = parse_key(&key)?;
@@ -105,7 +114,10 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             if spec.measurers.len() == before {
                 return Err(anyhow!("{key} is not a measurer").into());
             }
-            Ok(format!("removed measurer {key}"))
+            Ok(Change::new(
+                format!("removed measurer {key}"),
+                json!({ "public_key": key }),
+            ))
         }),
         SpecCommand::SetThreshold {
             file,
@@ -130,9 +142,12 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
                     rules.signatures_required = threshold;
                 }
                 let list: Vec<String> = tier.iter().map(u8::to_string).collect();
-                Ok(format!(
-                    "tier {} needs {threshold} maintainer signatures",
-                    list.join(", ")
+                Ok(Change::new(
+                    format!(
+                        "tier {} needs {threshold} maintainer signatures",
+                        list.join(", ")
+                    ),
+                    threshold_json(threshold, &tier, &[], false),
                 ))
             } else if !class.is_empty() {
                 let mut names = Vec::new();
@@ -140,22 +155,44 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
                     class_rules(spec, class)?.threshold = threshold;
                     names.push(class.name());
                 }
-                Ok(format!(
-                    "{} releases need {threshold} signatures",
-                    names.join(", ")
+                Ok(Change::new(
+                    format!("{} releases need {threshold} signatures", names.join(", ")),
+                    threshold_json(threshold, &[], &names, false),
                 ))
             } else if measurers {
                 spec.measurer_quorum = threshold;
-                Ok(format!("{threshold} measurers must agree"))
+                Ok(Change::new(
+                    format!("{threshold} measurers must agree"),
+                    threshold_json(threshold, &[], &[], true),
+                ))
             } else {
                 Err(anyhow!("say which threshold: --tier T, --class CLASS or --measurers").into())
             }
         }),
         SpecCommand::Show { file } => show(ctx, &file),
-        SpecCommand::Id { file } => ctx.say(load_draft(&file)?.network_id()),
+        SpecCommand::Id { file } => {
+            let spec = load_draft(&file)?;
+            if ctx.json() {
+                return ctx.emit(&json!({
+                    "id": spec.network_id(),
+                    "network": spec.name,
+                    "file": file.display().to_string(),
+                }));
+            }
+            ctx.say(spec.network_id())
+        }
         SpecCommand::Digest { file } => {
             let spec = load_complete(&file)?;
-            ctx.say(spec_signing_digest(&spec.network_id()))
+            let digest = spec_signing_digest(&spec.network_id());
+            if ctx.json() {
+                return ctx.emit(&json!({
+                    "digest": digest,
+                    "id": spec.network_id(),
+                    "network": spec.name,
+                    "file": file.display().to_string(),
+                }));
+            }
+            ctx.say(digest)
         }
         SpecCommand::Sign {
             file,
@@ -164,6 +201,49 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             passphrase,
         } => sign(ctx, &file, &key, &out, passphrase),
         SpecCommand::Verify { file, signatures } => verify(ctx, &file, &signatures),
+    }
+}
+
+/// What an editing command did: the line it prints, and its own fields of the JSON document.
+struct Change {
+    text: String,
+    fields: Value,
+}
+
+impl Change {
+    fn new(text: String, fields: Value) -> Self {
+        Change { text, fields }
+    }
+}
+
+/// The fields of `spec set-threshold --json`: every kind of threshold is present, empty or
+/// `false` when not the one set, so scripts see one shape.
+fn threshold_json(threshold: u32, tiers: &[u8], classes: &[&str], measurers: bool) -> Value {
+    json!({
+        "threshold": threshold,
+        "tiers": tiers,
+        "classes": classes,
+        "measurers": measurers,
+    })
+}
+
+/// The state every editing command (and `spec new`) reports: the name, the draft's network
+/// id (it changes with every key), whether it is complete and what it still lacks.
+fn state_json(spec: &NetworkSpec, file: &Path) -> Value {
+    let missing = spec.missing_keys();
+    json!({
+        "network": spec.name,
+        "id": spec.network_id(),
+        "complete": missing.is_empty(),
+        "missing": missing,
+        "file": file.display().to_string(),
+    })
+}
+
+/// Adds `fields` (an object) to the object `doc`.
+fn merge(doc: &mut Value, fields: Value) {
+    if let (Value::Object(doc), Value::Object(fields)) = (doc, fields) {
+        doc.extend(fields);
     }
 }
 
@@ -247,6 +327,9 @@ fn new(ctx: &Context, name: &str, base: BaseArg, out: &Path) -> Result {
     }
     spec.validate_draft("--name").map_err(input)?;
     files::write_new(out, spec.to_toml().as_bytes())?;
+    if ctx.json() {
+        return ctx.emit(&state_json(&spec, out));
+    }
     ctx.say(format_args!("network     {}", spec.name))?;
     ctx.say(format_args!("wrote       {}", out.display()))?;
     ctx.say(format_args!(
@@ -259,7 +342,7 @@ fn new(ctx: &Context, name: &str, base: BaseArg, out: &Path) -> Result {
 fn edit(
     ctx: &Context,
     file: &Path,
-    change: impl FnOnce(&mut NetworkSpec) -> Result<String>,
+    change: impl FnOnce(&mut NetworkSpec) -> Result<Change>,
 ) -> Result {
     let mut spec = load_draft(file)?;
     let done = change(&mut spec).map_err(|e| match e {
@@ -269,7 +352,12 @@ fn edit(
     spec.validate_draft(&file.display().to_string())
         .map_err(spec_error)?;
     files::replace(file, spec.to_toml().as_bytes())?;
-    ctx.say(done)?;
+    if ctx.json() {
+        let mut doc = state_json(&spec, file);
+        merge(&mut doc, done.fields);
+        return ctx.emit(&doc);
+    }
+    ctx.say(done.text)?;
     ctx.say(format_args!("id          {}", spec.network_id()))?;
     let missing = spec.missing_keys().len();
     if missing == 0 {
@@ -285,6 +373,9 @@ fn edit(
 /// `spec show FILE`.
 fn show(ctx: &Context, file: &Path) -> Result {
     let spec = load_draft(file)?;
+    if ctx.json() {
+        return ctx.emit(&show_json(&spec, file));
+    }
     let missing = spec.missing_keys();
     ctx.say(format_args!("network     {}", spec.name))?;
     ctx.say(format_args!("id          {}", spec.network_id()))?;
@@ -353,6 +444,44 @@ fn show(ctx: &Context, file: &Path) -> Result {
     ))
 }
 
+/// What `spec show --json` prints: the state of [`state_json`] and every rule and key. Where
+/// a name is also in `network init`'s document (`tiers`, `release_classes[].signers`,
+/// `measurers`) it means the same, a count; the keys themselves are in fields of their own.
+fn show_json(spec: &NetworkSpec, file: &Path) -> Value {
+    let mut doc = state_json(spec, file);
+    merge(
+        &mut doc,
+        json!({
+            "epoch_secs": spec.epoch_secs,
+            "min_uptime_epochs": spec.min_uptime_epochs,
+            "uptime_window_epochs": spec.uptime_window_epochs,
+            "maintainers": spec.maintainers,
+            "tiers": spec.tiers.iter().map(|tier| json!({
+                "tier": tier.tier,
+                "name": tier.name,
+                "signatures_required": tier.signatures_required,
+                "maintainers": spec.maintainers.len(),
+                "min_lock_secs": tier.min_lock_secs,
+            })).collect::<Vec<_>>(),
+            "release_classes": spec.release_classes.iter().map(|class| json!({
+                "class": class.class.name(),
+                "threshold": class.threshold,
+                "signers": class.signers.len(),
+                "keys": class.signers,
+            })).collect::<Vec<_>>(),
+            "measurer_quorum": spec.measurer_quorum,
+            "measurers": spec.measurers.len(),
+            "measurer_keys": spec.measurers.iter().map(|m| json!({
+                "public_key": m.key,
+                "addresses": m.addresses,
+            })).collect::<Vec<_>>(),
+            "qualification": spec.qualification.name(),
+            "spec_signatures_required": spec_threshold(spec),
+        }),
+    );
+    doc
+}
+
 /// `spec sign FILE --key KEY --out SIG`.
 fn sign(
     ctx: &Context,
@@ -381,6 +510,15 @@ fn sign(
     let key = super::key::load(key_file, passphrase)?;
     let signature = sign_spec(&spec, &key);
     files::write_new(out, &wire::encode(&signature))?;
+    if ctx.json() {
+        return ctx.emit(&json!({
+            "network": spec.name,
+            "id": spec.network_id(),
+            "signer": public,
+            "detached": out.display().to_string(),
+            "file": file.display().to_string(),
+        }));
+    }
     ctx.say(format_args!("network     {}", spec.name))?;
     ctx.say(format_args!("id          {}", spec.network_id()))?;
     ctx.say(format_args!("signed as {public}"))?;
@@ -398,6 +536,33 @@ fn verify(ctx: &Context, file: &Path, signature_files: &[PathBuf]) -> Result {
         .map(|path| load_detached(path))
         .collect::<Result<Vec<_>>>()?;
     let report = check_spec_signatures(&spec, &spec, &signatures);
+    let verdict =
+        commons_signaling::spec_signatures::verify_spec_signatures(&spec, &spec, &signatures);
+    let invalid = |error: SpecSignatureError| {
+        // Both errors are verdicts on the signatures given, hence exit 1 like any `verify`.
+        match error {
+            SpecSignatureError::BelowThreshold(_) | SpecSignatureError::NoMaintainers => {
+                CliError::failed(format_args!("{}: {error}", file.display()))
+            }
+        }
+    };
+    if ctx.json() {
+        ctx.emit(&json!({
+            "network": spec.name,
+            "id": report.network_id,
+            "digest": report.digest,
+            "signatures": report.signatures.iter().zip(signature_files).map(|((key, fate), path)| json!({
+                "signer": key,
+                "index": spec.maintainers.iter().position(|k| k == key).map(|i| i + 1),
+                "fate": fate_name(*fate),
+                "file": path.display().to_string(),
+            })).collect::<Vec<_>>(),
+            "counted": report.counted,
+            "required": report.required,
+            "valid": verdict.is_ok(),
+        }))?;
+        return verdict.map(|_| ()).map_err(invalid);
+    }
     ctx.say(format_args!("network     {}", spec.name))?;
     ctx.say(format_args!("id          {}", report.network_id))?;
     ctx.say("signatures")?;
@@ -416,16 +581,22 @@ fn verify(ctx: &Context, file: &Path, signature_files: &[PathBuf]) -> Result {
         "counted     {} of {} required",
         report.counted, report.required
     ))?;
-    match commons_signaling::spec_signatures::verify_spec_signatures(&spec, &spec, &signatures) {
+    match verdict {
         Ok(_) => ctx.say(format_args!("valid       signed by its maintainers")),
-        Err(
-            error @ (SpecSignatureError::BelowThreshold(_) | SpecSignatureError::NoMaintainers),
-        ) => {
+        Err(error) => {
             ctx.say("INVALID")?;
-            Err(CliError::failed(format_args!(
-                "{}: {error}",
-                file.display()
-            )))
+            Err(invalid(error))
         }
+    }
+}
+
+/// The stable name of a spec signature's fate in JSON output, the same names as
+/// [`crate::format::fate_name`] gives the fates of proposal and release signatures.
+fn fate_name(fate: SpecSignatureFate) -> &'static str {
+    match fate {
+        SpecSignatureFate::Counted => "counted",
+        SpecSignatureFate::DuplicateSigner => "duplicate-signer",
+        SpecSignatureFate::UnknownKey => "unknown-key",
+        SpecSignatureFate::BadSignature => "bad-signature",
     }
 }
