@@ -129,7 +129,8 @@ fn ingest(aggregator: &mut Aggregator, bytes: &[u8], now: u64) -> bool {
     let net = *aggregator.network_id();
     let (signal, digest) = Signal::decode_with_digest(bytes, &net).expect("valid bytes");
     match aggregator.precheck_signal(&signal, now) {
-        Ok(Precheck::New) => {}
+        // A conflicting body is verified like a new signal (it may prove an equivocation).
+        Ok(Precheck::New | Precheck::Equivocates) => {}
         Ok(Precheck::Duplicate) | Err(_) => return false,
     }
     if !signal.verify_digest(&digest) {

@@ -7,12 +7,14 @@
 //! - [`wire`]: canonical CBOR encoding with bounded, strict decoding;
 //! - [`keys`]: secp256k1 keys, x-only public keys and BIP340 signatures over tagged hashes;
 //! - [`messages`]: attestations, presences, signals, proposals, release bundles;
+//! - [`evidence`]: equivocation evidence, two conflicting signals of one signer;
 //! - [`artifact`]: whole-file and per-chunk hashes of release artifacts;
 //! - [`spec`]: network parameters, the built-in networks and spec files;
 //! - [`sync`] and [`fetch`]: the payloads of the catch-up and artifact-fetch
 //!   request-response protocols.
 
 pub mod artifact;
+pub mod evidence;
 pub mod fetch;
 pub mod keys;
 pub mod messages;
@@ -21,6 +23,7 @@ pub mod sync;
 pub mod types;
 pub mod wire;
 
+pub use evidence::Equivocation;
 pub use keys::{KeyError, PublicKey, SecretKey, Signature};
 pub use messages::{
     AnyMessage, Artifact, AttestationBody, Choice, MaintainerSignature, MessageKind, MultiSigned,
