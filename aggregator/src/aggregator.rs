@@ -5,7 +5,8 @@ use std::collections::{HashMap, HashSet};
 
 use commons_signaling::spec::TierSpec;
 use commons_signaling::{
-    Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, Signature, UptimeAttestation,
+    Equivocation, Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, Signature,
+    UptimeAttestation,
 };
 use serde::Serialize;
 
@@ -32,6 +33,10 @@ pub enum Precheck {
     New,
     /// Exactly the signal already held: nothing to verify or forward.
     Duplicate,
+    /// The sequence number of the held signal with another body, by a signer not yet proven
+    /// to equivocate on this proposal: verify it, and [`Aggregator::apply_signal`] makes the
+    /// pair into evidence.
+    Equivocates,
 }
 
 /// What [`Aggregator::apply_signal`] did.
@@ -47,6 +52,24 @@ pub enum SignalOutcome {
     },
     /// Exactly the signal already held: nothing changed.
     Duplicate,
+    /// It and the held signal prove the signer equivocated: the evidence is held
+    /// ([`Aggregator::evidence_of`]) and the signer no longer counts on this proposal.
+    Equivocated {
+        /// Whether the signal also became the signer's stored signal (it won the tie on
+        /// canonical bytes), as it would have without the evidence.
+        stored: bool,
+    },
+}
+
+/// What [`Aggregator::add_evidence`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceOutcome {
+    /// The first evidence against this signer on this proposal: it no longer counts there.
+    New,
+    /// The signer is already proven to equivocate on this proposal (by this evidence or
+    /// another pair); the evidence held is kept.
+    AlreadyProven,
 }
 
 /// Why a signal is refused.
@@ -82,7 +105,9 @@ pub enum SignalRejection {
         offered: u64,
     },
     /// The same sequence number as the held signal but other content, and the held one wins
-    /// (larger canonical bytes), as it does on every node.
+    /// (larger canonical bytes), as it does on every node. Only when it proves nothing new:
+    /// its body is the held one's (a second signature over one statement), or the signer is
+    /// already proven to equivocate on this proposal.
     #[error("another signal with sequence {sequence} by this signer is held and wins")]
     Equivocation {
         /// The sequence number both carry.
@@ -95,6 +120,10 @@ struct Entry {
     tier: TierSpec,
     /// The latest signal of each signer.
     signals: HashMap<PublicKey, Signal>,
+    /// Signers proven to equivocate on this proposal, with the first evidence held against
+    /// each: their signals are still stored (so what is held does not depend on the order
+    /// of arrival) but count in no tally.
+    excluded: HashMap<PublicKey, Equivocation>,
     tally: ProposalTally,
     /// The epoch at which the override verdict was latched.
     overridden_at: Option<u64>,
@@ -207,6 +236,7 @@ impl Aggregator {
             proposal,
             tier,
             signals: HashMap::new(),
+            excluded: HashMap::new(),
             tally: ProposalTally::default(),
             overridden_at: None,
         };
@@ -254,8 +284,13 @@ impl Aggregator {
             if offered < latest {
                 return Err(SignalRejection::Replay { latest, offered });
             }
-            if offered == latest && signal.encode() < held.encode() {
-                return Err(SignalRejection::Equivocation { sequence: offered });
+            if offered == latest {
+                if held.body != *body && !entry.excluded.contains_key(&body.signer) {
+                    return Ok(Precheck::Equivocates);
+                }
+                if signal.encode() < held.encode() {
+                    return Err(SignalRejection::Equivocation { sequence: offered });
+                }
             }
         }
         Ok(Precheck::New)
@@ -270,14 +305,46 @@ impl Aggregator {
         signal: Signal,
         now: u64,
     ) -> Result<SignalOutcome, SignalRejection> {
-        if self.precheck_signal(&signal, now)? == Precheck::Duplicate {
-            return Ok(SignalOutcome::Duplicate);
+        match self.precheck_signal(&signal, now)? {
+            Precheck::Duplicate => Ok(SignalOutcome::Duplicate),
+            Precheck::New => Ok(self.store_signal(signal)),
+            Precheck::Equivocates => {
+                let (id, signer) = (signal.body.proposal, signal.body.signer);
+                let held = self
+                    .signal(&id, &signer)
+                    .cloned()
+                    .expect("prechecked: a signal is held");
+                let sequence = signal.body.sequence;
+                let Ok(evidence) = Equivocation::new(held, signal.clone()) else {
+                    // Unreachable for decoded signals (same signer, proposal and sequence,
+                    // other body); refused as a plain equivocation rather than trusted.
+                    return Err(SignalRejection::Equivocation { sequence });
+                };
+                self.add_evidence(evidence)
+                    .expect("prechecked: the proposal is known");
+                // Now that the signer is proven, the signal is judged as any same-sequence
+                // signal is: it is stored when its encoding is the larger, so that what is
+                // held does not depend on whether the evidence came first.
+                let stored = match self.precheck_signal(&signal, now) {
+                    Ok(Precheck::New) => {
+                        self.store_signal(signal);
+                        true
+                    }
+                    _ => false,
+                };
+                Ok(SignalOutcome::Equivocated { stored })
+            }
         }
+    }
+
+    /// Stores a prechecked, verified signal as its signer's latest and moves the signer's
+    /// weight (unless the signer is proven to equivocate on the proposal).
+    fn store_signal(&mut self, signal: Signal) -> SignalOutcome {
         let signer = signal.body.signer;
         for attestation in signal.body.attestations.iter() {
             self.add_carried_attestation(&signer, attestation.clone());
         }
-        let (id, signer, choice) = (signal.body.proposal, signal.body.signer, signal.body.choice);
+        let (id, choice) = (signal.body.proposal, signal.body.choice);
         let sqrt = self.policy.sqrt_weighting;
         let counted = self
             .population
@@ -290,15 +357,89 @@ impl Aggregator {
             self.held_signatures.remove(&previous.signature);
         }
         let old_choice = previous.as_ref().map(|p| p.body.choice);
-        if let Some((g, n)) = counted {
+        if let Some((g, n)) = counted
+            && !entry.excluded.contains_key(&signer)
+        {
             entry.tally.change_choice(g, n, old_choice, choice, sqrt);
         }
-        Ok(match previous {
+        match previous {
             None => SignalOutcome::New,
             Some(p) => SignalOutcome::Replaced {
                 previous_sequence: p.body.sequence,
             },
-        })
+        }
+    }
+
+    /// Takes equivocation evidence whose two signatures the caller verified (or that this
+    /// aggregator made itself): from now on its signer counts in no tally of its proposal.
+    /// The signals inside are not applied here; [`Aggregator::apply_evidence`] does both.
+    pub fn add_evidence(
+        &mut self,
+        evidence: Equivocation,
+    ) -> Result<EvidenceOutcome, SignalRejection> {
+        let (id, signer) = (*evidence.proposal(), *evidence.signer());
+        let sqrt = self.policy.sqrt_weighting;
+        let counted = self
+            .population
+            .counted(&signer)
+            .map(|g| (g, self.population.netgroup_size(&g)));
+        let entry = self
+            .proposals
+            .get_mut(&id)
+            .ok_or(SignalRejection::UnknownProposal(id))?;
+        if entry.excluded.contains_key(&signer) {
+            return Ok(EvidenceOutcome::AlreadyProven);
+        }
+        entry.excluded.insert(signer, evidence);
+        if let (Some((g, n)), Some(held)) = (counted, entry.signals.get(&signer)) {
+            entry.tally.remove_choice(g, n, held.body.choice, sqrt);
+        }
+        Ok(EvidenceOutcome::New)
+    }
+
+    /// Takes verified evidence ([`Aggregator::add_evidence`]) and applies the two signals in
+    /// it as if they had arrived (each is refused or stored by the usual rules, and the
+    /// attestations they carry, which the caller verified as for any signal, are absorbed),
+    /// so that a node that saw only the evidence holds what a node that saw both signals
+    /// holds. Returns what `add_evidence` said.
+    pub fn apply_evidence(
+        &mut self,
+        evidence: Equivocation,
+        now: u64,
+    ) -> Result<EvidenceOutcome, SignalRejection> {
+        let (first, second) = (evidence.first.clone(), evidence.second.clone());
+        let outcome = self.add_evidence(evidence)?;
+        for signal in [first, second] {
+            // A replay, a losing tie or a signal cast after the lock is refused here exactly
+            // as it would be on its own.
+            let _ = self.apply_signal(signal, now);
+        }
+        Ok(outcome)
+    }
+
+    /// Whether `signer` is proven to equivocate on proposal `id`.
+    pub fn is_excluded(&self, id: &Hash32, signer: &PublicKey) -> bool {
+        self.proposals
+            .get(id)
+            .is_some_and(|e| e.excluded.contains_key(signer))
+    }
+
+    /// The evidence held against `signer` on proposal `id`.
+    pub fn evidence_of(&self, id: &Hash32, signer: &PublicKey) -> Option<&Equivocation> {
+        self.proposals.get(id)?.excluded.get(signer)
+    }
+
+    /// The evidence held on proposal `id` (all proposals when `None`), by proposal, then
+    /// signer.
+    pub fn evidence(&self, id: Option<&Hash32>) -> Vec<&Equivocation> {
+        let mut all: Vec<&Equivocation> = self
+            .proposals
+            .iter()
+            .filter(|(pid, _)| id.is_none_or(|want| want == *pid))
+            .flat_map(|(_, e)| e.excluded.values())
+            .collect();
+        all.sort_by_key(|e| (*e.proposal(), *e.signer()));
+        all
     }
 
     /// The attestations among `attestations` that would change something, and so need their
@@ -355,7 +496,11 @@ impl Aggregator {
         for mv in self.population.take_moves() {
             let (Move::Leave { node, .. } | Move::Join { node, .. }) = mv;
             for entry in self.proposals.values_mut() {
-                let choice = entry.signals.get(&node).map(|s| s.body.choice);
+                let choice = entry
+                    .signals
+                    .get(&node)
+                    .filter(|_| !entry.excluded.contains_key(&node))
+                    .map(|s| s.body.choice);
                 entry.tally.apply_move(&mv, choice, sqrt);
             }
         }
@@ -370,7 +515,8 @@ impl Aggregator {
         self.population.set_epoch(epoch);
         let sqrt = self.policy.sqrt_weighting;
         for entry in self.proposals.values_mut() {
-            entry.tally = ProposalTally::rebuild(&entry.signals, &self.population, sqrt);
+            entry.tally =
+                ProposalTally::rebuild(&entry.signals, &entry.excluded, &self.population, sqrt);
         }
         self.latch_overrides(epoch);
     }
@@ -409,11 +555,20 @@ impl Aggregator {
     /// The tally of a proposal at the current epoch.
     pub fn tally(&self, id: &Hash32) -> Option<Tally> {
         let entry = self.proposals.get(id)?;
+        let excluded_held = entry
+            .excluded
+            .keys()
+            .filter(|k| entry.signals.contains_key(k))
+            .count() as u64;
         Some(entry.tally.view(
             *id,
             &entry.tier,
             self.epoch(),
-            entry.signals.len() as u64,
+            (
+                entry.signals.len() as u64,
+                entry.excluded.len() as u64,
+                excluded_held,
+            ),
             self.population.totals(),
         ))
     }

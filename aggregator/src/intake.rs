@@ -20,11 +20,13 @@
 use std::collections::HashMap;
 
 use commons_signaling::{
-    DecodeError, Hash32, MessageKind, NetworkSpec, Presence, Proposal, PublicKey, ReleaseBundle,
-    ReleaseVersion, Signal, UptimeAttestation,
+    DecodeError, Equivocation, Hash32, MessageKind, NetworkSpec, Presence, Proposal, PublicKey,
+    ReleaseBundle, ReleaseVersion, Signal, UptimeAttestation,
 };
 
-use crate::aggregator::{Aggregator, Precheck, ProposalOutcome, SignalOutcome, SignalRejection};
+use crate::aggregator::{
+    Aggregator, EvidenceOutcome, Precheck, ProposalOutcome, SignalOutcome, SignalRejection,
+};
 use crate::policy::Policy;
 use crate::population::AttestationOutcome;
 use crate::rules::{ReleaseError, verify_proposal, verify_release};
@@ -74,8 +76,12 @@ pub enum Reason {
     UnknownProposal,
     /// A signal with a lower sequence number than the signer's latest.
     Replay,
-    /// A signal with the sequence number of the held one, other content, and losing.
+    /// A signal with the sequence number of the held one and other content: not forwarded.
+    /// When its body differs and the signer was not yet proven, the node made evidence of it
+    /// (stored and published as an evidence message).
     Equivocation,
+    /// Equivocation evidence against a signer already proven to equivocate on that proposal.
+    AlreadyProven,
     /// A signal cast at or after the end of its proposal's lock.
     AfterLockEnd,
     /// A signature of the message or of a carried attestation does not verify.
@@ -110,7 +116,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in a fixed order (so each can have a metrics series from the start).
-    pub const ALL: [Reason; 25] = [
+    pub const ALL: [Reason; 26] = [
         Reason::New,
         Reason::TooLarge,
         Reason::Malformed,
@@ -121,6 +127,7 @@ impl Reason {
         Reason::UnknownProposal,
         Reason::Replay,
         Reason::Equivocation,
+        Reason::AlreadyProven,
         Reason::AfterLockEnd,
         Reason::BadSignature,
         Reason::InvalidProposal,
@@ -151,6 +158,7 @@ impl Reason {
             Reason::UnknownProposal => "unknown_proposal",
             Reason::Replay => "replay",
             Reason::Equivocation => "equivocation",
+            Reason::AlreadyProven => "already_proven",
             Reason::AfterLockEnd => "after_lock_end",
             Reason::BadSignature => "bad_signature",
             Reason::InvalidProposal => "invalid_proposal",
@@ -196,6 +204,7 @@ impl Reason {
             | Reason::UnknownProposal
             | Reason::Replay
             | Reason::Equivocation
+            | Reason::AlreadyProven
             | Reason::Own
             | Reason::Stale
             | Reason::Superseded
@@ -305,6 +314,7 @@ enum PendingMessage {
     Attestation(UptimeAttestation),
     /// With the newest version of its channel held when it was checked.
     Release(Hash32, ReleaseBundle, Option<ReleaseVersion>),
+    Evidence(Box<Equivocation>),
 }
 
 impl Pending {
@@ -316,6 +326,7 @@ impl Pending {
             PendingMessage::Presence(_) => MessageKind::Presence,
             PendingMessage::Attestation(_) => MessageKind::Attestation,
             PendingMessage::Release(..) => MessageKind::Release,
+            PendingMessage::Evidence(_) => MessageKind::Evidence,
         }
     }
 
@@ -341,6 +352,9 @@ impl Pending {
                 .then_some(())
                 .ok_or_else(bad_signature),
             PendingMessage::Presence(p) => (p.verify(&network_id) && attestations_ok())
+                .then_some(())
+                .ok_or_else(bad_signature),
+            PendingMessage::Evidence(e) => (e.verify(&network_id) && attestations_ok())
                 .then_some(())
                 .ok_or_else(bad_signature),
             PendingMessage::Attestation(a) => a
@@ -424,6 +438,8 @@ pub enum Record {
     Attestation(UptimeAttestation),
     /// A release bundle, by id.
     Release(Hash32, ReleaseBundle),
+    /// Equivocation evidence (the first held against its signer on its proposal).
+    Evidence(Equivocation),
 }
 
 /// The outcome of [`Intake::apply`].
@@ -431,8 +447,13 @@ pub enum Record {
 pub struct Applied {
     /// Why the message got its verdict.
     pub reason: Reason,
-    /// What to write to storage (empty unless the reason is [`Reason::New`]).
+    /// What to write to storage: empty unless the reason is [`Reason::New`], or
+    /// [`Reason::Equivocation`] for a signal that revealed an equivocation (not forwarded,
+    /// but the evidence it made is kept).
     pub persist: Vec<Record>,
+    /// Evidence this intake made from the message (it and the held signal conflict): the
+    /// caller publishes it as an evidence message, since nobody else may have both signals.
+    pub made: Option<Equivocation>,
 }
 
 impl Applied {
@@ -440,6 +461,15 @@ impl Applied {
         Applied {
             reason,
             persist: Vec::new(),
+            made: None,
+        }
+    }
+
+    fn new(persist: Vec<Record>) -> Self {
+        Applied {
+            reason: Reason::New,
+            persist,
+            made: None,
         }
     }
 }
@@ -568,6 +598,7 @@ impl Intake {
             MessageKind::Presence => self.check_presence(bytes, now),
             MessageKind::Attestation => self.check_attestation(bytes, now),
             MessageKind::Release => self.check_release(bytes, now),
+            MessageKind::Evidence => self.check_evidence(bytes, now),
         };
         match checked {
             Ok(pending) => Checked::Verify(Box::new(pending)),
@@ -585,12 +616,42 @@ impl Intake {
         match self.aggregator.precheck_signal(&signal, now) {
             Ok(Precheck::Duplicate) => Err(Reason::Duplicate),
             Err(e) => Err(Reason::of_signal_rejection(&e)),
-            Ok(Precheck::New) => Ok(Pending {
+            Ok(Precheck::New | Precheck::Equivocates) => Ok(Pending {
                 network_id: self.network_id(),
                 attestations: self.unverified(&signal.body.attestations),
                 message: PendingMessage::Signal(signal),
             }),
         }
+    }
+
+    /// Equivocation evidence: decoded strictly (which checks that it is one, in canonical
+    /// order), on a known proposal, against a signer not yet proven there, and each signal's
+    /// carried attestations checked as a signal's are. What remains to verify: both
+    /// signatures and the carried attestations that would change something (the signals are
+    /// applied with the evidence).
+    fn check_evidence(&self, bytes: &[u8], now: u64) -> Result<Pending, Reason> {
+        let evidence = Equivocation::decode(bytes).map_err(|e| Reason::of_decode_error(&e))?;
+        let (proposal, signer) = (evidence.proposal(), evidence.signer());
+        if self.aggregator.proposal(proposal).is_none() {
+            return Err(Reason::UnknownProposal);
+        }
+        if self.aggregator.is_excluded(proposal, signer) {
+            return Err(Reason::AlreadyProven);
+        }
+        for signal in [&evidence.first, &evidence.second] {
+            self.check_carried(signer, &signal.body.attestations, now)?;
+        }
+        let mut attestations = self.unverified(&evidence.first.body.attestations);
+        for a in self.unverified(&evidence.second.body.attestations) {
+            if !attestations.contains(&a) {
+                attestations.push(a);
+            }
+        }
+        Ok(Pending {
+            network_id: self.network_id(),
+            attestations,
+            message: PendingMessage::Evidence(Box::new(evidence)),
+        })
     }
 
     fn check_proposal(&self, bytes: &[u8]) -> Result<Pending, Reason> {
@@ -699,34 +760,83 @@ impl Intake {
             }
             PendingMessage::Attestation(attestation) => self.apply_attestation(attestation),
             PendingMessage::Release(id, bundle, _) => self.apply_release(id, bundle),
+            PendingMessage::Evidence(evidence) => self.apply_evidence(*evidence, now),
         }
     }
 
     fn apply_signal(&mut self, signal: Signal, now: u64) -> Applied {
         // What is new can only have shrunk since the check, so all of it was verified.
         let new_attestations = self.unverified(&signal.body.attestations);
+        let (proposal, signer) = (signal.body.proposal, signal.body.signer);
         match self.aggregator.apply_signal(signal.clone(), now) {
             Ok(SignalOutcome::Duplicate) => Applied::refused(Reason::Duplicate),
-            Ok(_) => {
+            Ok(SignalOutcome::Equivocated { stored }) => {
+                let evidence = self
+                    .aggregator
+                    .evidence_of(&proposal, &signer)
+                    .cloned()
+                    .expect("the aggregator holds the evidence it just made");
+                let mut persist = vec![Record::Evidence(evidence.clone())];
+                if stored {
+                    persist.push(Record::Signal(signal));
+                    persist.extend(new_attestations.into_iter().map(Record::Attestation));
+                }
+                Applied {
+                    reason: Reason::Equivocation,
+                    persist,
+                    made: Some(evidence),
+                }
+            }
+            Ok(SignalOutcome::New | SignalOutcome::Replaced { .. }) => {
                 let mut persist = vec![Record::Signal(signal)];
                 persist.extend(new_attestations.into_iter().map(Record::Attestation));
-                Applied {
-                    reason: Reason::New,
-                    persist,
-                }
+                Applied::new(persist)
             }
             Err(e) => Applied::refused(Reason::of_signal_rejection(&e)),
         }
+    }
+
+    fn apply_evidence(&mut self, evidence: Equivocation, now: u64) -> Applied {
+        let (proposal, signer) = (*evidence.proposal(), *evidence.signer());
+        // Another copy, or other evidence against the same signer, may have been applied
+        // since the check.
+        if self.aggregator.is_excluded(&proposal, &signer) {
+            return Applied::refused(Reason::AlreadyProven);
+        }
+        let held_before = self.aggregator.signal(&proposal, &signer).cloned();
+        let mut new_attestations = self.unverified(&evidence.first.body.attestations);
+        for a in self.unverified(&evidence.second.body.attestations) {
+            if !new_attestations.contains(&a) {
+                new_attestations.push(a);
+            }
+        }
+        match self.aggregator.apply_evidence(evidence.clone(), now) {
+            Ok(EvidenceOutcome::New) => {}
+            Ok(EvidenceOutcome::AlreadyProven) => return Applied::refused(Reason::AlreadyProven),
+            Err(e) => return Applied::refused(Reason::of_signal_rejection(&e)),
+        }
+        let mut persist = vec![Record::Evidence(evidence)];
+        let held = self.aggregator.signal(&proposal, &signer);
+        if let Some(held) = held.filter(|h| Some(*h) != held_before.as_ref()) {
+            persist.push(Record::Signal(held.clone()));
+            // Only what the signals stored absorbed; an attestation carried by a refused
+            // signal changed nothing.
+            let still_new = self.unverified(&new_attestations);
+            persist.extend(
+                new_attestations
+                    .into_iter()
+                    .filter(|a| !still_new.contains(a))
+                    .map(Record::Attestation),
+            );
+        }
+        Applied::new(persist)
     }
 
     fn apply_proposal(&mut self, id: Hash32, proposal: Proposal) -> Applied {
         // add_proposal checks the signatures again; proposals are rare and carry at most a
         // handful, so that is cheap next to keeping the aggregator's own guarantee.
         match self.aggregator.add_proposal(proposal.clone()) {
-            Ok(ProposalOutcome::New) => Applied {
-                reason: Reason::New,
-                persist: vec![Record::Proposal(id, proposal)],
-            },
+            Ok(ProposalOutcome::New) => Applied::new(vec![Record::Proposal(id, proposal)]),
             Ok(ProposalOutcome::Duplicate) => Applied::refused(Reason::Duplicate),
             Err(_) => Applied::refused(Reason::InvalidProposal),
         }
@@ -749,10 +859,7 @@ impl Intake {
         let mut persist = vec![Record::Presence(presence.clone())];
         persist.extend(new_attestations.into_iter().map(Record::Attestation));
         self.aggregator.apply_presence(presence);
-        Applied {
-            reason: Reason::New,
-            persist,
-        }
+        Applied::new(persist)
     }
 
     fn apply_attestation(&mut self, attestation: UptimeAttestation) -> Applied {
@@ -763,10 +870,7 @@ impl Intake {
             .aggregator
             .add_carried_attestation(&me, attestation.clone())
         {
-            AttestationOutcome::New => Applied {
-                reason: Reason::New,
-                persist: vec![Record::Attestation(attestation)],
-            },
+            AttestationOutcome::New => Applied::new(vec![Record::Attestation(attestation)]),
             _ => Applied::refused(Reason::Duplicate),
         }
     }
@@ -784,10 +888,7 @@ impl Intake {
             return Applied::refused(Reason::Rollback);
         }
         self.releases.insert(id, bundle.clone());
-        Applied {
-            reason: Reason::New,
-            persist: vec![Record::Release(id, bundle)],
-        }
+        Applied::new(vec![Record::Release(id, bundle)])
     }
 
     /// Both steps at once, with the signature check inline: what the simulator's replay does

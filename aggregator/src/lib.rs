@@ -17,7 +17,9 @@ pub mod tally;
 mod tickets;
 pub mod weight;
 
-pub use aggregator::{Aggregator, Precheck, ProposalOutcome, SignalOutcome, SignalRejection};
+pub use aggregator::{
+    Aggregator, EvidenceOutcome, Precheck, ProposalOutcome, SignalOutcome, SignalRejection,
+};
 pub use intake::{
     Applied, Checked, Intake, Pending, Reason, Record, Refusal, ReleaseBook, Verdict, Verified,
 };

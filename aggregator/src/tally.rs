@@ -57,8 +57,11 @@ pub struct Tally {
     /// Signers with a stored signal, counted or not.
     pub signers: u64,
     /// Signers whose signal is stored but who do not count at this epoch (not qualified, or
-    /// another node counts for their address).
+    /// another node counts for their address); proven equivocators are not among them.
     pub uncounted_signers: u64,
+    /// Signers proven to equivocate on this proposal (evidence held), whose signals count in
+    /// no choice whether they qualify or not.
+    pub excluded_signers: u64,
 }
 
 impl Tally {
@@ -98,13 +101,17 @@ pub(crate) struct ProposalTally {
 
 impl ProposalTally {
     /// Builds the tally from scratch.
-    pub(crate) fn rebuild(
+    pub(crate) fn rebuild<E>(
         signals: &HashMap<PublicKey, Signal>,
+        excluded: &HashMap<PublicKey, E>,
         population: &Population,
         sqrt: bool,
     ) -> Self {
         let mut by_netgroup: HashMap<Netgroup, [u64; 4]> = HashMap::new();
         for (signer, signal) in signals {
+            if excluded.contains_key(signer) {
+                continue;
+            }
             if let Some(g) = population.counted(signer) {
                 by_netgroup.entry(g).or_default()[signal.body.choice.index()] += 1;
             }
@@ -181,6 +188,15 @@ impl ProposalTally {
         self.reweigh(g, n, n, delta, sqrt);
     }
 
+    /// A counted signer in netgroup `g` of size `n` whose choice was `old` stops counting
+    /// (it was proven to equivocate); the netgroup's size is unchanged, as the node still
+    /// counts in the population.
+    pub(crate) fn remove_choice(&mut self, g: Netgroup, n: u64, old: Choice, sqrt: bool) {
+        let mut delta = [0; 4];
+        delta[old.index()] = -1;
+        self.reweigh(g, n, n, delta, sqrt);
+    }
+
     pub(crate) fn override_counts(&self) -> (u64, u64) {
         let i = Choice::Override.index();
         (self.units[i], self.nodes[i])
@@ -192,7 +208,7 @@ impl ProposalTally {
         proposal: Hash32,
         tier: &TierSpec,
         epoch: u64,
-        signers: u64,
+        (signers, excluded_signers, excluded_held): (u64, u64, u64),
         (total_nodes, total_units): (u64, u64),
     ) -> Tally {
         let choices = Choice::ALL.map(|choice| ChoiceTally {
@@ -218,7 +234,8 @@ impl ProposalTally {
             required_node_share: tier.override_node_share,
             override_met: override_met(o_units, o_nodes, total_units, total_nodes, tier),
             signers,
-            uncounted_signers: signers - self.nodes.iter().sum::<u64>(),
+            uncounted_signers: signers - excluded_held - self.nodes.iter().sum::<u64>(),
+            excluded_signers,
         }
     }
 }

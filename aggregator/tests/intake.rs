@@ -4,7 +4,7 @@
 mod common;
 
 use commons_aggregator::{Checked, Intake, Reason, Record, Verdict};
-use commons_signaling::{Choice, MessageKind, PROTOCOL_VERSION};
+use commons_signaling::{Choice, Equivocation, MessageKind, PROTOCOL_VERSION};
 
 use common::{attestation, key, pk, presence, proposal, regtest, signal, signal_with};
 
@@ -222,4 +222,158 @@ fn proposals_duplicate_by_id_and_invalid_below_threshold() {
     let applied = intake.ingest(MessageKind::Proposal, &thin.encode(), T);
     assert_eq!(applied.reason, Reason::InvalidProposal);
     assert!(applied.persist.is_empty());
+}
+
+/// A signal that conflicts with the held one (same sequence, other body) is verified, and
+/// the intake makes evidence of the pair: stored, handed to the caller to publish, and the
+/// signer counts no more. The revealing signal is not forwarded; the evidence is.
+#[test]
+fn a_conflicting_signal_is_verified_and_turned_into_evidence() {
+    let (mut intake, id) = intake();
+    let net = regtest().network_id();
+    let a = signal(&net, &key("s"), id, Choice::Support, 4, T);
+    let b = signal(&net, &key("s"), id, Choice::Override, 4, T);
+    assert_eq!(
+        intake.ingest(MessageKind::Signal, &a.encode(), T).reason,
+        Reason::New
+    );
+    // A forged body at that sequence proves nothing and costs its sender.
+    let mut forged = b.encode();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let got = intake.ingest(MessageKind::Signal, &forged, T);
+    assert_eq!(got.reason, Reason::BadSignature);
+    assert!(got.made.is_none() && got.persist.is_empty());
+    assert!(!intake.aggregator().is_excluded(&id, &pk("s")));
+
+    let Checked::Verify(_) = intake.check(MessageKind::Signal, &b.encode(), T) else {
+        panic!("a conflicting body must be verified before it proves anything");
+    };
+    let applied = intake.ingest(MessageKind::Signal, &b.encode(), T);
+    assert_eq!(applied.reason, Reason::Equivocation);
+    assert_eq!(applied.reason.verdict(), Verdict::Ignore);
+    let evidence = Equivocation::new(a.clone(), b.clone()).unwrap();
+    assert_eq!(applied.made.as_ref(), Some(&evidence));
+    assert!(matches!(&applied.persist[0], Record::Evidence(e) if *e == evidence));
+    let winner_is_b = b.encode() > a.encode();
+    assert_eq!(
+        applied
+            .persist
+            .iter()
+            .any(|r| matches!(r, Record::Signal(s) if *s == b)),
+        winner_is_b
+    );
+    assert!(intake.aggregator().is_excluded(&id, &pk("s")));
+    // The same evidence arriving from a peer now changes nothing.
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Evidence, &evidence.encode(), T)
+            .reason,
+        Reason::AlreadyProven
+    );
+}
+
+/// Evidence from the network: validated like any message (malformed, oversized, forged and
+/// out-of-order evidence costs the sender; evidence on an unknown proposal waits for sync),
+/// then applied with the signals it carries.
+#[test]
+fn evidence_from_a_peer_is_validated_then_excludes_the_signer() {
+    let (mut intake, id) = intake();
+    let spec = regtest();
+    let net = spec.network_id();
+    let epoch = spec.epoch_at(T);
+    let about = attestation(&net, &key("m"), pk("s"), "10.0.0.9", epoch, 5);
+    let a = signal_with(
+        &net,
+        &key("s"),
+        id,
+        Choice::Support,
+        1,
+        T,
+        vec![about.clone()],
+    );
+    let b = signal(&net, &key("s"), id, Choice::Override, 1, T);
+    let evidence = Equivocation::new(a.clone(), b.clone()).unwrap();
+
+    let mut forged_sig = evidence.clone();
+    forged_sig.second.signature.0[5] ^= 1;
+    let swapped = Equivocation {
+        first: evidence.second.clone(),
+        second: evidence.first.clone(),
+        ..evidence.clone()
+    };
+    let elsewhere = {
+        let sign = |choice| {
+            let mut s = signal(&net, &key("s"), id, choice, 1, T);
+            s.body.proposal = commons_signaling::Hash32([3; 32]);
+            commons_signaling::Signed::sign(s.body, &key("s"), &net)
+        };
+        Equivocation::new(sign(Choice::Support), sign(Choice::Oppose)).unwrap()
+    };
+    let not_about = attestation(&net, &key("m"), pk("other"), "10.0.0.9", epoch, 5);
+    let carrying_other = Equivocation::new(
+        signal_with(&net, &key("s"), id, Choice::Oppose, 1, T, vec![not_about]),
+        b.clone(),
+    )
+    .unwrap();
+    let cases = [
+        (
+            b"\xa1\x67version\x01".to_vec(),
+            Reason::Malformed,
+            Verdict::Reject,
+        ),
+        (
+            vec![0; MessageKind::Evidence.max_bytes() + 1],
+            Reason::TooLarge,
+            Verdict::Reject,
+        ),
+        (swapped.encode(), Reason::Malformed, Verdict::Reject),
+        (forged_sig.encode(), Reason::BadSignature, Verdict::Reject),
+        (
+            carrying_other.encode(),
+            Reason::AttestationNotAboutCarrier,
+            Verdict::Reject,
+        ),
+        (elsewhere.encode(), Reason::UnknownProposal, Verdict::Ignore),
+        // A signal where evidence is expected.
+        (a.encode(), Reason::Malformed, Verdict::Reject),
+    ];
+    for (bytes, reason, verdict) in cases {
+        let got = intake.ingest(MessageKind::Evidence, &bytes, T);
+        assert_eq!((got.reason, got.reason.verdict()), (reason, verdict));
+        assert!(got.persist.is_empty());
+    }
+    assert!(!intake.aggregator().is_excluded(&id, &pk("s")));
+
+    let Checked::Verify(pending) = intake.check(MessageKind::Evidence, &evidence.encode(), T)
+    else {
+        panic!("valid evidence needs its signatures verified");
+    };
+    assert_eq!(pending.kind(), MessageKind::Evidence);
+    assert_eq!(pending.attestations(), std::slice::from_ref(&about));
+    let applied = intake.apply(pending.verify(&spec, T), T);
+    assert_eq!(applied.reason, Reason::New);
+    assert_eq!(applied.reason.verdict(), Verdict::Accept);
+    assert!(
+        applied.made.is_none(),
+        "received evidence is forwarded, not re-made"
+    );
+    let held = intake.aggregator().signal(&id, &pk("s")).cloned().unwrap();
+    assert_eq!(held, if b.encode() > a.encode() { b } else { a });
+    assert!(matches!(&applied.persist[0], Record::Evidence(e) if *e == evidence));
+    assert!(
+        applied
+            .persist
+            .iter()
+            .any(|r| matches!(r, Record::Signal(s) if *s == held))
+    );
+    assert!(intake.aggregator().is_excluded(&id, &pk("s")));
+    let tally = intake.aggregator().tally(&id).unwrap();
+    assert_eq!((tally.signers, tally.excluded_signers), (1, 1));
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Evidence, &evidence.encode(), T)
+            .reason,
+        Reason::AlreadyProven
+    );
 }

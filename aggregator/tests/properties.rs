@@ -3,8 +3,10 @@
 mod common;
 
 use common::{World, attestation, key, pk, policy, presence, proposal, regtest, signal_with};
-use commons_aggregator::{Aggregator, ProposalState, SignalRejection, Tally, WEIGHT_SCALE};
-use commons_signaling::{Choice, Hash32, Presence, Signal, UptimeAttestation};
+use commons_aggregator::{
+    Aggregator, ProposalState, SignalOutcome, SignalRejection, Tally, WEIGHT_SCALE,
+};
+use commons_signaling::{Choice, Equivocation, Hash32, Presence, Signal, UptimeAttestation};
 use commons_test_util::shuffle;
 use proptest::prelude::*;
 
@@ -27,6 +29,7 @@ enum Msg {
     Attestation(UptimeAttestation),
     Signal(Signal),
     Presence(Presence),
+    Evidence(Equivocation),
 }
 
 /// A random message set: attestations among four placed witnesses and the nodes (who also
@@ -136,11 +139,42 @@ fn build(s: &Scenario) -> Built {
             .collect();
         messages.push(Msg::Presence(presence(&net, &key(&name), EPOCH, about)));
     }
+    let evidence = evidence_of_every_equivocator(&messages);
+    messages.extend(evidence.into_iter().map(Msg::Evidence));
     Built {
         proposals,
         ids,
         messages,
     }
+}
+
+/// One evidence message per signer and proposal that signed two bodies with one sequence
+/// number: what the network holds once any node that saw such a pair published it. A
+/// node that sees the higher sequence first never notices the pair itself, so a message
+/// set is only order-independent with the evidence in it (docs/PROTOCOL.md, "Equivocation").
+fn evidence_of_every_equivocator(messages: &[Msg]) -> Vec<Equivocation> {
+    let signals: Vec<&Signal> = messages
+        .iter()
+        .filter_map(|m| match m {
+            Msg::Signal(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let mut proven: Vec<(Hash32, commons_signaling::PublicKey)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, a) in signals.iter().enumerate() {
+        for b in &signals[i + 1..] {
+            let who = (a.body.proposal, a.body.signer);
+            if proven.contains(&who) {
+                continue;
+            }
+            if let Ok(e) = Equivocation::new((*a).clone(), (*b).clone()) {
+                proven.push(who);
+                out.push(e);
+            }
+        }
+    }
+    out
 }
 
 fn apply_all(agg: &mut Aggregator, messages: &[Msg]) {
@@ -154,6 +188,9 @@ fn apply_all(agg: &mut Aggregator, messages: &[Msg]) {
             }
             Msg::Presence(p) => {
                 agg.apply_presence(p.clone());
+            }
+            Msg::Evidence(e) => {
+                let _ = agg.apply_evidence(e.clone(), T + 10);
             }
         }
     }
@@ -218,6 +255,77 @@ proptest! {
         // Applying everything again changes nothing.
         apply_all(&mut second, &b.messages);
         prop_assert_eq!(&observe(&second, &b.ids), &expected);
+    }
+
+    /// Equivocation evidence makes the tally independent of the order of arrival: a node
+    /// that saw every conflicting signal (noticing some pairs itself, depending on the
+    /// order, and getting the evidence before or after any signal) and a node that saw only
+    /// the evidence of the equivocators, never their other signals, reach the same tallies,
+    /// states, standings and population; every equivocator is excluded, and whatever
+    /// evidence a node made itself is valid evidence against an equivocator.
+    #[test]
+    fn equivocation_evidence_is_order_independent(s in scenario(), seed in 1u64.., seed2 in 1u64..) {
+        let b = build(&s);
+        let evidence: Vec<&Equivocation> = b
+            .messages
+            .iter()
+            .filter_map(|m| match m {
+                Msg::Evidence(e) => Some(e),
+                _ => None,
+            })
+            .collect();
+        let proven: Vec<(Hash32, commons_signaling::PublicKey)> =
+            evidence.iter().map(|e| (*e.proposal(), *e.signer())).collect();
+
+        let mut everything = b.messages.clone();
+        shuffle(&mut everything, seed);
+        let mut saw_all = fresh(&b);
+        apply_all(&mut saw_all, &everything);
+        let expected = observe(&saw_all, &b.ids);
+
+        // Only the evidence of the equivocators, none of their own signals on that
+        // proposal (the attestations those carried arrive on their own, as presences
+        // carry them).
+        let mut only_evidence: Vec<Msg> = b
+            .messages
+            .iter()
+            .filter(|m| match m {
+                Msg::Signal(sig) => !proven.contains(&(sig.body.proposal, sig.body.signer)),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        shuffle(&mut only_evidence, seed2);
+        let mut saw_evidence = fresh(&b);
+        apply_all(&mut saw_evidence, &only_evidence);
+        prop_assert_eq!(&observe(&saw_evidence, &b.ids), &expected);
+
+        // The signals first, the evidence last: what a node that noticed nothing itself
+        // holds once the evidence reaches it.
+        let (mut signals_first, mut late): (Vec<Msg>, Vec<Msg>) = b
+            .messages
+            .iter()
+            .cloned()
+            .partition(|m| !matches!(m, Msg::Evidence(_)));
+        shuffle(&mut signals_first, seed2);
+        let mut noticed = fresh(&b);
+        apply_all(&mut noticed, &signals_first);
+        let made: Vec<Equivocation> = noticed.evidence(None).into_iter().cloned().collect();
+        let net = regtest().network_id();
+        for e in &made {
+            prop_assert!(e.check_shape().is_ok() && e.verify(&net), "made invalid evidence {e:?}");
+            prop_assert!(proven.contains(&(*e.proposal(), *e.signer())));
+        }
+        shuffle(&mut late, seed);
+        apply_all(&mut noticed, &late);
+        prop_assert_eq!(&observe(&noticed, &b.ids), &expected);
+
+        for (id, signer) in &proven {
+            prop_assert!(saw_all.is_excluded(id, signer));
+            prop_assert!(saw_all.signal(id, signer).is_some(), "an equivocator's signal is held");
+        }
+        let excluded: u64 = b.ids.iter().map(|id| saw_all.tally(id).unwrap().excluded_signers).sum();
+        prop_assert_eq!(excluded, proven.len() as u64);
     }
 
     /// k of the n counted nodes of one netgroup weigh k/sqrt(n), within one unit; the
@@ -288,8 +396,10 @@ proptest! {
         }
     }
 
-    /// A lower sequence number is a replay; an equal one with other content loses unless its
-    /// encoding is larger; either way every order keeps the same signal.
+    /// A lower sequence number is a replay; an equal one with another body proves an
+    /// equivocation (the signer then counts nowhere on the proposal), and one with the same
+    /// body loses unless its encoding is larger; either way every order keeps the same
+    /// signal.
     #[test]
     fn replays_are_rejected(a in 1u64..5, b in 1u64..5, ca in 0..4usize, cb in 0..4usize) {
         let spec = regtest();
@@ -299,6 +409,7 @@ proptest! {
         let first = signal_with(&net, &key("signer"), id, Choice::ALL[ca], a, T, vec![]);
         let second = signal_with(&net, &key("signer"), id, Choice::ALL[cb], b, T, vec![]);
         let best = if (b, second.encode()) > (a, first.encode()) { &second } else { &first };
+        let proves = a == b && first.body != second.body;
         for (x, y) in [(&first, &second), (&second, &first)] {
             let mut agg = Aggregator::new(spec.clone(), policy(2), EPOCH);
             agg.add_proposal(p.clone()).unwrap();
@@ -307,12 +418,15 @@ proptest! {
             let (sx, sy) = (x.body.sequence, y.body.sequence);
             if sy < sx {
                 prop_assert_eq!(result, Err(SignalRejection::Replay { latest: sx, offered: sy }));
+            } else if proves {
+                prop_assert_eq!(result, Ok(SignalOutcome::Equivocated { stored: y == best }));
             } else if sy == sx && y != best {
                 prop_assert_eq!(result, Err(SignalRejection::Equivocation { sequence: sy }));
             } else {
                 prop_assert!(result.is_ok());
             }
             prop_assert_eq!(agg.signal(&id, &pk("signer")), Some(best));
+            prop_assert_eq!(agg.is_excluded(&id, &pk("signer")), proves);
         }
     }
 }

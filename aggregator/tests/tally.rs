@@ -5,10 +5,10 @@ mod common;
 use common::{World, attestation, key, pk, presence, proposal, regtest, signal, signal_with};
 use commons_aggregator::rules::ProposalError;
 use commons_aggregator::{
-    Aggregator, Precheck, ProposalOutcome, ProposalState, SignalOutcome, SignalRejection,
-    WEIGHT_SCALE,
+    Aggregator, EvidenceOutcome, Precheck, ProposalOutcome, ProposalState, SignalOutcome,
+    SignalRejection, WEIGHT_SCALE,
 };
-use commons_signaling::{Choice, Hash32};
+use commons_signaling::{Choice, Equivocation, Hash32, Signed};
 
 /// Epoch 100 of regtest (2-second epochs) starts at t = 200.
 const EPOCH: u64 = 100;
@@ -153,13 +153,69 @@ fn signals_are_checked_before_they_count() {
 }
 
 #[test]
-fn equivocation_converges_on_the_larger_encoding_in_any_order() {
-    let (w0, id) = world(1);
+fn equivocation_keeps_the_larger_encoding_and_excludes_the_signer_in_any_order() {
+    let (w0, id) = world(2);
     let net = w0.network;
     let x = signal(&net, &key("n0"), id, Choice::Support, 3, T);
     let y = signal(&net, &key("n0"), id, Choice::Override, 3, T);
     let winner = if x.encode() > y.encode() { &x } else { &y };
+    let evidence = Equivocation::new(x.clone(), y.clone()).unwrap();
+    let mut tallies = Vec::new();
     for (first, second) in [(&x, &y), (&y, &x)] {
+        let (mut w, id) = world(2);
+        w.signal("n1", id, Choice::Oppose, 1, T);
+        w.agg.apply_signal(first.clone(), T).unwrap();
+        assert_eq!(
+            w.agg.precheck_signal(second, T),
+            Ok(Precheck::Equivocates),
+            "the second body needs verifying: it proves something"
+        );
+        let result = w.agg.apply_signal(second.clone(), T);
+        assert_eq!(
+            result,
+            Ok(SignalOutcome::Equivocated {
+                stored: second == winner
+            })
+        );
+        assert_eq!(w.agg.signal(&id, &pk("n0")), Some(winner));
+        assert_eq!(w.agg.evidence_of(&id, &pk("n0")), Some(&evidence));
+        let t = w.agg.tally(&id).unwrap();
+        assert_eq!(t.choice(winner.body.choice).nodes, 0, "{t:?}");
+        assert_eq!(t.choice(Choice::Oppose).nodes, 1);
+        assert_eq!(
+            (t.signers, t.uncounted_signers, t.excluded_signers),
+            (2, 0, 1)
+        );
+        // The signer still counts in the population: it is a node, its signals do not count.
+        assert_eq!(t.total_nodes, 2);
+        // Once proven, a third body at that sequence needs no verification: nothing new.
+        let z = signal(&net, &key("n0"), id, Choice::Oppose, 3, T);
+        let expected = if z.encode() > winner.encode() {
+            Ok(Precheck::New)
+        } else {
+            Err(SignalRejection::Equivocation { sequence: 3 })
+        };
+        assert_eq!(w.agg.precheck_signal(&z, T), expected);
+        assert_incremental_matches_recompute(&mut w, &id);
+        tallies.push(w.agg.tally(&id).unwrap());
+    }
+    assert_eq!(tallies[0], tallies[1]);
+}
+
+#[test]
+fn the_same_body_signed_twice_is_no_equivocation() {
+    let (w0, id) = world(1);
+    let net = w0.network;
+    let x = signal(&net, &key("n0"), id, Choice::Support, 3, T);
+    // BIP340 signing draws fresh randomness: one body, two signatures, two encodings.
+    let again = Signed::sign(x.body.clone(), &key("n0"), &net);
+    assert_ne!(x, again);
+    let winner = if x.encode() > again.encode() {
+        &x
+    } else {
+        &again
+    };
+    for (first, second) in [(&x, &again), (&again, &x)] {
         let (mut w, id) = world(1);
         w.agg.apply_signal(first.clone(), T).unwrap();
         let result = w.agg.apply_signal(second.clone(), T);
@@ -174,11 +230,89 @@ fn equivocation_converges_on_the_larger_encoding_in_any_order() {
             assert_eq!(result, Err(SignalRejection::Equivocation { sequence: 3 }));
         }
         assert_eq!(w.agg.signal(&id, &pk("n0")), Some(winner));
+        let t = w.agg.tally(&id).unwrap();
         assert_eq!(
-            w.agg.tally(&id).unwrap().choice(winner.body.choice).nodes,
-            1
+            (t.choice(Choice::Support).nodes, t.excluded_signers),
+            (1, 0)
         );
     }
+}
+
+#[test]
+fn evidence_excludes_a_signer_whatever_it_signs_before_or_after() {
+    let (w0, id) = world(3);
+    let net = w0.network;
+    let a = signal(&net, &key("n0"), id, Choice::Support, 2, T);
+    let b = signal(&net, &key("n0"), id, Choice::Override, 2, T);
+    let later = signal(&net, &key("n0"), id, Choice::Override, 5, T + 1);
+    let evidence = Equivocation::new(a.clone(), b.clone()).unwrap();
+
+    // Evidence first, then a later signal: stored (so every node holds the same), not counted.
+    let (mut w, id) = world(3);
+    assert_eq!(
+        w.agg.apply_evidence(evidence.clone(), T),
+        Ok(EvidenceOutcome::New)
+    );
+    let held = w.agg.signal(&id, &pk("n0")).cloned().unwrap();
+    assert_eq!(held.body.sequence, 2, "the evidence's signals are applied");
+    w.agg.apply_signal(later.clone(), T + 1).unwrap();
+    assert_eq!(w.agg.signal(&id, &pk("n0")), Some(&later));
+    w.signal("n1", id, Choice::Override, 1, T);
+    let t = w.agg.tally(&id).unwrap();
+    assert_eq!(t.choice(Choice::Override).nodes, 1, "only n1: {t:?}");
+    assert_eq!(t.excluded_signers, 1);
+    assert_eq!(
+        w.agg.apply_evidence(evidence.clone(), T),
+        Ok(EvidenceOutcome::AlreadyProven)
+    );
+
+    // The later signal first, counted, then the evidence (of an older sequence) arrives: the
+    // signer stops counting from then on.
+    let (mut w2, id2) = world(3);
+    w2.agg.apply_signal(later.clone(), T + 1).unwrap();
+    w2.signal("n1", id2, Choice::Override, 1, T);
+    assert_eq!(units(&w2, &id2, Choice::Override).0, 2);
+    // The conflicting signals themselves are replays here: nothing is noticed.
+    assert!(w2.agg.apply_signal(a.clone(), T).is_err());
+    assert!(w2.agg.apply_signal(b.clone(), T).is_err());
+    assert_eq!(units(&w2, &id2, Choice::Override).0, 2);
+    w2.agg.apply_evidence(evidence, T).unwrap();
+    assert_eq!(w2.agg.tally(&id2).unwrap(), t);
+    assert_incremental_matches_recompute(&mut w2, &id2);
+
+    // Evidence on a proposal not held is for later (sync brings the proposal first).
+    let (mut w3, _) = world(1);
+    let mut elsewhere = a.clone();
+    elsewhere.body.proposal = Hash32([9; 32]);
+    let other = Equivocation::new(Signed::sign(elsewhere.body.clone(), &key("n0"), &net), {
+        let mut body = elsewhere.body.clone();
+        body.choice = Choice::Oppose;
+        Signed::sign(body, &key("n0"), &net)
+    })
+    .unwrap();
+    assert_eq!(
+        w3.agg.apply_evidence(other, T),
+        Err(SignalRejection::UnknownProposal(Hash32([9; 32])))
+    );
+}
+
+#[test]
+fn an_excluded_signer_moving_in_the_population_moves_no_tally() {
+    let (mut w, id) = world(2);
+    let net = w.network;
+    let a = signal(&net, &key("n0"), id, Choice::Override, 1, T);
+    let b = signal(&net, &key("n0"), id, Choice::Support, 1, T);
+    w.agg
+        .apply_evidence(Equivocation::new(a, b).unwrap(), T)
+        .unwrap();
+    w.signal("n1", id, Choice::Override, 1, T);
+    // A third node joins n0's netgroup, then n0 loses its standing by a newer address.
+    w.qualify("n2", "198.51.0.2", 10);
+    w.qualify("n0", "203.0.113.77", 20);
+    let t = w.agg.tally(&id).unwrap();
+    assert_eq!(t.choice(Choice::Override).nodes, 1, "{t:?}");
+    assert_eq!(t.choice(Choice::Support).nodes, 0, "{t:?}");
+    assert_incremental_matches_recompute(&mut w, &id);
 }
 
 #[test]

@@ -100,6 +100,14 @@ pub enum Command {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// List the equivocations the node holds evidence of: signers that signed two different
+    /// signals with one sequence number, and so count no more on that proposal.
+    #[command(visible_alias = "listequivocations")]
+    Equivocations {
+        /// Only this proposal (64 hex characters).
+        #[arg(value_name = "PROPOSAL")]
+        proposal: Option<String>,
+    },
     /// Show the attested uptime of a node (default: the node itself).
     Uptime {
         /// The node's public key (64 hex characters).

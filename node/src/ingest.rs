@@ -8,8 +8,8 @@
 //! sees writes in the order the intake applied them.
 
 use commons_aggregator::{Checked, Pending, Reason, Record, Refusal, Verified};
-use commons_p2p::Verdict;
-use commons_signaling::{MessageKind, ReleaseBundle};
+use commons_p2p::{TopicKind, Verdict};
+use commons_signaling::{Equivocation, MessageKind, ReleaseBundle};
 
 use crate::node::{Node, Outcome};
 use crate::store::Batch;
@@ -45,7 +45,11 @@ impl Node {
             Checked::Decided(reason) => reason,
             Checked::Verify(pending) => {
                 let verified = self.verify_off_reactor(*pending, now).await;
-                self.apply_verified(verified, now)
+                let (reason, made) = self.apply_verified_making(verified, now);
+                if let Some(evidence) = made {
+                    self.publish_evidence(evidence).await;
+                }
+                reason
             }
         };
         let outcome = Outcome::of(reason);
@@ -91,12 +95,22 @@ impl Node {
     /// Applies a verified message through the intake and writes what it says to persist, in
     /// one batch under the lock; the reason for the verdict.
     pub(crate) fn apply_verified(&self, verified: Verified, now: u64) -> Reason {
+        self.apply_verified_making(verified, now).0
+    }
+
+    /// [`Node::apply_verified`], and the equivocation evidence the message revealed (once it
+    /// is stored), which the caller publishes.
+    fn apply_verified_making(
+        &self,
+        verified: Verified,
+        now: u64,
+    ) -> (Reason, Option<Equivocation>) {
         let mut release_added = false;
-        let reason = {
+        let (reason, made) = {
             let mut st = self.state();
             let applied = st.intake.apply(verified, now);
-            if applied.reason != Reason::New {
-                return applied.reason;
+            if applied.persist.is_empty() {
+                return (applied.reason, None);
             }
             let mut batch = Batch::new();
             for record in &applied.persist {
@@ -113,18 +127,46 @@ impl Node {
                         log_release(id, b);
                         batch.put_release(id, b);
                     }
+                    Record::Evidence(e) => {
+                        let origin = if applied.made.is_some() {
+                            "made"
+                        } else {
+                            "received"
+                        };
+                        tracing::warn!(
+                            proposal = %e.proposal(),
+                            signer = %e.signer(),
+                            sequence = e.sequence(),
+                            origin,
+                            "equivocation proven: the signer no longer counts on this proposal"
+                        );
+                        self.metrics.evidence(origin);
+                        batch.put_evidence(e);
+                    }
                 }
             }
             if self.write(batch) {
-                Reason::New
+                (applied.reason, applied.made)
             } else {
-                Reason::StoreFailed
+                (Reason::StoreFailed, None)
             }
         };
         if release_added && reason == Reason::New {
             self.releases.notify_added();
         }
-        reason
+        (reason, made)
+    }
+
+    /// Publishes evidence this node made: the peers that sent it the two signals may each
+    /// have sent only one of them on, so nobody else may be able to prove it.
+    async fn publish_evidence(&self, evidence: Equivocation) {
+        let published = self.publish(TopicKind::Evidence, evidence.encode()).await;
+        tracing::info!(
+            proposal = %evidence.proposal(),
+            signer = %evidence.signer(),
+            published,
+            "equivocation evidence made"
+        );
     }
 }
 

@@ -9,9 +9,9 @@ use commons_aggregator::rules::verify_proposal;
 use commons_aggregator::{ProposalOutcome, ProposalState, Reason, units_to_weight};
 use commons_p2p::TopicKind;
 use commons_rpc::{
-    ChoiceTally, Choices, Deployment, DeploymentInfo, Method, NetworkInfo, NodeInfo, Observation,
-    PeerInfo, ProposalReceipt, ProposalSummary, PublishReceipt, Release, SignalReceipt, Tally,
-    UptimeReport, method,
+    ChoiceTally, Choices, ConflictingSignal, Deployment, DeploymentInfo, EquivocationInfo, Method,
+    NetworkInfo, NodeInfo, Observation, PeerInfo, ProposalReceipt, ProposalSummary, PublishReceipt,
+    Release, SignalReceipt, Tally, UptimeReport, method,
 };
 use commons_signaling::messages::MAX_SIGNAL_ATTESTATIONS;
 use commons_signaling::{
@@ -228,7 +228,46 @@ impl Node {
             override_met: tally.override_met,
             signers: tally.signers,
             uncounted_signers: tally.uncounted_signers,
+            excluded_signers: tally.excluded_signers,
         })
+    }
+
+    fn rpc_listequivocations(&self, params: &Params) -> Result<Vec<EquivocationInfo>, RpcError> {
+        params.only(&["proposal"])?;
+        let proposal = match params.optional_str("proposal", 0)? {
+            Some(_) => Some(Self::parse_id(params, "proposal")?),
+            None => None,
+        };
+        let st = self.state();
+        if let Some(id) = &proposal
+            && st.agg().proposal(id).is_none()
+        {
+            return Err(RpcError::new(
+                rpc::NOT_FOUND,
+                format!("unknown proposal {id}"),
+            ));
+        }
+        Ok(st
+            .agg()
+            .evidence(proposal.as_ref())
+            .into_iter()
+            .map(|e| EquivocationInfo {
+                id: e.id(&self.network_id).to_hex(),
+                proposal: e.proposal().to_hex(),
+                signer: e.signer().to_hex(),
+                sequence: e.sequence(),
+                signals: [&e.first, &e.second]
+                    .into_iter()
+                    .map(|s| ConflictingSignal {
+                        choice: s.body.choice.name().to_string(),
+                        time: s.body.time,
+                        attestations: s.body.attestations.len() as u64,
+                        signature: hex::encode(s.signature.0),
+                    })
+                    .collect(),
+                evidence: hex::encode(e.encode()),
+            })
+            .collect())
     }
 
     fn rpc_getuptime(&self, params: &Params) -> Result<UptimeReport, RpcError> {
@@ -504,6 +543,9 @@ impl RpcHandler for Node {
                 )),
                 method::GetTally::NAME => answer::<method::GetTally>(self.rpc_gettally(&params)),
                 method::GetUptime::NAME => answer::<method::GetUptime>(self.rpc_getuptime(&params)),
+                method::ListEquivocations::NAME => {
+                    answer::<method::ListEquivocations>(self.rpc_listequivocations(&params))
+                }
                 method::CastSignal::NAME => {
                     answer::<method::CastSignal>(self.rpc_signal(&params).await)
                 }

@@ -77,6 +77,16 @@ pub struct IngestMetrics {
     /// Seconds a message waited for a blocking-pool thread before its checks started: the
     /// queueing that turns a burst of messages into delivery latency.
     pub verify_wait_seconds: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Equivocation evidence stored, by origin: `received` from a peer, `made` by this node
+    /// from two conflicting signals it received.
+    pub evidence: Family<OriginLabels, Counter>,
+}
+
+/// Labels of `commons_equivocation_evidence_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct OriginLabels {
+    /// `received` or `made`.
+    pub origin: String,
 }
 
 /// Buckets from 5 microseconds (a duplicate dropped before verification) to about 0.75 s
@@ -95,6 +105,7 @@ impl Default for IngestMetrics {
             ingest_seconds: Family::new_with_constructor(latency_histogram),
             verify_seconds: Family::new_with_constructor(latency_histogram),
             verify_wait_seconds: Family::new_with_constructor(latency_histogram),
+            evidence: Family::default(),
         }
     }
 }
@@ -138,6 +149,15 @@ impl IngestMetrics {
         self.verify_seconds
             .get_or_create(&labels)
             .observe(verifying.as_secs_f64());
+    }
+
+    /// Counts equivocation evidence stored, `received` or `made`.
+    pub fn evidence(&self, origin: &str) {
+        self.evidence
+            .get_or_create(&OriginLabels {
+                origin: origin.into(),
+            })
+            .inc();
     }
 
     /// Counts a duplicate dropped before verification.
@@ -207,6 +227,8 @@ pub struct ProposalMetrics {
     pub choices: Vec<(String, f64, u64)>,
     /// Weighted share of `override` in the qualified population.
     pub override_ratio: f64,
+    /// Signers proven to equivocate on it, whose signals count nowhere.
+    pub excluded_signers: u64,
 }
 
 /// Everything the collector shows, read from the node at scrape time.
@@ -298,7 +320,11 @@ impl<S: SnapshotSource> Collector for NodeCollector<S> {
         let nodes: Family<Labels, Gauge> = Family::default();
         let ratio: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>> = Family::default();
         let state: Family<Labels, Gauge> = Family::default();
+        let excluded: Family<Labels, Gauge> = Family::default();
         for p in &snap.proposals {
+            excluded
+                .get_or_create(&vec![("proposal", p.id.clone())])
+                .set(i64::try_from(p.excluded_signers).unwrap_or(i64::MAX));
             for (choice, w, n) in &p.choices {
                 let labels = vec![("proposal", p.id.clone()), ("choice", choice.clone())];
                 weight.get_or_create(&labels).set(*w);
@@ -342,6 +368,13 @@ impl<S: SnapshotSource> Collector for NodeCollector<S> {
             "1 for the state each proposal is in, 0 for the others",
             None,
             &state,
+        )?;
+        encode_family(
+            &mut encoder,
+            "commons_excluded_signers",
+            "Signers proven to equivocate per proposal (evidence held), whose signals count in no choice",
+            None,
+            &excluded,
         )?;
         encode_gauge(
             &mut encoder,
@@ -666,6 +699,16 @@ pub fn register<S: SnapshotSource>(
         Unit::Seconds,
         metrics.verify_wait_seconds.clone(),
     );
+    registry.register(
+        "commons_equivocation_evidence",
+        "Equivocation evidence stored (each excludes a signer from one proposal), by origin",
+        metrics.evidence.clone(),
+    );
+    for origin in ["received", "made"] {
+        let _ = metrics.evidence.get_or_create(&OriginLabels {
+            origin: origin.into(),
+        });
+    }
     registry.register_collector(Box::new(NodeCollector { source }));
     registry.register_collector(Box::new(ProcessCollector));
     // Every series exists from the first scrape, so rate() and alerts see a 0 before the
@@ -839,6 +882,7 @@ impl SnapshotSource for Node {
                         .map(|c| (c.choice.name().to_string(), c.weight, c.nodes))
                         .collect(),
                     override_ratio: tally.override_weight_share,
+                    excluded_signers: tally.excluded_signers,
                 })
             })
             .collect();
@@ -898,6 +942,7 @@ mod tests {
                     state: "locked".into(),
                     choices: vec![("support".into(), 1.5, 2), ("override".into(), 0.5, 1)],
                     override_ratio: 0.25,
+                    excluded_signers: 1,
                 }],
                 states: vec!["pending".into(), "locked".into()],
                 qualified_nodes: 3,
@@ -932,6 +977,7 @@ mod tests {
             std::time::Duration::from_micros(20),
             std::time::Duration::from_micros(90),
         );
+        ingest.evidence("made");
         releases.fetched_bytes.inc_by(1 << 20);
         releases.rejected("rollback");
         let text = encode(&registry);
@@ -939,6 +985,9 @@ mod tests {
             "commons_tally_weight{proposal=\"ab\",choice=\"support\"} 1.5",
             "commons_tally_nodes{proposal=\"ab\",choice=\"override\"} 1",
             "commons_override_ratio{proposal=\"ab\"} 0.25",
+            "commons_excluded_signers{proposal=\"ab\"} 1",
+            "commons_equivocation_evidence_total{origin=\"made\"} 1",
+            "commons_equivocation_evidence_total{origin=\"received\"} 0",
             "commons_proposal_state{proposal=\"ab\",state=\"locked\"} 1",
             "commons_proposal_state{proposal=\"ab\",state=\"pending\"} 0",
             "commons_qualified_nodes 3",

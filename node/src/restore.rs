@@ -38,6 +38,12 @@ impl State {
                 skipped += 1;
             }
         }
+        // After the signals: a signer proven to equivocate stops counting, whatever it holds.
+        for evidence in store.evidence()? {
+            if agg.apply_evidence(evidence, now).is_err() {
+                skipped += 1;
+            }
+        }
         let mut overrides = HashSet::new();
         for (id, at) in store.overrides()? {
             agg.restore_override(&id, at);

@@ -10,6 +10,7 @@
 //! | `attestations` | subject ‖ attester | the attester's latest attestation of that subject |
 //! | `presences` | node | the node's latest presence |
 //! | `releases` | bundle id | the signed release bundle |
+//! | `evidence` | proposal id ‖ signer | the first equivocation evidence held against that signer on that proposal |
 //! | `meta` | text key | the node's own bookkeeping: `override/<id>` (latched overrides), `observed/<key>` (observed uptime), `seq/<id>` (own signal sequences), written and read by typed methods |
 //!
 //! Values are the canonical CBOR of the messages, which were verified before they were
@@ -21,7 +22,8 @@
 use std::path::Path;
 
 use commons_signaling::{
-    Hash32, MessageKind, Presence, Proposal, PublicKey, ReleaseBundle, Signal, UptimeAttestation,
+    Equivocation, Hash32, MessageKind, Presence, Proposal, PublicKey, ReleaseBundle, Signal,
+    UptimeAttestation,
 };
 use rocksdb::{ColumnFamilyDescriptor, DB, IteratorMode, Options, WriteBatch};
 
@@ -47,14 +49,16 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Column family names, in the order records are replayed at start: proposals first (signals
-/// refer to them), then attestations and presences (they qualify signers), then signals.
-pub const COLUMN_FAMILIES: [&str; 6] = [
+/// refer to them), then attestations and presences (they qualify signers), then signals,
+/// then equivocation evidence (which excludes signers already held).
+pub const COLUMN_FAMILIES: [&str; 7] = [
     "proposals",
     "attestations",
     "presences",
     "signals",
     "releases",
     "meta",
+    "evidence",
 ];
 
 const CF_PROPOSALS: &str = "proposals";
@@ -63,6 +67,7 @@ const CF_ATTESTATIONS: &str = "attestations";
 const CF_PRESENCES: &str = "presences";
 const CF_RELEASES: &str = "releases";
 const CF_META: &str = "meta";
+const CF_EVIDENCE: &str = "evidence";
 
 /// A store failure, with what the node was doing.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +156,13 @@ impl Batch {
     pub fn put_release(&mut self, id: &Hash32, bundle: &ReleaseBundle) {
         self.ops
             .push((CF_RELEASES, id.0.to_vec(), Some(bundle.encode())));
+    }
+
+    /// Stores equivocation evidence under its proposal and signer (one per pair: the first
+    /// held excludes the signer, later ones add nothing).
+    pub fn put_evidence(&mut self, evidence: &Equivocation) {
+        let key = pair_key(&evidence.proposal().0, &evidence.signer().0);
+        self.ops.push((CF_EVIDENCE, key, Some(evidence.encode())));
     }
 
     /// Stores a bookkeeping value.
@@ -382,6 +394,11 @@ impl Store {
         self.all(CF_RELEASES, ReleaseBundle::decode)
     }
 
+    /// Every stored equivocation evidence, by proposal, then signer.
+    pub fn evidence(&self) -> Result<Vec<Equivocation>, StoreError> {
+        self.all(CF_EVIDENCE, Equivocation::decode)
+    }
+
     /// One page of the raw records of a kind, in key order, starting after `after`: at most
     /// `max_items` records and about `max_bytes` of values (always at least one record, so
     /// paging makes progress). The flag says whether more records follow.
@@ -399,6 +416,7 @@ impl Store {
             MessageKind::Attestation => CF_ATTESTATIONS,
             MessageKind::Presence => CF_PRESENCES,
             MessageKind::Release => CF_RELEASES,
+            MessageKind::Evidence => CF_EVIDENCE,
         };
         let mode = match after {
             Some(key) => IteratorMode::From(key, rocksdb::Direction::Forward),

@@ -11,6 +11,7 @@ pub fn topic_kind(topic: TopicKind) -> MessageKind {
         TopicKind::Proposals => MessageKind::Proposal,
         TopicKind::Presences => MessageKind::Presence,
         TopicKind::Releases => MessageKind::Release,
+        TopicKind::Evidence => MessageKind::Evidence,
     }
 }
 

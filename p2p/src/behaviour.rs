@@ -45,7 +45,9 @@ fn topic_params(kind: TopicKind) -> gossipsub::TopicScoreParams {
     let topic_weight = match kind {
         // Presences are the most frequent and least valuable individually.
         TopicKind::Presences => 0.5,
-        TopicKind::Signals | TopicKind::Proposals | TopicKind::Releases => 1.0,
+        TopicKind::Signals | TopicKind::Proposals | TopicKind::Releases | TopicKind::Evidence => {
+            1.0
+        }
     };
     gossipsub::TopicScoreParams {
         topic_weight,

@@ -13,15 +13,18 @@ pub enum TopicKind {
     Presences,
     /// Signed release bundles (manifests; artifacts travel over the fetch protocol).
     Releases,
+    /// Equivocation evidence: two conflicting signals of one signer.
+    Evidence,
 }
 
 impl TopicKind {
     /// Every topic kind, in a fixed order.
-    pub const ALL: [TopicKind; 4] = [
+    pub const ALL: [TopicKind; 5] = [
         TopicKind::Signals,
         TopicKind::Proposals,
         TopicKind::Presences,
         TopicKind::Releases,
+        TopicKind::Evidence,
     ];
 
     /// The kind's name as it appears in the topic string.
@@ -31,6 +34,7 @@ impl TopicKind {
             TopicKind::Proposals => "proposals",
             TopicKind::Presences => "presences",
             TopicKind::Releases => "releases",
+            TopicKind::Evidence => "evidence",
         }
     }
 

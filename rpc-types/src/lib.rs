@@ -165,6 +165,12 @@ pub mod method {
             params: [("id", "string", true, "the proposal id, 64 hex characters")],
             result: "an object (see Tally)",
         };
+        /// `listequivocations {proposal?}`: the equivocation evidence held.
+        ListEquivocations = "listequivocations" (ProposalFilterParams) -> Vec<EquivocationInfo> {
+            summary: "The equivocations the node holds evidence of (a signer that signed two different signals with one sequence number on a proposal, and so counts no more on it), by proposal, then signer, with the evidence as hex.",
+            params: [("proposal", "string", false, "only this proposal (64 hex characters); every proposal when left out")],
+            result: "an array of objects (see EquivocationInfo)",
+        };
         /// `getuptime {key?}`: a key's uptime status (this node's by default).
         GetUptime = "getuptime" (UptimeParams) -> UptimeReport {
             summary: "A node's attested uptime and what this node observed of it.",
@@ -320,6 +326,14 @@ impl IdParams {
     pub fn new(id: impl Into<String>) -> Self {
         IdParams { id: id.into() }
     }
+}
+
+/// The parameters of `listequivocations`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposalFilterParams {
+    /// The proposal id (64 hex characters) to list; left out for every proposal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<String>,
 }
 
 /// The parameters of `getuptime`.

@@ -143,8 +143,13 @@ pub struct Tally {
     pub override_met: bool,
     /// Signers with a stored signal, counted or not.
     pub signers: u64,
-    /// Signers whose signal is stored but who do not count at this epoch.
+    /// Signers whose signal is stored but who do not count at this epoch (proven
+    /// equivocators are not among them).
     pub uncounted_signers: u64,
+    /// Signers proven to equivocate on this proposal (`listequivocations` shows the
+    /// evidence): their signals count in no choice. 0 from a node older than the field.
+    #[serde(default)]
+    pub excluded_signers: u64,
 }
 
 /// The tally of each choice, keyed by the choice's name on the wire.
@@ -358,4 +363,34 @@ pub struct Deployment {
     pub overridden_at_epoch: Option<u64>,
     /// Signers with a stored signal, counted or not.
     pub signers: u64,
+}
+
+/// One equivocation proven on a proposal, as `listequivocations` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EquivocationInfo {
+    /// The evidence id (hex): the tagged hash of its canonical bytes on this network.
+    pub id: String,
+    /// The proposal (hex).
+    pub proposal: String,
+    /// The signer proven to equivocate (x-only key, hex), who counts no more on it.
+    pub signer: String,
+    /// The sequence number both signals carry.
+    pub sequence: u64,
+    /// The two signals, in the evidence's canonical order.
+    pub signals: Vec<ConflictingSignal>,
+    /// The evidence message's canonical CBOR as hex, for anyone to check both signatures.
+    pub evidence: String,
+}
+
+/// One of the two signals of an equivocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictingSignal {
+    /// `support`, `oppose`, `override` or `abstain`.
+    pub choice: String,
+    /// When it says it was cast, Unix seconds.
+    pub time: u64,
+    /// How many attestations it carries.
+    pub attestations: u64,
+    /// Its signature (hex).
+    pub signature: String,
 }

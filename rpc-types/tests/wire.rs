@@ -118,8 +118,32 @@ fn proposals_tallies_and_uptime() {
         "override_met": true,
         "signers": 3,
         "uncounted_signers": 0,
+        "excluded_signers": 1,
     }));
     assert_eq!(tally.choices.r#override.nodes, 2);
+    assert_eq!(tally.excluded_signers, 1);
+    // A node older than the field answers without it: read as no exclusions.
+    let mut older = response_json::<method::GetTally>(&tally);
+    older.as_object_mut().unwrap().remove("excluded_signers");
+    assert_eq!(
+        parse_response::<method::GetTally>(older)
+            .unwrap()
+            .excluded_signers,
+        0
+    );
+
+    let evidence = round_trip::<method::ListEquivocations>(json!([{
+        "id": "01".repeat(32),
+        "proposal": "ef".repeat(32),
+        "signer": "cd".repeat(32),
+        "sequence": 4,
+        "signals": [
+            { "choice": "support", "time": 100, "attestations": 0, "signature": "aa".repeat(64) },
+            { "choice": "override", "time": 101, "attestations": 2, "signature": "bb".repeat(64) },
+        ],
+        "evidence": "a3",
+    }]));
+    assert_eq!(evidence[0].signals[1].choice, "override");
     assert_eq!(
         tally.choices.get("override"),
         Some(&tally.choices.r#override)
@@ -236,7 +260,7 @@ fn parameters_are_named_objects() {
 fn an_answer_of_another_shape_does_not_parse() {
     let renamed = json!({ "id": "ab", "new": true, "sent": true });
     assert!(parse_response::<method::SubmitProposal>(renamed).is_err());
-    assert_eq!(NAMES.len(), 13);
+    assert_eq!(NAMES.len(), 14);
     assert!(NAMES.contains(&method::CastSignal::NAME));
 }
 

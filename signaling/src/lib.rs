@@ -7,6 +7,7 @@
 //! - [`wire`]: canonical CBOR encoding with bounded, strict decoding;
 //! - [`keys`]: secp256k1 keys, x-only public keys and BIP340 signatures over tagged hashes;
 //! - [`messages`]: attestations, presences, signals, proposals, release bundles;
+//! - [`evidence`]: equivocation evidence, two conflicting signals of one signer;
 //! - [`artifact`]: whole-file and per-chunk hashes of release artifacts;
 //! - [`spec`]: network parameters, the built-in networks and spec files;
 //! - [`spec_signatures`]: maintainer signatures over a spec, so a node can tell where it
@@ -15,6 +16,7 @@
 //!   request-response protocols.
 
 pub mod artifact;
+pub mod evidence;
 pub mod fetch;
 pub mod keys;
 pub mod messages;
@@ -24,6 +26,7 @@ pub mod sync;
 pub mod types;
 pub mod wire;
 
+pub use evidence::Equivocation;
 pub use keys::{KeyError, PublicKey, SecretKey, Signature};
 pub use messages::{
     AnyMessage, Artifact, AttestationBody, Choice, MaintainerSignature, MessageKind, MultiSigned,

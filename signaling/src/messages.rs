@@ -32,16 +32,20 @@ pub enum MessageKind {
     Proposal,
     /// [`ReleaseBundle`].
     Release,
+    /// [`Equivocation`](crate::evidence::Equivocation): two conflicting signals of one
+    /// signer. Not signed itself; its tag makes its id.
+    Evidence,
 }
 
 impl MessageKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [MessageKind; 5] = [
+    pub const ALL: [MessageKind; 6] = [
         MessageKind::Attestation,
         MessageKind::Presence,
         MessageKind::Signal,
         MessageKind::Proposal,
         MessageKind::Release,
+        MessageKind::Evidence,
     ];
 
     /// The tag of the tagged hash that ids and signatures of this kind use.
@@ -52,6 +56,7 @@ impl MessageKind {
             MessageKind::Signal => "commons-signal/v1/signal",
             MessageKind::Proposal => "commons-signal/v1/proposal",
             MessageKind::Release => "commons-signal/v1/release",
+            MessageKind::Evidence => "commons-signal/v1/evidence",
         }
     }
 
@@ -63,6 +68,8 @@ impl MessageKind {
             MessageKind::Signal => 8 * 1024,
             MessageKind::Proposal => 8 * 1024,
             MessageKind::Release => 64 * 1024,
+            // Two whole signals and the few bytes of the map around them.
+            MessageKind::Evidence => 2 * 8 * 1024 + 64,
         }
     }
 
@@ -74,6 +81,7 @@ impl MessageKind {
             MessageKind::Signal => "signal",
             MessageKind::Proposal => "proposal",
             MessageKind::Release => "release",
+            MessageKind::Evidence => "evidence",
         }
     }
 }
@@ -653,6 +661,8 @@ pub enum AnyMessage {
     Proposal(Proposal),
     /// A release bundle.
     Release(ReleaseBundle),
+    /// Equivocation evidence.
+    Evidence(crate::evidence::Equivocation),
 }
 
 impl AnyMessage {
@@ -674,6 +684,7 @@ impl AnyMessage {
         attempt!(Release, ReleaseBundle);
         attempt!(Presence, Presence);
         attempt!(Attestation, UptimeAttestation);
+        attempt!(Evidence, crate::evidence::Equivocation);
         let largest = MessageKind::ALL
             .iter()
             .map(|k| k.max_bytes())
@@ -692,7 +703,7 @@ impl AnyMessage {
             return Err(DecodeError::NonCanonical);
         }
         Err(DecodeError::Malformed(
-            "not a commons-signal message of any kind (signal, proposal, release, presence, attestation)"
+            "not a commons-signal message of any kind (signal, proposal, release, presence, attestation, evidence)"
                 .into(),
         ))
     }
@@ -705,6 +716,7 @@ impl AnyMessage {
             AnyMessage::Signal(_) => MessageKind::Signal,
             AnyMessage::Proposal(_) => MessageKind::Proposal,
             AnyMessage::Release(_) => MessageKind::Release,
+            AnyMessage::Evidence(_) => MessageKind::Evidence,
         }
     }
 }

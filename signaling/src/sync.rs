@@ -6,7 +6,9 @@
 //!   messages, each as the exact bytes a gossip message would carry, so the receiver runs them
 //!   through the same ingest pipeline (size bound, decode, duplicate check, verification), and
 //!   a cursor for the next page. Proposals come first (signals refer to them), then the
-//!   latest presence of each node (its attestations qualify it), signals and releases. Bare
+//!   latest presence of each node (its attestations qualify it), signals, releases and
+//!   equivocation evidence (last: it refers to a proposal, and it is applied with the
+//!   signals it carries, so the order of the rest does not matter to it). Bare
 //!   attestations are not served: one counts only inside its subject's own presence or
 //!   signal, which proves the subject carries it.
 //! - `deliver`: an attester hands the subject the attestations it just made about it, so that
@@ -48,11 +50,12 @@ pub struct SyncCursor {
 }
 
 /// The kinds served by catch-up, in order.
-pub const SYNC_TABLES: [MessageKind; 4] = [
+pub const SYNC_TABLES: [MessageKind; 5] = [
     MessageKind::Proposal,
     MessageKind::Presence,
     MessageKind::Signal,
     MessageKind::Release,
+    MessageKind::Evidence,
 ];
 
 /// A sync request.

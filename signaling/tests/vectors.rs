@@ -34,6 +34,14 @@ fn message_vector(description: &str, bytes: Vec<u8>) -> Value {
                 .map(|s| (s.signer, s.signature))
                 .collect(),
         ),
+        // Unsigned itself: its id, and the signatures of the two signals it carries.
+        AnyMessage::Evidence(m) => (
+            m.id(&net),
+            vec![
+                (m.first.body.signer, m.first.signature),
+                (m.second.body.signer, m.second.signature),
+            ],
+        ),
     };
     json!({
         "description": description,
@@ -169,6 +177,7 @@ fn message_inner(message: &AnyMessage) -> ciborium::value::Value {
         AnyMessage::Signal(m) => m.encode(),
         AnyMessage::Proposal(m) => m.encode(),
         AnyMessage::Release(m) => m.encode(),
+        AnyMessage::Evidence(m) => m.encode(),
     };
     ciborium::de::from_reader(&bytes[..]).unwrap()
 }

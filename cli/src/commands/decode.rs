@@ -99,6 +99,11 @@ pub fn decode(ctx: &Context, file: &Path) -> Result {
                 m,
             ),
         ),
+        // Evidence: valid when both signals' signatures are the signer's on this network.
+        AnyMessage::Evidence(m) => print(
+            ctx,
+            &with_message(doc(Some(m.id(&net.id)), None, Some(m.verify(&net.id))), m),
+        ),
     }
 }
 

@@ -60,6 +60,7 @@ pub fn run(cli: Cli) -> Result {
         Command::Peers => online()?.peers(&ctx),
         Command::Proposals => online()?.proposals(&ctx),
         Command::Tally { id } => online()?.tally(&ctx, &id),
+        Command::Equivocations { proposal } => online()?.equivocations(&ctx, proposal.as_deref()),
         Command::Uptime { key } => online()?.uptime(&ctx, key.as_deref()),
         Command::Signal { id, choice } => online()?.signal(&ctx, &id, &choice),
         Command::Proposal(ProposalCommand::Submit { file }) => {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use commons_rpc::{
-    Deployment, IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams,
-    UptimeStatus, method,
+    Deployment, IdParams, Method, NoParams, ProposalFilterParams, SignalParams,
+    SubmitProposalParams, UptimeParams, UptimeStatus, method,
 };
 use serde_json::Value;
 
@@ -146,6 +146,12 @@ impl Online {
             number(t.total_weight),
             t.total_nodes
         ))?;
+        if t.excluded_signers > 0 {
+            ctx.say(format!(
+                "excluded: {} signer(s) proven to equivocate (commons-cli equivocations {})",
+                t.excluded_signers, t.id
+            ))?;
+        }
         ctx.say(format!(
             "override share: weight {} (needs {}), nodes {} (needs {})",
             number(t.override_weight_share),
@@ -153,6 +159,30 @@ impl Online {
             number(t.override_node_share),
             number(t.required_node_share)
         ))
+    }
+
+    /// `equivocations [PROPOSAL]`
+    pub fn equivocations(&self, ctx: &Context, proposal: Option<&str>) -> Result {
+        let params = ProposalFilterParams {
+            proposal: proposal.map(str::to_string),
+        };
+        let Some(list) = self.call::<method::ListEquivocations>(ctx, &params)? else {
+            return Ok(());
+        };
+        if list.is_empty() {
+            return ctx.say("no equivocations");
+        }
+        for e in list {
+            let choices: Vec<&str> = e.signals.iter().map(|s| s.choice.as_str()).collect();
+            ctx.say(format!(
+                "proposal {}  signer {}  sequence {}  signed {}",
+                e.proposal,
+                e.signer,
+                e.sequence,
+                choices.join(" and ")
+            ))?;
+        }
+        Ok(())
     }
 
     /// `uptime [KEY]`

@@ -23,8 +23,8 @@ use commons_signaling::messages::{MultiSignedBody, SignedBody};
 use commons_signaling::sync::{SyncRequest, SyncResponse};
 use commons_signaling::wire::{Authentication, future_envelope_version};
 use commons_signaling::{
-    AnyMessage, AttestationBody, DecodeError, MessageKind, MultiSigned, NetworkSpec, PresenceBody,
-    ProposalBody, ReleaseManifest, SignalBody, Signed,
+    AnyMessage, AttestationBody, DecodeError, Equivocation, MessageKind, MultiSigned, NetworkSpec,
+    PresenceBody, ProposalBody, ReleaseManifest, SignalBody, Signed,
 };
 use serde_json::Value;
 
@@ -48,6 +48,8 @@ pub enum Target {
     Proposal,
     /// [`commons_signaling::ReleaseBundle::decode`].
     Release,
+    /// [`Equivocation::decode`], equivocation evidence.
+    Evidence,
     /// [`AnyMessage::decode`], which `commons-cli` uses on files of unknown kind.
     AnyMessage,
     /// [`future_envelope_version`], the in-place probe for a newer version's envelope.
@@ -72,12 +74,13 @@ pub enum Target {
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 15] = [
+    pub const ALL: [Target; 16] = [
         Target::Attestation,
         Target::Presence,
         Target::Signal,
         Target::Proposal,
         Target::Release,
+        Target::Evidence,
         Target::AnyMessage,
         Target::EnvelopeProbe,
         Target::SyncRequest,
@@ -98,6 +101,7 @@ impl Target {
             Target::Signal => "signal",
             Target::Proposal => "proposal",
             Target::Release => "release",
+            Target::Evidence => "evidence",
             Target::AnyMessage => "any_message",
             Target::EnvelopeProbe => "envelope_probe",
             Target::SyncRequest => "sync_request",
@@ -119,6 +123,7 @@ impl Target {
             Target::Signal => signed::<SignalBody>(data),
             Target::Proposal => multi_signed::<ProposalBody>(data),
             Target::Release => multi_signed::<ReleaseManifest>(data),
+            Target::Evidence => evidence(data),
             Target::AnyMessage => any_message(data),
             Target::EnvelopeProbe => envelope_probe(data),
             Target::SyncRequest => strict(
@@ -237,6 +242,39 @@ fn multi_signed<B: MultiSignedBody + PartialEq + std::fmt::Debug>(data: &[u8]) {
     }
 }
 
+/// Evidence decodes only as a real equivocation in its one canonical order, re-encodes
+/// exactly, and is bounded like every kind.
+fn evidence(data: &[u8]) {
+    let kind = MessageKind::Evidence;
+    let decoded = metered(kind.name(), kind.max_bytes(), || Equivocation::decode(data));
+    match decoded {
+        Ok(evidence) => {
+            assert_eq!(
+                evidence.encode(),
+                data,
+                "decoded evidence re-encodes exactly"
+            );
+            assert_eq!(evidence.version, 1);
+            assert_eq!(evidence.check_shape(), Ok(()));
+            // Given the other way round, the same pair makes the same evidence.
+            let again = Equivocation::new(evidence.second.clone(), evidence.first.clone());
+            assert_eq!(again.as_ref(), Ok(&evidence));
+            let signal_max = MessageKind::Signal.max_bytes();
+            assert!(evidence.first.encode().len() <= signal_max);
+            assert!(evidence.second.encode().len() <= signal_max);
+            let any = AnyMessage::decode(data).expect("AnyMessage decodes every kind");
+            assert_eq!(any.kind(), kind);
+        }
+        Err(DecodeError::TooLarge { len, max }) => {
+            assert_eq!((len, max), (data.len(), kind.max_bytes()));
+            assert!(data.len() > kind.max_bytes());
+        }
+        Err(DecodeError::UnknownVersion { found }) => assert!(found > 1),
+        Err(DecodeError::TrailingBytes(n)) => assert!(n > 0 && n < data.len()),
+        Err(DecodeError::Malformed(_) | DecodeError::NonCanonical) => {}
+    }
+}
+
 fn any_message(data: &[u8]) {
     let largest = MessageKind::ALL
         .iter()
@@ -252,6 +290,7 @@ fn any_message(data: &[u8]) {
             AnyMessage::Signal(m) => m.encode(),
             AnyMessage::Proposal(m) => m.encode(),
             AnyMessage::Release(m) => m.encode(),
+            AnyMessage::Evidence(m) => m.encode(),
         };
         assert_eq!(bytes, data);
     }

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use commons_signaling::fetch::{FetchRequest, FetchResponse};
 use commons_signaling::sync::{SyncCursor, SyncItem, SyncRequest, SyncResponse};
-use commons_signaling::{BoundedBytes, BoundedVec, Hash32, MessageKind, NetworkSpec};
+use commons_signaling::{
+    BoundedBytes, BoundedVec, Choice, Equivocation, Hash32, MessageKind, NetworkSpec,
+    PROTOCOL_VERSION, SecretKey, SignalBody, Signed,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -81,6 +84,37 @@ fn seeds() -> BTreeMap<(&'static str, String), Vec<u8>> {
     }
     future_multi.push(0);
     add("envelope_probe", "future-envelope-trailing", future_multi);
+
+    // Equivocation evidence: two signals of one fixed key, signed with fixed randomness.
+    let net = NetworkSpec::regtest().network_id();
+    let equivocator = SecretKey::from_seed("commons-signal fuzz seed equivocator");
+    let sign = |choice, aux: u8| {
+        let body = SignalBody {
+            version: PROTOCOL_VERSION,
+            proposal: Hash32([5; 32]),
+            choice,
+            sequence: 1,
+            time: 1_000,
+            signer: equivocator.public_key(),
+            attestations: BoundedVec::default(),
+        };
+        Signed::sign_with_aux(body, &equivocator, &net, &[aux; 32])
+    };
+    let evidence = Equivocation::new(sign(Choice::Support, 1), sign(Choice::Override, 2)).unwrap();
+    add("evidence", "pair", evidence.encode());
+    add("any_message", "evidence", evidence.encode());
+    let swapped = Equivocation {
+        first: evidence.second.clone(),
+        second: evidence.first.clone(),
+        ..evidence.clone()
+    };
+    add("evidence", "swapped", swapped.encode());
+    let newer = Equivocation {
+        version: 2,
+        ..evidence.clone()
+    };
+    add("evidence", "version-2", newer.encode());
+    add("evidence", "junk-version", junk.clone());
 
     let attestation = &messages
         .iter()
