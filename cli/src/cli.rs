@@ -776,6 +776,7 @@ mod tests {
         "peers",
         "proposals",
         "tally",
+        "equivocations",
         "uptime",
         "signal",
         "deployments",
