@@ -14,6 +14,8 @@ use commons_signaling::NetworkSpec;
 use libp2p::Multiaddr;
 use serde::Serialize;
 
+use crate::selfcheck::VerifyBinary;
+
 /// The name of the config file inside the base data directory.
 pub const CONFIG_FILE: &str = commons_rpc::local::CONFIG_FILE;
 
@@ -72,6 +74,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "commonsd.log")]
     pub log_file: Option<PathBuf>,
 
+    /// Hash the running executable at start and check it against the verified releases the
+    /// node holds: `off`, `warn` (report it in getinfo, /metrics and the log) or `require`
+    /// (also refuse to start unless it is verified). [default: off]
+    #[arg(long, env = "COMMONS_VERIFY_BINARY", value_name = "MODE")]
+    pub verify_binary: Option<VerifyBinary>,
+
     /// Print the resolved configuration as JSON and exit, without touching the data
     /// directory beyond reading the config file.
     #[arg(long)]
@@ -114,6 +122,8 @@ pub struct Config {
     pub rpc_bind: SocketAddr,
     /// `/metrics` address.
     pub metrics_bind: SocketAddr,
+    /// Startup self-verification of the executable.
+    pub verify_binary: VerifyBinary,
 }
 
 impl Config {
@@ -189,6 +199,15 @@ impl Config {
             &format!("{conf}: metrics-bind"),
         )?
         .unwrap_or(loopback(ports.metrics));
+        let verify_binary = match (cli.verify_binary, &file.verify_binary) {
+            (Some(mode), _) => mode,
+            (None, Some(text)) => VerifyBinary::parse(text).ok_or_else(|| {
+                ConfigError(format!(
+                    "{conf}: verify-binary: {text:?}: expected off, warn or require"
+                ))
+            })?,
+            (None, None) => VerifyBinary::Off,
+        };
         let datadir = network_dir(&base_dir, &spec.name);
         Ok(Config {
             base_dir,
@@ -199,6 +218,7 @@ impl Config {
             bootstrap,
             rpc_bind,
             metrics_bind,
+            verify_binary,
         })
     }
 
@@ -334,6 +354,28 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "listen = [\"/nope\"]\n").unwrap();
         let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
         assert!(e.0.contains("listen") && !e.0.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn verify_binary_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.verify_binary, VerifyBinary::Off);
+        std::fs::write(dir.path().join(CONFIG_FILE), "verify-binary = \"warn\"\n").unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.verify_binary, VerifyBinary::Warn);
+        let cli = parse(&["--datadir", d, "--verify-binary", "require"]);
+        assert_eq!(
+            Config::resolve(&cli, no_home).unwrap().verify_binary,
+            VerifyBinary::Require
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), "verify-binary = \"yes\"\n").unwrap();
+        let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
+        assert!(
+            e.0.contains("verify-binary") && e.0.contains("\"yes\"") && !e.0.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn config(dir: &Path, ip: &str, bootstrap: Vec<Multiaddr>) -> Config {
         bootstrap,
         rpc_bind: "127.0.0.1:0".parse().unwrap(),
         metrics_bind: "127.0.0.1:0".parse().unwrap(),
+        verify_binary: commons_node::selfcheck::VerifyBinary::Off,
     }
 }
 

@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub rpc_bind: Option<String>,
     /// The `/metrics` address.
     pub metrics_bind: Option<String>,
+    /// Startup self-verification of the executable: `off`, `warn` or `require`.
+    pub verify_binary: Option<String>,
 }
 
 /// A config-file value that may be one string or a list of them.
