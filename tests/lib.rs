@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 /// The environment variables `commonsd` reads; cleared so the caller's shell cannot change
 /// what a test runs.
-const DAEMON_ENV: [&str; 7] = [
+const DAEMON_ENV: [&str; 8] = [
     "COMMONS_DATADIR",
     "COMMONS_CONF",
     "COMMONS_NETWORK",
@@ -35,6 +35,7 @@ const DAEMON_ENV: [&str; 7] = [
     "COMMONS_BOOTSTRAP",
     "COMMONS_RPC_BIND",
     "COMMONS_METRICS_BIND",
+    "COMMONS_VERIFY_BINARY",
 ];
 
 /// How long a daemon may take to start or to stop.
@@ -222,6 +223,11 @@ pub struct TestNode {
     pub rpc_addr: SocketAddr,
     /// Metrics address of the running process.
     pub metrics_addr: SocketAddr,
+    /// The executable each launch runs (the built `commonsd` unless a test chose a copy).
+    pub program: PathBuf,
+    /// Arguments added to every launch after the harness's own; a test may change them
+    /// between a stop and a restart.
+    pub args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -238,6 +244,16 @@ impl std::fmt::Debug for TestNode {
 impl TestNode {
     /// Starts a node in a fresh temporary data directory and waits until its RPC answers.
     pub fn start(name: &str, spec: NodeSpec) -> anyhow::Result<TestNode> {
+        Self::start_with(name, spec, binary("commonsd"), Vec::new())
+    }
+
+    /// [`TestNode::start`] running `program` with `args` added to the harness's own.
+    pub fn start_with(
+        name: &str,
+        spec: NodeSpec,
+        program: PathBuf,
+        args: Vec<String>,
+    ) -> anyhow::Result<TestNode> {
         let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
         let mut node = TestNode {
             name: name.to_string(),
@@ -248,6 +264,8 @@ impl TestNode {
             child: None,
             rpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            program,
+            args,
             _dir: Some(dir),
         };
         if let Some(i) = spec.measurer {
@@ -329,7 +347,7 @@ impl TestNode {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let mut cmd = Command::new(binary("commonsd"));
+        let mut cmd = Command::new(&self.program);
         for var in DAEMON_ENV {
             cmd.env_remove(var);
         }
@@ -345,6 +363,7 @@ impl TestNode {
         for peer in &self.bootstrap {
             cmd.arg("--bootstrap").arg(peer);
         }
+        cmd.args(&self.args);
         cmd.env(
             "RUST_LOG",
             std::env::var("COMMONS_E2E_LOG").unwrap_or_else(|_| "info".into()),

@@ -14,6 +14,8 @@ use commons_signaling::NetworkSpec;
 use libp2p::Multiaddr;
 use serde::Serialize;
 
+use crate::selfcheck::VerifyBinary;
+
 /// The name of the config file inside the base data directory.
 pub const CONFIG_FILE: &str = commons_rpc::local::CONFIG_FILE;
 
@@ -78,6 +80,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "commonsd.log")]
     pub log_file: Option<PathBuf>,
 
+    /// Hash the running executable at start and check it against the verified releases the
+    /// node holds: `off`, `warn` (report it in getinfo, /metrics and the log) or `require`
+    /// (also refuse to start unless it is verified). [default: off]
+    #[arg(long, env = "COMMONS_VERIFY_BINARY", value_name = "MODE")]
+    pub verify_binary: Option<VerifyBinary>,
+
     /// Print the resolved configuration as JSON and exit, without touching the data
     /// directory beyond reading the config file.
     #[arg(long)]
@@ -135,6 +143,8 @@ pub struct Config {
     pub metrics_bind: SocketAddr,
     /// Who may read the RPC cookie.
     pub rpc_cookie_perms: CookiePerms,
+    /// Startup self-verification of the executable.
+    pub verify_binary: VerifyBinary,
 }
 
 impl Config {
@@ -217,6 +227,15 @@ impl Config {
                 .map_err(|e| ConfigError(format!("{conf}: rpc-cookie-perms: {e}")))?,
             (None, None) => CookiePerms::default(),
         };
+        let verify_binary = match (cli.verify_binary, &file.verify_binary) {
+            (Some(mode), _) => mode,
+            (None, Some(text)) => VerifyBinary::parse(text).ok_or_else(|| {
+                ConfigError(format!(
+                    "{conf}: verify-binary: {text:?}: expected off, warn or require"
+                ))
+            })?,
+            (None, None) => VerifyBinary::Off,
+        };
         let datadir = network_dir(&base_dir, &spec.name);
         Ok(Config {
             base_dir,
@@ -228,6 +247,7 @@ impl Config {
             rpc_bind,
             metrics_bind,
             rpc_cookie_perms,
+            verify_binary,
         })
     }
 
@@ -363,6 +383,28 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "listen = [\"/nope\"]\n").unwrap();
         let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
         assert!(e.0.contains("listen") && !e.0.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn verify_binary_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.verify_binary, VerifyBinary::Off);
+        std::fs::write(dir.path().join(CONFIG_FILE), "verify-binary = \"warn\"\n").unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.verify_binary, VerifyBinary::Warn);
+        let cli = parse(&["--datadir", d, "--verify-binary", "require"]);
+        assert_eq!(
+            Config::resolve(&cli, no_home).unwrap().verify_binary,
+            VerifyBinary::Require
+        );
+        std::fs::write(dir.path().join(CONFIG_FILE), "verify-binary = \"yes\"\n").unwrap();
+        let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
+        assert!(
+            e.0.contains("verify-binary") && e.0.contains("\"yes\"") && !e.0.contains('\n'),
+            "{e}"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::methods::DaemonRpc;
 use crate::metrics::{self, SharedRegistry};
 use crate::node::{Clock, Node, system_clock};
 use crate::rpc;
+use crate::selfcheck::{self, BinaryCollector, SelfCheck, VerifyBinary};
 use crate::store::Store;
 use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, SyncResponse, catch_up};
 use crate::topics::topic_kind;
@@ -218,6 +219,11 @@ impl Daemon {
                 dir.display()
             );
         }
+        // Hashed on the blocking pool while the store opens and replays.
+        let hashing = (config.verify_binary != VerifyBinary::Off).then(|| {
+            let datadir = config.datadir.clone();
+            tokio::task::spawn_blocking(move || selfcheck::digest_running_executable(&datadir))
+        });
         let key = load_or_create_key(&config.datadir.join(KEY_FILE))?;
         let db_path = config.datadir.join(DB_DIR);
         let store = Arc::new(Store::open(&db_path).map_err(|e| {
@@ -236,6 +242,47 @@ impl Daemon {
             &mut registry,
         )
         .map_err(|e| anyhow!("cannot start networking: {e}"))?;
+        let node = Node::new(
+            config.spec.clone(),
+            key,
+            store,
+            Some(net.clone()),
+            options.clock.clone(),
+        )
+        .map_err(|e| anyhow!("cannot load the store: {e}"))?
+        .with_artifacts(ArtifactStore::open(&config.datadir).with_context(|| {
+            format!(
+                "cannot create the artifact directory in {}",
+                config.datadir.display()
+            )
+        })?);
+        let check = match hashing {
+            None => SelfCheck::off(),
+            Some(task) => SelfCheck::new(
+                config.verify_binary,
+                match task.await {
+                    Ok(Ok(digest)) => Ok(digest),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(format!("the hashing task failed: {e}")),
+                },
+            ),
+        };
+        let node = Arc::new(node.with_self_check(check));
+        if let Some(digest) = node.self_check().digest() {
+            tracing::info!(
+                path = %digest.path.display(),
+                sha256 = %digest.sha256,
+                size = digest.size,
+                cached = digest.cached,
+                ms = digest.elapsed.as_millis() as u64,
+                "hashed the running executable"
+            );
+        }
+        let binary = node.refresh_binary();
+        // Refused before the swarm runs, so a node that may not start never talks to peers.
+        if let Some(refusal) = node.self_check().refusal(&binary, &config.datadir) {
+            bail!("{refusal}");
+        }
         let p2p_task = tokio::spawn(p2p_node.run());
         // The swarm reports its listen addresses a moment after it binds; wait for them so
         // that a started node answers `getinfo` with the address peers can dial.
@@ -246,28 +293,13 @@ impl Daemon {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
 
-        let node = Arc::new(
-            Node::new(
-                config.spec.clone(),
-                key,
-                store,
-                Some(net.clone()),
-                options.clock.clone(),
-            )
-            .map_err(|e| anyhow!("cannot load the store: {e}"))?
-            .with_artifacts(ArtifactStore::open(&config.datadir).with_context(|| {
-                format!(
-                    "cannot create the artifact directory in {}",
-                    config.datadir.display()
-                )
-            })?),
-        );
         metrics::register(
             &mut registry,
             node.ingest_metrics(),
             node.release_metrics(),
             node.clone(),
         );
+        registry.register_collector(Box::new(BinaryCollector::new(node.clone())));
         let registry: SharedRegistry = Arc::new(Mutex::new(registry));
 
         let rpc_listener = rpc::bind(config.rpc_bind).await?;

@@ -19,6 +19,7 @@ mod publish;
 pub mod releases;
 mod restore;
 pub mod rpc;
+pub mod selfcheck;
 pub mod service;
 pub mod store;
 pub mod sync;

@@ -42,6 +42,8 @@ impl Node {
             ),
             None => (Vec::new(), None),
         };
+        // Before the state lock: the check reads the releases through it.
+        let binary = self.binary.info(&self.refresh_binary());
         let st = self.state();
         let (nodes, units) = st.agg().population();
         Ok(NodeInfo {
@@ -62,6 +64,7 @@ impl Node {
             qualified_weight: units_to_weight(units),
             uptime: st.agg().uptime(&self.me).map(uptime_status),
             running_secs: self.started.elapsed().as_secs(),
+            binary: Some(binary),
         })
     }
 
@@ -503,6 +506,8 @@ impl Node {
             })?,
         };
         self.link_named(&bundle);
+        // Its artifacts are all verified now: this may be the release of the running binary.
+        self.refresh_binary();
         let published = self.publish(TopicKind::Releases, bytes).await;
         tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, new, published, "release published");
         Ok(PublishReceipt {

@@ -27,6 +27,7 @@ use crate::artifacts::ArtifactStore;
 use crate::epoch::UptimeObserver;
 use crate::metrics::{IngestMetrics, ReleaseMetrics};
 use crate::releases::{ReleaseHost, Releases};
+use crate::selfcheck::{BinarySource, BinaryStatus, SelfCheck};
 use crate::store::{Batch, Store, StoreError};
 
 /// The daemon's version, reported by `getinfo`.
@@ -127,6 +128,8 @@ pub struct Node {
     pub(crate) unpublished: Mutex<Vec<(TopicKind, Vec<u8>)>>,
     /// Release artifacts and their counters.
     pub(crate) releases: Releases,
+    /// The self-check of the running executable (`--verify-binary`).
+    pub(crate) binary: SelfCheck,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -168,6 +171,17 @@ impl ReleaseHost for Node {
     fn connected_peers(&self) -> Vec<commons_p2p::PeerId> {
         Node::connected_peers(self)
     }
+
+    fn release_verified(&self, _bundle: &ReleaseBundle) {
+        // The digest is known; this is a lookup, logged if the status changes.
+        self.refresh_binary();
+    }
+}
+
+impl BinarySource for Node {
+    fn binary_status(&self) -> BinaryStatus {
+        self.refresh_binary()
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -203,6 +217,7 @@ impl Node {
             started: Instant::now(),
             unpublished: Mutex::new(Vec::new()),
             releases: Releases::without_artifacts(),
+            binary: SelfCheck::off(),
             spec: Arc::new(spec),
         })
     }
@@ -212,6 +227,23 @@ impl Node {
     pub fn with_artifacts(mut self, artifacts: ArtifactStore) -> Self {
         self.releases = Releases::with_artifacts(artifacts);
         self
+    }
+
+    /// Checks the running executable against the verified releases with `check`
+    /// (`--verify-binary`).
+    pub fn with_self_check(mut self, check: SelfCheck) -> Self {
+        self.binary = check;
+        self
+    }
+
+    /// The self-check of the running executable.
+    pub fn self_check(&self) -> &SelfCheck {
+        &self.binary
+    }
+
+    /// The executable's status against the releases held now, logged when it changed.
+    pub fn refresh_binary(&self) -> BinaryStatus {
+        self.binary.refresh(self)
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {

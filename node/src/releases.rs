@@ -111,6 +111,8 @@ pub trait ReleaseHost: Send + Sync {
     fn spec(&self) -> &NetworkSpec;
     /// The connected peers, to fetch from.
     fn connected_peers(&self) -> Vec<PeerId>;
+    /// Called once every artifact of `bundle` is fetched and verified.
+    fn release_verified(&self, _bundle: &ReleaseBundle) {}
 }
 
 impl Releases {
@@ -169,6 +171,11 @@ impl Releases {
         } else {
             ReleaseStatus::Fetching
         }
+    }
+
+    /// Whether every artifact of `bundle` is verified (the release's state `verified`).
+    pub fn is_verified(&self, host: &dyn ReleaseHost, bundle: &ReleaseBundle) -> bool {
+        self.release_status(host, bundle) == ReleaseStatus::Verified
     }
 
     /// Per channel, the newest release whose artifacts are all verified.
@@ -383,6 +390,7 @@ pub async fn fetch_loop(
                     if releases.release_status(&*node, &bundle) == ReleaseStatus::Verified {
                         releases.link_named(&bundle);
                         tracing::info!(release = %bundle.body.release, channel = %bundle.body.channel, "release verified: every artifact matches the signed manifest");
+                        node.release_verified(&bundle);
                     }
                 }
                 Some(Err(reason)) => {

@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub metrics_bind: Option<String>,
     /// Who may read the RPC cookie: `owner`, `group` or `all`.
     pub rpc_cookie_perms: Option<String>,
+    /// Startup self-verification of the executable: `off`, `warn` or `require`.
+    pub verify_binary: Option<String>,
 }
 
 /// Who may read the files through which a client reaches the node (the RPC cookie and the

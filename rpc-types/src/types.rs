@@ -35,6 +35,43 @@ pub struct NodeInfo {
     pub uptime: Option<UptimeStatus>,
     /// Seconds since this process started.
     pub running_secs: u64,
+    /// Whether the running `commonsd` executable is an artifact of a release this node
+    /// verified (`--verify-binary`); left out by nodes older than the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary: Option<BinaryInfo>,
+}
+
+/// The self-check of the running executable in [`NodeInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryInfo {
+    /// The `--verify-binary` setting: `off`, `warn` or `require`.
+    pub mode: String,
+    /// `off` (not checked), `verified` (a verified release lists this executable's size and
+    /// SHA-256), `unverified` (none does) or `error` (it could not be hashed).
+    pub status: String,
+    /// The executable's path as the kernel names it; `null` when off.
+    pub path: Option<String>,
+    /// The executable's SHA-256 (hex); `null` when off or not hashed.
+    pub sha256: Option<String>,
+    /// Its size in bytes; `null` when off or not hashed.
+    pub size: Option<u64>,
+    /// The release that lists it, when `verified`.
+    pub release: Option<BinaryRelease>,
+    /// Why it could not be checked, when `error`.
+    pub error: Option<String>,
+}
+
+/// The release a verified executable belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BinaryRelease {
+    /// The release id (hex).
+    pub id: String,
+    /// Its channel.
+    pub channel: String,
+    /// Its version.
+    pub version: String,
+    /// The name of the artifact whose bytes the executable has.
+    pub artifact: String,
 }
 
 /// The network part of [`NodeInfo`].

@@ -46,6 +46,26 @@ fn getinfo_with_and_without_networking() {
     let info = round_trip::<method::GetInfo>(wire.clone());
     assert_eq!(info.network.name, "regtest");
     assert_eq!(info.uptime.unwrap().ip, Some("127.0.0.8".parse().unwrap()));
+    // A node older than the self-check leaves `binary` out.
+    assert_eq!(info.binary, None);
+
+    let mut checked = wire.clone();
+    checked["binary"] = json!({
+        "mode": "warn",
+        "status": "verified",
+        "path": "/usr/local/bin/commonsd",
+        "sha256": "ef".repeat(32),
+        "size": 31_457_280u64,
+        "release": {
+            "id": "12".repeat(32),
+            "channel": "stable",
+            "version": "1.0.0",
+            "artifact": "commonsd",
+        },
+        "error": null,
+    });
+    let info = round_trip::<method::GetInfo>(checked);
+    assert_eq!(info.binary.unwrap().release.unwrap().version, "1.0.0");
 
     let mut offline = wire;
     offline["peer_id"] = Value::Null;

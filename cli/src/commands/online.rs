@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use commons_rpc::{
-    Deployment, IdParams, Method, NoParams, ProposalFilterParams, SignalParams,
+    BinaryInfo, Deployment, IdParams, Method, NoParams, ProposalFilterParams, SignalParams,
     SubmitProposalParams, UptimeParams, UptimeStatus, method,
 };
 use serde_json::Value;
@@ -89,7 +89,11 @@ impl Online {
             "{:<18} {}",
             "own uptime",
             describe_uptime(info.uptime.as_ref())
-        ))
+        ))?;
+        if let Some(binary) = &info.binary {
+            ctx.say(format!("{:<18} {}", "binary", describe_binary(binary)))?;
+        }
+        Ok(())
     }
 
     /// `peers`
@@ -255,6 +259,29 @@ fn number(value: f64) -> String {
 /// An optional value, `-` when absent.
 fn optional(value: Option<&impl std::fmt::Display>) -> String {
     value.map_or_else(|| "-".to_string(), ToString::to_string)
+}
+
+/// The `binary` line of `getinfo`: the node's check of its own executable.
+fn describe_binary(binary: &BinaryInfo) -> String {
+    let one = crate::format::one_line;
+    match (binary.status.as_str(), &binary.release) {
+        ("verified", Some(r)) => format!(
+            "verified: {} of release {} {}",
+            one(&r.artifact),
+            one(&r.channel),
+            one(&r.version)
+        ),
+        ("unverified", _) => format!(
+            "unverified: no verified release lists SHA-256 {}",
+            one(binary.sha256.as_deref().unwrap_or("-"))
+        ),
+        ("error", _) => format!(
+            "not checked: {}",
+            one(binary.error.as_deref().unwrap_or("unknown error"))
+        ),
+        ("off", _) => "not checked (--verify-binary off)".to_string(),
+        (other, _) => one(other),
+    }
 }
 
 fn describe_uptime(status: Option<&UptimeStatus>) -> String {
@@ -485,6 +512,33 @@ mod tests {
 
     fn words(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_binary_line_names_the_release_or_says_why_not() {
+        let mut b = BinaryInfo {
+            mode: "warn".into(),
+            status: "verified".into(),
+            path: Some("/usr/local/bin/commonsd".into()),
+            sha256: Some("ab".repeat(32)),
+            size: Some(10),
+            release: Some(commons_rpc::BinaryRelease {
+                id: "cd".repeat(32),
+                channel: "stable".into(),
+                version: "1.0.0".into(),
+                artifact: "commonsd\nforged line".into(),
+            }),
+            error: None,
+        };
+        let line = describe_binary(&b);
+        assert!(line.starts_with("verified: commonsd") && line.ends_with("release stable 1.0.0"));
+        assert!(!line.contains('\n'), "{line}");
+        b.status = "unverified".into();
+        b.release = None;
+        assert!(describe_binary(&b).contains(&"ab".repeat(32)));
+        b.status = "error".into();
+        b.error = Some("permission denied".into());
+        assert_eq!(describe_binary(&b), "not checked: permission denied");
     }
 
     #[test]
