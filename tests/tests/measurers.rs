@@ -207,7 +207,14 @@ fn measurers_qualify_nodes_a_forged_clique_weighs_nothing_and_one_measurer_may_b
     std::thread::sleep(liveness);
     let remaining = [&keys[0], &keys[1], &keys[3]].map(|k| k.to_string());
     for n in [&nodes[0], &nodes[1], &nodes[3]] {
-        counts_all(n, &remaining).unwrap_or_else(|e| panic!("{e}"));
+        // Within a few epochs, not at one instant: under load a node has been seen holding
+        // only one of the two remaining measurers' latest attestations of itself for a
+        // moment after a boundary (its own uptime 0 with one attester), then both.
+        wait_until(
+            Duration::from_secs(spec.epoch_secs * 5),
+            "every remaining node counted with one measurer down",
+            || counts_all(n, &remaining),
+        );
         let tally = n.tally(&id).unwrap();
         assert_eq!(tally.choices.support.nodes, 1, "{}: {tally:?}", n.name);
     }
