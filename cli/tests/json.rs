@@ -901,27 +901,7 @@ fn offline_digests_and_attached_signatures() {
         run.stderr
     );
 
-    w.write("dist/app", b"app");
-    w.on(
-        NET,
-        &[
-            "release",
-            "create",
-            "--channel",
-            "stable",
-            "--version",
-            "1.0.0",
-            "--class",
-            "application",
-            "--artifact",
-            "dist/app",
-            "--source-commit",
-            "abc",
-            "--out",
-            "r.cbor",
-        ],
-    )
-    .ok();
+    w.create_release(NET, "app", "r.cbor");
     let (digest, _) = json(&w, &["--network", NET, "release", "digest", "r.cbor"], 0);
     assert_eq!(
         fields(&digest),

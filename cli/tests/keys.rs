@@ -112,27 +112,7 @@ fn an_encrypted_key_signs_proposals_and_releases_and_its_secret_never_shows() {
         .ok()
         .stdout_has(&format!("signed as {}", public.trim()));
 
-    work.write("dist/a.txt", b"artifact\n");
-    work.on(
-        "demo",
-        &[
-            "release",
-            "create",
-            "--channel",
-            "stable",
-            "--version",
-            "1.0.0",
-            "--class",
-            "application",
-            "--artifact",
-            "dist/a.txt",
-            "--source-commit",
-            "abc",
-            "--out",
-            "r.cbor",
-        ],
-    )
-    .ok();
+    work.create_release("demo", "a.txt", "r.cbor");
     let detached = run_fd(
         &work,
         PASS,
@@ -457,27 +437,7 @@ fn proposals_and_releases_are_signed_offline_from_their_digest() {
         .stdout_has("valid       on network demo");
 
     // A signature over something else is refused and the file stays as it was.
-    work.write("dist/a.txt", b"artifact\n");
-    work.on(
-        "demo",
-        &[
-            "release",
-            "create",
-            "--channel",
-            "stable",
-            "--version",
-            "1.0.0",
-            "--class",
-            "application",
-            "--artifact",
-            "dist/a.txt",
-            "--source-commit",
-            "abc",
-            "--out",
-            "r.cbor",
-        ],
-    )
-    .ok();
+    work.create_release("demo", "a.txt", "r.cbor");
     let before = work.read("r.cbor");
     work.on("demo", &["release", "combine", "r.cbor", "p1.sig"])
         .expect(2)

@@ -149,6 +149,33 @@ impl Workdir {
         self.run(&all)
     }
 
+    /// Writes the artifact `dist/NAME` and an unsigned stable 1.0.0 application release of
+    /// it on network `net` to `out`.
+    pub fn create_release(&self, net: &str, artifact: &str, out: &str) {
+        self.write(&format!("dist/{artifact}"), b"artifact\n");
+        let artifact = format!("dist/{artifact}");
+        self.on(
+            net,
+            &[
+                "release",
+                "create",
+                "--channel",
+                "stable",
+                "--version",
+                "1.0.0",
+                "--class",
+                "application",
+                "--artifact",
+                &artifact,
+                "--source-commit",
+                "abc",
+                "--out",
+                out,
+            ],
+        )
+        .ok();
+    }
+
     /// `network init --out NAME --maintainers N --name NAME`.
     pub fn init_network(&self, name: &str, maintainers: u32) {
         self.run(&[
