@@ -1,6 +1,6 @@
 //! Harness of the end-to-end tests: real `commonsd` processes on loopback addresses
-//! (127.0.0.x), talked to as users do, over cookie-authenticated JSON-RPC, `/metrics` and
-//! `commons-cli`.
+//! (127.0.0.x), or each in a network namespace of its own ([`netns`], for the fault tests),
+//! talked to as users do, over cookie-authenticated JSON-RPC, `/metrics` and `commons-cli`.
 //!
 //! Every wait is bounded ([`wait_until`]), and every daemon a [`TestNode`] starts is killed
 //! when the node is dropped, also when a test panics. The binaries are taken from the

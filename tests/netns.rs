@@ -358,12 +358,31 @@ impl Lab {
             let mut script = format!("flush chain inet {TABLE} loss\n");
             if percent > 0 {
                 script.push_str(&format!(
-                    "add rule inet {TABLE} loss numgen random mod 100 < {percent} drop\n"
+                    "add rule inet {TABLE} loss numgen random mod 100 < {percent} counter drop\n"
                 ));
             }
             self.nft(i, &script)?;
         }
         Ok(())
+    }
+
+    /// How many packets the loss rules of [`Lab::set_loss`] dropped so far, over all nodes.
+    pub fn lost_packets(&self) -> anyhow::Result<u64> {
+        let mut total = 0;
+        for i in 0..self.nodes {
+            let ns = self.namespace(i);
+            let chain = run(&[
+                "ip", "netns", "exec", &ns, "nft", "list", "chain", "inet", TABLE, "loss",
+            ])?;
+            // `... counter packets 12 bytes 3456 drop`
+            total += chain
+                .split_whitespace()
+                .skip_while(|w| *w != "packets")
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Cuts every node of `side` off from every node not in it, both ways.

@@ -142,15 +142,19 @@ fn tallies_converge_through_loss_and_latency() {
         |t| counts(t, 3, 1, 4) && t.total_nodes == 5,
     );
     let converged = cast.elapsed();
-    // Every node dialed its peers through its relay (at least one connection each).
+    // The faults were there: every node dialed through its relay (at least one connection
+    // each), and packets were lost.
     assert!(
         lab.relayed_connections() >= nodes.len(),
         "only {} connections went through the delaying relays",
         lab.relayed_connections()
     );
+    let lost = lab.lost_packets().unwrap();
+    assert!(lost > 0, "the loss rules dropped nothing");
     phase(&format!(
-        "FIGURE: tallies converged {:.1} s after the first of four signals (casting took {cast_secs:.1} s): {tally:?}",
-        converged.as_secs_f64()
+        "FIGURE: tallies converged {:.1} s after the first of four signals (casting took {cast_secs:.1} s; {} connections relayed, {lost} packets lost so far): {tally:?}",
+        converged.as_secs_f64(),
+        lab.relayed_connections()
     ));
 }
 
@@ -224,9 +228,22 @@ fn both_halves_of_a_partition_keep_tallying_and_agree_after_the_heal() {
         counts(t, 2, 2, 4)
     });
 
+    // What n0 sees of its connections across the cut (printed, not asserted: whether TCP
+    // still holds them depends on timers, not on the node).
+    let across = |n: &TestNode| {
+        let peers = n.call::<method::GetPeers>(&NoParams {}).unwrap();
+        let b_keys: Vec<&String> = side_b.iter().map(|&i| &keys[i]).collect();
+        peers
+            .iter()
+            .filter(|p| p.public_key.as_ref().is_some_and(|k| b_keys.contains(&k)))
+            .map(|p| p.connected_since)
+            .collect::<Vec<u64>>()
+    };
+    let before_heal = across(&nodes[0]);
     phase(&format!(
-        "heal after {:.1} s of partition",
-        cut.elapsed().as_secs_f64()
+        "heal after {:.1} s of partition; n0 lists {} connections to side B (since {before_heal:?})",
+        cut.elapsed().as_secs_f64(),
+        before_heal.len()
     ));
     lab.heal().unwrap();
     let healed = Instant::now();
@@ -238,8 +255,9 @@ fn both_halves_of_a_partition_keep_tallying_and_agree_after_the_heal() {
         |t| counts(t, 2, 3, 5) && t.total_nodes == 6,
     );
     phase(&format!(
-        "FIGURE: all six agree {:.1} s after the heal: {tally:?}",
-        healed.elapsed().as_secs_f64()
+        "FIGURE: all six agree {:.1} s after the heal: {tally:?}; n0's connections to side B since {:?}",
+        healed.elapsed().as_secs_f64(),
+        across(&nodes[0])
     ));
 }
 
