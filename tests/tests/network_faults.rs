@@ -187,8 +187,11 @@ fn both_halves_of_a_partition_keep_tallying_and_agree_after_the_heal() {
         |t| counts(t, 1, 0, 1),
     );
 
-    // Side A holds two measurers, side B one: both go on for as long as the measurers'
-    // latest attestations stay live (regtest: 10 epochs, 20 s), longer than the partition.
+    // Side A holds two measurers, side B one. A node stays counted while the freshest
+    // measurer attestation about it is under `liveness_epochs` old (regtest: 10 epochs,
+    // 20 s) and a quorum of them is within the uptime window (30 epochs): B's one measurer
+    // keeps B's nodes fresh, the other two's older attestations keep the quorum. The cut is
+    // shorter than both, so every node stays counted on both sides, the other side's too.
     let side_a = [0, 1, 3];
     let side_b = [2, 4, 5];
     let a: Vec<&TestNode> = side_a.iter().map(|&i| &nodes[i]).collect();
