@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing commons-signal needs on a fresh Debian machine with a
 # Rust toolchain: libclang for RocksDB's bindings, Prometheus (promtool and the server)
-# for the metrics tests, and tmux, the terminal in which a test reads the README's first
-# command as a person sees it. Safe to run again: it installs only what is missing, and checks
+# for the metrics tests, tmux, the terminal in which a test reads the README's first
+# command as a person sees it, and for the network fault tests iproute2 (network
+# namespaces), nftables (loss and partitions) and faketime (a skewed clock for one daemon). Safe to run again: it installs only what is missing, and checks
 # afterwards that what it installed is really there.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,6 +16,11 @@ if [[ "${COMMONS_SKIP_PROMETHEUS:-}" != 1 ]] \
   need+=(prometheus)
 fi
 command -v tmux >/dev/null || need+=(tmux)
+# ip and nft live in /usr/sbin, which is not on every user's PATH.
+have() { command -v "$1" >/dev/null || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]]; }
+have ip || need+=(iproute2)
+have nft || need+=(nftables)
+have faketime || need+=(faketime)
 
 if ((${#need[@]})); then
   echo "setup: installing ${need[*]}" >&2
@@ -37,3 +43,9 @@ if ! command -v tmux >/dev/null; then
   echo "setup: tmux is still missing after installing it" >&2
   exit 1
 fi
+for tool in ip:iproute2 nft:nftables faketime:faketime; do
+  if ! have "${tool%%:*}"; then
+    echo "setup: ${tool%%:*} is still missing after installing ${tool##*:}" >&2
+    exit 1
+  fi
+done

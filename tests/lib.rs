@@ -1,6 +1,6 @@
 //! Harness of the end-to-end tests: real `commonsd` processes on loopback addresses
-//! (127.0.0.x), talked to as users do, over cookie-authenticated JSON-RPC, `/metrics` and
-//! `commons-cli`.
+//! (127.0.0.x), or each in a network namespace of its own ([`netns`], for the fault tests),
+//! talked to as users do, over cookie-authenticated JSON-RPC, `/metrics` and `commons-cli`.
 //!
 //! Every wait is bounded ([`wait_until`]), and every daemon a [`TestNode`] starts is killed
 //! when the node is dropped, also when a test panics. The binaries are taken from the
@@ -24,6 +24,8 @@ use commons_signaling::{
     Artifact, BoundedString, NetworkSpec, ReleaseBundle, ReleaseClass, ReleaseManifest,
 };
 use serde_json::{Value, json};
+
+pub mod netns;
 
 /// The environment variables `commonsd` reads; cleared so the caller's shell cannot change
 /// what a test runs.
@@ -195,6 +197,16 @@ pub fn basic_auth(credentials: &str) -> String {
     )
 }
 
+/// What a daemon's process runs under besides its arguments: a wrapper command and extra
+/// environment variables ([`TestNode::wrapper`], [`TestNode::env`]). The default is none.
+#[derive(Debug, Clone, Default)]
+pub struct Launcher {
+    /// The command words the program runs under (`ip netns exec NS`).
+    pub wrapper: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
 /// How to start one node.
 #[derive(Debug, Clone)]
 pub struct NodeSpec {
@@ -228,6 +240,12 @@ pub struct TestNode {
     /// Arguments added to every launch after the harness's own; a test may change them
     /// between a stop and a restart.
     pub args: Vec<String>,
+    /// The command the program runs under, empty for none: `ip netns exec NS` for a node in
+    /// a network namespace ([`netns::Lab::launcher`]). It must exec the program, not fork it,
+    /// so that the process id is the daemon's.
+    pub wrapper: Vec<String>,
+    /// Environment variables set for every launch (a faked clock, say).
+    pub env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -254,6 +272,17 @@ impl TestNode {
         program: PathBuf,
         args: Vec<String>,
     ) -> anyhow::Result<TestNode> {
+        Self::start_under(name, spec, program, args, Launcher::default())
+    }
+
+    /// [`TestNode::start_with`] under `launcher`'s wrapper command and environment.
+    pub fn start_under(
+        name: &str,
+        spec: NodeSpec,
+        program: PathBuf,
+        args: Vec<String>,
+        launcher: Launcher,
+    ) -> anyhow::Result<TestNode> {
         let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
         let mut node = TestNode {
             name: name.to_string(),
@@ -266,6 +295,8 @@ impl TestNode {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             program,
             args,
+            wrapper: launcher.wrapper,
+            env: launcher.env,
             _dir: Some(dir),
         };
         if let Some(i) = spec.measurer {
@@ -347,10 +378,18 @@ impl TestNode {
             .create(true)
             .append(true)
             .open(self.log_path())?;
-        let mut cmd = Command::new(&self.program);
+        let mut cmd = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(&self.program);
+                cmd
+            }
+            None => Command::new(&self.program),
+        };
         for var in DAEMON_ENV {
             cmd.env_remove(var);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--datadir")
             .arg(&self.base)
             .args(["--network", "regtest"])
@@ -665,10 +704,61 @@ pub fn tally_essence(tally: &Tally) -> TallyEssence {
     }
 }
 
+/// Whether `node` counts every key of `keys` (hex) as qualified; the first that it does not,
+/// as the reason.
+pub fn counts_all(node: &TestNode, keys: &[String]) -> Result<(), String> {
+    for key in keys {
+        let u = node
+            .uptime(key)
+            .map_err(|e| format!("{}: {e}", node.name))?;
+        if !u.status.as_ref().is_some_and(|s| s.qualified && s.counted) {
+            return Err(format!("{}: {key} is not counted: {u:?}", node.name));
+        }
+    }
+    Ok(())
+}
+
+/// Waits (up to `timeout`) until every node's tally of proposal `id` passes `check` and
+/// all of them agree on its [`TallyEssence`]; the agreed essence.
+pub fn agreed_tally<'a>(
+    nodes: impl IntoIterator<Item = &'a TestNode> + Clone,
+    id: &str,
+    timeout: Duration,
+    what: &str,
+    check: impl Fn(&Tally) -> bool,
+) -> TallyEssence {
+    wait_until(timeout, what, || {
+        let mut first: Option<TallyEssence> = None;
+        for n in nodes.clone() {
+            let t = n.tally(id).map_err(|e| format!("{}: {e}", n.name))?;
+            if !check(&t) {
+                return Err(format!("{}: {t:?}", n.name));
+            }
+            let e = tally_essence(&t);
+            match &first {
+                None => first = Some(e),
+                Some(f) if *f != e => return Err(format!("{} disagrees: {e:?} vs {f:?}", n.name)),
+                Some(_) => {}
+            }
+        }
+        first.ok_or_else(|| "no nodes".to_string())
+    })
+}
+
 /// Starts one `commonsd` per address, named `{prefix}{i}@{ip}`, each bootstrapping from all
 /// started before it, so they form a full mesh. The first three are regtest's well-known
 /// measurers (regtest qualifies nodes by measurers only), the others user nodes.
 pub fn start_mesh(prefix: &str, ips: &[&str]) -> Vec<TestNode> {
+    start_mesh_under(prefix, ips, |_| Launcher::default())
+}
+
+/// [`start_mesh`] with the i-th node started under `launcher(i)` (its network namespace, a
+/// skewed clock).
+pub fn start_mesh_under(
+    prefix: &str,
+    ips: &[&str],
+    launcher: impl Fn(usize) -> Launcher,
+) -> Vec<TestNode> {
     let mut nodes: Vec<TestNode> = Vec::new();
     for (i, ip) in ips.iter().enumerate() {
         let bootstrap = nodes
@@ -680,8 +770,14 @@ pub fn start_mesh(prefix: &str, ips: &[&str]) -> Vec<TestNode> {
             bootstrap,
             measurer: (i < commons_signaling::spec::REGTEST_MEASURERS).then_some(i),
         };
-        let node =
-            TestNode::start(&format!("{prefix}{i}@{ip}"), spec).unwrap_or_else(|e| panic!("{e}"));
+        let node = TestNode::start_under(
+            &format!("{prefix}{i}@{ip}"),
+            spec,
+            binary("commonsd"),
+            Vec::new(),
+            launcher(i),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         nodes.push(node);
     }
     nodes

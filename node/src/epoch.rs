@@ -342,6 +342,11 @@ impl Node {
     /// The live attestations about this node, at most `max`: the latest of each measurer
     /// first (under the measurer rule nothing else qualifies, and a full presence must not
     /// crowd them out), then the others, latest first.
+    ///
+    /// None from a later epoch than this node's: such an attestation is not live yet, and a
+    /// peer whose clock is behind this node's refuses a whole presence or signal that
+    /// carries one from beyond its own skew allowance. So a single attester with a clock far
+    /// ahead (or lying) could otherwise silence this node at every peer on true time.
     pub fn attestations_about_me(&self, max: usize) -> Vec<UptimeAttestation> {
         let window = u64::from(self.spec.uptime_window_epochs);
         let epoch = self.epoch();
@@ -352,7 +357,9 @@ impl Node {
                 return Vec::new();
             }
         };
-        about.retain(|a| a.body.epoch + window >= epoch && a.body.attester != self.me);
+        about.retain(|a| {
+            a.body.epoch <= epoch && a.body.epoch + window >= epoch && a.body.attester != self.me
+        });
         let is_measurer = |key: &PublicKey| self.spec.measurers.iter().any(|m| m.key == *key);
         about.sort_by(|a, b| {
             is_measurer(&b.body.attester)

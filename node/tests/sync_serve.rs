@@ -168,3 +168,56 @@ async fn misbehaviour_is_reported() {
             .1
     );
 }
+
+/// An attestation from a later epoch than this node's clock (within the skew allowance, so
+/// accepted) is kept but not carried until its epoch comes: a peer on a clock behind this
+/// node's would refuse a whole presence or signal carrying it as too early.
+#[tokio::test]
+async fn attestations_from_this_nodes_future_are_kept_but_not_carried_until_their_epoch() {
+    let spec = NetworkSpec::regtest_peer_attested();
+    let t0 = 3_000_000;
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(t0));
+    let dir = tempfile::tempdir().unwrap();
+    let me = SecretKey::from_seed("me");
+    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+    let read = clock.clone();
+    let n = Node::new(
+        spec.clone(),
+        me.clone(),
+        store,
+        None,
+        Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap();
+    let ahead = spec.epoch_at(t0 + spec.max_clock_skew_secs / 2);
+    assert!(ahead > spec.epoch_at(t0));
+    let peer = SecretKey::from_seed("peer ahead");
+    let early = common::attestation(&spec, &peer, &me, "127.0.0.5".parse().unwrap(), ahead, 1);
+    let deliver = SyncRequest::Deliver {
+        attestations: BoundedVec::new(vec![BoundedBytes::new(early.encode()).unwrap()]).unwrap(),
+    };
+    let (bytes, bad) = n
+        .serve_sync(Some(peer.public_key()), &deliver.encode())
+        .await;
+    assert!(!bad);
+    assert_eq!(
+        SyncResponse::decode(&bytes).unwrap(),
+        SyncResponse::Delivered { accepted: 1 }
+    );
+    assert!(n.attestations_about_me(16).is_empty());
+    assert!(
+        n.make_presence(spec.epoch_at(t0))
+            .body
+            .attestations
+            .is_empty()
+    );
+
+    let later = t0 + spec.max_clock_skew_secs;
+    clock.store(later, std::sync::atomic::Ordering::SeqCst);
+    n.on_epoch(spec.epoch_at(later));
+    assert_eq!(n.attestations_about_me(16), vec![early.clone()]);
+    assert_eq!(
+        n.make_presence(n.epoch()).body.attestations.into_vec(),
+        vec![early]
+    );
+}

@@ -15,8 +15,8 @@
 use std::time::{Duration, Instant};
 
 use commons_e2e::{
-    NodeSpec, TallyEssence, TestNode, TestPeer, now, phases, regtest_proposal, start_mesh,
-    tally_essence, wait_until,
+    NodeSpec, TallyEssence, TestNode, TestPeer, agreed_tally, now, phases, regtest_proposal,
+    start_mesh, wait_until,
 };
 use commons_p2p::TopicKind;
 use commons_rpc::{ProposalFilterParams, SubmitProposalParams, Tally, method};
@@ -47,22 +47,7 @@ fn agreed(
     what: &str,
     check: impl Fn(&Tally) -> bool,
 ) -> TallyEssence {
-    wait_until(WAIT, what, || {
-        let mut first: Option<TallyEssence> = None;
-        for n in nodes {
-            let t = tally(n, id)?;
-            if !check(&t) {
-                return Err(format!("{}: {t:?}", n.name));
-            }
-            let e = tally_essence(&t);
-            match &first {
-                None => first = Some(e),
-                Some(f) if *f != e => return Err(format!("{} disagrees: {e:?} vs {f:?}", n.name)),
-                Some(_) => {}
-            }
-        }
-        Ok(first.expect("there are nodes"))
-    })
+    agreed_tally(nodes, id, WAIT, what, check)
 }
 
 fn metric(node: &TestNode, series: &str) -> f64 {

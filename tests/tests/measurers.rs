@@ -9,7 +9,9 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use commons_e2e::{TestNode, TestPeer, now, phases, regtest_proposal, start_mesh, wait_until};
+use commons_e2e::{
+    TestNode, TestPeer, counts_all, now, phases, regtest_proposal, start_mesh, wait_until,
+};
 use commons_p2p::TopicKind;
 use commons_rpc::{SubmitProposalParams, method};
 use commons_signaling::{Choice, Hash32, NetworkSpec, SecretKey, UptimeAttestation};
@@ -25,19 +27,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn forged_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 10, u8::try_from(4 * i + 1).unwrap())
-}
-
-/// Whether `node` counts every key of `keys` as qualified.
-fn counts_all(node: &TestNode, keys: &[String]) -> Result<(), String> {
-    for key in keys {
-        let u = node
-            .uptime(key)
-            .map_err(|e| format!("{}: {e}", node.name))?;
-        if !u.status.as_ref().is_some_and(|s| s.qualified && s.counted) {
-            return Err(format!("{}: {key} is not counted: {u:?}", node.name));
-        }
-    }
-    Ok(())
 }
 
 #[test]
