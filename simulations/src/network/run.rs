@@ -14,6 +14,7 @@ use super::args::{NetworkArgs, check};
 use super::cluster::{self, ClusterNode, Role, node_ip};
 use super::phase::{run_phase, unix_now};
 use super::report::{NodeRow, Report};
+use super::shared_verify::SharedVerification;
 use super::topology;
 use crate::error::SimError;
 use crate::progress::StageLog;
@@ -95,11 +96,18 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
             .map_err(|e| SimError::Runtime(format!("cannot write {}: {e}", path.display())))?;
         path.display().to_string()
     };
+    let shared = args
+        .shared_verification
+        .then(|| Arc::new(SharedVerification::default()));
     let setup = Arc::new(cluster::Setup {
         root: root.clone(),
         network_arg,
         network_name: spec.name.clone(),
         resync_interval: Duration::from_secs_f64(args.resync_interval),
+        signatures: match &shared {
+            Some(cache) => cache.clone(),
+            None => Arc::new(commons_aggregator::PlainSignatures),
+        },
     });
     let mut topo_rng = Rng::new(args.seed, Stream::Topology);
     let edges = topology::edges(args.topology, n, args.degree, &mut topo_rng);
@@ -286,6 +294,7 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         phases,
         runtime_secs: started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
+        shared_verification: shared.map(|cache| cache.counts()),
     })
 }
 
