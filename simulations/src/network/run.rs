@@ -20,10 +20,10 @@ use crate::error::SimError;
 use crate::progress::StageLog;
 use crate::rng::{Rng, Stream};
 
-/// Open files each node may hold: its RocksDB files (about ten on a fresh store, more as
-/// it flushes), three listening sockets (p2p, RPC, metrics) and a socket per connection,
-/// with room to spare. Measured: about 22 per node at 20 nodes of degree 6.
-const FILES_PER_NODE: u64 = 48;
+/// Open files each node may hold: its RocksDB files (about nine on a fresh store, more as
+/// it flushes), three listening sockets (p2p, RPC, metrics) and a socket per connection.
+/// Measured: about 22 per node at 20 nodes of degree 6; the rest is room for flushes.
+const FILES_PER_NODE: u64 = 32;
 
 /// Raises the soft limit on open files to what `nodes` need (and the hard limit too, where
 /// the process may): every node's store and sockets are in this one process, so a thousand
