@@ -30,6 +30,7 @@ use crate::aggregator::{
 use crate::policy::Policy;
 use crate::population::AttestationOutcome;
 use crate::rules::{ReleaseError, verify_proposal, verify_release};
+use crate::signatures::{PlainSignatures, SignatureCheck, signed_ok};
 
 /// What a relay should do with a message, as the gossip layer understands it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -341,24 +342,37 @@ impl Pending {
     /// at Unix time `now`. The expensive step, pure and `Send`: the caller decides where it
     /// runs.
     pub fn verify(self, spec: &NetworkSpec, now: u64) -> Verified {
+        self.verify_with(spec, now, &PlainSignatures)
+    }
+
+    /// [`Pending::verify`] with the single-signer signatures (signals, presences,
+    /// attestations, evidence and the carried attestations) checked through `check`.
+    /// Proposals and release bundles, rare and checked against the spec's maintainer
+    /// thresholds, always take the plain check.
+    pub fn verify_with(self, spec: &NetworkSpec, now: u64, check: &dyn SignatureCheck) -> Verified {
         let network_id = self.network_id;
-        let attestations_ok = || self.attestations.iter().all(|a| a.verify(&network_id));
+        let attestations_ok = || {
+            self.attestations
+                .iter()
+                .all(|a| signed_ok(a, &network_id, check))
+        };
         let bad_signature = || Refusal {
             reason: Reason::BadSignature,
             detail: "a signature does not verify".into(),
         };
         let result = match &self.message {
-            PendingMessage::Signal(s) => (s.verify(&network_id) && attestations_ok())
+            PendingMessage::Signal(s) => (signed_ok(s, &network_id, check) && attestations_ok())
                 .then_some(())
                 .ok_or_else(bad_signature),
-            PendingMessage::Presence(p) => (p.verify(&network_id) && attestations_ok())
+            PendingMessage::Presence(p) => (signed_ok(p, &network_id, check) && attestations_ok())
                 .then_some(())
                 .ok_or_else(bad_signature),
-            PendingMessage::Evidence(e) => (e.verify(&network_id) && attestations_ok())
-                .then_some(())
-                .ok_or_else(bad_signature),
-            PendingMessage::Attestation(a) => a
-                .verify(&network_id)
+            PendingMessage::Evidence(e) => (signed_ok(&e.first, &network_id, check)
+                && signed_ok(&e.second, &network_id, check)
+                && attestations_ok())
+            .then_some(())
+            .ok_or_else(bad_signature),
+            PendingMessage::Attestation(a) => signed_ok(a, &network_id, check)
                 .then_some(())
                 .ok_or_else(bad_signature),
             PendingMessage::Proposal(_, p) => verify_proposal(p, spec, &network_id)

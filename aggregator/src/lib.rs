@@ -13,6 +13,7 @@ pub mod netgroup;
 pub mod policy;
 mod population;
 pub mod rules;
+pub mod signatures;
 pub mod tally;
 mod tickets;
 pub mod weight;
@@ -26,5 +27,6 @@ pub use intake::{
 pub use netgroup::Netgroup;
 pub use policy::{MeasurerPolicy, Policy, Qualification, TicketPolicy};
 pub use population::{AttestationOutcome, UptimeStatus};
+pub use signatures::{PlainSignatures, SignatureCheck};
 pub use tally::{ChoiceTally, ProposalState, Tally};
 pub use weight::{WEIGHT_SCALE, netgroup_units, units_to_weight};

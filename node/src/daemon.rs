@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use commons_aggregator::{PlainSignatures, SignatureCheck};
 use commons_p2p::{Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
 use commons_signaling::{BoundedBytes, BoundedVec, PublicKey, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
@@ -54,6 +55,10 @@ pub struct Options {
     /// How often the node catches up with one random peer besides at each new connection,
     /// so that messages lost to a partition or a full queue still arrive.
     pub resync_interval: Duration,
+    /// The check every received signature goes through ([`PlainSignatures`]: verify it).
+    /// Only an embedder running many nodes in one process (the network simulator) puts a
+    /// cache shared between them here; `commonsd` never does.
+    pub signatures: Arc<dyn SignatureCheck>,
 }
 
 impl Default for Options {
@@ -63,6 +68,7 @@ impl Default for Options {
             discovery: true,
             retry_interval: Duration::from_secs(5),
             resync_interval: Duration::from_secs(600),
+            signatures: Arc::new(PlainSignatures),
         }
     }
 }
@@ -267,7 +273,10 @@ impl Daemon {
                 },
             ),
         };
-        let node = Arc::new(node.with_self_check(check));
+        let node = Arc::new(
+            node.with_self_check(check)
+                .with_signature_check(options.signatures.clone()),
+        );
         if let Some(digest) = node.self_check().digest() {
             tracing::info!(
                 path = %digest.path.display(),

@@ -75,11 +75,12 @@ impl Node {
     pub(crate) async fn verify_off_reactor(&self, pending: Pending, now: u64) -> Verified {
         let kind = pending.kind();
         let spec = self.spec.clone();
+        let signatures = self.signatures.clone();
         let queued = std::time::Instant::now();
         let checked = tokio::task::spawn_blocking(move || {
             let waited = queued.elapsed();
             let started = std::time::Instant::now();
-            let verified = pending.verify(&spec, now);
+            let verified = pending.verify_with(&spec, now, signatures.as_ref());
             (verified, waited, started.elapsed())
         })
         .await;

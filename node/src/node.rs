@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use commons_aggregator::{Aggregator, Intake, Reason};
+use commons_aggregator::{Aggregator, Intake, PlainSignatures, Reason, SignatureCheck};
 use commons_p2p::{P2pHandle, TopicKind, Verdict};
 use commons_signaling::{
     Hash32, NetworkSpec, PublicKey, ReleaseBundle, ReleaseVersion, SecretKey, UptimeAttestation,
@@ -130,6 +130,8 @@ pub struct Node {
     pub(crate) releases: Releases,
     /// The self-check of the running executable (`--verify-binary`).
     pub(crate) binary: SelfCheck,
+    /// What received signatures are checked with (see [`Node::with_signature_check`]).
+    pub(crate) signatures: Arc<dyn SignatureCheck>,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -218,8 +220,17 @@ impl Node {
             unpublished: Mutex::new(Vec::new()),
             releases: Releases::without_artifacts(),
             binary: SelfCheck::off(),
+            signatures: Arc::new(PlainSignatures),
             spec: Arc::new(spec),
         })
+    }
+
+    /// Checks received signatures through `check` instead of verifying each one itself: for
+    /// an embedder running many nodes in one process, which may share one cache of
+    /// verified signatures between them. The node's decisions stay its own.
+    pub fn with_signature_check(mut self, check: Arc<dyn SignatureCheck>) -> Self {
+        self.signatures = check;
+        self
     }
 
     /// Keeps release artifacts in `artifacts`: the node then fetches the artifacts of the

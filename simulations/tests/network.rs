@@ -90,6 +90,9 @@ fn eight_nodes_every_signal_reaches_every_node_and_tallies_agree() {
     );
     assert_eq!(phases[0]["signals_rejected"].as_f64(), Some(0.0));
     assert!(stdout.contains("baseline    100%"), "{stdout}");
+    // Without --shared-verification every daemon verified every signature itself.
+    assert!(summary["shared_verification"].is_null(), "{summary}");
+    assert!(!stdout.contains("shared verification cache"), "{stdout}");
     let csv = std::fs::read_to_string(dir.path().join("signals.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 12, "{csv}");
 }
@@ -144,6 +147,53 @@ fn dropping_spamming_and_churning_nodes_do_not_stop_signals() {
     assert!(spam["spam_published"].as_u64().unwrap() > 0, "{spam}");
     assert!(spam["signals_rejected"].as_f64().unwrap() > 0.0, "{spam}");
     assert_eq!(phases[0]["signals_rejected"].as_f64(), Some(0.0));
+}
+
+/// The shared cache answers for every daemon but never for a forged signature: the spam
+/// phase's forged signals are still rejected, and honest signals still reach everyone.
+#[test]
+fn a_shared_verification_cache_serves_every_daemon_and_still_rejects_forgeries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, stdout) = run(
+        dir.path(),
+        &[
+            "--nodes",
+            "12",
+            "--signals",
+            "8",
+            "--rate",
+            "8",
+            "--degree",
+            "4",
+            "--spam",
+            "0.1",
+            "--spam-rate",
+            "20",
+            "--shared-verification",
+            "--first-address",
+            "127.0.42.1",
+        ],
+    );
+    let phases = summary["phases"].as_array().unwrap();
+    for phase in phases {
+        assert_complete(phase);
+    }
+    assert_eq!(phases[0]["signals_rejected"].as_f64(), Some(0.0));
+    assert!(
+        phases[1]["signals_rejected"].as_f64().unwrap() > 0.0,
+        "{}",
+        phases[1]
+    );
+    // Each presence, attestation and signal was checked by many daemons but verified about
+    // once: most checks came from the cache.
+    let cache = &summary["shared_verification"];
+    let (verified, served) = (
+        cache["verified"].as_u64().unwrap(),
+        cache["served"].as_u64().unwrap(),
+    );
+    assert!(verified > 0 && served > verified, "{cache}");
+    assert!(stdout.contains("shared verification cache ON"), "{stdout}");
+    assert!(stdout.contains("does NOT measure"), "{stdout}");
 }
 
 #[test]

@@ -82,6 +82,12 @@ pub struct NetworkArgs {
     /// Write `summary.json` and `signals.csv` here (created if missing).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Share one cache of verified signatures between the daemons: each distinct valid
+    /// signature is verified once for the whole process instead of once per node. Lets a
+    /// large network run on a small machine; the run then does not measure what verifying
+    /// costs each node (see the table's note).
+    #[arg(long)]
+    pub shared_verification: bool,
     /// Worker threads of the runtime. Default: one per core.
     #[arg(long)]
     pub threads: Option<usize>,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use commons_aggregator::SignatureCheck;
 use commons_node::config::{Cli, Config};
 use commons_node::daemon::{Daemon, Options};
 use commons_node::node::Node;
@@ -57,7 +58,7 @@ enum Running {
 }
 
 /// What every node of a run shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Setup {
     /// Where the nodes' data directories go.
     pub root: PathBuf,
@@ -67,6 +68,9 @@ pub struct Setup {
     pub network_name: String,
     /// The daemons' periodic catch-up with a random peer.
     pub resync_interval: Duration,
+    /// The signature check every daemon is given: plain verification, or the run's shared
+    /// cache (`--shared-verification`).
+    pub signatures: Arc<dyn SignatureCheck>,
 }
 
 /// One node of the simulated network, running or not.
@@ -191,6 +195,7 @@ impl ClusterNode {
                 let options = Options {
                     discovery: false,
                     resync_interval: self.setup.resync_interval,
+                    signatures: self.setup.signatures.clone(),
                     ..Options::default()
                 };
                 let mut attempt = 0;

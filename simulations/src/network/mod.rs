@@ -20,7 +20,8 @@
 //! One file per job: `args.rs` (the command line and its checks), `run.rs` (a whole run:
 //! start, warm-up, phases), `phase.rs` (one phase: casting, churn, spam), `watch.rs` (the
 //! thread that measures), `report.rs` (what was measured and how it is shown), and the
-//! nodes (`cluster.rs`), their counters (`counters.rs`) and the graph (`topology.rs`).
+//! nodes (`cluster.rs`), their counters (`counters.rs`), the graph (`topology.rs`) and the
+//! optional signature cache the daemons share (`shared_verify.rs`).
 //!
 //! Only in builds with the `network` feature (on by default): it needs the daemon, hence
 //! RocksDB and libp2p, which the Sybil simulator does not.
@@ -31,6 +32,7 @@ pub mod counters;
 mod phase;
 mod report;
 mod run;
+pub mod shared_verify;
 pub mod topology;
 mod watch;
 

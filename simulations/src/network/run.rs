@@ -14,14 +14,58 @@ use super::args::{NetworkArgs, check};
 use super::cluster::{self, ClusterNode, Role, node_ip};
 use super::phase::{run_phase, unix_now};
 use super::report::{NodeRow, Report};
+use super::shared_verify::SharedVerification;
 use super::topology;
 use crate::error::SimError;
 use crate::progress::StageLog;
 use crate::rng::{Rng, Stream};
 
+/// Open files each node may hold: its RocksDB files (about nine on a fresh store, more as
+/// it flushes), three listening sockets (p2p, RPC, metrics) and a socket per connection.
+/// Measured: about 22 per node at 20 nodes of degree 6; the rest is room for flushes.
+const FILES_PER_NODE: u64 = 32;
+
+/// Raises the soft limit on open files to what `nodes` need (and the hard limit too, where
+/// the process may): every node's store and sockets are in this one process, so a thousand
+/// nodes need more than the usual 1,024 or even 20,000. Refuses the run, before anything
+/// starts, when the limit cannot be raised that far.
+fn raise_open_file_limit(nodes: usize) -> Result<(), SimError> {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let needed = nodes as u64 * FILES_PER_NODE + 256;
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    if soft >= needed {
+        return Ok(());
+    }
+    let raised = |maximum: u64| {
+        setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(needed.min(maximum)),
+                maximum: Some(maximum),
+            },
+        )
+    };
+    // Above the hard limit only with CAP_SYS_RESOURCE (root); otherwise up to it.
+    if hard < needed && raised(needed).is_ok() {
+        return Ok(());
+    }
+    let _ = raised(hard);
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if now >= needed {
+        return Ok(());
+    }
+    Err(SimError::Usage(format!(
+        "{nodes} nodes in one process need about {needed} open files, but this process may open only {now} \
+         (hard limit {hard}); raise it (ulimit -n {needed}, as root or within the hard limit) or run fewer nodes"
+    )))
+}
+
 /// Runs the simulation and returns what it measured.
 pub fn run(args: &NetworkArgs) -> Result<Report, SimError> {
     check(args)?;
+    raise_open_file_limit(args.nodes)?;
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -95,11 +139,18 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
             .map_err(|e| SimError::Runtime(format!("cannot write {}: {e}", path.display())))?;
         path.display().to_string()
     };
+    let shared = args
+        .shared_verification
+        .then(|| Arc::new(SharedVerification::default()));
     let setup = Arc::new(cluster::Setup {
         root: root.clone(),
         network_arg,
         network_name: spec.name.clone(),
         resync_interval: Duration::from_secs_f64(args.resync_interval),
+        signatures: match &shared {
+            Some(cache) => cache.clone(),
+            None => Arc::new(commons_aggregator::PlainSignatures),
+        },
     });
     let mut topo_rng = Rng::new(args.seed, Stream::Topology);
     let edges = topology::edges(args.topology, n, args.degree, &mut topo_rng);
@@ -286,6 +337,7 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         phases,
         runtime_secs: started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
+        shared_verification: shared.map(|cache| cache.counts()),
     })
 }
 
