@@ -32,8 +32,10 @@ copy "$second"
   --target-dir "$work/second-build-elsewhere/build" --out "$work/second-build-elsewhere/out" > /dev/null
 
 if ! cmp -s "$work/first/out/SHA256SUMS" "$work/second-build-elsewhere/out/SHA256SUMS"; then
-  echo "reproducible-build: FAILED, two release builds of commons-cli differ:" >&2
+  echo "reproducible build: two release builds of commons-cli differ:" >&2
   cat "$work/first/out/SHA256SUMS" "$work/second-build-elsewhere/out/SHA256SUMS" >&2
+  echo "reproducible build: 0 passed, 1 failed"
   exit 1
 fi
-echo "reproducible-build: ok, both builds give $(cat "$work/first/out/SHA256SUMS")"
+echo "reproducible build: both give $(cat "$work/first/out/SHA256SUMS")"
+echo "reproducible build: 1 passed, 0 failed"
