@@ -49,3 +49,18 @@ for tool in ip:iproute2 nft:nftables faketime:faketime; do
     exit 1
   fi
 done
+
+# The toolchain rust-toolchain.toml pins, which every cargo command in the clone then uses.
+# Where rustup can download, it installs a missing one by itself; on a machine that cannot,
+# but whose stable toolchain is that very version, only the name is missing.
+pinned=$(sed -n 's/^channel = "\(.*\)"$/\1/p' "$here/../rust-toolchain.toml")
+if command -v rustup >/dev/null && ! rustup toolchain list | grep -q "^$pinned-"; then
+  toolchains="${RUSTUP_HOME:-${HOME:-/root}/.rustup}/toolchains"
+  host=$(rustup run stable rustc -vV 2>/dev/null | sed -n 's/^host: //p' || true)
+  if [[ -n "$host" && "$(rustup run stable rustc -V)" == "rustc $pinned "* ]]; then
+    ln -s "$toolchains/stable-$host" "$toolchains/$pinned-$host"
+    echo "setup: Rust $pinned (rust-toolchain.toml) is this machine's stable toolchain: named it $pinned" >&2
+  else
+    echo "setup: rust-toolchain.toml pins Rust $pinned, which is not installed: rustup toolchain install $pinned" >&2
+  fi
+fi

@@ -15,3 +15,7 @@ cargo test --workspace --locked "$@"
 
 # The Sybil simulator alone, as a researcher without RocksDB and libp2p builds it.
 cargo test -p commons-sim --no-default-features --locked --test sybil_only_build --test cli
+
+# Two release builds of commons-cli from copies at different paths must be the same bytes
+# (docs/RELEASES.md#reproducible-builds). Last: it builds from nothing, twice.
+scripts/tests/reproducible-build.sh

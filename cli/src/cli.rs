@@ -619,6 +619,10 @@ pub enum ReleaseCommand {
         /// The release bundle file.
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Also write, to this new file, the bytes whose SHA-256 is the release id: stamp
+        /// it with `ots stamp OUT`, and the proof it makes is the release's timestamp.
+        #[arg(long, value_name = "OUT")]
+        stamp_file: Option<PathBuf>,
     },
     /// Add detached signatures (from `release sign --detached` or `key sign-digest`) to a
     /// release bundle, in place.
@@ -641,6 +645,8 @@ pub enum ReleaseCommand {
         /// The newest version already known on the channel; the bundle must be newer.
         #[arg(long, value_name = "VERSION", value_parser = parse_version)]
         newest: Option<ReleaseVersion>,
+        #[command(flatten)]
+        timestamp: TimestampArgs,
     },
     /// Hand a signed bundle and its artifacts to the running node, which verifies and stores
     /// them, then gossips the bundle.
@@ -675,6 +681,26 @@ pub enum ReleaseCommand {
     },
 }
 
+/// The OpenTimestamps proof of a release, and where the headers of the blocks it names come
+/// from.
+#[derive(Debug, Args)]
+pub struct TimestampArgs {
+    /// The OpenTimestamps proof of the release id (default: FILE.ots, when it exists).
+    #[arg(long, value_name = "PROOF")]
+    pub ots: Option<PathBuf>,
+    /// A Bitcoin block header (80 bytes, or hex as `bitcoin-cli getblockheader HASH false`
+    /// prints it) to check the proof against; repeat for a proof naming several blocks.
+    #[arg(long, value_name = "FILE", conflicts_with = "bitcoin_rpc")]
+    pub block_header: Vec<PathBuf>,
+    /// A bitcoind JSON-RPC URL (http://127.0.0.1:8332/) to ask for the header at each
+    /// height the proof names.
+    #[arg(long, value_name = "URL")]
+    pub bitcoin_rpc: Option<String>,
+    /// bitcoind's cookie file (`user:password`, such as ~/.bitcoin/.cookie) for --bitcoin-rpc.
+    #[arg(long, value_name = "FILE", requires = "bitcoin_rpc")]
+    pub bitcoin_rpc_cookie: Option<PathBuf>,
+}
+
 /// Arguments of `release create`.
 #[derive(Debug, Args)]
 pub struct ReleaseCreateArgs {
@@ -702,9 +728,6 @@ pub struct ReleaseCreateArgs {
     /// SHA-256 of the test results.
     #[arg(long, value_name = "H", value_parser = parse_hash)]
     pub test_results_hash: Option<Hash32>,
-    /// An OpenTimestamps proof file, carried as opaque bytes (at most 16 KiB).
-    #[arg(long, value_name = "FILE")]
-    pub ots_proof: Option<PathBuf>,
     /// Seconds until the manifest expires and is refused.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_RELEASE_EXPIRY_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]

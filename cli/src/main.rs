@@ -11,6 +11,7 @@
 //! - [`keyfile`] and [`passphrase`]: plain and encrypted secret key files, paper backups,
 //!   and where passphrases come from.
 //! - [`progress`]: progress bars of long operations, on standard error.
+//! - [`timestamp`]: OpenTimestamps proofs of releases, checked up to a Bitcoin block header.
 
 mod cli;
 mod commands;
@@ -21,6 +22,7 @@ mod keyfile;
 mod passphrase;
 mod progress;
 mod rpc;
+mod timestamp;
 
 use std::process::ExitCode;
 

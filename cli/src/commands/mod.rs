@@ -127,7 +127,9 @@ pub fn run(cli: Cli) -> Result {
             detached,
             passphrase,
         }) => release::sign(&ctx, &file, &key, detached.as_deref(), passphrase),
-        Command::Release(ReleaseCommand::Digest { file }) => release::digest(&ctx, &file),
+        Command::Release(ReleaseCommand::Digest { file, stamp_file }) => {
+            release::digest(&ctx, &file, stamp_file.as_deref())
+        }
         Command::Release(ReleaseCommand::Combine { file, signatures }) => {
             release::combine(&ctx, &file, &signatures)
         }
@@ -135,7 +137,14 @@ pub fn run(cli: Cli) -> Result {
             file,
             artifacts,
             newest,
-        }) => release::verify(&ctx, &file, artifacts.as_deref(), newest.as_ref()),
+            timestamp,
+        }) => release::verify(
+            &ctx,
+            &file,
+            artifacts.as_deref(),
+            newest.as_ref(),
+            &timestamp,
+        ),
         Command::Decode(args) => decode::decode(&ctx, &args.file),
     }
 }

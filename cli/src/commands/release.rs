@@ -10,11 +10,13 @@ use commons_aggregator::rules::{
     verify_release,
 };
 use commons_signaling::messages::MAX_ARTIFACTS;
+use commons_signaling::messages::MessageKind;
 use commons_signaling::spec::ReleaseClassSpec;
 use commons_signaling::{
-    Artifact, BoundedBytes, BoundedString, BoundedVec, MaintainerSignature, PROTOCOL_VERSION,
-    ReleaseBundle, ReleaseClass, ReleaseManifest, ReleaseVersion, SecretKey, wire,
+    Artifact, BoundedString, BoundedVec, MaintainerSignature, PROTOCOL_VERSION, ReleaseBundle,
+    ReleaseClass, ReleaseManifest, ReleaseVersion, SecretKey, wire,
 };
+use sha2::{Digest as _, Sha256};
 
 use serde_json::{Value, json};
 
@@ -22,14 +24,12 @@ use super::{
     Context, Network, bad_signature_hint, load_detached, load_release, signature_lines,
     signatures_json, text,
 };
-use crate::cli::{PassphraseArgs, ReleaseCreateArgs};
+use crate::cli::{PassphraseArgs, ReleaseCreateArgs, TimestampArgs};
 use crate::error::{CliError, Result};
 use crate::files;
 use crate::format;
 use crate::progress::Progress;
-
-/// The largest OpenTimestamps proof a manifest carries.
-const MAX_OTS_BYTES: usize = 16_384;
+use crate::timestamp::{self, HeaderSource, Status};
 
 /// The rules of a release class on the network, or an error saying it has none.
 fn class_rules(net: &Network, class: ReleaseClass) -> Result<&ReleaseClassSpec> {
@@ -115,13 +115,6 @@ pub fn create(ctx: &Context, args: &ReleaseCreateArgs) -> Result {
         .map(|path| hash_artifact(path, &mut names, &progress))
         .collect::<Result<Vec<_>>>()?;
     drop(progress);
-    let ots_proof = match &args.ots_proof {
-        None => None,
-        Some(path) => {
-            let bytes = files::read_bounded(path, MAX_OTS_BYTES, "OpenTimestamps proof")?;
-            Some(BoundedBytes::new(bytes).map_err(|e| anyhow!("{}: {e}", path.display()))?)
-        }
-    };
     let manifest = ReleaseManifest {
         version: PROTOCOL_VERSION,
         channel: text("--channel", &args.channel)?,
@@ -134,7 +127,9 @@ pub fn create(ctx: &Context, args: &ReleaseCreateArgs) -> Result {
         build_hash: args.build_hash,
         spec_hash: args.spec_hash,
         test_results_hash: args.test_results_hash,
-        ots_proof,
+        // The release's timestamp travels beside the bundle: a proof inside the manifest
+        // could not commit to the manifest (see `release verify --ots`).
+        ots_proof: None,
     };
     let bundle = ReleaseBundle::new(manifest);
     match verify_release(&bundle, &net.spec, &net.id, None, now) {
@@ -289,7 +284,8 @@ fn summary(
     }
     if let Some(proof) = &m.ots_proof {
         ctx.say(format_args!(
-            "ots proof   {} bytes (carried, not checked)",
+            "ots proof   {} bytes inside the manifest (not checked: a proof cannot commit to \
+             the manifest that holds it; the release's timestamp travels beside it)",
             proof.as_slice().len()
         ))?;
     }
@@ -331,14 +327,36 @@ fn prepare_signing<'n>(
     }
 }
 
-/// `release digest FILE`: the id release signers sign, alone on a line, for an offline
-/// signer.
-pub fn digest(ctx: &Context, file: &Path) -> Result {
+/// `release digest FILE [--stamp-file OUT]`: the id release signers sign, alone on a line,
+/// for an offline signer; and the bytes whose SHA-256 is that id, for `ots stamp`.
+pub fn digest(ctx: &Context, file: &Path, stamp_file: Option<&Path>) -> Result {
     let net = ctx.network()?;
     let bundle = load_release(file)?;
     let id = bundle.id(&net.id);
+    if let Some(out) = stamp_file {
+        // The id is tagged_hash(tag, network id || manifest): SHA-256 over the tag's hash
+        // twice, the network id and the manifest's canonical CBOR.
+        let tag_hash = Sha256::digest(MessageKind::Release.tag().as_bytes());
+        let preimage = [
+            &tag_hash[..],
+            &tag_hash[..],
+            &net.id.0[..],
+            &wire::encode(&bundle.body)[..],
+        ]
+        .concat();
+        if Sha256::digest(&preimage)[..] != id.0[..] {
+            return Err(
+                anyhow!("internal error: the stamp file does not hash to the release id").into(),
+            );
+        }
+        files::write_new(out, &preimage)?;
+    }
     if ctx.json() {
-        return ctx.emit(&super::digest_json(net, &id, file));
+        let mut doc = super::digest_json(net, &id, file);
+        if let Some(out) = stamp_file {
+            doc["stamp_file"] = json!(out.display().to_string());
+        }
+        return ctx.emit(&doc);
     }
     ctx.say(id)
 }
@@ -477,10 +495,15 @@ pub fn verify(
     file: &Path,
     artifacts_dir: Option<&Path>,
     newest: Option<&ReleaseVersion>,
+    timestamp_args: &TimestampArgs,
 ) -> Result {
     let net = ctx.network()?;
     let bundle = load_release(file)?;
     let now = ctx.now()?;
+    // The timestamp is checked first: bitcoind may be slow, and a bad argument should not
+    // wait for every artifact to be hashed.
+    let release_id = bundle.id(&net.id).0;
+    let stamp = check_timestamp(file, &release_id, timestamp_args)?;
     let verdict = verify_release(&bundle, &net.spec, &net.id, newest, now);
     let report = match &verdict {
         Ok(report) | Err(ReleaseError::BelowThreshold(report)) => report.clone(),
@@ -520,6 +543,19 @@ pub fn verify(
             problems.push(format!("artifact {problem}"));
         }
     }
+    let stamp_line = stamp.as_ref().map(|(path, verdict)| match verdict {
+        Ok(report) => report.summary(&release_id, "this release's id"),
+        Err(problem) => format!("UNREADABLE: {}: {problem}", path.display()),
+    });
+    if let (Some((path, verdict)), Some(line)) = (&stamp, &stamp_line) {
+        let failed = match verdict {
+            Ok(report) => report.status() == Status::Mismatch,
+            Err(_) => true,
+        };
+        if failed {
+            problems.push(format!("timestamp {}: {line}", path.display()));
+        }
+    }
     let failure = || CliError::failed(format_args!("{}: {}", file.display(), problems.join("; ")));
 
     let signers = net
@@ -549,6 +585,15 @@ pub fn verify(
             })
             .collect::<Value>();
         doc["artifacts_checked"] = json!(artifacts_dir.is_some());
+        doc["timestamp"] = match &stamp {
+            None => Value::Null,
+            Some((path, Ok(report))) => report.json(path),
+            Some((path, Err(problem))) => json!({
+                "proof": path.display().to_string(),
+                "status": "unreadable",
+                "problem": problem,
+            }),
+        };
         doc["valid"] = json!(problems.is_empty());
         doc["problems"] = json!(problems);
         ctx.emit(&doc)?;
@@ -577,6 +622,9 @@ pub fn verify(
             Some(Ok(())) => ctx.say(format_args!("{head}  ok"))?,
             Some(Err(problem)) => ctx.say(format_args!("{head}  FAILED: {problem}"))?,
         }
+    }
+    if let Some(line) = &stamp_line {
+        ctx.say(format_args!("timestamp   {line}"))?;
     }
     if problems.is_empty() {
         let checked = if artifacts_dir.is_some() {
@@ -619,4 +667,50 @@ fn check_one(
         }
         Err(e) => Err(files::io_error(&path, &e).into()),
     }
+}
+
+/// The release's timestamp proof, if there is one (`--ots PROOF`, or FILE.ots beside the
+/// bundle), checked against the release id: `None` without a proof; the verdict, or why the
+/// proof cannot be read as one, with its path. Bad arguments and unreadable files are errors.
+#[allow(clippy::type_complexity)]
+fn check_timestamp(
+    file: &Path,
+    id: &[u8; 32],
+    args: &TimestampArgs,
+) -> Result<
+    Option<(
+        std::path::PathBuf,
+        std::result::Result<timestamp::Report, String>,
+    )>,
+> {
+    let beside = {
+        let mut name = file.as_os_str().to_owned();
+        name.push(".ots");
+        std::path::PathBuf::from(name)
+    };
+    let path = match &args.ots {
+        Some(path) => path.clone(),
+        None if beside.exists() => beside,
+        None => {
+            if !args.block_header.is_empty() || args.bitcoin_rpc.is_some() {
+                return Err(anyhow!(
+                    "{}: no timestamp proof to check the block headers against (give --ots PROOF, or put it beside the bundle as {})",
+                    file.display(),
+                    beside.display()
+                )
+                .into());
+            }
+            return Ok(None);
+        }
+    };
+    let proof = files::read_bounded(&path, timestamp::MAX_PROOF_BYTES, "OpenTimestamps proof")?;
+    let headers = match &args.bitcoin_rpc {
+        Some(url) => HeaderSource::Rpc(timestamp::BitcoinRpc::new(
+            url,
+            args.bitcoin_rpc_cookie.as_deref(),
+        )?),
+        None if args.block_header.is_empty() => HeaderSource::None,
+        None => HeaderSource::from_files(&args.block_header)?,
+    };
+    Ok(Some((path, timestamp::check(&proof, id, &headers))))
 }
