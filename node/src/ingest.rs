@@ -33,6 +33,25 @@ fn verification_failed(kind: MessageKind) -> Reason {
     }
 }
 
+/// Messages of one kind checked, verified and applied as one step of
+/// [`Node::ingest_many`]: the state lock is held for one check pass and one apply pass (and
+/// one store write) per step, so a step bounds how long gossip ingest waits for the lock.
+const INGEST_STEP: usize = 256;
+
+/// The threads signatures are verified on: the blocking pool has many more, but more tasks
+/// than cores only queue behind each other.
+fn verify_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// One step of [`Node::ingest_many`] whose signatures are being verified on the blocking
+/// pool: where its messages sit in the step, and the verification tasks.
+struct Verifying {
+    indices: Vec<usize>,
+    tasks: Vec<tokio::task::JoinHandle<(Vec<Verified>, std::time::Duration, std::time::Duration)>>,
+    kind: MessageKind,
+}
+
 impl Node {
     /// Runs a received message through the pipeline: the intake's check (size bound, decode,
     /// cheap checks, duplicate check before signature verification), verification off the
@@ -52,6 +71,149 @@ impl Node {
                 reason
             }
         };
+        self.record_ingested(kind, reason, started.elapsed())
+    }
+
+    /// Runs many messages through the pipeline of [`Node::ingest`], with the same verdict
+    /// for each as if they had been ingested one after the other, but with their signatures
+    /// verified on every core: consecutive messages of one kind are checked together,
+    /// verified in parallel on the blocking pool while the previous step is applied, and
+    /// applied in their order with one store write per step. A message of another kind
+    /// waits until those before it are applied, since it may depend on them (a signal on a
+    /// proposal earlier in a catch-up page). Within a step messages are checked before any
+    /// is applied, as concurrent gossip ingest checks them, so a reason may differ where one
+    /// message changes what a later one of its step is (a copy of a signal superseded in the
+    /// same step is refused as a duplicate instead of a replay; both are ignored); the
+    /// intake's apply re-checks each, so the state is the same.
+    pub async fn ingest_many(&self, items: &[(MessageKind, &[u8])]) -> Vec<Outcome> {
+        let started = std::time::Instant::now();
+        let mut reasons: Vec<Option<Reason>> = vec![None; items.len()];
+        let mut verifying: Option<(usize, Verifying)> = None;
+        let mut start = 0;
+        while start < items.len() {
+            let kind = items[start].0;
+            let same_kind = items[start..]
+                .iter()
+                .take(INGEST_STEP)
+                .take_while(|(k, _)| *k == kind)
+                .count();
+            let end = start + same_kind;
+            let now = self.now();
+            if let Some((_, previous)) = &verifying
+                && previous.kind != kind
+            {
+                let (offset, previous) = verifying.take().expect("checked just above");
+                self.apply_step(previous, offset, now, &mut reasons).await;
+            }
+            let step = self.check_step(&items[start..end], start, now, &mut reasons);
+            if let Some((offset, previous)) = verifying.replace((start, step)) {
+                self.apply_step(previous, offset, now, &mut reasons).await;
+            }
+            start = end;
+        }
+        if let Some((offset, previous)) = verifying.take() {
+            self.apply_step(previous, offset, self.now(), &mut reasons)
+                .await;
+        }
+        // Each message is counted with its share of the whole batch's time.
+        let took = started.elapsed() / u32::try_from(items.len().max(1)).unwrap_or(u32::MAX);
+        items
+            .iter()
+            .zip(reasons)
+            .map(|((kind, _), reason)| {
+                let reason = reason.unwrap_or_else(|| verification_failed(*kind));
+                self.record_ingested(*kind, reason, took)
+            })
+            .collect()
+    }
+
+    /// The intake's check of one step of [`Node::ingest_many`] (one kind) under one lock:
+    /// the decided reasons go to `reasons` (from `offset` on), the rest start verifying.
+    fn check_step(
+        &self,
+        step: &[(MessageKind, &[u8])],
+        offset: usize,
+        now: u64,
+        reasons: &mut [Option<Reason>],
+    ) -> Verifying {
+        let kind = step.first().map_or(MessageKind::Signal, |(k, _)| *k);
+        let mut indices = Vec::new();
+        let mut pending = Vec::new();
+        {
+            let st = self.state();
+            for (i, (kind, bytes)) in step.iter().enumerate() {
+                match st.intake.check(*kind, bytes, now) {
+                    Checked::Decided(reason) => reasons[offset + i] = Some(reason),
+                    Checked::Verify(p) => {
+                        indices.push(i);
+                        pending.push(*p);
+                    }
+                }
+            }
+        }
+        let per_task = pending.len().div_ceil(verify_threads()).max(1);
+        let mut tasks = Vec::new();
+        while !pending.is_empty() {
+            let rest = pending.split_off(per_task.min(pending.len()));
+            let part = std::mem::replace(&mut pending, rest);
+            let spec = self.spec.clone();
+            let queued = std::time::Instant::now();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let waited = queued.elapsed();
+                let started = std::time::Instant::now();
+                let verified = part.into_iter().map(|p| p.verify(&spec, now)).collect();
+                (verified, waited, started.elapsed())
+            }));
+        }
+        Verifying {
+            indices,
+            tasks,
+            kind,
+        }
+    }
+
+    /// Waits for a step's verification and applies it in order (one lock, one store write),
+    /// publishing any equivocation evidence it revealed.
+    async fn apply_step(
+        &self,
+        step: Verifying,
+        offset: usize,
+        now: u64,
+        reasons: &mut [Option<Reason>],
+    ) {
+        let mut verified = Vec::with_capacity(step.indices.len());
+        for task in step.tasks {
+            // A task that failed (it panicked, or the runtime is shutting down) leaves fewer
+            // results than messages: the whole step is refused below, as if its signatures
+            // had not verified.
+            if let Ok((part, waited, verifying)) = task.await {
+                let each = verifying / u32::try_from(part.len().max(1)).unwrap_or(u32::MAX);
+                for _ in 0..part.len() {
+                    self.metrics.verified_in(step.kind.name(), waited, each);
+                }
+                verified.extend(part);
+            }
+        }
+        let applied = if verified.len() == step.indices.len() {
+            self.apply_many(verified, now)
+        } else {
+            vec![(verification_failed(step.kind), None); step.indices.len()]
+        };
+        for (i, (reason, made)) in step.indices.into_iter().zip(applied) {
+            reasons[offset + i] = Some(reason);
+            if let Some(evidence) = made {
+                self.publish_evidence(evidence).await;
+            }
+        }
+    }
+
+    /// Counts a message's outcome in the metrics and the debug log.
+    fn record_ingested(
+        &self,
+        kind: MessageKind,
+        reason: Reason,
+        took: std::time::Duration,
+    ) -> Outcome {
         let outcome = Outcome::of(reason);
         if reason == Reason::Duplicate {
             self.metrics.duplicate(kind.name());
@@ -61,7 +223,7 @@ impl Node {
         }
         self.metrics
             .received(kind.name(), outcome.verdict_name(), reason.label());
-        self.metrics.ingested_in(kind.name(), started.elapsed());
+        self.metrics.ingested_in(kind.name(), took);
         tracing::debug!(
             kind = kind.name(),
             verdict = outcome.verdict_name(),
@@ -106,56 +268,76 @@ impl Node {
         verified: Verified,
         now: u64,
     ) -> (Reason, Option<Equivocation>) {
+        self.apply_many(vec![verified], now)
+            .pop()
+            .unwrap_or((Reason::StoreFailed, None))
+    }
+
+    /// Applies verified messages through the intake in their order and writes what they say
+    /// to persist in one batch under one lock: per message, the reason for its verdict and
+    /// the equivocation evidence it revealed (once stored). When the write fails, every
+    /// message that had something to persist is refused with [`Reason::StoreFailed`].
+    fn apply_many(&self, verified: Vec<Verified>, now: u64) -> Vec<(Reason, Option<Equivocation>)> {
         let mut release_added = false;
-        let (reason, made) = {
+        let mut results = Vec::with_capacity(verified.len());
+        let mut persisting = Vec::with_capacity(verified.len());
+        let written = {
             let mut st = self.state();
-            let applied = st.intake.apply(verified, now);
-            if applied.persist.is_empty() {
-                return (applied.reason, None);
-            }
             let mut batch = Batch::new();
-            for record in &applied.persist {
-                match record {
-                    Record::Signal(s) => batch.put_signal(s),
-                    Record::Proposal(id, p) => {
-                        tracing::info!(proposal = %id, title = %p.body.title, "new proposal");
-                        batch.put_proposal(id, p);
-                    }
-                    Record::Presence(p) => batch.put_presence(p),
-                    Record::Attestation(a) => batch.put_attestation(a),
-                    Record::Release(id, b) => {
-                        release_added = true;
-                        log_release(id, b);
-                        batch.put_release(id, b);
-                    }
-                    Record::Evidence(e) => {
-                        let origin = if applied.made.is_some() {
-                            "made"
-                        } else {
-                            "received"
-                        };
-                        tracing::warn!(
-                            proposal = %e.proposal(),
-                            signer = %e.signer(),
-                            sequence = e.sequence(),
-                            origin,
-                            "equivocation proven: the signer no longer counts on this proposal"
-                        );
-                        self.metrics.evidence(origin);
-                        batch.put_evidence(e);
-                    }
+            for verified in verified {
+                let applied = st.intake.apply(verified, now);
+                persisting.push(!applied.persist.is_empty());
+                for record in &applied.persist {
+                    let release = self.stage(record, applied.made.is_some(), &mut batch);
+                    release_added |= release && applied.reason == Reason::New;
+                }
+                results.push((applied.reason, applied.made));
+            }
+            batch.is_empty() || self.write(batch)
+        };
+        if !written {
+            for (result, persisted) in results.iter_mut().zip(&persisting) {
+                if *persisted {
+                    *result = (Reason::StoreFailed, None);
                 }
             }
-            if self.write(batch) {
-                (applied.reason, applied.made)
-            } else {
-                (Reason::StoreFailed, None)
-            }
-        };
-        if release_added && reason == Reason::New {
+        }
+        if release_added && written {
             self.releases.notify_added();
         }
-        (reason, made)
+        results
+    }
+
+    /// Adds one record to persist to `batch` (logging what deserves it); whether it is a
+    /// release bundle. `made` says whether this node made the evidence the record may be.
+    fn stage(&self, record: &Record, made: bool, batch: &mut Batch) -> bool {
+        match record {
+            Record::Signal(s) => batch.put_signal(s),
+            Record::Proposal(id, p) => {
+                tracing::info!(proposal = %id, title = %p.body.title, "new proposal");
+                batch.put_proposal(id, p);
+            }
+            Record::Presence(p) => batch.put_presence(p),
+            Record::Attestation(a) => batch.put_attestation(a),
+            Record::Release(id, b) => {
+                log_release(id, b);
+                batch.put_release(id, b);
+                return true;
+            }
+            Record::Evidence(e) => {
+                let origin = if made { "made" } else { "received" };
+                tracing::warn!(
+                    proposal = %e.proposal(),
+                    signer = %e.signer(),
+                    sequence = e.sequence(),
+                    origin,
+                    "equivocation proven: the signer no longer counts on this proposal"
+                );
+                self.metrics.evidence(origin);
+                batch.put_evidence(e);
+            }
+        }
+        false
     }
 
     /// Publishes evidence this node made: the peers that sent it the two signals may each

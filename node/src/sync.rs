@@ -125,19 +125,21 @@ const MAX_CATCHUP_PAGES: usize = 10_000;
 /// Pulls everything a newly connected peer holds, page by page, through the ingest
 /// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
 pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
-    let mut after = None;
     let (mut taken, mut new) = (0usize, 0usize);
+    // The next page is asked for while this one is verified, so that the cores verifying
+    // signatures do not wait for the network between pages.
+    let mut request = Some(request_page(&net, peer, None));
     for _ in 0..MAX_CATCHUP_PAGES {
-        let request = SyncRequest::Catchup {
-            after: after.take(),
-        }
-        .encode();
-        let bytes = match net.request_sync(peer, request).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
+        let Some(asked) = request.take() else {
+            break;
+        };
+        let bytes = match asked.await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "catch-up request failed");
                 return;
             }
+            Err(_) => return,
         };
         let (items, next) = match SyncResponse::decode(&bytes) {
             Ok(SyncResponse::Batch { items, next }) => (items, next),
@@ -151,9 +153,15 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
                 return;
             }
         };
+        drop(bytes);
+        request = next.map(|cursor| request_page(&net, peer, Some(cursor)));
+        let messages: Vec<(MessageKind, &[u8])> = items
+            .iter()
+            .map(|item| (item.kind, item.bytes.as_slice()))
+            .collect();
+        let outcomes = node.ingest_many(&messages).await;
         let mut rejected = 0usize;
-        for item in items.iter() {
-            let outcome = node.ingest(item.kind, item.bytes.as_slice()).await;
+        for (item, outcome) in items.iter().zip(outcomes) {
             taken += 1;
             match outcome.verdict {
                 Verdict::Accept => {
@@ -174,14 +182,21 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
             tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
             let _ = net.penalize(peer).await;
         }
-        match next {
-            Some(cursor) => after = Some(cursor),
-            None => break,
-        }
     }
     if taken > 0 {
         tracing::info!(%peer, received = taken, new, "caught up with peer");
     }
+}
+
+/// Asks `peer` for the catch-up page after `after`, in a task of its own.
+fn request_page(
+    net: &P2pHandle,
+    peer: PeerId,
+    after: Option<SyncCursor>,
+) -> tokio::task::JoinHandle<Result<Vec<u8>, commons_p2p::P2pError>> {
+    let net = net.clone();
+    let request = SyncRequest::Catchup { after }.encode();
+    tokio::spawn(async move { net.request_sync(peer, request).await })
 }
 
 /// Messages learnt through catch-up, waiting to be passed on over gossip.

@@ -221,3 +221,96 @@ async fn attestations_from_this_nodes_future_are_kept_but_not_carried_until_thei
         vec![early]
     );
 }
+
+/// A catch-up page ingested as one batch (`Node::ingest_many`, which verifies on every core
+/// and pipelines its steps) gives every message the outcome it gets ingested one by one, and
+/// the same tally: a proposal and the signals on it in one page, more signals than one step
+/// holds, a signer's second signal superseding its first, a duplicate, a signal whose
+/// signature does not verify and one on a proposal nobody holds. (One reason may differ, not
+/// the verdict: see `superseded_copy`.)
+#[tokio::test]
+async fn a_page_ingested_at_once_matches_one_by_one() {
+    let spec = NetworkSpec::regtest_peer_attested();
+    let t = 3_000_000;
+    let p = common::proposal(&spec, "batch", t - 10, 100);
+    let id = p.id(&spec.network_id());
+    let (keys, about) = common::clique(&spec, 4, spec.epoch_at(t));
+    let mut items: Vec<(MessageKind, Vec<u8>)> = vec![(MessageKind::Proposal, p.encode())];
+    for (i, key) in keys.iter().enumerate() {
+        let s = common::signal(&spec, key, id, Choice::Support, 1, t - 5, about[i].clone());
+        items.push((MessageKind::Signal, s.encode()));
+    }
+    for i in 0..600 {
+        let key = SecretKey::from_seed(&format!("batch signer {i}"));
+        let s = common::signal(&spec, &key, id, Choice::Oppose, 1, t - 5, vec![]);
+        items.push((MessageKind::Signal, s.encode()));
+    }
+    // Supersedes the first signal of keys[0], in a later step.
+    let second = common::signal(
+        &spec,
+        &keys[0],
+        id,
+        Choice::Override,
+        2,
+        t - 4,
+        about[0].clone(),
+    );
+    items.push((MessageKind::Signal, second.encode()));
+    // A duplicate of a signal of the first step.
+    items.push(items[2].clone());
+    // A copy of the superseded signal, right behind the one superseding it: one by one it
+    // is a replay, at once (checked before its step is applied) a duplicate; ignored alike.
+    let superseded_copy = items.len();
+    items.push(items[1].clone());
+    let mut spoiled = common::signal(&spec, &keys[1], id, Choice::Oppose, 3, t - 4, vec![]);
+    spoiled.signature.0[10] ^= 1;
+    items.push((MessageKind::Signal, spoiled.encode()));
+    let elsewhere = common::proposal(&spec, "nobody holds it", t - 10, 100);
+    let stray = common::signal(
+        &spec,
+        &keys[2],
+        elsewhere.id(&spec.network_id()),
+        Choice::Support,
+        1,
+        t - 5,
+        vec![],
+    );
+    items.push((MessageKind::Signal, stray.encode()));
+    let presence = commons_test_util::presence(
+        &spec.network_id(),
+        &keys[3],
+        spec.epoch_at(t),
+        about[3].clone(),
+    );
+    items.push((MessageKind::Presence, presence.encode()));
+
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one_by_one = node(da.path(), SecretKey::from_seed("a"), t);
+    let at_once = node(db.path(), SecretKey::from_seed("b"), t);
+    let mut expected = Vec::new();
+    for (kind, bytes) in &items {
+        expected.push(one_by_one.ingest(*kind, bytes).await);
+    }
+    let batch: Vec<(MessageKind, &[u8])> = items.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+    let got = at_once.ingest_many(&batch).await;
+    assert_eq!(got[superseded_copy].verdict, Verdict::Ignore);
+    assert_eq!(expected[superseded_copy].verdict, Verdict::Ignore);
+    let differing: Vec<_> = (0..items.len())
+        .filter(|&i| i != superseded_copy && got[i] != expected[i])
+        .map(|i| (i, items[i].0, got[i], expected[i]))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "(index, kind, at once, one by one): {differing:?}"
+    );
+    // The cases above are all there: accepted, duplicate, rejected and ignored ones.
+    for verdict in [Verdict::Accept, Verdict::Reject, Verdict::Ignore] {
+        assert!(got.iter().any(|o| o.verdict == verdict), "no {verdict:?}");
+    }
+    let (ta, tb) = (
+        tally(&one_by_one, &id.to_hex()).await,
+        tally(&at_once, &id.to_hex()).await,
+    );
+    assert_eq!(ta, tb);
+    assert_eq!(tb.choices.r#override.nodes, 1);
+}

@@ -10,14 +10,24 @@
 //!    signals from 25 publishing peers (200 each, within the per-peer burst);
 //! 3. resident memory (VmRSS) of one node idle and holding 100,000 signals;
 //! 4. restart time with 100,000 signals stored: SIGTERM, start again, until RPC answers
-//!    with the full tally.
+//!    with the full tally;
+//! 5. floods (only with `COMMONS_BENCH_ONLY=flood`): honest propagation on the 20-node
+//!    network without load, then while one peer floods node 0 with invalid signatures and
+//!    another with valid duplicates, each as fast as it can and under a new identity each
+//!    time the node drops it; what the node dropped and its memory.
+//!
+//! Ingest via sync (2a) is compared with the rate one core verifies the same signals'
+//! signatures in the same run (2c, 2d); 2e feeds the same pages again (every one a
+//! duplicate).
 //!
 //! Run with `cargo bench -p commons-e2e --bench daemon` (it needs `commonsd` and
 //! `commons-cli` built with `--release` in the same target directory). Without `--bench`
 //! (as under `cargo test --all-targets`) or with `--quick` it only checks that it can
 //! build its messages. `COMMONS_BENCH_SIGNALS`, `COMMONS_BENCH_NODES` and
-//! `COMMONS_BENCH_CASTS` change the sizes; `COMMONS_BENCH_ONLY=gossip,load,propagation`
-//! picks phases. Every daemon is killed when dropped and every wait
+//! `COMMONS_BENCH_CASTS` change the sizes; `COMMONS_BENCH_ONLY=gossip,load,propagation,flood`
+//! picks phases; `COMMONS_BENCH_METRICS_DIR=DIR` writes every node's `/metrics` there
+//! after the propagation and flood phases (`COMMONS_BENCH_CASTS`, default 60, casts up to one per node and
+//! proposal, on as many proposals as that takes). Every daemon is killed when dropped and every wait
 //! is bounded.
 
 use std::collections::BTreeMap;
@@ -34,7 +44,7 @@ use commons_p2p::{
 };
 use commons_rpc::{NoParams, ProposalReceipt, SignalParams, SubmitProposalParams, method};
 use commons_signaling::{
-    BoundedBytes, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec, SecretKey,
+    BoundedBytes, BoundedVec, Choice, Hash32, MessageKind, NetworkSpec, SecretKey, Signal,
 };
 
 /// Signals on the signal items of one catch-up page (the node's own page limit).
@@ -279,6 +289,33 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Signatures per second one thread verifies: the signals' own BIP340 checks, decoded
+/// beforehand, over (at most) the first 20,000 of them: the baseline that ingest on every core
+/// is compared against.
+fn single_core_verify_rate(signed: &[Vec<u8>]) -> f64 {
+    let network = NetworkSpec::regtest().network_id();
+    let decoded: Vec<Signal> = signed
+        .iter()
+        .take(20_000)
+        .filter_map(|bytes| Signal::decode(bytes).ok())
+        .collect();
+    let started = Instant::now();
+    let valid = decoded.iter().filter(|s| s.verify(&network)).count();
+    let took = started.elapsed();
+    assert_eq!(valid, decoded.len(), "the bench's own signals verify");
+    decoded.len() as f64 / took.as_secs_f64()
+}
+
+/// Messages the node dropped as duplicates before checking their signatures.
+fn duplicates(node: &TestNode) -> f64 {
+    node.metrics()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("commons_duplicates_dropped_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Table rows: figure -> value.
 type Rows = BTreeMap<String, String>;
 
@@ -304,10 +341,12 @@ fn stored_load(rows: &mut Rows, count: usize) -> anyhow::Result<()> {
     let signing = t.elapsed();
     eprintln!("daemon bench: signed {count} signals in {signing:?}");
     let pages = pages(&proposal_bytes, &signed)?;
+    let single_core = single_core_verify_rate(&signed);
     drop(signed);
 
     let runtime = tokio::runtime::Runtime::new()?;
     let _guard = runtime.enter();
+    let pages_again = pages.clone();
     let feeder = Feeder::spawn(
         Ipv4Addr::new(127, 0, 0, 101),
         &node.multiaddr()?,
@@ -333,8 +372,44 @@ fn stored_load(rows: &mut Rows, count: usize) -> anyhow::Result<()> {
             took.as_secs_f64()
         ),
     );
+    let ingest_rate = count as f64 / took.as_secs_f64();
+    rows.insert(
+        "2c. raw BIP340 verification on one core (same signals, this run)".into(),
+        format!("{single_core:.0} signatures/s"),
+    );
+    rows.insert(
+        "2d. ingest via catch-up sync / one-core verification (goal >= 1.6)".into(),
+        format!("{:.2}", ingest_rate / single_core),
+    );
+    // The same pages again from a second peer: every signal is a duplicate, dropped before
+    // its signature is checked.
+    let before = duplicates(&node);
+    let again = Feeder::spawn(
+        Ipv4Addr::new(127, 0, 0, 126),
+        &node.multiaddr()?,
+        pages_again,
+        "commons-bench feeder again",
+    )?;
+    let done = poll(
+        Duration::from_secs(600),
+        Duration::from_millis(20),
+        "the duplicates to be dropped",
+        || (duplicates(&node) >= before + count as f64).then(Instant::now),
+    )?;
+    if let Some(start) = again.first_request() {
+        let took = done - start;
+        rows.insert(
+            format!("2e. duplicates via catch-up sync, {count} signals (whole path)"),
+            format!(
+                "{:.0} signals/s ({:.2} us each)",
+                count as f64 / took.as_secs_f64(),
+                took.as_secs_f64() * 1e6 / count as f64
+            ),
+        );
+    }
     runtime.block_on(async {
         let _ = feeder.handle.shutdown().await;
+        let _ = again.handle.shutdown().await;
     });
     drop(_guard);
     drop(runtime);
@@ -502,8 +577,9 @@ fn gossip_ingest(rows: &mut Rows, publishers: usize, per_publisher: usize) -> an
     Ok(())
 }
 
-/// Figure 1 on `n` nodes at 127.0.0.80 upward: `casts` signals, each cast on a different node.
-fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
+/// `n` nodes at 127.0.0.80 upward, each bootstrapping from the first and the one before it,
+/// with a proposal every node holds and the gossipsub meshes settled; the proposal's id.
+fn propagation_network(n: usize, title: &str) -> anyhow::Result<(Vec<TestNode>, Hash32)> {
     let mut nodes: Vec<TestNode> = Vec::new();
     for i in 0..n {
         let mut bootstrap = Vec::new();
@@ -537,7 +613,7 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
                 .then_some(())
         },
     )?;
-    let (id, bytes) = proposal("bench propagation");
+    let (id, bytes) = proposal(title);
     submit(&nodes[0], &bytes)?;
     poll(
         Duration::from_secs(60),
@@ -552,13 +628,33 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
     )?;
     // Let gossipsub meshes settle (heartbeats every 500 ms).
     std::thread::sleep(Duration::from_secs(5));
+    Ok((nodes, id))
+}
 
+/// How long signals take to reach the other nodes: `casts` signals on `id`, each cast with
+/// RPC on a different node (node `k % n` casts the k-th), one every 300 ms, each followed
+/// until every other node counts it. `before` is the number of signers already counted.
+/// Sorted: the time until the last node counted each signal, and every node's time.
+struct Reach {
+    last: Vec<Duration>,
+    all: Vec<Duration>,
+    /// (Signal, node) pairs not counted within 30 s; left out of `all` and `last`.
+    lost: usize,
+}
+
+fn measure_reach(
+    nodes: &[TestNode],
+    id: &Hash32,
+    casts: usize,
+    before: u64,
+) -> anyhow::Result<Reach> {
+    let n = nodes.len();
     let mut all: Vec<Duration> = Vec::new();
     let mut last: Vec<Duration> = Vec::new();
-    let casts = casts.min(n);
+    let mut lost = 0;
     for k in 0..casts {
         let caster = k % n;
-        let want = k as u64 + 1;
+        let want = before + k as u64 + 1;
         let start = Instant::now();
         let results: Vec<anyhow::Result<Duration>> = std::thread::scope(|scope| {
             let pollers: Vec<_> = nodes
@@ -571,7 +667,7 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
                             Duration::from_secs(30),
                             Duration::from_millis(5),
                             "the signal",
-                            || (signers(node, &id)? >= want).then(|| start.elapsed()),
+                            || (signers(node, id)? >= want).then(|| start.elapsed()),
                         )
                     })
                 })
@@ -588,35 +684,357 @@ fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
                 .map(|p| p.join().expect("poller"))
                 .collect()
         });
-        let mut worst = Duration::ZERO;
+        let mut worst = Some(Duration::ZERO);
         for r in results {
-            let d = r?;
-            worst = worst.max(d);
-            all.push(d);
+            match r {
+                Ok(d) => {
+                    worst = worst.map(|w| w.max(d));
+                    all.push(d);
+                }
+                Err(e) => {
+                    eprintln!("daemon bench: signal {k} cast on n{caster}: {e}");
+                    lost += 1;
+                    worst = None;
+                }
+            }
         }
-        last.push(worst);
+        last.extend(worst);
         std::thread::sleep(Duration::from_millis(300));
     }
     all.sort();
     last.sort();
-    rows.insert(
-        format!("1a. signal reaches all {n} nodes (p50 / p99 of {casts} signals)"),
+    Ok(Reach { last, all, lost })
+}
+
+impl Reach {
+    fn p50_p99(sorted: &[Duration]) -> String {
         format!(
             "{} / {}",
-            ms(percentile(&last, 50.0)),
-            ms(percentile(&last, 99.0))
+            ms(percentile(sorted, 50.0)),
+            ms(percentile(sorted, 99.0))
+        )
+    }
+
+    /// The figures of `last`, and how many deliveries were lost.
+    fn summary(&self) -> String {
+        format!("{} ({} lost)", Reach::p50_p99(&self.last), self.lost)
+    }
+}
+
+/// A new proposal submitted at node 0, once every node holds it; its id and bytes.
+fn next_proposal(nodes: &[TestNode], title: &str) -> anyhow::Result<(Hash32, Vec<u8>)> {
+    let (id, bytes) = proposal(title);
+    submit(&nodes[0], &bytes)?;
+    poll(
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        "the proposal on every node",
+        || {
+            nodes
+                .iter()
+                .all(|node| signers(node, &id).is_some())
+                .then_some(())
+        },
+    )?;
+    Ok((id, bytes))
+}
+
+/// `casts` signals on `nodes`, at most one per node and proposal: in rounds of `n` casts,
+/// each round on a proposal of its own (the first is `first`).
+fn reach_in_rounds(
+    nodes: &[TestNode],
+    first: Hash32,
+    casts: usize,
+    label: &str,
+) -> anyhow::Result<Reach> {
+    let n = nodes.len();
+    let mut reach = Reach {
+        last: Vec::new(),
+        all: Vec::new(),
+        lost: 0,
+    };
+    let mut id = first;
+    let mut done = 0;
+    let mut round = 0;
+    while done < casts {
+        if round > 0 {
+            id = next_proposal(nodes, &format!("bench {label} round {round}"))?.0;
+        }
+        let this = (casts - done).min(n);
+        let r = measure_reach(nodes, &id, this, 0)?;
+        reach.last.extend(r.last);
+        reach.all.extend(r.all);
+        reach.lost += r.lost;
+        done += this;
+        round += 1;
+    }
+    reach.last.sort();
+    reach.all.sort();
+    Ok(reach)
+}
+
+/// Figure 1 on `n` nodes at 127.0.0.80 upward: `casts` signals, each cast on a different node
+/// (more than `n` casts go to further proposals).
+fn propagation(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
+    let (nodes, id) = propagation_network(n, "bench propagation")?;
+    let reach = reach_in_rounds(&nodes, id, casts, "propagation")?;
+    dump_metrics(&nodes, "propagation");
+    rows.insert(
+        format!(
+            "1a. signal reaches all {n} nodes (p50 / p99 of {} signals)",
+            reach.last.len()
         ),
+        reach.summary(),
     );
     rows.insert(
         format!(
             "1b. signal reaches one node (p50 / p99 of {} samples)",
-            all.len()
+            reach.all.len()
+        ),
+        Reach::p50_p99(&reach.all),
+    );
+    Ok(())
+}
+
+/// Signals each flooding identity has at hand (it is banned long before it sends them all).
+const FLOOD_SIGNALS: usize = 10_000;
+
+/// What a flooding peer sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flood {
+    /// Signals whose signatures do not verify, each distinct (so that no duplicate cache
+    /// drops them before the signature check).
+    InvalidSignatures,
+    /// Valid signals the node already holds (from catch-up with the flooder): new to its
+    /// gossipsub, duplicates to its intake.
+    ValidDuplicates,
+}
+
+/// What one flooder achieved.
+#[derive(Debug, Default)]
+struct FloodTally {
+    identities: usize,
+    published: usize,
+}
+
+/// Floods the node at `target` from `ip` with `messages`, as fast as gossipsub takes them,
+/// from when `go` is set until `stop`: one identity after another, each used until the node
+/// drops it (a publish finds no peer), as a flooder with many keys would. The first identity
+/// serves `preload` for catch-up.
+async fn flood_from(
+    ip: Ipv4Addr,
+    target: String,
+    kind: Flood,
+    messages: Arc<Vec<Vec<u8>>>,
+    preload: Vec<Vec<u8>>,
+    go: Arc<std::sync::atomic::AtomicBool>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> FloodTally {
+    let mut tally = FloodTally::default();
+    let mut preload = Some(preload);
+    let mut next = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        let seed = format!("commons-bench flooder {kind:?} {}", tally.identities);
+        let pages = preload.take().unwrap_or_default();
+        let Ok(feeder) = Feeder::spawn(ip, &target, pages, &seed) else {
+            break;
+        };
+        tally.identities += 1;
+        let connected = Instant::now() + Duration::from_secs(10);
+        while feeder.handle.peers().await.map_or(true, |p| p.is_empty()) {
+            if Instant::now() > connected || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The node's subscriptions take a moment to reach a new peer.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        while !go.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut refused = 0;
+        while !stop.load(Ordering::SeqCst) && refused < 50 {
+            let bytes = messages[next % messages.len()].clone();
+            match feeder.handle.publish(TopicKind::Signals, bytes).await {
+                Ok(_) => {
+                    tally.published += 1;
+                    next += 1;
+                    refused = 0;
+                }
+                Err(P2pError::Duplicate) => next += 1,
+                Err(_) => {
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            if tally.published % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let _ = feeder.handle.shutdown().await;
+    }
+    tally
+}
+
+/// Copies of `signed` whose signatures no longer verify.
+fn spoiled(signed: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    signed
+        .iter()
+        .filter_map(|bytes| {
+            let mut signal = Signal::decode(bytes).ok()?;
+            signal.signature.0[63] ^= 1;
+            Some(signal.encode())
+        })
+        .collect()
+}
+
+/// With `COMMONS_BENCH_METRICS_DIR` set, writes every node's `/metrics` there
+/// (`<phase>-<node>.txt`), to see where a phase's time went.
+fn dump_metrics(nodes: &[TestNode], phase: &str) {
+    let Some(dir) = std::env::var_os("COMMONS_BENCH_METRICS_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    for node in nodes {
+        if let Ok(text) = node.metrics() {
+            let path = dir.join(format!("{phase}-{}.txt", node.name));
+            if let Err(e) = std::fs::write(&path, text) {
+                eprintln!("daemon bench: cannot write {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// A counter of the node's `/metrics`, summed over its labels.
+fn metric_sum(node: &TestNode, name: &str) -> f64 {
+    node.metrics()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Figures 5 (floods): on `n` nodes, honest propagation without load, then while two peers
+/// on 127.0.0.120 and .121, connected to node 0 only, flood it with invalid signatures and
+/// with valid duplicates (a new identity each time one is dropped); whether they are
+/// dropped, and node 0's memory.
+fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
+    let (nodes, id) = propagation_network(n, "bench flood")?;
+    let quiet = reach_in_rounds(&nodes, id, casts, "flood quiet")?;
+    let (target, target_bytes) = next_proposal(&nodes, "bench flood target")?;
+    let valid = signals(target, FLOOD_SIGNALS, "commons-bench flood signer");
+    let invalid = spoiled(&signals(
+        target,
+        FLOOD_SIGNALS,
+        "commons-bench spoiled signer",
+    ));
+    let preload = pages(&target_bytes, &valid)?;
+    let rss_before = rss_mib(&nodes[0])?;
+    let banned_before = metric_sum(&nodes[0], "commons_p2p_peers_banned");
+    let limited_before = metric_sum(&nodes[0], "commons_p2p_rate_limited");
+
+    let runtime = tokio::runtime::Runtime::new()?;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let go = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let addr = nodes[0].multiaddr()?;
+    let dup = runtime.spawn(flood_from(
+        Ipv4Addr::new(127, 0, 0, 121),
+        addr.clone(),
+        Flood::ValidDuplicates,
+        Arc::new(valid),
+        preload,
+        go.clone(),
+        stop.clone(),
+    ));
+    // The duplicates must be held before they are duplicates.
+    poll(
+        Duration::from_secs(300),
+        Duration::from_millis(50),
+        "node 0 to catch up with the duplicate flooder",
+        || (signers(&nodes[0], &target)? >= FLOOD_SIGNALS as u64).then_some(()),
+    )?;
+    let bad = runtime.spawn(flood_from(
+        Ipv4Addr::new(127, 0, 0, 120),
+        addr,
+        Flood::InvalidSignatures,
+        Arc::new(invalid),
+        Vec::new(),
+        go.clone(),
+        stop.clone(),
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    go.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let id = next_proposal(&nodes, "bench flood loaded")?.0;
+    let loaded = reach_in_rounds(&nodes, id, casts, "flood loaded");
+    let flooded = started.elapsed();
+    let rss_during = rss_mib(&nodes[0])?;
+    stop.store(true, Ordering::SeqCst);
+    let (dup, bad) = runtime.block_on(async { (dup.await, bad.await) });
+    let (dup, bad) = (dup.unwrap_or_default(), bad.unwrap_or_default());
+    let loaded = loaded?;
+    dump_metrics(&nodes, "flood");
+    let peak = nodes[0].memory_kib("VmHWM").unwrap_or(0) as f64 / 1024.0;
+    let banned = metric_sum(&nodes[0], "commons_p2p_peers_banned") - banned_before;
+    let limited = metric_sum(&nodes[0], "commons_p2p_rate_limited") - limited_before;
+    let ratio = |loaded: &[Duration], quiet: &[Duration]| {
+        percentile(loaded, 99.0).as_secs_f64() / percentile(quiet, 99.0).as_secs_f64().max(1e-9)
+    };
+    rows.insert(
+        format!(
+            "5a. floods: signal reaches all {n} nodes, unloaded (p50 / p99 of {})",
+            quiet.last.len()
+        ),
+        Reach::p50_p99(&quiet.last),
+    );
+    rows.insert(
+        format!(
+            "5b. floods: signal reaches all {n} nodes, flooded (p50 / p99 of {})",
+            loaded.last.len()
         ),
         format!(
-            "{} / {}",
-            ms(percentile(&all, 50.0)),
-            ms(percentile(&all, 99.0))
+            "{} (p99 {:.2}x unloaded; goal < 2x)",
+            loaded.summary(),
+            ratio(&loaded.last, &quiet.last)
         ),
+    );
+    rows.insert(
+        "5c. floods: signal reaches one node, unloaded / flooded (p99)".into(),
+        format!(
+            "{} / {}",
+            ms(percentile(&quiet.all, 99.0)),
+            ms(percentile(&loaded.all, 99.0))
+        ),
+    );
+    let secs = flooded.as_secs_f64().max(1e-9);
+    rows.insert(
+        "5d. floods: invalid-signature flooder".into(),
+        format!(
+            "{} published in {:.1} s ({:.0}/s) by {} identities",
+            bad.published,
+            secs,
+            bad.published as f64 / secs,
+            bad.identities
+        ),
+    );
+    rows.insert(
+        "5e. floods: valid-duplicate flooder".into(),
+        format!(
+            "{} published in {:.1} s ({:.0}/s) by {} identities",
+            dup.published,
+            secs,
+            dup.published as f64 / secs,
+            dup.identities
+        ),
+    );
+    rows.insert(
+        "5f. floods: node 0 banned / rate-limited".into(),
+        format!("{banned} peers banned, {limited} messages rate-limited"),
+    );
+    rows.insert(
+        "5g. floods: node 0 VmRSS before / during / peak (VmHWM)".into(),
+        format!("{rss_before:.1} / {rss_during:.1} / {peak:.1} MiB"),
     );
     Ok(())
 }
@@ -642,7 +1060,7 @@ fn main() {
     }
     let count = env_usize("COMMONS_BENCH_SIGNALS", 100_000);
     let n = env_usize("COMMONS_BENCH_NODES", 20).clamp(2, 20);
-    let casts = env_usize("COMMONS_BENCH_CASTS", 20);
+    let casts = env_usize("COMMONS_BENCH_CASTS", 60);
     let only = std::env::var("COMMONS_BENCH_ONLY").unwrap_or_default();
     let run = |phase: &str| only.is_empty() || only.split(',').any(|p| p == phase);
     let mut rows = Rows::new();
@@ -663,6 +1081,13 @@ fn main() {
         && let Err(e) = propagation(&mut rows, n, casts)
     {
         eprintln!("daemon bench: propagation figures incomplete: {e:#}");
+    }
+    print_table(&rows);
+    // Not in the default run: it takes minutes and loads the machine on purpose.
+    if only.split(',').any(|p| p == "flood")
+        && let Err(e) = flood(&mut rows, n, casts)
+    {
+        eprintln!("daemon bench: flood figures incomplete: {e:#}");
     }
     print_table(&rows);
 }
