@@ -157,11 +157,15 @@ impl Node {
             let rest = pending.split_off(per_task.min(pending.len()));
             let part = std::mem::replace(&mut pending, rest);
             let spec = self.spec.clone();
+            let signatures = self.signatures.clone();
             let queued = std::time::Instant::now();
             tasks.push(tokio::task::spawn_blocking(move || {
                 let waited = queued.elapsed();
                 let started = std::time::Instant::now();
-                let verified = part.into_iter().map(|p| p.verify(&spec, now)).collect();
+                let verified = part
+                    .into_iter()
+                    .map(|p| p.verify_with(&spec, now, signatures.as_ref()))
+                    .collect();
                 (verified, waited, started.elapsed())
             }));
         }
