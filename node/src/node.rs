@@ -130,6 +130,8 @@ pub struct Node {
     pub(crate) releases: Releases,
     /// The self-check of the running executable (`--verify-binary`).
     pub(crate) binary: SelfCheck,
+    /// The recount files `exportproposal` is serving.
+    pub(crate) exports: crate::export::Exports,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -218,6 +220,7 @@ impl Node {
             unpublished: Mutex::new(Vec::new()),
             releases: Releases::without_artifacts(),
             binary: SelfCheck::off(),
+            exports: Default::default(),
             spec: Arc::new(spec),
         })
     }
