@@ -157,3 +157,59 @@ impl Node {
         Ok(export)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn export(handle: &str, len: usize) -> Arc<Export> {
+        let bytes: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        Arc::new(Export {
+            handle: handle.into(),
+            proposal: Hash32([7; 32]),
+            epoch: 1,
+            time: 2,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+            bytes,
+            signals: 0,
+            attestations: 0,
+            evidence: 0,
+        })
+    }
+
+    #[test]
+    fn a_large_file_comes_in_pieces_that_make_it_whole() {
+        let e = export("0-x", 2 * EXPORT_CHUNK_BYTES + 5);
+        let mut whole = Vec::new();
+        loop {
+            let chunk = e.chunk(whole.len() as u64).unwrap();
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(&chunk.data)
+                .unwrap();
+            assert!(data.len() <= EXPORT_CHUNK_BYTES);
+            assert_eq!(chunk.offset, whole.len() as u64);
+            whole.extend_from_slice(&data);
+            if whole.len() as u64 == chunk.total_bytes {
+                break;
+            }
+        }
+        assert_eq!(whole, e.bytes);
+        assert_eq!(e.chunk(e.bytes.len() as u64).unwrap().data, "");
+        let beyond = e.chunk(e.bytes.len() as u64 + 1).unwrap_err();
+        assert!(beyond.message.contains("beyond"), "{}", beyond.message);
+    }
+
+    #[test]
+    fn two_snapshots_are_kept_and_a_third_pushes_out_the_oldest() {
+        let exports = Exports::default();
+        let id = Hash32([7; 32]);
+        for handle in ["0-a", "1-b", "2-c"] {
+            exports.insert(export(handle, 10));
+        }
+        assert!(exports.get("0-a", &id).is_none());
+        assert!(exports.get("1-b", &id).is_some());
+        assert!(exports.get("2-c", &id).is_some());
+        // A handle is good only for its own proposal.
+        assert!(exports.get("2-c", &Hash32([8; 32])).is_none());
+    }
+}

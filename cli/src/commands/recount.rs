@@ -15,7 +15,7 @@ use crate::error::{CliError, Result};
 use crate::files;
 
 /// The largest recount file read: it is held in memory.
-const MAX_FILE_BYTES: usize = 4 * 1024 * 1024 * 1024;
+const MAX_FILE_BYTES: usize = 1024 * 1024 * 1024;
 
 /// Findings printed as text; `--json` lists them all.
 const SHOWN_FINDINGS: usize = 40;

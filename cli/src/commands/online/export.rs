@@ -16,7 +16,7 @@ use crate::error::{CliError, Result};
 use crate::files;
 
 /// The most bytes a recount file may have: the file is held in memory, here and on the node.
-const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+const MAX_FILE_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl Online {
     fn export_chunk(&self, params: &ExportParams) -> Result<ExportChunk> {
