@@ -558,7 +558,7 @@ impl Run<'_> {
     fn ingest_bare(&mut self, items: &[MessageBytes]) {
         let max_epoch = self
             .spec
-            .epoch_at(self.time + self.spec.max_clock_skew_secs);
+            .epoch_at(self.time.saturating_add(self.spec.max_clock_skew_secs));
         let network_id = *self.intake.aggregator().network_id();
         let mut decoded = Vec::new();
         for (index, item) in items.iter().enumerate() {
