@@ -656,6 +656,12 @@ impl Aggregator {
         self.proposals.values().flat_map(|e| e.signals.values())
     }
 
+    /// The nodes that count at the current epoch (the population, the denominator of every
+    /// tally), with the address each counts at, by key.
+    pub fn counted_nodes(&self) -> Vec<(PublicKey, std::net::IpAddr)> {
+        self.population.counted_nodes()
+    }
+
     /// Every stored attestation (the latest of each attester about each subject, not yet
     /// expired), in no particular order.
     pub fn attestations(&self) -> impl Iterator<Item = &UptimeAttestation> {

@@ -12,6 +12,7 @@ pub mod intake;
 pub mod netgroup;
 pub mod policy;
 mod population;
+pub mod recount;
 pub mod rules;
 pub mod signatures;
 pub mod tally;

@@ -655,6 +655,18 @@ impl Population {
         })
     }
 
+    /// The counted nodes with the address each counts at, by key.
+    pub(crate) fn counted_nodes(&self) -> Vec<(PublicKey, IpAddr)> {
+        let mut all: Vec<(PublicKey, IpAddr)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.counted.is_some())
+            .filter_map(|(k, n)| Some((*k, n.standing.ip?)))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
     /// Every stored attestation: the latest per attester and subject that has not expired.
     pub(crate) fn attestations(&self) -> impl Iterator<Item = &UptimeAttestation> {
         self.nodes

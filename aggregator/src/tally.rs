@@ -13,7 +13,7 @@ use crate::population::{Move, Population};
 use crate::weight::{netgroup_units, units_to_weight};
 
 /// The counted signers of one choice.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ChoiceTally {
     /// The choice.
     pub choice: Choice,
@@ -27,7 +27,7 @@ pub struct ChoiceTally {
 }
 
 /// Where a proposal stands, from the counted nodes at the current epoch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tally {
     /// The proposal.
     pub proposal: Hash32,

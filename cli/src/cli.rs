@@ -88,6 +88,15 @@ pub enum Command {
     Release(ReleaseCommand),
     /// Print any message file (or detached signature) as JSON.
     Decode(DecodeArgs),
+    /// Recompute a tally offline from a recount file (`proposal export`), verifying every
+    /// signature with the network's rules (`--network`), and say whether it matches the
+    /// node's numbers bit for bit or which message makes them differ; exit code 0 only when
+    /// it matches.
+    Recount {
+        /// The recount file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Show the running node: network, identity, peers, epoch, its own uptime.
     Getinfo,
     /// List the node's peers.
@@ -486,6 +495,17 @@ pub enum ProposalCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Write every message behind the running node's tally of a proposal (the proposal, its
+    /// signals, the equivocation evidence, the presences and attestations that make the
+    /// population) and the tally itself into one recount file, for `commons-cli recount`.
+    Export {
+        /// The proposal id (64 hex characters).
+        #[arg(value_name = "ID")]
+        id: String,
+        /// Where to write the recount file; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Hand a signed proposal to the running node, which checks it, stores it and gossips it.
     Submit {
         /// The proposal file.
@@ -786,6 +806,8 @@ mod tests {
         "proposal attach",
         "proposal verify",
         "proposal submit",
+        "proposal export",
+        "recount",
         "release create",
         "release sign",
         "release digest",

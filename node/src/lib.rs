@@ -9,6 +9,7 @@ pub mod config;
 pub mod cookie;
 pub mod daemon;
 mod epoch;
+mod export;
 pub mod fetch;
 mod ingest;
 pub mod logfile;

@@ -9,9 +9,9 @@ use commons_aggregator::rules::verify_proposal;
 use commons_aggregator::{ProposalOutcome, ProposalState, Reason, units_to_weight};
 use commons_p2p::TopicKind;
 use commons_rpc::{
-    ChoiceTally, Choices, ConflictingSignal, Deployment, DeploymentInfo, EquivocationInfo, Method,
-    NetworkInfo, NodeInfo, Observation, PeerInfo, ProposalReceipt, ProposalSummary, PublishReceipt,
-    Release, SignalReceipt, Tally, UptimeReport, method,
+    ConflictingSignal, Deployment, DeploymentInfo, EquivocationInfo, Method, NetworkInfo, NodeInfo,
+    Observation, PeerInfo, ProposalReceipt, ProposalSummary, PublishReceipt, Release,
+    SignalReceipt, Tally, UptimeReport, method,
 };
 use commons_signaling::messages::MAX_SIGNAL_ATTESTATIONS;
 use commons_signaling::{
@@ -204,35 +204,10 @@ impl Node {
             .agg()
             .tally(&id)
             .ok_or_else(|| RpcError::new(rpc::NOT_FOUND, format!("unknown proposal {id}")))?;
-        let count = |choice: Choice| {
-            let c = tally.choice(choice);
-            ChoiceTally {
-                weight: c.weight,
-                nodes: c.nodes,
-            }
-        };
-        Ok(Tally {
-            id: id.to_hex(),
-            tier: tally.tier,
-            epoch: tally.epoch,
-            state: Self::state_name(&st, &id, now).to_string(),
-            choices: Choices {
-                support: count(Choice::Support),
-                oppose: count(Choice::Oppose),
-                r#override: count(Choice::Override),
-                abstain: count(Choice::Abstain),
-            },
-            total_nodes: tally.total_nodes,
-            total_weight: tally.total_weight,
-            override_weight_share: tally.override_weight_share,
-            override_node_share: tally.override_node_share,
-            required_weight_share: tally.required_weight_share,
-            required_node_share: tally.required_node_share,
-            override_met: tally.override_met,
-            signers: tally.signers,
-            uncounted_signers: tally.uncounted_signers,
-            excluded_signers: tally.excluded_signers,
-        })
+        Ok(Tally::from_aggregator(
+            &tally,
+            Self::state_name(&st, &id, now),
+        ))
     }
 
     fn rpc_listequivocations(&self, params: &Params) -> Result<Vec<EquivocationInfo>, RpcError> {
@@ -548,6 +523,9 @@ impl RpcHandler for Node {
                 )),
                 method::GetTally::NAME => answer::<method::GetTally>(self.rpc_gettally(&params)),
                 method::GetUptime::NAME => answer::<method::GetUptime>(self.rpc_getuptime(&params)),
+                method::ExportProposal::NAME => {
+                    answer::<method::ExportProposal>(self.rpc_exportproposal(&params))
+                }
                 method::ListEquivocations::NAME => {
                     answer::<method::ListEquivocations>(self.rpc_listequivocations(&params))
                 }

@@ -132,6 +132,8 @@ pub struct Node {
     pub(crate) binary: SelfCheck,
     /// What received signatures are checked with (see [`Node::with_signature_check`]).
     pub(crate) signatures: Arc<dyn SignatureCheck>,
+    /// The recount files `exportproposal` is serving.
+    pub(crate) exports: crate::export::Exports,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -221,6 +223,7 @@ impl Node {
             releases: Releases::without_artifacts(),
             binary: SelfCheck::off(),
             signatures: Arc::new(PlainSignatures),
+            exports: Default::default(),
             spec: Arc::new(spec),
         })
     }

@@ -165,6 +165,17 @@ pub mod method {
             params: [("id", "string", true, "the proposal id, 64 hex characters")],
             result: "an object (see Tally)",
         };
+        /// `exportproposal {id, snapshot?, offset?}`: the recount file of a proposal, in
+        /// pieces.
+        ExportProposal = "exportproposal" (ExportParams) -> ExportChunk {
+            summary: "Every message behind the node's tally of a proposal (the proposal, its signals, the equivocation evidence, the presences and attestations of the population) with the tally itself, as one recount file for `commons-cli recount`. The first call takes a snapshot and returns the file's first piece; later calls name the snapshot and the offset of the next piece. A snapshot is kept ten minutes after its last call, two at most.",
+            params: [
+                ("id", "string", true, "the proposal id, 64 hex characters"),
+                ("snapshot", "string", false, "the snapshot of an earlier call; left out to take a new one"),
+                ("offset", "number", false, "where the piece starts in the file, in bytes; 0 when left out"),
+            ],
+            result: "an object (see ExportChunk)",
+        };
         /// `listequivocations {proposal?}`: the equivocation evidence held.
         ListEquivocations = "listequivocations" (ProposalFilterParams) -> Vec<EquivocationInfo> {
             summary: "The equivocations the node holds evidence of (a signer that signed two different signals with one sequence number on a proposal, and so counts no more on it), by proposal, then signer, with the evidence as hex.",
@@ -326,6 +337,19 @@ impl IdParams {
     pub fn new(id: impl Into<String>) -> Self {
         IdParams { id: id.into() }
     }
+}
+
+/// The parameters of `exportproposal`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportParams {
+    /// The proposal id: 64 hex characters.
+    pub id: String,
+    /// The snapshot an earlier call returned; left out to take a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Where the piece starts, in bytes of the file.
+    #[serde(default)]
+    pub offset: u64,
 }
 
 /// The parameters of `listequivocations`.

@@ -189,6 +189,75 @@ pub struct Tally {
     pub excluded_signers: u64,
 }
 
+impl Tally {
+    /// The answer for an aggregator's tally and the proposal's state (its name): what
+    /// `gettally` sends and `commons-cli recount` prints, so both show the same numbers.
+    pub fn from_aggregator(tally: &commons_aggregator::Tally, state: &str) -> Self {
+        use commons_signaling::Choice;
+        let count = |choice: Choice| {
+            let c = tally.choice(choice);
+            ChoiceTally {
+                weight: c.weight,
+                nodes: c.nodes,
+            }
+        };
+        Tally {
+            id: tally.proposal.to_hex(),
+            tier: tally.tier,
+            epoch: tally.epoch,
+            state: state.to_string(),
+            choices: Choices {
+                support: count(Choice::Support),
+                oppose: count(Choice::Oppose),
+                r#override: count(Choice::Override),
+                abstain: count(Choice::Abstain),
+            },
+            total_nodes: tally.total_nodes,
+            total_weight: tally.total_weight,
+            override_weight_share: tally.override_weight_share,
+            override_node_share: tally.override_node_share,
+            required_weight_share: tally.required_weight_share,
+            required_node_share: tally.required_node_share,
+            override_met: tally.override_met,
+            signers: tally.signers,
+            uncounted_signers: tally.uncounted_signers,
+            excluded_signers: tally.excluded_signers,
+        }
+    }
+}
+
+/// One piece of `exportproposal`'s answer: a slice of the recount file of a snapshot the
+/// node took at the first call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportChunk {
+    /// The snapshot's handle, for the calls that fetch the rest.
+    pub snapshot: String,
+    /// The proposal id (hex).
+    pub proposal: String,
+    /// The epoch the snapshot was taken at.
+    pub epoch: u64,
+    /// The node's clock (Unix seconds) when it was taken.
+    pub time: u64,
+    /// The file's size in bytes.
+    pub total_bytes: u64,
+    /// SHA-256 of the whole file (hex), to check the pieces once put together.
+    pub sha256: String,
+    /// Where in the file this piece starts.
+    pub offset: u64,
+    /// The piece, base64 (standard alphabet, padded); at most
+    /// [`EXPORT_CHUNK_BYTES`] bytes once decoded.
+    pub data: String,
+    /// The signals in the file.
+    pub signals: u64,
+    /// The attestations of the population the file holds (in presences, signals or bare).
+    pub attestations: u64,
+    /// The equivocation evidence in the file.
+    pub evidence: u64,
+}
+
+/// The largest piece of a recount file one `exportproposal` call returns.
+pub const EXPORT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+
 /// The tally of each choice, keyed by the choice's name on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choices {

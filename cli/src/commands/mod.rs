@@ -12,6 +12,7 @@ mod network;
 mod online;
 mod packaging;
 mod proposal;
+mod recount;
 mod release;
 mod spec;
 
@@ -63,6 +64,10 @@ pub fn run(cli: Cli) -> Result {
         Command::Equivocations { proposal } => online()?.equivocations(&ctx, proposal.as_deref()),
         Command::Uptime { key } => online()?.uptime(&ctx, key.as_deref()),
         Command::Signal { id, choice } => online()?.signal(&ctx, &id, &choice),
+        Command::Proposal(ProposalCommand::Export { id, out }) => {
+            online()?.export_proposal(&ctx, &id, &out)
+        }
+        Command::Recount { file } => recount::recount(&ctx, &file),
         Command::Proposal(ProposalCommand::Submit { file }) => {
             online()?.submit_proposal(&ctx, &file)
         }

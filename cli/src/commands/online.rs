@@ -1,6 +1,7 @@
 //! Commands that talk to a running `commonsd` over JSON-RPC. Human-readable output by
 //! default; `--json` prints the node's answer as it is, for scripts.
 
+mod export;
 mod releases;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -135,34 +136,7 @@ impl Online {
         let Some(t) = self.call::<method::GetTally>(ctx, &IdParams::new(id))? else {
             return Ok(());
         };
-        ctx.say(format!("proposal {}  state {}", t.id, t.state))?;
-        ctx.say(format!("{:<10} {:>14} {:>8}", "choice", "weight", "nodes"))?;
-        for (choice, counted) in t.choices.named() {
-            ctx.say(format!(
-                "{choice:<10} {:>14} {:>8}",
-                number(counted.weight),
-                counted.nodes
-            ))?;
-        }
-        ctx.say(format!(
-            "{:<10} {:>14} {:>8}",
-            "qualified",
-            number(t.total_weight),
-            t.total_nodes
-        ))?;
-        if t.excluded_signers > 0 {
-            ctx.say(format!(
-                "excluded: {} signer(s) proven to equivocate (commons-cli equivocations {})",
-                t.excluded_signers, t.id
-            ))?;
-        }
-        ctx.say(format!(
-            "override share: weight {} (needs {}), nodes {} (needs {})",
-            number(t.override_weight_share),
-            number(t.required_weight_share),
-            number(t.override_node_share),
-            number(t.required_node_share)
-        ))
+        print_tally(ctx, &t)
     }
 
     /// `equivocations [PROPOSAL]`
@@ -254,6 +228,39 @@ fn number(value: f64) -> String {
         Some(n) => n.to_string(),
         None => "-".to_string(),
     }
+}
+
+/// A tally as `commons-cli tally` prints it: per choice weight and nodes, the denominator,
+/// the excluded signers and the override's shares against the tier's thresholds.
+pub(crate) fn print_tally(ctx: &Context, t: &commons_rpc::Tally) -> Result {
+    ctx.say(format!("proposal {}  state {}", t.id, t.state))?;
+    ctx.say(format!("{:<10} {:>14} {:>8}", "choice", "weight", "nodes"))?;
+    for (choice, counted) in t.choices.named() {
+        ctx.say(format!(
+            "{choice:<10} {:>14} {:>8}",
+            number(counted.weight),
+            counted.nodes
+        ))?;
+    }
+    ctx.say(format!(
+        "{:<10} {:>14} {:>8}",
+        "qualified",
+        number(t.total_weight),
+        t.total_nodes
+    ))?;
+    if t.excluded_signers > 0 {
+        ctx.say(format!(
+            "excluded: {} signer(s) proven to equivocate (commons-cli equivocations {})",
+            t.excluded_signers, t.id
+        ))?;
+    }
+    ctx.say(format!(
+        "override share: weight {} (needs {}), nodes {} (needs {})",
+        number(t.override_weight_share),
+        number(t.required_weight_share),
+        number(t.override_node_share),
+        number(t.required_node_share)
+    ))
 }
 
 /// An optional value, `-` when absent.
