@@ -2,7 +2,10 @@
 //! epoch boundary (every standing recomputed), and the memory it holds, at mainnet's rule
 //! parameters, under rule v1 and under the measurer rule.
 //!
-//! `cargo bench -p commons-aggregator --bench epoch` prints one row per configuration. Each
+//! `cargo bench -p commons-aggregator --bench epoch` prints the unit costs of
+//! docs/SCALING.md (message sizes, a signature check, signing an attestation), then one row
+//! per configuration. Without `--bench` (as under `cargo test --all-targets`) it runs 200
+//! nodes under each rule and checks that every node counts. Each
 //! runs in a child process of its own (this executable, re-run with `--one`), so that the
 //! peak memory it reports (`VmHWM` less the resident size before the aggregator existed) is
 //! that configuration's alone. `COMMONS_BENCH_NODES` sets the sizes (default
@@ -121,7 +124,7 @@ fn resident_kib(field: &str) -> u64 {
 }
 
 /// One configuration, in this process: prints `load_ms boundary_ms next_ms add_us peak_kib
-/// attestations qualified`.
+/// attestations counted`, and checks that every node counts.
 fn one(nodes: u64, rule: &str) {
     let before = resident_kib("VmRSS:");
     let spec = NetworkSpec::mainnet();
@@ -184,6 +187,10 @@ fn one(nodes: u64, rule: &str) {
         peak,
         attestations,
         qualified
+    );
+    assert_eq!(
+        qualified, nodes,
+        "every node counts ({rule}, {nodes} nodes)"
     );
     drop(agg);
 }
@@ -290,6 +297,13 @@ fn main() {
     if let Some(at) = args.iter().position(|a| a == "--one") {
         let nodes = args[at + 1].parse().expect("a node count");
         one(nodes, &args[at + 2]);
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        // Under `cargo test --all-targets`: a small network under each rule, in process,
+        // checks the bench still runs (and that every node qualifies).
+        one(200, "v1");
+        one(200, "measurers");
         return;
     }
     let sizes: Vec<u64> = std::env::var("COMMONS_BENCH_NODES")

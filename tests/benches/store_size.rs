@@ -6,10 +6,9 @@
 //! memtables and prints the store's size (SST files) and the bytes per message held.
 //!
 //! Run with `cargo bench --workspace --locked --profile dev --bench store_size` (RocksDB is
-//! a dependency, built optimised in the dev profile). Signatures are zero: the store never
-//! checks them, and their 64 bytes compress no better than a real signature's would (both
-//! look random to LZ4; zeros compress better, so the bytes of a real signature are written:
-//! a counter hashed into them). Without `--bench` (as under `cargo test --all-targets`) it
+//! a dependency, built optimised in the dev profile). Keys and signatures are random-looking
+//! bytes from a counter, not real ones: the store never checks a signature, and zeros would
+//! compress better than a real signature does. Without `--bench` (as under `cargo test --all-targets`) it
 //! writes 100 nodes and checks the store holds them.
 
 use std::net::{IpAddr, Ipv4Addr};
