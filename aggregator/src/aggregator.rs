@@ -663,8 +663,9 @@ impl Aggregator {
     }
 
     /// Every stored attestation (the latest of each attester about each subject, not yet
-    /// expired), in no particular order.
-    pub fn attestations(&self) -> impl Iterator<Item = &UptimeAttestation> {
+    /// expired), in no particular order. The aggregator keeps a compact record of each, so
+    /// they are rebuilt as they are read.
+    pub fn attestations(&self) -> impl Iterator<Item = UptimeAttestation> + '_ {
         self.population.attestations()
     }
 }

@@ -10,10 +10,10 @@
 //! epoch recomputes everything.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use commons_signaling::{PublicKey, UptimeAttestation};
+use commons_signaling::{AttestationBody, PublicKey, Signature, Signed, UptimeAttestation, WireIp};
 use serde::Serialize;
 
 use crate::netgroup::{Netgroup, canonical_ip};
@@ -86,13 +86,138 @@ pub(crate) enum Move {
     },
 }
 
-/// One stored attestation with what the rule reads from it.
+/// The maps keyed by what the network sends (public keys, addresses, netgroups): foldhash
+/// with a random seed per process. SipHash was a quarter of a million-node epoch boundary;
+/// the keys are chosen by whoever sends them, so the seed stays random.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A node's place in [`Population::nodes`]. Records refer to their attester by it, so the
+/// rule follows an index instead of hashing a public key for every attestation it reads.
+type NodeId = u32;
+
+/// A node's attesters are searched in place up to this many; past it, through an index.
+const FEW_ATTESTERS: usize = 16;
+/// An address's qualified nodes are kept in a sorted list up to this many; past it, in an
+/// ordered set.
+const FEW_AT_ADDRESS: usize = 32;
+
+/// One stored attestation: everything it says except the two keys its place already names
+/// (the subject holds it, the attester is `attester`). About half the size of the signed
+/// message, and the whole of it comes back from [`Record::attestation`].
 #[derive(Debug, Clone)]
 struct Record {
-    attestation: UptimeAttestation,
-    ip: IpAddr,
     epoch: u64,
-    seen: u32,
+    signature: Signature,
+    attester: NodeId,
+    seen_epochs: u32,
+    /// The address as signed (possibly IPv4-mapped); the rule reads [`Record::ip`].
+    subject_ip: IpAddr,
+    version: u8,
+    /// Whether the attester is one of the measurers of the rule in force (fixed for the
+    /// population's life), so the measurer rule never looks the attester up.
+    from_measurer: bool,
+}
+
+impl Record {
+    /// The address the rule counts the subject at.
+    fn ip(&self) -> IpAddr {
+        canonical_ip(self.subject_ip)
+    }
+
+    /// Epochs seen, capped at the window.
+    fn seen(&self, window: u32) -> u32 {
+        self.seen_epochs.min(window)
+    }
+
+    /// Whether `a` (from this record's attester about its subject) is exactly this record.
+    fn holds(&self, a: &UptimeAttestation) -> bool {
+        self.epoch == a.body.epoch
+            && self.seen_epochs == a.body.seen_epochs
+            && self.subject_ip == a.body.subject_ip.0
+            && self.version == a.body.version
+            && self.signature == a.signature
+    }
+
+    /// The signed attestation this record was made from.
+    fn attestation(&self, attester: PublicKey, subject: PublicKey) -> UptimeAttestation {
+        Signed {
+            body: AttestationBody {
+                version: self.version,
+                attester,
+                subject,
+                subject_ip: WireIp(self.subject_ip),
+                epoch: self.epoch,
+                seen_epochs: self.seen_epochs,
+            },
+            signature: self.signature,
+        }
+    }
+}
+
+/// Grows a per-node list by half instead of doubling it: a million nodes hold a handful of
+/// entries each, and doubling would leave a third of that memory unused.
+fn reserve_one<T>(list: &mut Vec<T>) {
+    if list.len() == list.capacity() {
+        list.reserve_exact((list.len() / 2).max(2));
+    }
+}
+
+/// The latest record of each attester about one node.
+#[derive(Debug, Default)]
+struct About {
+    records: Vec<Record>,
+    /// Position of each attester's record, only once there are more than [`FEW_ATTESTERS`]:
+    /// a key that thousands attest must not cost a linear search per attestation.
+    index: Option<Box<FastMap<NodeId, u32>>>,
+}
+
+impl About {
+    fn position(&self, attester: NodeId) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&attester).map(|&i| i as usize),
+            None => self.records.iter().position(|r| r.attester == attester),
+        }
+    }
+
+    fn get(&self, attester: NodeId) -> Option<&Record> {
+        self.position(attester).map(|i| &self.records[i])
+    }
+
+    /// Stores the record of an attester that has none here yet.
+    fn push(&mut self, record: Record) {
+        reserve_one(&mut self.records);
+        if let Some(index) = &mut self.index {
+            index.insert(record.attester, self.records.len() as u32);
+        }
+        self.records.push(record);
+        if self.index.is_none() && self.records.len() > FEW_ATTESTERS {
+            self.reindex();
+        }
+    }
+
+    /// Keeps the records `keep` accepts.
+    fn retain(&mut self, keep: impl FnMut(&Record) -> bool) {
+        let before = self.records.len();
+        self.records.retain(keep);
+        if self.records.len() != before {
+            self.reindex();
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.index = (self.records.len() > FEW_ATTESTERS).then(|| {
+            Box::new(
+                self.records
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (r.attester, i as u32))
+                    .collect(),
+            )
+        });
+        if self.records.is_empty() {
+            self.records = Vec::new();
+        }
+    }
 }
 
 /// A node's standing as the rule computes it.
@@ -104,17 +229,115 @@ struct Standing {
     qualified: bool,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Node {
+    key: PublicKey,
+    /// Whether the slot holds a node (freed slots wait in [`Population::free`]).
+    listed: bool,
     /// The latest attestation of each attester about this node.
-    about: HashMap<PublicKey, Record>,
+    about: About,
+    /// How many stored records name this node as their attester: while any does, the slot
+    /// cannot be reused.
+    attesting: u32,
     /// The nodes this one has a stored attestation about (empty under the measurer rule,
     /// where an attester's standing never moves anyone else's).
-    vouches_for: HashSet<PublicKey>,
+    vouches_for: Vec<NodeId>,
     /// Where this node stands as an attester: the address others attest it at.
     placement: Option<IpAddr>,
     standing: Standing,
     counted: Option<Netgroup>,
+}
+
+impl Node {
+    fn new(key: PublicKey) -> Self {
+        Node {
+            key,
+            listed: true,
+            about: About::default(),
+            attesting: 0,
+            vouches_for: Vec::new(),
+            placement: None,
+            standing: Standing::default(),
+            counted: None,
+        }
+    }
+
+    /// Nothing refers to this node any more: no record about it, none by it.
+    fn unreferenced(&self) -> bool {
+        self.about.records.is_empty() && self.attesting == 0
+    }
+}
+
+/// One qualified node at an address, in the order that picks who counts there: the highest
+/// uptime, then the smallest key (the id only comes along).
+type Member = (Reverse<u32>, PublicKey, NodeId);
+
+/// The qualified nodes at one address, best first. Nearly every address holds one, for which
+/// an ordered set would allocate a whole tree node; an address with many keys gets one.
+#[derive(Debug)]
+enum Members {
+    Few(Vec<Member>),
+    Many(BTreeSet<Member>),
+}
+
+impl Members {
+    fn insert(&mut self, member: Member) {
+        match self {
+            Members::Few(list) => {
+                if let Err(at) = list.binary_search(&member) {
+                    if list.len() < FEW_AT_ADDRESS {
+                        if list.len() == list.capacity() {
+                            list.reserve_exact(list.len().max(1));
+                        }
+                        list.insert(at, member);
+                    } else {
+                        let mut set: BTreeSet<Member> = list.drain(..).collect();
+                        set.insert(member);
+                        *self = Members::Many(set);
+                    }
+                }
+            }
+            Members::Many(set) => {
+                set.insert(member);
+            }
+        }
+    }
+
+    fn remove(&mut self, member: &Member) {
+        match self {
+            Members::Few(list) => {
+                if let Ok(at) = list.binary_search(member) {
+                    list.remove(at);
+                }
+            }
+            Members::Many(set) => {
+                set.remove(member);
+            }
+        }
+    }
+
+    fn first(&self) -> Option<&Member> {
+        match self {
+            Members::Few(list) => list.first(),
+            Members::Many(set) => set.first(),
+        }
+    }
+}
+
+/// Who is qualified at an address, and who counts for it (with IP dedup).
+#[derive(Debug)]
+struct AtAddress {
+    members: Members,
+    winner: Option<NodeId>,
+}
+
+impl Default for AtAddress {
+    fn default() -> Self {
+        AtAddress {
+            members: Members::Few(Vec::new()),
+            winner: None,
+        }
+    }
 }
 
 /// The qualified population and the counted nodes per netgroup.
@@ -125,24 +348,27 @@ pub(crate) struct Population {
     /// Under the tickets rule, who holds tickets at the current edge set.
     admission: Admission,
     epoch: u64,
-    nodes: HashMap<PublicKey, Node>,
-    /// Qualified nodes per address, best first: the first is the one that counts.
-    by_ip: HashMap<IpAddr, BTreeSet<(Reverse<u32>, PublicKey)>>,
-    /// The node that counts for each address (with IP dedup).
-    ip_winner: HashMap<IpAddr, PublicKey>,
-    netgroup_n: HashMap<Netgroup, u64>,
+    ids: FastMap<PublicKey, NodeId>,
+    nodes: Vec<Node>,
+    /// Slots of `nodes` that no node holds, reused before the list grows.
+    free: Vec<NodeId>,
+    /// Qualified nodes per address, and the one that counts there.
+    by_ip: FastMap<IpAddr, AtAddress>,
+    netgroup_n: FastMap<Netgroup, u64>,
     total_units: u64,
     total_nodes: u64,
     moves: Vec<Move>,
 }
 
-/// Whether `a` replaces `b` as its attester's latest about the subject: a higher epoch, or
-/// the same epoch and larger canonical bytes, so every node keeps the same one.
-fn supersedes(a: &UptimeAttestation, b: &UptimeAttestation) -> bool {
-    match a.body.epoch.cmp(&b.body.epoch) {
+/// Whether `a` replaces `held` as its attester's latest about the subject: a higher epoch,
+/// or the same epoch and larger canonical bytes, so every node keeps the same one.
+fn supersedes(a: &UptimeAttestation, held: &Record) -> bool {
+    match a.body.epoch.cmp(&held.epoch) {
         std::cmp::Ordering::Greater => true,
         std::cmp::Ordering::Less => false,
-        std::cmp::Ordering::Equal => a.encode() > b.encode(),
+        std::cmp::Ordering::Equal => {
+            a.encode() > held.attestation(a.body.attester, a.body.subject).encode()
+        }
     }
 }
 
@@ -153,10 +379,11 @@ impl Population {
             qualification,
             admission: Admission::default(),
             epoch,
-            nodes: HashMap::new(),
-            by_ip: HashMap::new(),
-            ip_winner: HashMap::new(),
-            netgroup_n: HashMap::new(),
+            ids: FastMap::default(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            by_ip: FastMap::default(),
+            netgroup_n: FastMap::default(),
             total_units: 0,
             total_nodes: 0,
             moves: Vec::new(),
@@ -188,6 +415,55 @@ impl Population {
         epoch <= self.epoch && !self.expired(epoch)
     }
 
+    /// Whether the rule keeps `vouches_for`: under the measurer rule nobody's standing
+    /// depends on an attester's.
+    fn keeps_edges(&self) -> bool {
+        !matches!(self.qualification, Qualification::Measurers(_))
+    }
+
+    fn id(&self, key: &PublicKey) -> Option<NodeId> {
+        self.ids.get(key).copied()
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        &mut self.nodes[id as usize]
+    }
+
+    /// The node of `key`, listed now if it was not.
+    fn id_or_insert(&mut self, key: PublicKey) -> NodeId {
+        match self.ids.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => *e.get(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let id = match self.free.pop() {
+                    Some(id) => {
+                        self.nodes[id as usize] = Node::new(key);
+                        id
+                    }
+                    None => {
+                        self.nodes.push(Node::new(key));
+                        // Every node holds or makes a stored attestation: memory runs out
+                        // long before four billion of them.
+                        NodeId::try_from(self.nodes.len() - 1).expect("fewer than 2^32 nodes")
+                    }
+                };
+                *e.insert(id)
+            }
+        }
+    }
+
+    /// The listed nodes, in slot order.
+    fn listed(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.listed)
+            .map(|(i, _)| i as NodeId)
+    }
+
     /// What [`Population::add`] would do with `a`, without doing it.
     pub(crate) fn classify(&self, a: &UptimeAttestation) -> AttestationOutcome {
         let body = &a.body;
@@ -197,77 +473,109 @@ impl Population {
         if self.expired(body.epoch) {
             return AttestationOutcome::Expired;
         }
-        match self
-            .nodes
-            .get(&body.subject)
-            .and_then(|n| n.about.get(&body.attester))
-        {
+        let held = self
+            .id(&body.subject)
+            .zip(self.id(&body.attester))
+            .and_then(|(subject, attester)| self.node(subject).about.get(attester));
+        match held {
             None => AttestationOutcome::New,
-            Some(held) if held.attestation == *a => AttestationOutcome::Duplicate,
-            Some(held) if supersedes(a, &held.attestation) => AttestationOutcome::New,
+            Some(held) if held.holds(a) => AttestationOutcome::Duplicate,
+            Some(held) if supersedes(a, held) => AttestationOutcome::New,
             Some(_) => AttestationOutcome::Superseded,
         }
     }
 
     /// Stores a verified attestation and updates the standings it can change.
     pub(crate) fn add(&mut self, a: UptimeAttestation) -> AttestationOutcome {
-        let outcome = self.classify(&a);
-        if outcome != AttestationOutcome::New {
-            return outcome;
+        let body = &a.body;
+        if body.attester == body.subject {
+            return AttestationOutcome::SelfAttestation;
         }
-        let (attester, subject) = (a.body.attester, a.body.subject);
-        let record = Record {
-            ip: canonical_ip(a.body.subject_ip.0),
-            epoch: a.body.epoch,
-            seen: a.body.seen_epochs.min(self.policy.uptime_window_epochs),
-            attestation: a,
+        if self.expired(body.epoch) {
+            return AttestationOutcome::Expired;
+        }
+        // What `classify` decides, with each key looked up once: a held record means both
+        // nodes are listed already, so only a new attestation lists anyone.
+        let subject = self.id_or_insert(body.subject);
+        let attester = self.id_or_insert(body.attester);
+        let about = &self.node(subject).about;
+        let position = about.position(attester);
+        if let Some(held) = position.map(|i| &about.records[i]) {
+            if held.holds(&a) {
+                return AttestationOutcome::Duplicate;
+            }
+            if !supersedes(&a, held) {
+                return AttestationOutcome::Superseded;
+            }
+        }
+        let from_measurer = match &self.qualification {
+            Qualification::Measurers(m) => m.measurers.contains(&body.attester),
+            _ => false,
         };
-        let previous = self
-            .nodes
-            .entry(subject)
-            .or_default()
-            .about
-            .insert(attester, record);
+        let record = Record {
+            epoch: body.epoch,
+            signature: a.signature,
+            attester,
+            seen_epochs: body.seen_epochs,
+            subject_ip: body.subject_ip.0,
+            version: body.version,
+            from_measurer,
+        };
+        let live_edge = self.live(record.epoch);
+        let about = &mut self.node_mut(subject).about;
+        let previous = match position {
+            Some(i) => Some(std::mem::replace(&mut about.records[i], record)),
+            None => {
+                about.push(record);
+                None
+            }
+        };
         let had_live_edge = previous.as_ref().is_some_and(|r| self.live(r.epoch));
-        // A replaced record was already listed; a million-node set_epoch or ingest spends
-        // most of its time in these hash inserts, so none is made twice. Under the measurer
-        // rule nobody's standing depends on an attester's, so the edges are not kept at all.
-        if previous.is_none() && !matches!(self.qualification, Qualification::Measurers(_)) {
-            self.nodes
-                .entry(attester)
-                .or_default()
-                .vouches_for
-                .insert(subject);
+        // A replaced record was already listed, so the edge is counted once.
+        if previous.is_none() {
+            let keeps_edges = self.keeps_edges();
+            let node = self.node_mut(attester);
+            node.attesting += 1;
+            if keeps_edges {
+                reserve_one(&mut node.vouches_for);
+                node.vouches_for.push(subject);
+            }
+        }
+        // Standings, placements and tickets read live records only: a record that is not
+        // live replacing one that was not either changes none of them (this is every
+        // attestation a node loads before the epoch boundary that makes it live).
+        if !live_edge && !had_live_edge {
+            return AttestationOutcome::New;
         }
         match &self.qualification {
             Qualification::PeerAttestations => {}
-            Qualification::Measurers(m) => {
+            Qualification::Measurers(_) => {
                 // Only a measurer's attestation moves anyone, and only its subject.
-                if m.measurers.contains(&attester) {
-                    self.refresh_standing(&subject);
+                if from_measurer {
+                    self.refresh_standing(subject);
                 }
-                return outcome;
+                return AttestationOutcome::New;
             }
             Qualification::Tickets(_) => {
-                let live_edge = self.live(self.nodes[&subject].about[&attester].epoch);
                 // A superseding attestation dated later than now removes the edge for now.
                 if live_edge != had_live_edge
-                    && self.admission.reached(&attester)
+                    && self.admission.reached(&a.body.attester)
                     && self.recompute_admission()
                 {
                     self.refresh_everyone();
-                    return outcome;
+                    return AttestationOutcome::New;
                 }
             }
         }
-        let mut dirty = vec![subject];
-        if self.update_placement(&subject) {
-            dirty.extend(self.nodes[&subject].vouches_for.iter().copied());
+        self.refresh_standing(subject);
+        if self.update_placement(subject) {
+            let dependents = std::mem::take(&mut self.node_mut(subject).vouches_for);
+            for &node in &dependents {
+                self.refresh_standing(node);
+            }
+            self.node_mut(subject).vouches_for = dependents;
         }
-        for node in dirty {
-            self.refresh_standing(&node);
-        }
-        outcome
+        AttestationOutcome::New
     }
 
     /// Moves to `epoch`: forgets expired attestations and recomputes every standing.
@@ -276,63 +584,79 @@ impl Population {
         let window = self.window();
         // Only expired records leave `vouches_for`: it lists exactly the subjects whose
         // `about` holds the attester, and records leave `about` only here.
-        let mut expired: Vec<(PublicKey, PublicKey)> = Vec::new();
-        for (subject, node) in self.nodes.iter_mut() {
-            node.about.retain(|attester, r| {
+        let mut expired: Vec<(NodeId, NodeId)> = Vec::new();
+        for (subject, node) in self.nodes.iter_mut().enumerate() {
+            node.about.retain(|r| {
                 let keep = r.epoch.saturating_add(window) > epoch;
                 if !keep {
-                    expired.push((*attester, *subject));
+                    expired.push((r.attester, subject as NodeId));
                 }
                 keep
             });
         }
-        for (attester, subject) in expired {
-            if let Some(node) = self.nodes.get_mut(&attester) {
-                node.vouches_for.remove(&subject);
+        expired.sort_unstable();
+        let keeps_edges = self.keeps_edges();
+        for by_attester in expired.chunk_by(|a, b| a.0 == b.0) {
+            let node = self.node_mut(by_attester[0].0);
+            node.attesting -= by_attester.len() as u32;
+            if keeps_edges {
+                node.vouches_for.retain(|subject| {
+                    by_attester
+                        .binary_search_by_key(subject, |&(_, s)| s)
+                        .is_err()
+                });
             }
         }
-        self.nodes
-            .retain(|_, n| !n.about.is_empty() || !n.vouches_for.is_empty());
+        for (id, node) in self.nodes.iter_mut().enumerate() {
+            if node.listed && node.unreferenced() {
+                self.ids.remove(&node.key);
+                *node = Node::new(node.key);
+                node.listed = false;
+                self.free.push(id as NodeId);
+            }
+        }
 
         self.recompute_admission();
-        let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
-        for key in &keys {
-            let placement = self.compute_placement(key);
-            self.nodes.get_mut(key).expect("listed").placement = placement;
+        let placements: Vec<Option<IpAddr>> = (0..self.nodes.len() as NodeId)
+            .map(|id| self.compute_placement(id))
+            .collect();
+        for (node, placement) in self.nodes.iter_mut().zip(placements) {
+            node.placement = placement;
         }
-        for key in &keys {
-            let standing = self.compute_standing(key);
-            let node = self.nodes.get_mut(key).expect("listed");
+        let standings: Vec<Standing> = (0..self.nodes.len() as NodeId)
+            .map(|id| self.compute_standing(id))
+            .collect();
+        for (node, standing) in self.nodes.iter_mut().zip(standings) {
             node.standing = standing;
             node.counted = None;
         }
 
         self.by_ip.clear();
-        self.ip_winner.clear();
         self.netgroup_n.clear();
         self.moves.clear();
-        let mut counted: Vec<(PublicKey, Netgroup)> = Vec::new();
-        for (key, node) in &self.nodes {
+        let mut counted: Vec<(NodeId, Netgroup)> = Vec::new();
+        for (id, node) in self.nodes.iter().enumerate() {
             let s = node.standing;
             if let (true, Some(ip)) = (s.qualified, s.ip) {
                 if self.policy.ip_dedup {
-                    self.by_ip
-                        .entry(ip)
-                        .or_default()
-                        .insert((Reverse(s.uptime), *key));
+                    self.by_ip.entry(ip).or_default().members.insert((
+                        Reverse(s.uptime),
+                        node.key,
+                        id as NodeId,
+                    ));
                 } else {
-                    counted.push((*key, self.policy.netgroup(ip)));
+                    counted.push((id as NodeId, self.policy.netgroup(ip)));
                 }
             }
         }
-        for (ip, members) in &self.by_ip {
-            if let Some((_, winner)) = members.first() {
-                self.ip_winner.insert(*ip, *winner);
-                counted.push((*winner, self.policy.netgroup(*ip)));
+        for (ip, at) in self.by_ip.iter_mut() {
+            if let Some(&(_, _, winner)) = at.members.first() {
+                at.winner = Some(winner);
+                counted.push((winner, self.policy.netgroup(*ip)));
             }
         }
-        for (key, netgroup) in counted {
-            self.nodes.get_mut(&key).expect("listed").counted = Some(netgroup);
+        for (id, netgroup) in counted {
+            self.node_mut(id).counted = Some(netgroup);
             *self.netgroup_n.entry(netgroup).or_default() += 1;
         }
         self.total_nodes = self.netgroup_n.values().sum();
@@ -350,10 +674,13 @@ impl Population {
             return false;
         };
         let mut edges: HashMap<PublicKey, Vec<PublicKey>> = HashMap::new();
-        for (subject, node) in &self.nodes {
-            for (attester, record) in &node.about {
+        for node in &self.nodes {
+            for record in &node.about.records {
                 if self.live(record.epoch) {
-                    edges.entry(*attester).or_default().push(*subject);
+                    edges
+                        .entry(self.node(record.attester).key)
+                        .or_default()
+                        .push(node.key);
                 }
             }
         }
@@ -366,11 +693,11 @@ impl Population {
         changed
     }
 
-    /// Whether `key` may vouch or qualify under the rule in force: under the tickets rule
+    /// Whether node `id` may vouch or qualify under the rule in force: under the tickets rule
     /// only admitted nodes may; under the others everyone may.
-    fn admitted(&self, key: &PublicKey) -> bool {
+    fn admitted(&self, id: NodeId) -> bool {
         match self.qualification {
-            Qualification::Tickets(_) => self.admission.admitted(key),
+            Qualification::Tickets(_) => self.admission.admitted(&self.node(id).key),
             _ => true,
         }
     }
@@ -389,37 +716,38 @@ impl Population {
 
     /// Recomputes every placement, then every standing (with the moves they make).
     fn refresh_everyone(&mut self) {
-        let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
-        for key in &keys {
-            self.update_placement(key);
+        let ids: Vec<NodeId> = self.listed().collect();
+        for &id in &ids {
+            self.update_placement(id);
         }
-        for key in &keys {
-            self.refresh_standing(key);
+        for &id in &ids {
+            self.refresh_standing(id);
         }
     }
 
-    /// The address others attest `key` at, which places it in a netgroup as an attester: the
-    /// live attestation about it with the most seen epochs, ties to the smaller address.
+    /// The address others attest node `id` at, which places it in a netgroup as an attester:
+    /// the live attestation about it with the most seen epochs, ties to the smaller address.
     /// Under the tickets rule only admitted attesters place; under the measurer rule nobody
     /// needs a placement.
-    fn compute_placement(&self, key: &PublicKey) -> Option<IpAddr> {
+    fn compute_placement(&self, id: NodeId) -> Option<IpAddr> {
         if matches!(self.qualification, Qualification::Measurers(_)) {
             return None;
         }
-        self.nodes
-            .get(key)?
+        let window = self.policy.uptime_window_epochs;
+        self.node(id)
             .about
+            .records
             .iter()
-            .filter(|(attester, r)| self.live(r.epoch) && self.admitted(attester))
-            .map(|(_, r)| r)
-            .max_by_key(|r| (r.seen, Reverse(r.ip)))
-            .map(|r| r.ip)
+            .filter(|r| self.live(r.epoch) && self.admitted(r.attester))
+            .map(|r| (r.seen(window), Reverse(r.ip())))
+            .max()
+            .map(|(_, Reverse(ip))| ip)
     }
 
-    /// Recomputes `key`'s placement; whether it changed.
-    fn update_placement(&mut self, key: &PublicKey) -> bool {
-        let placement = self.compute_placement(key);
-        let node = self.nodes.get_mut(key).expect("present");
+    /// Recomputes node `id`'s placement; whether it changed.
+    fn update_placement(&mut self, id: NodeId) -> bool {
+        let placement = self.compute_placement(id);
+        let node = self.node_mut(id);
         let changed = node.placement != placement;
         node.placement = placement;
         changed
@@ -427,37 +755,46 @@ impl Population {
 
     /// Step 2: per address, the best value of each attester netgroup; the uptime at that
     /// address is the q-th largest of them.
-    fn compute_standing(&self, key: &PublicKey) -> Standing {
-        let Some(node) = self.nodes.get(key) else {
-            return Standing::default();
-        };
+    fn compute_standing(&self, id: NodeId) -> Standing {
+        let node = self.node(id);
         if let Qualification::Measurers(m) = &self.qualification {
             return self.measured_standing(node, m);
         }
-        let mut per_ip: HashMap<IpAddr, HashMap<Netgroup, u32>> = HashMap::new();
-        for (attester, record) in &node.about {
-            if !self.live(record.epoch) || !self.admitted(attester) {
+        let window = self.policy.uptime_window_epochs;
+        // Every live sighting as (address, attester netgroup, seen), sorted so that each
+        // address is one run and each netgroup's best value leads its run within it: a
+        // node has a handful, for which two hash maps per node cost more than the rule.
+        let mut sightings: Vec<(IpAddr, Netgroup, Reverse<u32>)> =
+            Vec::with_capacity(node.about.records.len());
+        for record in &node.about.records {
+            if !self.live(record.epoch) || !self.admitted(record.attester) {
                 continue;
             }
             // An attester nobody else attests has no netgroup, so it cannot vouch.
-            let Some(at) = self.nodes.get(attester).and_then(|a| a.placement) else {
+            let Some(at) = self.node(record.attester).placement else {
                 continue;
             };
-            let best = per_ip
-                .entry(record.ip)
-                .or_default()
-                .entry(self.policy.netgroup(at))
-                .or_default();
-            *best = (*best).max(record.seen);
+            sightings.push((
+                record.ip(),
+                self.policy.netgroup(at),
+                Reverse(record.seen(window)),
+            ));
         }
+        sightings.sort_unstable();
         let q = self.policy.quorum();
+        let mut values: Vec<u32> = Vec::new();
         let mut best: Option<(bool, u32, u32, Reverse<IpAddr>)> = None;
-        for (ip, groups) in per_ip {
-            let mut values: Vec<u32> = groups.into_values().collect();
+        for at_ip in sightings.chunk_by(|a, b| a.0 == b.0) {
+            values.clear();
+            values.extend(
+                at_ip
+                    .chunk_by(|a, b| a.1 == b.1)
+                    .map(|by_netgroup| by_netgroup[0].2.0),
+            );
             values.sort_unstable_by(|a, b| b.cmp(a));
             let quorum = values.len() >= q;
             let uptime = if quorum { values[q - 1] } else { 0 };
-            let candidate = (quorum, uptime, values.len() as u32, Reverse(ip));
+            let candidate = (quorum, uptime, values.len() as u32, Reverse(at_ip[0].0));
             if best.is_none_or(|b| candidate > b) {
                 best = Some(candidate);
             }
@@ -468,7 +805,7 @@ impl Population {
                 ip: Some(ip),
                 uptime,
                 netgroups,
-                qualified: quorum && uptime >= self.policy.min_uptime_epochs && self.admitted(key),
+                qualified: quorum && uptime >= self.policy.min_uptime_epochs && self.admitted(id),
             },
         }
     }
@@ -477,20 +814,22 @@ impl Population {
     /// latest attestation names it; the uptime is the q_m-th largest, and the address is
     /// live while the latest of those attestations is less than `L` epochs old.
     fn measured_standing(&self, node: &Node, m: &MeasurerPolicy) -> Standing {
+        let window = self.policy.uptime_window_epochs;
         // Per address: the measurers' values and the epoch of the freshest sighting. A node
         // is nearly always measured at one address, so a list searched in place beats a
         // map (this runs for every node at every epoch boundary).
         let mut per_ip: Vec<(IpAddr, Vec<u32>, u64)> = Vec::new();
-        for (attester, record) in &node.about {
-            if !self.live(record.epoch) || !m.measurers.contains(attester) {
+        for record in &node.about.records {
+            if !self.live(record.epoch) || !record.from_measurer {
                 continue;
             }
-            match per_ip.iter_mut().find(|(ip, _, _)| *ip == record.ip) {
+            let ip = record.ip();
+            match per_ip.iter_mut().find(|(at, _, _)| *at == ip) {
                 Some((_, values, latest)) => {
-                    values.push(record.seen);
+                    values.push(record.seen(window));
                     *latest = (*latest).max(record.epoch);
                 }
-                None => per_ip.push((record.ip, vec![record.seen], record.epoch)),
+                None => per_ip.push((ip, vec![record.seen(window)], record.epoch)),
             }
         }
         let q = m.quorum();
@@ -522,11 +861,12 @@ impl Population {
         }
     }
 
-    /// Recomputes `key`'s standing and, step 3, who counts for the addresses involved.
-    fn refresh_standing(&mut self, key: &PublicKey) {
-        let new = self.compute_standing(key);
-        let node = self.nodes.get_mut(key).expect("present");
+    /// Recomputes node `id`'s standing and, step 3, who counts for the addresses involved.
+    fn refresh_standing(&mut self, id: NodeId) {
+        let new = self.compute_standing(id);
+        let node = self.node_mut(id);
         let old = std::mem::replace(&mut node.standing, new);
+        let key = node.key;
         if old == new {
             return;
         }
@@ -534,21 +874,22 @@ impl Population {
         let (old_ip, new_ip) = (qualified_ip(old), qualified_ip(new));
         if !self.policy.ip_dedup {
             let netgroup = new_ip.map(|ip| self.policy.netgroup(ip));
-            self.set_counted(key, netgroup);
+            self.set_counted(id, netgroup);
             return;
         }
         if let Some(ip) = old_ip {
-            let members = self
-                .by_ip
+            self.by_ip
                 .get_mut(&ip)
-                .expect("a qualified node is listed at its address");
-            members.remove(&(Reverse(old.uptime), *key));
+                .expect("a qualified node is listed at its address")
+                .members
+                .remove(&(Reverse(old.uptime), key, id));
         }
         if let Some(ip) = new_ip {
             self.by_ip
                 .entry(ip)
                 .or_default()
-                .insert((Reverse(new.uptime), *key));
+                .members
+                .insert((Reverse(new.uptime), key, id));
         }
         // The old address first: a node that moved must stop counting there before it can
         // start counting at its new address.
@@ -562,33 +903,33 @@ impl Population {
 
     /// Makes the best qualified node at `ip` the one that counts for it.
     fn resync_ip(&mut self, ip: IpAddr) {
-        let winner = self.by_ip.get(&ip).and_then(|m| m.first()).map(|(_, k)| *k);
-        let previous = self.ip_winner.get(&ip).copied();
+        let Some(at) = self.by_ip.get_mut(&ip) else {
+            return;
+        };
+        let winner = at.members.first().map(|&(_, _, id)| id);
+        let previous = std::mem::replace(&mut at.winner, winner);
+        if winner.is_none() {
+            self.by_ip.remove(&ip);
+        }
         if winner == previous {
             return;
         }
         if let Some(previous) = previous {
-            self.set_counted(&previous, None);
+            self.set_counted(previous, None);
         }
-        match winner {
-            Some(winner) => {
-                self.ip_winner.insert(ip, winner);
-                self.set_counted(&winner, Some(self.policy.netgroup(ip)));
-            }
-            None => {
-                self.ip_winner.remove(&ip);
-                self.by_ip.remove(&ip);
-            }
+        if let Some(winner) = winner {
+            self.set_counted(winner, Some(self.policy.netgroup(ip)));
         }
     }
 
     /// Step 4 bookkeeping: netgroup sizes and the total weight.
-    fn set_counted(&mut self, key: &PublicKey, netgroup: Option<Netgroup>) {
-        let node = self.nodes.get_mut(key).expect("present");
+    fn set_counted(&mut self, id: NodeId, netgroup: Option<Netgroup>) {
+        let node = self.node_mut(id);
         if node.counted == netgroup {
             return;
         }
         let old = std::mem::replace(&mut node.counted, netgroup);
+        let key = node.key;
         let sqrt = self.policy.sqrt_weighting;
         if let Some(g) = old {
             let n = self
@@ -604,7 +945,7 @@ impl Population {
                 + netgroup_units(n_before - 1, n_before - 1, sqrt);
             self.total_nodes -= 1;
             self.moves.push(Move::Leave {
-                node: *key,
+                node: key,
                 netgroup: g,
                 n_before,
             });
@@ -617,7 +958,7 @@ impl Population {
                 + netgroup_units(n_before + 1, n_before + 1, sqrt);
             self.total_nodes += 1;
             self.moves.push(Move::Join {
-                node: *key,
+                node: key,
                 netgroup: g,
                 n_before,
             });
@@ -630,7 +971,7 @@ impl Population {
     }
 
     pub(crate) fn counted(&self, key: &PublicKey) -> Option<Netgroup> {
-        self.nodes.get(key).and_then(|n| n.counted)
+        self.id(key).and_then(|id| self.node(id).counted)
     }
 
     pub(crate) fn netgroup_size(&self, netgroup: &Netgroup) -> u64 {
@@ -643,7 +984,10 @@ impl Population {
     }
 
     pub(crate) fn status(&self, key: &PublicKey) -> Option<UptimeStatus> {
-        let node = self.nodes.get(key).filter(|n| !n.about.is_empty())?;
+        let node = self
+            .id(key)
+            .map(|id| self.node(id))
+            .filter(|n| !n.about.records.is_empty())?;
         let s = node.standing;
         Some(UptimeStatus {
             ip: s.ip,
@@ -660,17 +1004,22 @@ impl Population {
         let mut all: Vec<(PublicKey, IpAddr)> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.counted.is_some())
-            .filter_map(|(k, n)| Some((*k, n.standing.ip?)))
+            .filter(|n| n.listed && n.counted.is_some())
+            .filter_map(|n| Some((n.key, n.standing.ip?)))
             .collect();
         all.sort_unstable();
         all
     }
 
-    /// Every stored attestation: the latest per attester and subject that has not expired.
-    pub(crate) fn attestations(&self) -> impl Iterator<Item = &UptimeAttestation> {
-        self.nodes
-            .values()
-            .flat_map(|n| n.about.values().map(|r| &r.attestation))
+    /// Every stored attestation, rebuilt from its record: the latest per attester and
+    /// subject that has not expired.
+    pub(crate) fn attestations(&self) -> impl Iterator<Item = UptimeAttestation> + '_ {
+        self.nodes.iter().flat_map(move |subject| {
+            subject
+                .about
+                .records
+                .iter()
+                .map(move |r| r.attestation(self.node(r.attester).key, subject.key))
+        })
     }
 }

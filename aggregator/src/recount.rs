@@ -280,7 +280,7 @@ impl Snapshot {
             proposal,
             signals,
             evidence,
-            attestations: aggregator.attestations().cloned().collect(),
+            attestations: aggregator.attestations().collect(),
         })
     }
 

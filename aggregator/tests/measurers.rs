@@ -435,7 +435,7 @@ proptest! {
         seed in 1u64..,
     ) {
         let (agg, id, honest, forged) = attack(&f);
-        let mut messages: Vec<UptimeAttestation> = agg.attestations().cloned().collect();
+        let mut messages: Vec<UptimeAttestation> = agg.attestations().collect();
         for &(h, m, ip, seen) in &honest_lies {
             messages.push(measure(&agg, m, honest[h].public_key(), &forged_ip(ip), EPOCH - 1, seen));
         }

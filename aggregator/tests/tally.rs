@@ -468,7 +468,7 @@ fn replay(from: &Aggregator, to: &mut Aggregator, now: u64) {
         assert_eq!(to.add_proposal(p.clone()), Ok(ProposalOutcome::New));
     }
     for a in from.attestations() {
-        to.add_attestation(a.clone());
+        to.add_attestation(a);
     }
     for s in from.signals() {
         to.apply_signal(s.clone(), now).unwrap();

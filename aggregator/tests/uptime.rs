@@ -351,3 +351,64 @@ fn attesters_behind_unroutable_addresses_form_one_netgroup_on_mainnet() {
     w.attest("a3", "s", "8.8.4.4", 30);
     assert_eq!(w.uptime("s"), 30);
 }
+
+/// Past the sizes the aggregator keeps in short lists (a subject's attesters, an address's
+/// qualified keys), the rule is the same: the aggregator switches to indexed structures
+/// there, and a subject with forty attesters or an address with forty keys must neither
+/// lose nor double anything, also when attestations are replaced and expire.
+#[test]
+fn many_attesters_and_many_keys_at_one_address_follow_the_rule() {
+    let long_window = Policy {
+        uptime_window_epochs: 100,
+        ..policy(3)
+    };
+    let mut w = World::with_policy(long_window.clone(), 100);
+    // Forty attesters of one subject in forty netgroups, values 1 to 40: the third largest
+    // is 38. The three largest replaced by later attestations of 0 leave 35.
+    for i in 0..40u32 {
+        let attester = format!("a{i}");
+        w.place(&attester, &format!("10.{}.0.1", i + 1));
+        w.attest(&attester, "s", "192.0.2.1", i + 1);
+    }
+    assert_eq!(w.uptime("s"), 38);
+    assert_eq!(
+        w.agg.uptime(&pk("s")).unwrap().attester_netgroups,
+        40,
+        "every attester counted once"
+    );
+    w.epoch += 1;
+    w.agg.set_epoch(w.epoch);
+    for i in 37..40u32 {
+        w.attest(&format!("a{i}"), "s", "192.0.2.1", 0);
+    }
+    assert_eq!(
+        w.uptime("s"),
+        35,
+        "values 1..=37 left, the replaced ones at 0"
+    );
+    assert_eq!(w.agg.uptime(&pk("s")).unwrap().attester_netgroups, 40);
+
+    // Forty keys qualified at one address with distinct uptimes: the longest counts; once
+    // it stops qualifying the next one takes its place.
+    let mut w = World::with_policy(long_window, 100);
+    for i in 0..40u32 {
+        w.qualify(&format!("k{i}"), "192.0.2.7", 50 + i);
+    }
+    let counted: Vec<u32> = (0..40).filter(|i| w.counted(&format!("k{i}"))).collect();
+    assert_eq!(counted, vec![39]);
+    assert_eq!(w.agg.population().0, 1);
+    // k39's witnesses now say it was seen for too short a time: it leaves the address.
+    w.epoch += 1;
+    w.agg.set_epoch(w.epoch);
+    for j in 0..3 {
+        w.attest(&format!("witness {j}"), "k39", "192.0.2.7", 1);
+    }
+    let counted: Vec<u32> = (0..40).filter(|i| w.counted(&format!("k{i}"))).collect();
+    assert_eq!(counted, vec![38]);
+    assert!(!w.qualified("k39"));
+    assert_eq!(w.agg.population().0, 1);
+    // An epoch boundary recomputes everything and agrees.
+    w.agg.set_epoch(w.epoch + 1);
+    let counted: Vec<u32> = (0..40).filter(|i| w.counted(&format!("k{i}"))).collect();
+    assert_eq!(counted, vec![38]);
+}
