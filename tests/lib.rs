@@ -255,10 +255,40 @@ impl TestNode {
         args: Vec<String>,
     ) -> anyhow::Result<TestNode> {
         let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
+        let base = dir.path().to_path_buf();
+        Self::start_on(name, spec, program, args, base, Some(dir))
+    }
+
+    /// [`TestNode::start`] with `base` as the base data directory (a filesystem the test
+    /// mounted, say), which the test owns and removes.
+    pub fn start_in(name: &str, spec: NodeSpec, base: &Path) -> anyhow::Result<TestNode> {
+        Self::start_on(
+            name,
+            spec,
+            binary("commonsd"),
+            Vec::new(),
+            base.to_path_buf(),
+            None,
+        )
+    }
+
+    fn start_on(
+        name: &str,
+        spec: NodeSpec,
+        program: PathBuf,
+        mut args: Vec<String>,
+        base: PathBuf,
+        dir: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<TestNode> {
+        if spec.measurer.is_some() {
+            // The harness writes a well-known key that never signed before the first start,
+            // which would otherwise arm the signing guard (a key older than its database).
+            args.insert(0, "--sign-without-catch-up".into());
+        }
         let mut node = TestNode {
             name: name.to_string(),
             ip: spec.ip,
-            base: dir.path().to_path_buf(),
+            base,
             bootstrap: spec.bootstrap,
             p2p_port: 0,
             child: None,
@@ -266,7 +296,7 @@ impl TestNode {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             program,
             args,
-            _dir: Some(dir),
+            _dir: dir,
         };
         if let Some(i) = spec.measurer {
             let datadir = node.datadir();

@@ -6,6 +6,9 @@
 //! verified on tokio's blocking pool, and taken again for the intake's apply (which re-checks
 //! what may have changed meanwhile) and the store write that records it, so that the store
 //! sees writes in the order the intake applied them.
+//!
+//! A store that cannot write (a full disk) makes the pipeline refuse new messages before the
+//! intake applies them (`store_failed`, not forwarded), until a retry finds the disk writable.
 
 use commons_aggregator::{Checked, Pending, Reason, Record, Refusal, Verified};
 use commons_p2p::{TopicKind, Verdict};
@@ -108,6 +111,12 @@ impl Node {
         let mut release_added = false;
         let (reason, made) = {
             let mut st = self.state();
+            // Nothing new is applied while the store cannot write: the message is refused
+            // (not forwarded; peers give it back at the catch-up after the disk heals), so
+            // memory holds nothing the disk would not get.
+            if self.store_writable().is_err() {
+                return (Reason::StoreFailed, None);
+            }
             let applied = st.intake.apply(verified, now);
             if applied.persist.is_empty() {
                 return (applied.reason, None);

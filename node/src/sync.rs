@@ -127,6 +127,7 @@ const MAX_CATCHUP_PAGES: usize = 10_000;
 pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
     let mut after = None;
     let (mut taken, mut new) = (0usize, 0usize);
+    let mut complete = false;
     for _ in 0..MAX_CATCHUP_PAGES {
         let request = SyncRequest::Catchup {
             after: after.take(),
@@ -176,8 +177,14 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
         }
         match next {
             Some(cursor) => after = Some(cursor),
-            None => break,
+            None => {
+                complete = true;
+                break;
+            }
         }
+    }
+    if complete {
+        node.caught_up();
     }
     if taken > 0 {
         tracing::info!(%peer, received = taken, new, "caught up with peer");
