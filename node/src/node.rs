@@ -130,8 +130,6 @@ pub struct Node {
     pub(crate) releases: Releases,
     /// The self-check of the running executable (`--verify-binary`).
     pub(crate) binary: SelfCheck,
-    /// Set when the store wrote again after failing, until the daemon takes it.
-    pub(crate) store_recovered: std::sync::atomic::AtomicBool,
     /// The signing guard is armed: this node may have signed before with sequence numbers
     /// its store does not hold (see [`Node::cast_signal`]).
     pub(crate) history_unverified: std::sync::atomic::AtomicBool,
@@ -212,7 +210,6 @@ impl Node {
         let state = State::restore(&spec, key.public_key(), &store, clock())?;
         let history_unverified = store.history_unverified()?;
         Ok(Node {
-            store_recovered: std::sync::atomic::AtomicBool::new(false),
             history_unverified: std::sync::atomic::AtomicBool::new(history_unverified),
             network_id,
             me: key.public_key(),
@@ -374,8 +371,6 @@ impl Node {
                 tracing::info!(
                     "the store writes again; wrote what waited for the disk, and catches up with peers for what it refused meanwhile"
                 );
-                self.store_recovered
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => Err(e),
@@ -385,8 +380,9 @@ impl Node {
     /// Whether the store became writable again since the last call (the daemon then catches
     /// up with its peers for the messages refused meanwhile).
     pub fn take_store_recovered(&self) -> bool {
-        self.store_recovered
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        // Recorded by the store, so that a heal through any write (an epoch's bookkeeping,
+        // say) counts, not only one through a retry.
+        self.store.take_recovered()
     }
 
     /// Tries the disk again if the store is degraded (the daemon calls this every few

@@ -136,6 +136,8 @@ pub struct Store {
     unwritten: Mutex<Unwritten>,
     /// Writes that failed since start (each retry that fails counts too).
     write_errors: AtomicU64,
+    /// Set when a write succeeded after writes failed, whichever path wrote it.
+    recovered: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -341,6 +343,7 @@ impl Store {
             db,
             unwritten: Mutex::default(),
             write_errors: AtomicU64::new(0),
+            recovered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -398,7 +401,11 @@ impl Store {
     /// Records the outcome of a write: a failure degrades the store, a success heals it.
     fn note(&self, unwritten: &mut Unwritten, written: &Result<(), rocksdb::Error>) {
         match written {
-            Ok(()) => unwritten.failing = None,
+            Ok(()) => {
+                if unwritten.failing.take().is_some() {
+                    self.recovered.store(true, Ordering::Relaxed);
+                }
+            }
             Err(e) => {
                 self.write_errors.fetch_add(1, Ordering::Relaxed);
                 unwritten.failing = Some(e.to_string());
@@ -463,6 +470,11 @@ impl Store {
             .clone()
             .or_else(|| (!unwritten.batches.is_empty()).then(String::new))
             .map(|error| (unwritten.batches.len(), error))
+    }
+
+    /// Whether the store wrote again after failing since the last call.
+    pub fn take_recovered(&self) -> bool {
+        self.recovered.swap(false, Ordering::Relaxed)
     }
 
     /// Writes that failed since start, retries included.
