@@ -284,10 +284,42 @@ impl TestNode {
         launcher: Launcher,
     ) -> anyhow::Result<TestNode> {
         let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
+        let base = dir.path().to_path_buf();
+        Self::start_on(name, spec, program, args, base, Some(dir), launcher)
+    }
+
+    /// [`TestNode::start`] with `base` as the base data directory (a filesystem the test
+    /// mounted, say), which the test owns and removes.
+    pub fn start_in(name: &str, spec: NodeSpec, base: &Path) -> anyhow::Result<TestNode> {
+        Self::start_on(
+            name,
+            spec,
+            binary("commonsd"),
+            Vec::new(),
+            base.to_path_buf(),
+            None,
+            Launcher::default(),
+        )
+    }
+
+    fn start_on(
+        name: &str,
+        spec: NodeSpec,
+        program: PathBuf,
+        mut args: Vec<String>,
+        base: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        launcher: Launcher,
+    ) -> anyhow::Result<TestNode> {
+        if spec.measurer.is_some() {
+            // The harness writes a well-known key that never signed before the first start,
+            // which would otherwise arm the signing guard (a key older than its database).
+            args.insert(0, "--sign-without-catch-up".into());
+        }
         let mut node = TestNode {
             name: name.to_string(),
             ip: spec.ip,
-            base: dir.path().to_path_buf(),
+            base,
             bootstrap: spec.bootstrap,
             p2p_port: 0,
             child: None,
@@ -297,7 +329,7 @@ impl TestNode {
             args,
             wrapper: launcher.wrapper,
             env: launcher.env,
-            _dir: Some(dir),
+            _dir: dir,
         };
         if let Some(i) = spec.measurer {
             let datadir = node.datadir();

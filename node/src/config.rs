@@ -86,6 +86,14 @@ pub struct Cli {
     #[arg(long, env = "COMMONS_VERIFY_BINARY", value_name = "MODE")]
     pub verify_binary: Option<VerifyBinary>,
 
+    /// Let `signal` sign before a first catch-up with a peer although the node's key is older
+    /// than its database. Such a node (its data directory was lost or replaced, its key kept)
+    /// otherwise waits for one catch-up, so that it never signs a second signal with a
+    /// sequence number it used before (proven equivocation excludes the signer). Only for a
+    /// node that is alone (a single-node regtest) or whose key never signed before.
+    #[arg(long)]
+    pub sign_without_catch_up: bool,
+
     /// Print the resolved configuration as JSON and exit, without touching the data
     /// directory beyond reading the config file.
     #[arg(long)]
@@ -145,6 +153,8 @@ pub struct Config {
     pub rpc_cookie_perms: CookiePerms,
     /// Startup self-verification of the executable.
     pub verify_binary: VerifyBinary,
+    /// Sign before a first catch-up even when the key is older than the database.
+    pub sign_without_catch_up: bool,
 }
 
 impl Config {
@@ -248,6 +258,7 @@ impl Config {
             metrics_bind,
             rpc_cookie_perms,
             verify_binary,
+            sign_without_catch_up: cli.sign_without_catch_up,
         })
     }
 

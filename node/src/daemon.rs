@@ -23,7 +23,7 @@ use crate::metrics::{self, SharedRegistry};
 use crate::node::{Clock, Node, system_clock};
 use crate::rpc;
 use crate::selfcheck::{self, BinaryCollector, SelfCheck, VerifyBinary};
-use crate::store::Store;
+use crate::store::{OpenFailure, Store, StoreError};
 use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, SyncResponse, catch_up};
 use crate::topics::topic_kind;
 
@@ -144,6 +144,21 @@ pub fn cookie_unreachable_through(config: &Config) -> Vec<(PathBuf, u32)> {
     blocked
 }
 
+/// The start-up error of a database that does not open or replay: what is wrong, naming the
+/// file RocksDB names, and what the operator can do.
+fn open_error(db_path: &Path, e: &StoreError) -> anyhow::Error {
+    let path = db_path.display();
+    match e.open_failure() {
+        OpenFailure::Damaged => anyhow!(
+            "the database {path} is damaged: {e}. The node does not start on a damaged database (it would run on part of its records). Keep the damaged copy and start afresh: `mv {path} {path}.damaged`, then start commonsd again; it catches up with its peers, which hold every signed message (its own signals too: it signs again only after that catch-up). See docs/OPERATING.md, \"A damaged database\""
+        ),
+        OpenFailure::Locked => anyhow!(
+            "cannot open the database {path}: {e} (another commonsd uses this data directory)"
+        ),
+        OpenFailure::Other => anyhow!("cannot open the database {path}: {e}"),
+    }
+}
+
 /// Loads the node key, creating it on first start.
 pub fn load_or_create_key(path: &Path) -> anyhow::Result<SecretKey> {
     if path.exists() {
@@ -230,15 +245,13 @@ impl Daemon {
             let datadir = config.datadir.clone();
             tokio::task::spawn_blocking(move || selfcheck::digest_running_executable(&datadir))
         });
-        let key = load_or_create_key(&config.datadir.join(KEY_FILE))?;
+        let key_path = config.datadir.join(KEY_FILE);
+        let key_existed = key_path.exists();
+        let key = load_or_create_key(&key_path)?;
         let db_path = config.datadir.join(DB_DIR);
-        let store = Arc::new(Store::open(&db_path).map_err(|e| {
-            anyhow!(
-                "cannot open the database {}: {e} (is another commonsd using this data directory?)",
-                db_path.display()
-            )
-        })?);
-
+        // RocksDB writes CURRENT when it creates a database.
+        let db_existed = db_path.join("CURRENT").exists();
+        let store = Arc::new(Store::open(&db_path).map_err(|e| open_error(&db_path, &e))?);
         let mut registry = Registry::default();
         let keypair =
             commons_p2p::keypair_from_secret(&key.secret_bytes()).map_err(|e| anyhow!("{e}"))?;
@@ -255,7 +268,7 @@ impl Daemon {
             Some(net.clone()),
             options.clock.clone(),
         )
-        .map_err(|e| anyhow!("cannot load the store: {e}"))?
+        .map_err(|e| open_error(&db_path, &e))?
         .with_artifacts(ArtifactStore::open(&config.datadir).with_context(|| {
             format!(
                 "cannot create the artifact directory in {}",
@@ -277,6 +290,17 @@ impl Daemon {
             node.with_self_check(check)
                 .with_signature_check(options.signatures.clone()),
         );
+        if config.sign_without_catch_up {
+            node.disarm_signing_guard();
+        } else if key_existed && !db_existed {
+            node.arm_signing_guard()
+                .map_err(|e| open_error(&db_path, &e))?;
+        }
+        if !node.history_verified() {
+            tracing::warn!(
+                "this node's key is older than its database: it signs only after a first catch-up with a peer, so that it never reuses a sequence number (see --sign-without-catch-up)"
+            );
+        }
         if let Some(digest) = node.self_check().digest() {
             tracing::info!(
                 path = %digest.path.display(),
@@ -718,6 +742,13 @@ async fn maintenance_loop(
     loop {
         tokio::select! {
             _ = retry.tick() => {
+                node.retry_store();
+                if node.take_store_recovered() {
+                    // Messages refused while the disk was full come back from the peers.
+                    for peer in node.connected_peers() {
+                        tokio::spawn(catch_up(node.clone(), net.clone(), relay.clone(), peer));
+                    }
+                }
                 let sent = node.retry_unpublished().await;
                 if sent > 0 {
                     tracing::debug!(sent, "published own messages that were waiting for peers");

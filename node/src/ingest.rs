@@ -6,6 +6,9 @@
 //! verified on tokio's blocking pool, and taken again for the intake's apply (which re-checks
 //! what may have changed meanwhile) and the store write that records it, so that the store
 //! sees writes in the order the intake applied them.
+//!
+//! A store that cannot write (a full disk) makes the pipeline refuse new messages before the
+//! intake applies them (`store_failed`, not forwarded), until a retry finds the disk writable.
 
 use commons_aggregator::{Checked, Pending, Reason, Record, Refusal, Verified};
 use commons_p2p::{TopicKind, Verdict};
@@ -287,6 +290,14 @@ impl Node {
         let mut persisting = Vec::with_capacity(verified.len());
         let written = {
             let mut st = self.state();
+            // Nothing new is applied while the store cannot write: the messages are refused
+            // (not forwarded; peers give them back at the catch-up after the disk heals), so
+            // memory holds nothing the disk would not get.
+            if self.store_writable().is_err() {
+                return std::iter::repeat_with(|| (Reason::StoreFailed, None))
+                    .take(verified.len())
+                    .collect();
+            }
             let mut batch = Batch::new();
             for verified in verified {
                 let applied = st.intake.apply(verified, now);

@@ -268,13 +268,60 @@ impl Node {
         })
     }
 
-    /// Signs, applies, stores and publishes this node's signal on a proposal.
+    /// The error of an RPC call that would write while the store cannot: nothing was done.
+    fn unwritable(&self, e: &crate::store::StoreError) -> RpcError {
+        match e {
+            // Degraded already: logged when it began.
+            crate::store::StoreError::Degraded { .. } => {
+                tracing::debug!(error = %e, "RPC write refused: the store cannot write")
+            }
+            _ => tracing::error!(
+                error = %e,
+                path = %self.store.path().display(),
+                "store write failed; the node refuses new messages until the disk takes writes again (free space on it), and keeps what it could not write to write it then"
+            ),
+        }
+        RpcError::new(
+            rpc::UNAVAILABLE,
+            format!(
+                "the store cannot write, so nothing was done: {e}; free space on the disk of {} (the node writes again by itself within seconds of 64 MiB being free), then retry",
+                self.store.path().display()
+            ),
+        )
+    }
+
+    /// The error of `signal` while the signing guard is armed.
+    fn waiting_for_catch_up(&self) -> RpcError {
+        let peers = self.state().peer_count();
+        let why = "this node's key is older than its database (the data directory was lost or replaced), so it may have signed before with sequence numbers it no longer holds, and a second signal with one of them would be proven equivocation that excludes it";
+        let what = if peers == 0 {
+            "no peer is connected: connect it to the network (--bootstrap) and retry, or, if this key never signed on any network node, restart with --sign-without-catch-up".to_string()
+        } else {
+            format!("catching up with {peers} connected peer(s); retry in a few seconds")
+        };
+        RpcError::new(
+            rpc::UNAVAILABLE,
+            format!("waiting for a catch-up with peers before signing: {why}; {what}"),
+        )
+    }
+
+    /// Signs, stores, applies and publishes this node's signal on a proposal.
+    ///
+    /// The sequence number is one above the highest this node knows of its own on the
+    /// proposal: the one it persisted and the one it holds (possibly a peer's copy that came
+    /// back through catch-up). A node whose key is older than its database has the signing
+    /// guard armed and refuses (`UNAVAILABLE`) until a catch-up with a peer completed, so that
+    /// it never signs a second signal with a sequence number it used before. The signal is
+    /// written before it is applied, so a store that cannot write leaves no trace of it.
     pub async fn cast_signal(
         &self,
         proposal: Hash32,
         choice: Choice,
     ) -> Result<(Signal, bool), RpcError> {
         let now = self.now();
+        if !self.history_verified() {
+            return Err(self.waiting_for_catch_up());
+        }
         let attestations =
             BoundedVec::truncating(self.attestations_about_me(MAX_SIGNAL_ATTESTATIONS));
         let signal = {
@@ -285,6 +332,7 @@ impl Node {
                     format!("unknown proposal {proposal}"),
                 ));
             }
+            self.store_writable().map_err(|e| self.unwritable(&e))?;
             // The sequence is persisted separately from the signal so that it never goes
             // back, even if the stored signal is replaced by a peer's view of it.
             let stored = self.store.sequence(&proposal).map_err(RpcError::internal)?;
@@ -303,13 +351,20 @@ impl Node {
                 attestations,
             };
             let signal = Signed::sign(body, &self.key, &self.network_id);
-            st.agg_mut()
-                .apply_signal(signal.clone(), now)
+            st.agg()
+                .precheck_signal(&signal, now)
                 .map_err(|e| RpcError::new(rpc::REJECTED, format!("signal refused: {e}")))?;
             let mut batch = Batch::new();
             batch.put_signal(&signal);
             batch.put_sequence(&proposal, sequence);
-            self.store.write(batch).map_err(RpcError::internal)?;
+            self.store
+                .write_unapplied(batch)
+                .map_err(|e| self.unwritable(&e))?;
+            // Checked above under the same lock, so this applies; a refusal here would leave
+            // a stored signal that the next start replays through the same checks.
+            st.agg_mut()
+                .apply_signal(signal.clone(), now)
+                .map_err(|e| RpcError::new(rpc::REJECTED, format!("signal refused: {e}")))?;
             signal
         };
         let published = self.publish(TopicKind::Signals, signal.encode()).await;
@@ -348,11 +403,13 @@ impl Node {
         verified.map_err(|e| RpcError::new(rpc::REJECTED, format!("proposal refused: {e}")))?;
         let new = {
             let mut st = self.state();
+            self.store_writable().map_err(|e| self.unwritable(&e))?;
             match st.agg_mut().add_proposal(proposal.clone()) {
                 Ok(ProposalOutcome::New) => {
                     let mut batch = Batch::new();
                     batch.put_proposal(&id, &proposal);
-                    self.store.write(batch).map_err(RpcError::internal)?;
+                    // Applied already: a failed write waits in the store for the disk.
+                    self.store.write(batch).map_err(|e| self.unwritable(&e))?;
                     true
                 }
                 Ok(ProposalOutcome::Duplicate) => false,

@@ -246,6 +246,10 @@ pub struct Snapshot {
     pub peers: u64,
     /// Bytes the store uses.
     pub store_bytes: u64,
+    /// Store writes that failed since start (retries included).
+    pub store_write_errors: u64,
+    /// Whether the store cannot write now (writes wait for the disk).
+    pub store_degraded: bool,
     /// Per channel, the newest release whose artifacts are all verified: (channel, version).
     pub newest_verified_releases: Vec<(String, String)>,
     /// The `commonsd` version.
@@ -404,6 +408,21 @@ impl<S: SnapshotSource> Collector for NodeCollector<S> {
             Some(&Unit::Bytes),
             i64::try_from(snap.store_bytes).unwrap_or(i64::MAX),
         )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_store_degraded",
+            "1 while the store cannot write (a full or failing disk): the node refuses new messages and RPC writes until it can",
+            None,
+            i64::from(snap.store_degraded),
+        )?;
+        let errors = ConstCounter::new(snap.store_write_errors);
+        let metric = encoder.encode_descriptor(
+            "commons_store_write_errors",
+            "Store writes that failed since start (each retry that fails counts)",
+            None,
+            errors.metric_type(),
+        )?;
+        errors.encode(metric)?;
         let newest: Family<Labels, Gauge> = Family::default();
         for (channel, version) in &snap.newest_verified_releases {
             newest
@@ -896,6 +915,8 @@ impl SnapshotSource for Node {
             qualified_weight: units_to_weight(units),
             peers: st.peer_count() as u64,
             store_bytes: self.store.size_bytes(),
+            store_write_errors: self.store.write_errors(),
+            store_degraded: self.store.degraded().is_some(),
             newest_verified_releases,
             version: crate::node::VERSION.to_string(),
             network: self.spec.name.clone(),
@@ -949,6 +970,8 @@ mod tests {
                 qualified_weight: 2.0,
                 peers: 4,
                 store_bytes: 1000,
+                store_write_errors: 2,
+                store_degraded: true,
                 newest_verified_releases: vec![("stable".into(), "1.4.0".into())],
                 version: "0.1.0".into(),
                 network: "regtest".into(),
@@ -994,6 +1017,8 @@ mod tests {
             "commons_qualified_weight 2.0",
             "commons_peers 4",
             "commons_store_bytes 1000",
+            "commons_store_degraded 1",
+            "commons_store_write_errors_total 2",
             "commons_messages_received_total{kind=\"signal\",verdict=\"accept\"} 1",
             "commons_messages_verdicts_total{kind=\"signal\",verdict=\"accept\",reason=\"new\"} 1",
             "commons_duplicates_dropped_total{kind=\"signal\"} 1",

@@ -134,6 +134,9 @@ pub struct Node {
     pub(crate) signatures: Arc<dyn SignatureCheck>,
     /// The recount files `exportproposal` is serving.
     pub(crate) exports: crate::export::Exports,
+    /// The signing guard is armed: this node may have signed before with sequence numbers
+    /// its store does not hold (see [`Node::cast_signal`]).
+    pub(crate) history_unverified: std::sync::atomic::AtomicBool,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -209,7 +212,9 @@ impl Node {
     ) -> Result<Self, StoreError> {
         let network_id = spec.network_id();
         let state = State::restore(&spec, key.public_key(), &store, clock())?;
+        let history_unverified = store.history_unverified()?;
         Ok(Node {
+            history_unverified: std::sync::atomic::AtomicBool::new(history_unverified),
             network_id,
             me: key.public_key(),
             key,
@@ -349,13 +354,96 @@ impl Node {
         f(self.state().agg())
     }
 
+    /// Writes a batch the node applied in memory; whether it is on disk now. A batch that
+    /// cannot be written waits in the store for the disk (see [`Store::write`]); the first
+    /// failure is logged as an error, those while the store stays degraded only at debug.
     pub(crate) fn write(&self, batch: Batch) -> bool {
         match self.store.write(batch) {
             Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "store write failed");
+            Err(StoreError::Degraded { waiting, last }) => {
+                tracing::debug!(waiting, error = %last, "store still cannot write");
                 false
             }
+            Err(e) => {
+                tracing::error!(
+                    error = %e,
+                    path = %self.store.path().display(),
+                    "store write failed; the node refuses new messages until the disk takes writes again (free space on it), and keeps what it could not write to write it then"
+                );
+                false
+            }
+        }
+    }
+
+    /// Whether the store takes writes, trying the disk again if it did not: the node applies
+    /// nothing new while it does not (so memory never runs ahead of the disk by more than the
+    /// writes that failed), and answers RPC writes with the error.
+    pub(crate) fn store_writable(&self) -> Result<(), StoreError> {
+        match self.store.retry_unwritten() {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                tracing::info!(
+                    "the store writes again; wrote what waited for the disk, and catches up with peers for what it refused meanwhile"
+                );
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the store became writable again since the last call (the daemon then catches
+    /// up with its peers for the messages refused meanwhile).
+    pub fn take_store_recovered(&self) -> bool {
+        // Recorded by the store, so that a heal through any write (an epoch's bookkeeping,
+        // say) counts, not only one through a retry.
+        self.store.take_recovered()
+    }
+
+    /// Tries the disk again if the store is degraded (the daemon calls this every few
+    /// seconds, so the node heals without traffic).
+    pub fn retry_store(&self) {
+        let _ = self.store_writable();
+    }
+
+    /// Whether this node may sign now without risking a second signal with a sequence number
+    /// it used before (see [`Node::cast_signal`]): `false` while its signing history is
+    /// unverified and no catch-up with a peer completed.
+    pub fn history_verified(&self) -> bool {
+        !self
+            .history_unverified
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Arms the signing guard: this node's key is older than its database, so it may have
+    /// signed before with sequence numbers its store does not hold. Persisted, so that a
+    /// restart before the first catch-up keeps it armed.
+    pub fn arm_signing_guard(&self) -> Result<(), StoreError> {
+        self.store.set_history_unverified(true)?;
+        self.history_unverified
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Disarms the signing guard (`--sign-without-catch-up`, or a completed catch-up).
+    pub fn disarm_signing_guard(&self) {
+        if self
+            .history_unverified
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            if let Err(e) = self.store.set_history_unverified(false) {
+                tracing::warn!(error = %e, "cannot record that the signing history is verified");
+            }
+        }
+    }
+
+    /// A catch-up with a peer completed: what the network holds of this node's own signals
+    /// is now held here, so its next sequence numbers are above them.
+    pub(crate) fn caught_up(&self) {
+        if !self.history_verified() && self.store.degraded().is_none() {
+            tracing::info!(
+                "caught up with a peer: this node's own earlier signals are known; signing allowed"
+            );
+            self.disarm_signing_guard();
         }
     }
 }

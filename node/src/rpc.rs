@@ -44,6 +44,9 @@ pub const NOT_FOUND: i64 = commons_rpc::code::NOT_FOUND;
 /// The request was understood but refused by the node's rules (an invalid proposal, a
 /// signal on a proposal that is not locked).
 pub const REJECTED: i64 = commons_rpc::code::REJECTED;
+/// The node cannot do this now (its store cannot write, or it has not caught up with peers
+/// before signing): nothing was done; retry later.
+pub const UNAVAILABLE: i64 = commons_rpc::code::UNAVAILABLE;
 
 /// A JSON-RPC error object.
 #[derive(Debug, Clone, PartialEq)]

@@ -18,8 +18,17 @@
 //! `kill -9`) leaves either all or none of them. Writes go to the write-ahead log without an
 //! fsync: that survives a process crash, and only a power loss can lose the last messages,
 //! which peers give back at the next catch-up sync.
+//!
+//! A write that fails (a full disk, an I/O error) is kept, in order, and written again before
+//! any later write and by [`Store::retry_unwritten`]: what the node applied in memory always
+//! reaches the disk once it accepts writes again, and nothing is written out of order. While
+//! such writes wait the store is *degraded* ([`Store::degraded`]): the node then refuses new
+//! messages before applying them (see `ingest.rs` and the RPC methods), so the backlog stays
+//! as small as the writes that failed when the disk filled.
 
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use commons_signaling::{
     Equivocation, Hash32, MessageKind, Presence, Proposal, PublicKey, ReleaseBundle, Signal,
@@ -33,6 +42,14 @@ use crate::epoch::Observed;
 const OVERRIDE: &str = "override";
 const OBSERVED: &str = "observed";
 const SEQUENCE: &str = "seq";
+/// The file in the database directory holding its sequence number at the last clean
+/// shutdown (RocksDB leaves files of names it does not use alone).
+pub const SEQUENCE_FILE: &str = "COMMONS-SEQUENCE";
+/// The record [`Store::retry_unwritten`] writes to find out whether the disk takes writes.
+const PROBE: &str = "probe";
+/// Present while this node's own signing history is not known to be complete (see
+/// [`Store::history_unverified`]).
+const HISTORY_UNVERIFIED: &str = "history-unverified";
 
 fn meta_key(prefix: &str, bytes: &[u8; 32]) -> String {
     format!("{prefix}/{}", hex::encode(bytes))
@@ -75,6 +92,28 @@ pub enum StoreError {
     /// RocksDB reported an error.
     #[error("database: {0}")]
     Db(#[from] rocksdb::Error),
+    /// Earlier writes still wait for the disk (it is full or failing): this one waits behind
+    /// them, in memory.
+    #[error("the store cannot write ({waiting} writes waiting): {last}")]
+    Degraded {
+        /// Writes waiting, this one included.
+        waiting: usize,
+        /// The latest error of the disk.
+        last: String,
+    },
+    /// The database holds fewer writes than at its last clean shutdown: a file lost records
+    /// that RocksDB's own recovery passed over (a truncated MANIFEST, say).
+    #[error(
+        "it holds writes up to sequence {found}, but it held {recorded} at its last clean shutdown ({SEQUENCE_FILE}): {manifest} or an SST file lost records"
+    )]
+    Regressed {
+        /// The sequence number recorded at the last clean shutdown.
+        recorded: u64,
+        /// The sequence number the database opened with.
+        found: u64,
+        /// The MANIFEST file `CURRENT` names.
+        manifest: String,
+    },
     /// A stored record does not decode: the database is damaged or from another version.
     #[error("corrupt record in {cf}: {reason}")]
     Corrupt {
@@ -85,9 +124,56 @@ pub enum StoreError {
     },
 }
 
+/// The most failed writes kept for a retry. The node stops applying new messages while any
+/// wait, so only its own bookkeeping (one batch an epoch or so) adds to them; past this bound
+/// the oldest is dropped with an error (peers give its messages back at a catch-up).
+const MAX_UNWRITTEN: usize = 10_000;
+
 /// The RocksDB database of one network's data directory.
 pub struct Store {
     db: DB,
+    /// Batches whose write failed, oldest first, with the latest error.
+    unwritten: Mutex<Unwritten>,
+    /// Writes that failed since start (each retry that fails counts too).
+    write_errors: AtomicU64,
+    /// Set when a write succeeded after writes failed, whichever path wrote it.
+    recovered: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Unwritten {
+    batches: std::collections::VecDeque<Batch>,
+    /// The error of the latest write, while writes fail.
+    failing: Option<String>,
+}
+
+/// How a store opening failed, for the operator: what is wrong and what to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenFailure {
+    /// The files are damaged (a checksum, a size or a format does not match).
+    Damaged,
+    /// Another process holds the database's lock.
+    Locked,
+    /// Anything else (permissions, I/O).
+    Other,
+}
+
+impl StoreError {
+    /// What kind of failure this is at open or replay.
+    pub fn open_failure(&self) -> OpenFailure {
+        match self {
+            StoreError::Corrupt { .. } | StoreError::Regressed { .. } => OpenFailure::Damaged,
+            StoreError::Db(e) => match e.kind() {
+                rocksdb::ErrorKind::Corruption => OpenFailure::Damaged,
+                // RocksDB reports the lock as an I/O error on the LOCK file.
+                rocksdb::ErrorKind::IOError if e.to_string().contains("LOCK") => {
+                    OpenFailure::Locked
+                }
+                _ => OpenFailure::Other,
+            },
+            StoreError::Degraded { .. } => OpenFailure::Other,
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -223,13 +309,42 @@ impl Store {
         // The records are small and few next to what RocksDB is tuned for; keep its own
         // logs from piling up in the data directory.
         options.set_keep_log_file_num(4);
-        let cfs = COLUMN_FAMILIES.iter().map(|name| {
-            let mut cf = Options::default();
-            cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(*name, cf)
-        });
-        let db = DB::open_cf_descriptors(&options, path, cfs)?;
-        Ok(Store { db })
+        let cfs = || {
+            COLUMN_FAMILIES.iter().map(|name| {
+                let mut cf = Options::default();
+                cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
+                ColumnFamilyDescriptor::new(*name, cf)
+            })
+        };
+        // RocksDB passes over a MANIFEST cut short (as a crash while writing it leaves it),
+        // recovering an earlier state, and a read-write open would then write a new MANIFEST
+        // and delete the files the short one does not list. The sequence number recorded at
+        // the last clean shutdown tells a crash apart from a file that lost what was durable;
+        // it is checked on a read-only open first, which changes nothing on disk.
+        let recorded = std::fs::read_to_string(path.join(SEQUENCE_FILE))
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok());
+        if let Some(recorded) = recorded {
+            let manifest = std::fs::read_to_string(path.join("CURRENT"))
+                .map(|name| path.join(name.trim()).display().to_string())
+                .unwrap_or_else(|_| "the MANIFEST".into());
+            let found = DB::open_cf_descriptors_read_only(&options, path, cfs(), false)?
+                .latest_sequence_number();
+            if found < recorded {
+                return Err(StoreError::Regressed {
+                    recorded,
+                    found,
+                    manifest,
+                });
+            }
+        }
+        let db = DB::open_cf_descriptors(&options, path, cfs())?;
+        Ok(Store {
+            db,
+            unwritten: Mutex::default(),
+            write_errors: AtomicU64::new(0),
+            recovered: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -238,8 +353,41 @@ impl Store {
             .expect("every column family is created at open")
     }
 
-    /// Applies a batch atomically.
+    /// Applies a batch atomically, after the writes that failed before it. For a batch the
+    /// caller applied in memory already: when it cannot be written now it is kept for a retry
+    /// (and the error says so), so that memory and disk agree again once the disk takes writes.
     pub fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        self.write_keeping(batch, true)
+    }
+
+    /// [`Store::write`] for a batch nothing was applied from yet: when it cannot be written it
+    /// is dropped, and the caller drops what it stands for.
+    pub fn write_unapplied(&self, batch: Batch) -> Result<(), StoreError> {
+        self.write_keeping(batch, false)
+    }
+
+    fn write_keeping(&self, batch: Batch, keep: bool) -> Result<(), StoreError> {
+        let mut unwritten = self.unwritten.lock().expect("unwritten lock poisoned");
+        if let Err(e) = self.write_waiting(&mut unwritten) {
+            if keep {
+                Self::keep(&mut unwritten, batch);
+            }
+            return Err(StoreError::Degraded {
+                waiting: unwritten.batches.len(),
+                last: e.to_string(),
+            });
+        }
+        let written = self.write_now(&batch);
+        self.note(&mut unwritten, &written);
+        written.map_err(|e| {
+            if keep {
+                Self::keep(&mut unwritten, batch);
+            }
+            StoreError::Db(e)
+        })
+    }
+
+    fn write_now(&self, batch: &Batch) -> Result<(), rocksdb::Error> {
         let mut wb = WriteBatch::default();
         for (cf, key, value) in &batch.ops {
             match value {
@@ -247,17 +395,123 @@ impl Store {
                 None => wb.delete_cf(self.cf(cf), key),
             }
         }
-        self.db.write(wb)?;
+        self.db.write(wb)
+    }
+
+    /// Records the outcome of a write: a failure degrades the store, a success heals it.
+    fn note(&self, unwritten: &mut Unwritten, written: &Result<(), rocksdb::Error>) {
+        match written {
+            Ok(()) => {
+                if unwritten.failing.take().is_some() {
+                    self.recovered.store(true, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                self.write_errors.fetch_add(1, Ordering::Relaxed);
+                unwritten.failing = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Writes the waiting batches in order, stopping at the first failure.
+    fn write_waiting(&self, unwritten: &mut Unwritten) -> Result<(), rocksdb::Error> {
+        while let Some(batch) = unwritten.batches.front() {
+            let written = self.write_now(batch);
+            self.note(unwritten, &written);
+            written?;
+            unwritten.batches.pop_front();
+        }
         Ok(())
     }
 
-    /// Writes memtables to SST files, so the next start does not replay the WAL.
+    fn keep(unwritten: &mut Unwritten, batch: Batch) {
+        if unwritten.batches.len() >= MAX_UNWRITTEN {
+            unwritten.batches.pop_front();
+            tracing::error!(
+                kept = MAX_UNWRITTEN,
+                "too many writes waiting for the disk; dropped the oldest (its messages come back at a catch-up)"
+            );
+        }
+        unwritten.batches.push_back(batch);
+    }
+
+    /// Tries the disk again when the store is degraded: writes the batches that wait, or a
+    /// small probe record when none does. `Ok(true)` when it was degraded and writes again,
+    /// `Ok(false)` when it was not degraded, the error while it still cannot write.
+    pub fn retry_unwritten(&self) -> Result<bool, StoreError> {
+        let mut unwritten = self.unwritten.lock().expect("unwritten lock poisoned");
+        if unwritten.failing.is_none() && unwritten.batches.is_empty() {
+            return Ok(false);
+        }
+        let degraded = |unwritten: &Unwritten, e: rocksdb::Error| StoreError::Degraded {
+            waiting: unwritten.batches.len(),
+            last: e.to_string(),
+        };
+        if let Err(e) = self.write_waiting(&mut unwritten) {
+            return Err(degraded(&unwritten, e));
+        }
+        if unwritten.failing.is_some() {
+            let mut probe = Batch::new();
+            probe.put_meta(PROBE, &[]);
+            let written = self.write_now(&probe);
+            self.note(&mut unwritten, &written);
+            if let Err(e) = written {
+                return Err(degraded(&unwritten, e));
+            }
+        }
+        Ok(true)
+    }
+
+    /// While the store cannot write: how many writes wait, and the disk's latest error.
+    pub fn degraded(&self) -> Option<(usize, String)> {
+        let unwritten = self.unwritten.lock().expect("unwritten lock poisoned");
+        unwritten
+            .failing
+            .clone()
+            .or_else(|| (!unwritten.batches.is_empty()).then(String::new))
+            .map(|error| (unwritten.batches.len(), error))
+    }
+
+    /// Whether the store wrote again after failing since the last call.
+    pub fn take_recovered(&self) -> bool {
+        self.recovered.swap(false, Ordering::Relaxed)
+    }
+
+    /// Writes that failed since start, retries included.
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Ordering::Relaxed)
+    }
+
+    /// Writes memtables to SST files, so the next start does not replay the WAL (and the
+    /// writes that waited for the disk before, if it takes them now).
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.retry_unwritten()?;
         let cfs: Vec<&rocksdb::ColumnFamily> = COLUMN_FAMILIES.iter().map(|n| self.cf(n)).collect();
         self.db
             .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
         self.db.flush_wal(true)?;
+        if let Err(e) = self.record_sequence() {
+            // Only the next start's check of lost records is weaker for it.
+            tracing::warn!(error = %e, file = SEQUENCE_FILE, "cannot record the store's sequence number");
+        }
         Ok(())
+    }
+
+    /// Records the database's sequence number, all of it durable after a flush, for the next
+    /// open to check against.
+    fn record_sequence(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let path = self.db.path().join(SEQUENCE_FILE);
+        let temporary = path.with_extension("tmp");
+        let mut file = std::fs::File::create(&temporary)?;
+        writeln!(file, "{}", self.db.latest_sequence_number())?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, &path)
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        self.db.path()
     }
 
     /// Approximate bytes the store uses: SST files plus memtables, over all column families.
@@ -471,6 +725,24 @@ impl Store {
         Ok(self
             .meta(&meta_key(SEQUENCE, &proposal.0))?
             .and_then(|v| be_u64(&v)))
+    }
+
+    /// Whether this node's own signing history may be incomplete: marked when its key is
+    /// older than its database (the data directory was lost or replaced while the key was
+    /// kept), cleared once a catch-up with a peer gave back what the network holds of it.
+    pub fn history_unverified(&self) -> Result<bool, StoreError> {
+        Ok(self.meta(HISTORY_UNVERIFIED)?.is_some())
+    }
+
+    /// Marks (or clears) the node's signing history as unverified.
+    pub fn set_history_unverified(&self, unverified: bool) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        if unverified {
+            batch.put_meta(HISTORY_UNVERIFIED, &[1]);
+        } else {
+            batch.delete_meta(HISTORY_UNVERIFIED);
+        }
+        self.write(batch)
     }
 
     /// Every bookkeeping value whose key starts with `prefix`, with its key.

@@ -129,6 +129,7 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
     // The next page is asked for while this one is verified, so that the cores verifying
     // signatures do not wait for the network between pages.
     let mut request = Some(request_page(&net, peer, None));
+    let mut complete = false;
     for _ in 0..MAX_CATCHUP_PAGES {
         let Some(asked) = request.take() else {
             break;
@@ -182,6 +183,12 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
             tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
             let _ = net.penalize(peer).await;
         }
+        if request.is_none() {
+            complete = true;
+        }
+    }
+    if complete {
+        node.caught_up();
     }
     if taken > 0 {
         tracing::info!(%peer, received = taken, new, "caught up with peer");

@@ -42,6 +42,9 @@ pub mod code {
     /// A call of a batch that was not run: the batch's earlier answers already reached
     /// [`crate::envelope::MAX_BATCH_RESPONSE_BYTES`].
     pub const RESPONSE_TOO_LARGE: i64 = -32003;
+    /// The node cannot do this now, and says when it can: its store cannot write (a full
+    /// disk), or it waits for a catch-up with peers before signing. Nothing was done; retry.
+    pub const UNAVAILABLE: i64 = -32004;
 }
 
 /// One JSON-RPC method: its name, what it takes and what it answers.
