@@ -228,6 +228,11 @@ pub struct TestNode {
     /// Arguments added to every launch after the harness's own; a test may change them
     /// between a stop and a restart.
     pub args: Vec<String>,
+    /// The `--network` argument (a name, spec file or spec bundle); a test may change it
+    /// between a stop and a restart, to another file of the same network.
+    pub network: String,
+    /// The network's name, which names its data directory.
+    network_name: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -254,6 +259,18 @@ impl TestNode {
         program: PathBuf,
         args: Vec<String>,
     ) -> anyhow::Result<TestNode> {
+        Self::start_on(name, spec, ("regtest", "regtest"), program, args)
+    }
+
+    /// [`TestNode::start_with`] on another network: `network` is the `--network` argument
+    /// and the network's name (its data directory's).
+    pub fn start_on(
+        name: &str,
+        spec: NodeSpec,
+        network: (&str, &str),
+        program: PathBuf,
+        args: Vec<String>,
+    ) -> anyhow::Result<TestNode> {
         let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
         let mut node = TestNode {
             name: name.to_string(),
@@ -266,6 +283,8 @@ impl TestNode {
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             program,
             args,
+            network: network.0.to_string(),
+            network_name: network.1.to_string(),
             _dir: Some(dir),
         };
         if let Some(i) = spec.measurer {
@@ -286,7 +305,7 @@ impl TestNode {
 
     /// The network's data directory (key, database, cookie).
     pub fn datadir(&self) -> PathBuf {
-        self.base.join("regtest")
+        self.base.join(&self.network_name)
     }
 
     /// The daemon's log (stderr of every run).
@@ -353,7 +372,7 @@ impl TestNode {
         }
         cmd.arg("--datadir")
             .arg(&self.base)
-            .args(["--network", "regtest"])
+            .args(["--network", &self.network])
             .arg("--listen")
             .arg(format!("/ip4/{}/tcp/{}", self.ip, self.p2p_port))
             .arg("--rpc-bind")

@@ -304,6 +304,10 @@ pub struct Pending {
     network_id: Hash32,
     /// The carried attestations whose signatures must verify too.
     attestations: Vec<UptimeAttestation>,
+    /// For a proposal or release after a key rotation: the spec version whose keys must
+    /// sign it, chosen when it was checked (see [`Aggregator::spec_for_proposal`]). `None`
+    /// means the spec [`Pending::verify`] is given.
+    authority: Option<Box<NetworkSpec>>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,6 +346,7 @@ impl Pending {
     /// runs.
     pub fn verify(self, spec: &NetworkSpec, now: u64) -> Verified {
         let network_id = self.network_id;
+        let spec = self.authority.as_deref().unwrap_or(spec);
         let attestations_ok = || self.attestations.iter().all(|a| a.verify(&network_id));
         let bad_signature = || Refusal {
             reason: Reason::BadSignature,
@@ -618,6 +623,7 @@ impl Intake {
             Err(e) => Err(Reason::of_signal_rejection(&e)),
             Ok(Precheck::New | Precheck::Equivocates) => Ok(Pending {
                 network_id: self.network_id(),
+                authority: None,
                 attestations: self.unverified(&signal.body.attestations),
                 message: PendingMessage::Signal(signal),
             }),
@@ -649,6 +655,7 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: None,
             attestations,
             message: PendingMessage::Evidence(Box::new(evidence)),
         })
@@ -662,6 +669,10 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: self
+                .aggregator
+                .rotated()
+                .then(|| Box::new(self.aggregator.spec_for_proposal(&proposal).clone())),
             message: PendingMessage::Proposal(id, proposal),
             attestations: Vec::new(),
         })
@@ -692,6 +703,7 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: None,
             attestations: self.unverified(&body.attestations),
             message: PendingMessage::Presence(presence),
         })
@@ -718,6 +730,7 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: None,
             message: PendingMessage::Attestation(attestation),
             attestations: Vec::new(),
         })
@@ -738,6 +751,10 @@ impl Intake {
         let newest = self.releases.newest(bundle.body.channel.as_str()).cloned();
         Ok(Pending {
             network_id: self.network_id(),
+            authority: self
+                .aggregator
+                .rotated()
+                .then(|| Box::new(self.aggregator.spec().clone())),
             message: PendingMessage::Release(id, bundle, newest),
             attestations: Vec::new(),
         })

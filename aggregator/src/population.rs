@@ -388,6 +388,14 @@ impl Population {
     }
 
     /// Recomputes every placement, then every standing (with the moves they make).
+    /// Replaces the qualification rule's parameters (a key rotation changed the measurers)
+    /// and recomputes every standing under them.
+    pub(crate) fn set_qualification(&mut self, qualification: Qualification) {
+        self.qualification = qualification;
+        self.recompute_admission();
+        self.refresh_everyone();
+    }
+
     fn refresh_everyone(&mut self) {
         let keys: Vec<PublicKey> = self.nodes.keys().copied().collect();
         for key in &keys {
