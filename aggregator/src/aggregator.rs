@@ -305,7 +305,8 @@ impl Aggregator {
             self.spec_since = since;
             activated.push(next);
         }
-        if !activated.is_empty() {
+        // A simulator that chose another rule than the spec's keeps it.
+        if !activated.is_empty() && self.qualification().rule() == self.spec.qualification {
             self.population
                 .set_qualification(Qualification::from_spec(&self.spec));
             self.follow_population();

@@ -541,4 +541,55 @@ mod tests {
         let c = Config::resolve(&cli, || Ok(base.clone())).unwrap();
         assert_eq!(c.cli_hint(&cli), "commons-cli getinfo");
     }
+
+    #[test]
+    fn spec_bundles_are_checked_from_their_anchor() {
+        use commons_signaling::spec::regtest_maintainer_key;
+        use commons_signaling::spec_bundle::SignedSpec;
+        use commons_signaling::spec_signatures::sign_spec;
+        let dir = tempfile::tempdir().unwrap();
+        let signed = |spec: &NetworkSpec| SignedSpec {
+            spec: spec.clone(),
+            signatures: (0..5)
+                .map(|i| sign_spec(spec, &regtest_maintainer_key(i)))
+                .collect(),
+        };
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        // The built-in regtest spec, signed: anchored by the binary itself.
+        let regtest = NetworkSpec::regtest();
+        let mut bundle = SpecBundle::new(signed(&regtest));
+        let v2 = regtest.successor_draft();
+        bundle.versions.push(signed(&v2));
+        let path = write("regtest.toml", bundle.to_toml());
+        let (genesis, successors) = load_network(&path, None).unwrap();
+        assert_eq!(genesis, regtest);
+        assert_eq!(successors, std::slice::from_ref(&v2));
+
+        // A first spec named regtest that is not the built-in one.
+        let mut other = NetworkSpec::regtest();
+        other.epoch_secs = 3;
+        let path = write("other.toml", SpecBundle::new(signed(&other)).to_toml());
+        let e = load_network(&path, None).unwrap_err();
+        assert!(e.0.contains("the built-in regtest network"), "{e}");
+        assert!(load_network(&path, Some(other.spec_id())).is_ok());
+
+        // Another name needs an anchor.
+        other.name = "elsewhere".into();
+        let path = write("elsewhere.toml", SpecBundle::new(signed(&other)).to_toml());
+        let e = load_network(&path, None).unwrap_err();
+        assert!(e.0.contains("needs an anchor: --spec-anchor"), "{e}");
+
+        // A plain spec file: version 1 only, and the anchor when given.
+        let path = write("v2.toml", v2.to_toml());
+        let e = load_network(&path, None).unwrap_err();
+        assert!(e.0.contains("give the spec bundle"), "{e}");
+        let path = write("v1.toml", other.to_toml());
+        let e = load_network(&path, Some(regtest.spec_id())).unwrap_err();
+        assert!(e.0.contains("not the --spec-anchor"), "{e}");
+        assert!(load_network(&path, Some(other.spec_id())).is_ok());
+    }
 }

@@ -419,13 +419,14 @@ fn threshold_json(threshold: u32, tiers: &[u8], classes: &[&str], measurers: boo
     })
 }
 
-/// The state every editing command (and `spec new`) reports: the name, the draft's network
-/// id (it changes with every key), whether it is complete and what it still lacks.
+/// The state every editing command (and `spec new`) reports: the name, the draft's spec id
+/// (it changes with every key; for a version 1 it is the network id), whether it is complete
+/// and what it still lacks.
 fn state_json(spec: &NetworkSpec, file: &Path) -> Value {
     let missing = spec.missing_keys();
     json!({
         "network": spec.name,
-        "id": spec.network_id(),
+        "id": spec.spec_id(),
         "complete": missing.is_empty(),
         "missing": missing,
         "file": file.display().to_string(),
@@ -550,7 +551,7 @@ fn edit(
         return ctx.emit(&doc);
     }
     ctx.say(done.text)?;
-    ctx.say(format_args!("id          {}", spec.network_id()))?;
+    ctx.say(format_args!("id          {}", spec.spec_id()))?;
     let missing = spec.missing_keys().len();
     if missing == 0 {
         ctx.say("complete    yes")
@@ -570,7 +571,7 @@ fn show(ctx: &Context, file: &Path) -> Result {
     }
     let missing = spec.missing_keys();
     ctx.say(format_args!("network     {}", spec.name))?;
-    ctx.say(format_args!("id          {}", spec.network_id()))?;
+    ctx.say(format_args!("id          {}", spec.spec_id()))?;
     if missing.is_empty() {
         ctx.say("complete    yes")?;
     } else {
@@ -687,11 +688,13 @@ fn sign(
     let authority = authority_of(&spec, file, previous)?;
     let public = super::key::public_key(key_file)?;
     if !authority.maintainers.contains(&public) {
+        let of = match previous {
+            None => format!("in {}", file.display()),
+            Some(path) => format!("of version {} ({})", authority.version(), path.display()),
+        };
         return Err(anyhow!(
-            "{}: key {public} is not a maintainer of version {} ({})",
-            key_file.display(),
-            authority.version(),
-            previous.unwrap_or(file).display()
+            "{}: key {public} is not a maintainer {of}",
+            key_file.display()
         )
         .into());
     }
