@@ -246,6 +246,11 @@ pub struct TestNode {
     pub wrapper: Vec<String>,
     /// Environment variables set for every launch (a faked clock, say).
     pub env: Vec<(String, String)>,
+    /// The `--network` argument (a name, spec file or spec bundle); a test may change it
+    /// between a stop and a restart, to another file of the same network.
+    pub network: String,
+    /// The network's name, which names its data directory.
+    network_name: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -258,6 +263,9 @@ impl std::fmt::Debug for TestNode {
             .finish()
     }
 }
+
+/// The `--network` argument and the name of the built-in network most tests run on.
+const REGTEST: (&str, &str) = ("regtest", "regtest");
 
 impl TestNode {
     /// Starts a node in a fresh temporary data directory and waits until its RPC answers.
@@ -284,33 +292,58 @@ impl TestNode {
         launcher: Launcher,
     ) -> anyhow::Result<TestNode> {
         let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
-        let base = dir.path().to_path_buf();
-        Self::start_on(name, spec, program, args, base, Some(dir), launcher)
+        let home = (dir.path().to_path_buf(), Some(dir));
+        Self::create(name, spec, program, args, home, launcher, REGTEST)
+    }
+
+    /// [`TestNode::start_with`] on another network: `network` is the `--network` argument
+    /// and the network's name (its data directory's).
+    pub fn start_on(
+        name: &str,
+        spec: NodeSpec,
+        network: (&str, &str),
+        program: PathBuf,
+        args: Vec<String>,
+    ) -> anyhow::Result<TestNode> {
+        let dir = tempfile::Builder::new().prefix("commons-e2e-").tempdir()?;
+        let home = (dir.path().to_path_buf(), Some(dir));
+        Self::create(
+            name,
+            spec,
+            program,
+            args,
+            home,
+            Launcher::default(),
+            network,
+        )
     }
 
     /// [`TestNode::start`] with `base` as the base data directory (a filesystem the test
     /// mounted, say), which the test owns and removes.
     pub fn start_in(name: &str, spec: NodeSpec, base: &Path) -> anyhow::Result<TestNode> {
-        Self::start_on(
+        Self::create(
             name,
             spec,
             binary("commonsd"),
             Vec::new(),
-            base.to_path_buf(),
-            None,
+            (base.to_path_buf(), None),
             Launcher::default(),
+            REGTEST,
         )
     }
 
-    fn start_on(
+    /// Starts a node with its base data directory `home` (and the temporary directory that
+    /// holds it, removed with the node, if the harness made one).
+    fn create(
         name: &str,
         spec: NodeSpec,
         program: PathBuf,
         mut args: Vec<String>,
-        base: PathBuf,
-        dir: Option<tempfile::TempDir>,
+        home: (PathBuf, Option<tempfile::TempDir>),
         launcher: Launcher,
+        network: (&str, &str),
     ) -> anyhow::Result<TestNode> {
+        let (base, dir) = home;
         if spec.measurer.is_some() {
             // The harness writes a well-known key that never signed before the first start,
             // which would otherwise arm the signing guard (a key older than its database).
@@ -329,6 +362,8 @@ impl TestNode {
             args,
             wrapper: launcher.wrapper,
             env: launcher.env,
+            network: network.0.to_string(),
+            network_name: network.1.to_string(),
             _dir: dir,
         };
         if let Some(i) = spec.measurer {
@@ -349,7 +384,7 @@ impl TestNode {
 
     /// The network's data directory (key, database, cookie).
     pub fn datadir(&self) -> PathBuf {
-        self.base.join("regtest")
+        self.base.join(&self.network_name)
     }
 
     /// The daemon's log (stderr of every run).
@@ -424,7 +459,7 @@ impl TestNode {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("--datadir")
             .arg(&self.base)
-            .args(["--network", "regtest"])
+            .args(["--network", &self.network])
             .arg("--listen")
             .arg(format!("/ip4/{}/tcp/{}", self.ip, self.p2p_port))
             .arg("--rpc-bind")

@@ -15,6 +15,10 @@ use crate::population::{AttestationOutcome, Move, Population, UptimeStatus};
 use crate::rules::{ProposalError, verify_proposal};
 use crate::tally::{ProposalState, ProposalTally, Tally, override_met};
 
+/// How a rotation proposal's `reference` begins; the spec id of the version it puts in force
+/// follows, in hex.
+pub const ROTATION_REFERENCE_PREFIX: &str = "spec-rotation:";
+
 /// What became of a proposal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,7 +147,14 @@ impl Entry {
 /// duplicates: [`Aggregator::precheck_signal`] and [`Aggregator::unverified_attestations`]
 /// say what needs verifying, and the `apply`/`add` methods trust that it was.
 pub struct Aggregator {
+    /// The spec version in force.
     spec: NetworkSpec,
+    /// The first epoch `spec` is in force (0 for a network's first spec).
+    spec_since: u64,
+    /// The versions before `spec`, oldest first, each with its first epoch in force.
+    history: Vec<(u64, NetworkSpec)>,
+    /// Later versions held (from a spec bundle), not yet in force, the next one first.
+    staged: Vec<NetworkSpec>,
     network_id: Hash32,
     policy: Policy,
     population: Population,
@@ -181,6 +192,9 @@ impl Aggregator {
         Aggregator {
             network_id: spec.network_id(),
             spec,
+            spec_since: 0,
+            history: Vec::new(),
+            staged: Vec::new(),
             population: Population::new(policy.clone(), qualification, epoch),
             policy,
             proposals: HashMap::new(),
@@ -191,6 +205,113 @@ impl Aggregator {
     /// The network spec.
     pub fn spec(&self) -> &NetworkSpec {
         &self.spec
+    }
+
+    /// Holds the later versions of the spec, from a spec bundle whose chain the caller
+    /// verified ([`commons_signaling::spec_bundle::SpecBundle::verify`]): each comes into
+    /// force when its rotation proposal activates ([`Aggregator::activate_rotations`]).
+    /// Versions already staged or in force are skipped; a version that does not follow the
+    /// last one held is refused.
+    pub fn stage_successors(
+        &mut self,
+        specs: impl IntoIterator<Item = NetworkSpec>,
+    ) -> Result<(), commons_signaling::spec::SuccessionError> {
+        for spec in specs {
+            let last = self.staged.last().unwrap_or(&self.spec);
+            if spec.version() <= last.version() {
+                continue;
+            }
+            last.check_successor(&spec)?;
+            self.staged.push(spec);
+        }
+        Ok(())
+    }
+
+    /// The later spec versions held but not in force yet, the next one first.
+    pub fn staged_specs(&self) -> &[NetworkSpec] {
+        &self.staged
+    }
+
+    /// Every version that was or is in force, oldest first, with its first epoch in force.
+    pub fn spec_versions(&self) -> impl Iterator<Item = (u64, &NetworkSpec)> {
+        self.history
+            .iter()
+            .map(|(since, spec)| (*since, spec))
+            .chain(std::iter::once((self.spec_since, &self.spec)))
+    }
+
+    /// Whether a rotation ever activated: some version before the one in force existed.
+    pub fn rotated(&self) -> bool {
+        !self.history.is_empty()
+    }
+
+    /// The spec version in force at `epoch`.
+    pub fn spec_at_epoch(&self, epoch: u64) -> &NetworkSpec {
+        self.spec_versions()
+            .filter(|(since, _)| *since <= epoch)
+            .last()
+            .map_or(&self.spec, |(_, spec)| spec)
+    }
+
+    /// The spec whose maintainers must sign `proposal`: the version in force at the epoch its
+    /// lock starts in, so a proposal is judged by the same keys on every node however late it
+    /// arrives, and a key rotated out stops counting for proposals locked after the rotation.
+    pub fn spec_for_proposal(&self, proposal: &Proposal) -> &NetworkSpec {
+        self.spec_at_epoch(self.spec.epoch_at(proposal.body.lock_start))
+    }
+
+    /// The reference a rotation proposal for `spec` carries: `spec-rotation:<spec id>`.
+    pub fn rotation_reference(spec: &NetworkSpec) -> String {
+        format!("{ROTATION_REFERENCE_PREFIX}{}", spec.spec_id())
+    }
+
+    /// The epoch from which a rotation proposal with this lock end puts its spec in force:
+    /// the one after the last epoch in which an override of it can still be latched, so the
+    /// verdict is final on every node before any of them switches.
+    pub fn rotation_epoch(&self, lock_end: u64) -> u64 {
+        lock_end.div_ceil(self.spec.epoch_secs.max(1)) + 1
+    }
+
+    /// The held proposal that activates the next staged version, and the epoch from which it
+    /// does: tier 5, or tier 4 for a version that only revokes keys, carrying
+    /// [`Aggregator::rotation_reference`] and not overridden. The earliest if several.
+    pub fn pending_rotation(&self) -> Option<(Hash32, u64)> {
+        let next = self.staged.first()?;
+        let reference = Self::rotation_reference(next);
+        let emergency_ok = self.spec.is_revocation_only(next);
+        self.proposals
+            .iter()
+            .filter(|(_, e)| e.proposal.body.reference.as_str() == reference)
+            .filter(|(_, e)| e.tier.tier == 5 || (e.tier.tier == 4 && emergency_ok))
+            .filter(|(_, e)| e.overridden_at.is_none())
+            .map(|(id, e)| (*id, self.rotation_epoch(e.proposal.body.lock_end)))
+            .min_by_key(|(id, epoch)| (*epoch, *id))
+    }
+
+    /// Puts in force every staged version whose rotation proposal has activated by the
+    /// current epoch (see [`Aggregator::pending_rotation`]); returns the versions activated.
+    /// From a version's activation epoch, the maintainers, release signers and measurers of
+    /// the versions before it count no more: proposals whose lock starts then, releases
+    /// checked from then, and measurer attestations in every standing from then on.
+    pub fn activate_rotations(&mut self) -> Vec<NetworkSpec> {
+        let mut activated = Vec::new();
+        while let Some((_, since)) = self.pending_rotation() {
+            if since > self.epoch() {
+                break;
+            }
+            let next = self.staged.remove(0);
+            let previous = std::mem::replace(&mut self.spec, next.clone());
+            self.history.push((self.spec_since, previous));
+            self.spec_since = since;
+            activated.push(next);
+        }
+        // A simulator that chose another rule than the spec's keeps it.
+        if !activated.is_empty() && self.qualification().rule() == self.spec.qualification {
+            self.population
+                .set_qualification(Qualification::from_spec(&self.spec));
+            self.follow_population();
+        }
+        activated
     }
 
     /// The network id that signatures are bound to.
@@ -226,9 +347,9 @@ impl Aggregator {
         if self.proposals.contains_key(&id) {
             return Ok(ProposalOutcome::Duplicate);
         }
-        verify_proposal(&proposal, &self.spec, &self.network_id)?;
-        let tier = self
-            .spec
+        let authority = self.spec_for_proposal(&proposal);
+        verify_proposal(&proposal, authority, &self.network_id)?;
+        let tier = authority
             .tier(proposal.body.tier)
             .expect("verified proposals have a known tier")
             .clone();
@@ -519,6 +640,7 @@ impl Aggregator {
                 ProposalTally::rebuild(&entry.signals, &entry.excluded, &self.population, sqrt);
         }
         self.latch_overrides(epoch);
+        self.activate_rotations();
     }
 
     /// The epochs in which an override can be latched: from the one the lock starts in to

@@ -305,6 +305,10 @@ pub struct Pending {
     network_id: Hash32,
     /// The carried attestations whose signatures must verify too.
     attestations: Vec<UptimeAttestation>,
+    /// For a proposal or release after a key rotation: the spec version whose keys must
+    /// sign it, chosen when it was checked (see [`Aggregator::spec_for_proposal`]). `None`
+    /// means the spec [`Pending::verify`] is given.
+    authority: Option<Box<NetworkSpec>>,
 }
 
 #[derive(Debug, Clone)]
@@ -351,6 +355,7 @@ impl Pending {
     /// thresholds, always take the plain check.
     pub fn verify_with(self, spec: &NetworkSpec, now: u64, check: &dyn SignatureCheck) -> Verified {
         let network_id = self.network_id;
+        let spec = self.authority.as_deref().unwrap_or(spec);
         let attestations_ok = || {
             self.attestations
                 .iter()
@@ -632,6 +637,7 @@ impl Intake {
             Err(e) => Err(Reason::of_signal_rejection(&e)),
             Ok(Precheck::New | Precheck::Equivocates) => Ok(Pending {
                 network_id: self.network_id(),
+                authority: None,
                 attestations: self.unverified(&signal.body.attestations),
                 message: PendingMessage::Signal(signal),
             }),
@@ -663,6 +669,7 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: None,
             attestations,
             message: PendingMessage::Evidence(Box::new(evidence)),
         })
@@ -676,6 +683,10 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: self
+                .aggregator
+                .rotated()
+                .then(|| Box::new(self.aggregator.spec_for_proposal(&proposal).clone())),
             message: PendingMessage::Proposal(id, proposal),
             attestations: Vec::new(),
         })
@@ -706,6 +717,7 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: None,
             attestations: self.unverified(&body.attestations),
             message: PendingMessage::Presence(presence),
         })
@@ -732,6 +744,7 @@ impl Intake {
         }
         Ok(Pending {
             network_id: self.network_id(),
+            authority: None,
             message: PendingMessage::Attestation(attestation),
             attestations: Vec::new(),
         })
@@ -752,6 +765,10 @@ impl Intake {
         let newest = self.releases.newest(bundle.body.channel.as_str()).cloned();
         Ok(Pending {
             network_id: self.network_id(),
+            authority: self
+                .aggregator
+                .rotated()
+                .then(|| Box::new(self.aggregator.spec().clone())),
             message: PendingMessage::Release(id, bundle, newest),
             attestations: Vec::new(),
         })

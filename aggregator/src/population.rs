@@ -113,8 +113,8 @@ struct Record {
     /// The address as signed (possibly IPv4-mapped); the rule reads [`Record::ip`].
     subject_ip: IpAddr,
     version: u8,
-    /// Whether the attester is one of the measurers of the rule in force (fixed for the
-    /// population's life), so the measurer rule never looks the attester up.
+    /// Whether the attester is one of the measurers of the rule in force (set again when a
+    /// key rotation changes them), so the measurer rule never looks the attester up.
     from_measurer: bool,
 }
 
@@ -712,6 +712,24 @@ impl Population {
             )),
             _ => None,
         }
+    }
+
+    /// Replaces the qualification rule's parameters (a key rotation changed the measurers)
+    /// and recomputes every standing under them.
+    pub(crate) fn set_qualification(&mut self, qualification: Qualification) {
+        self.qualification = qualification;
+        // Each record remembers whether its attester is a measurer: after a rotation that
+        // changed the measurers, every record is told again.
+        if let Qualification::Measurers(m) = &self.qualification {
+            let keys: Vec<PublicKey> = self.nodes.iter().map(|n| n.key).collect();
+            for node in &mut self.nodes {
+                for record in &mut node.about.records {
+                    record.from_measurer = m.measurers.contains(&keys[record.attester as usize]);
+                }
+            }
+        }
+        self.recompute_admission();
+        self.refresh_everyone();
     }
 
     /// Recomputes every placement, then every standing (with the moves they make).

@@ -412,11 +412,25 @@ pub enum SpecCommand {
         #[arg(value_name = "SPEC")]
         file: PathBuf,
     },
+    /// Write the draft of a spec's next version (a key rotation): the same rules and keys,
+    /// naming the spec it replaces; edit it with the other `spec` commands.
+    Next {
+        /// The spec in force: a spec file, or a spec bundle (its newest version).
+        #[arg(value_name = "SPEC|BUNDLE")]
+        file: PathBuf,
+        /// Where to write the new version (TOML); an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Sign a spec as one of its maintainers, into a detached signature file.
     Sign {
         /// The spec file.
         #[arg(value_name = "SPEC")]
         file: PathBuf,
+        /// For a version 2 or later: the version it replaces (a spec file, or the bundle
+        /// whose newest version it is), whose maintainers sign it.
+        #[arg(long, value_name = "SPEC|BUNDLE")]
+        previous: Option<PathBuf>,
         /// The maintainer's secret key file, plain or encrypted.
         #[arg(long, value_name = "KEY")]
         key: PathBuf,
@@ -435,6 +449,37 @@ pub enum SpecCommand {
         /// Detached signature files from `spec sign` or `key sign-digest`.
         #[arg(value_name = "SIG", required = true)]
         signatures: Vec<PathBuf>,
+        /// For a version 2 or later: the version it replaces, whose maintainers sign it.
+        #[arg(long, value_name = "SPEC|BUNDLE")]
+        previous: Option<PathBuf>,
+    },
+    /// Write a spec bundle, the file `commonsd --network` checks from its anchor: a first
+    /// spec with its signatures, or (`--onto`) an existing bundle with one more version.
+    Bundle {
+        /// The spec to add: version 1 for a new bundle, the next version with `--onto`.
+        #[arg(value_name = "SPEC")]
+        file: PathBuf,
+        /// Detached signatures over it, by the threshold of the version before it (of its
+        /// own maintainers for version 1).
+        #[arg(value_name = "SIG", required = true)]
+        signatures: Vec<PathBuf>,
+        /// The bundle holding every earlier version.
+        #[arg(long, value_name = "BUNDLE")]
+        onto: Option<PathBuf>,
+        /// The bundle to write; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a spec bundle's whole chain, as a node does at start; exit code 0 only when
+    /// every version is signed by the threshold of the one before it.
+    VerifyBundle {
+        /// The bundle file.
+        #[arg(value_name = "BUNDLE")]
+        file: PathBuf,
+        /// The spec id version 1 must have (what the node's `--spec-anchor` says). Without
+        /// it the chain is checked from whatever version 1 the bundle holds.
+        #[arg(long, value_name = "SPEC_ID")]
+        anchor: Option<commons_signaling::Hash32>,
     },
 }
 
@@ -798,8 +843,11 @@ mod tests {
         "spec show",
         "spec id",
         "spec digest",
+        "spec next",
         "spec sign",
         "spec verify",
+        "spec bundle",
+        "spec verify-bundle",
         "proposal create",
         "proposal sign",
         "proposal digest",

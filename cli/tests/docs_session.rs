@@ -1,5 +1,5 @@
-//! Runs the example session of `docs/CLI.md` as it stands, so the documentation cannot drift
-//! from the tool.
+//! Runs the example sessions of `docs/CLI.md` and `docs/KEYS.md` (the key rotation) as they
+//! stand, so the documentation cannot drift from the tool.
 //!
 //! Every line starting with `$ ` inside a ```` ```console ```` block is a shell command, run
 //! with `sh` in one temporary directory with the built `commons-cli` first on `PATH`. It must
@@ -18,8 +18,10 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_commons-cli");
 
-fn doc_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md")
+fn doc_path(doc: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(doc)
 }
 
 /// The exit code a command line expects.
@@ -97,7 +99,18 @@ impl Drop for StopDaemon {
 
 #[test]
 fn the_documented_session_runs_as_documented() {
-    let doc = std::fs::read_to_string(doc_path()).expect("docs/CLI.md");
+    run_session("CLI.md", 15);
+}
+
+#[test]
+fn the_documented_key_rotation_runs_as_documented() {
+    run_session("KEYS.md", 15);
+}
+
+/// Runs every console block of `docs/<name>` in one temporary directory; it must hold at
+/// least `min_commands` commands.
+fn run_session(name: &str, min_commands: usize) {
+    let doc = std::fs::read_to_string(doc_path(name)).expect("the document");
     let update = std::env::var_os("UPDATE_DOCS").is_some();
     let dir = tempfile::tempdir().unwrap();
     let _stop = StopDaemon(dir.path().join("node.pid"));
@@ -143,7 +156,7 @@ fn the_documented_session_runs_as_documented() {
         }
         let Some(command) = line.strip_prefix("$ ") else {
             panic!(
-                "docs/CLI.md line {i}: console blocks hold `$ ` commands and their output: {line:?}"
+                "docs/{name} line {i}: console blocks hold `$ ` commands and their output: {line:?}"
             );
         };
         let documented: Vec<&str> = lines[i..]
@@ -168,7 +181,7 @@ fn the_documented_session_runs_as_documented() {
         assert_eq!(
             code,
             expected_code(command),
-            "docs/CLI.md: `{command}` exited {code}; output:\n{actual}"
+            "docs/{name}: `{command}` exited {code}; output:\n{actual}"
         );
         commands += 1;
         if update {
@@ -178,20 +191,20 @@ fn the_documented_session_runs_as_documented() {
             let got = mask(actual.trim_end_matches('\n'));
             assert_eq!(
                 want, got,
-                "docs/CLI.md: the output of `{command}` differs from what is documented \
+                "docs/{name}: the output of `{command}` differs from what is documented \
                  (UPDATE_DOCS=1 rewrites it)"
             );
             rewritten.extend(documented.iter().map(|l| l.to_string()));
         }
     }
     assert!(
-        commands >= 15,
-        "the example session has only {commands} commands"
+        commands >= min_commands,
+        "the example session of {name} has only {commands} commands"
     );
     if update {
         let mut text = rewritten.join("\n");
         text.push('\n');
-        std::fs::write(doc_path(), text).unwrap();
+        std::fs::write(doc_path(name), text).unwrap();
     }
 }
 

@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Parser;
-use commons_signaling::NetworkSpec;
+use commons_signaling::spec_bundle::SpecBundle;
+use commons_signaling::{Hash32, NetworkSpec};
 use libp2p::Multiaddr;
 use serde::Serialize;
 
@@ -39,9 +40,17 @@ pub struct Cli {
     #[arg(long, env = "COMMONS_CONF", value_name = "FILE")]
     pub conf: Option<PathBuf>,
 
-    /// Network: mainnet, testnet, regtest, or the path of a network spec file. [default: mainnet]
+    /// Network: mainnet, testnet, regtest, or the path of a network spec file or of a spec
+    /// bundle (every version of a spec with its maintainer signatures, which the node checks
+    /// from its anchor). [default: mainnet]
     #[arg(long, env = "COMMONS_NETWORK", value_name = "NAME|PATH")]
     pub network: Option<String>,
+
+    /// The spec id of the first spec of the network this node trusts (`commons-cli spec id`
+    /// on it): a spec bundle must start from it, a spec file must be it. Without it a bundle
+    /// whose first spec is named after a built-in network must start from that built-in spec.
+    #[arg(long, env = "COMMONS_SPEC_ANCHOR", value_name = "SPEC_ID")]
+    pub spec_anchor: Option<commons_signaling::Hash32>,
 
     /// Address to listen on for peers (repeatable; comma-separated in the environment).
     /// [default: /ip4/0.0.0.0/tcp/<port of the network>]
@@ -138,9 +147,13 @@ pub struct Config {
     pub datadir: PathBuf,
     /// What `--network` said (name or path), for messages telling the user what to run.
     pub network_arg: String,
-    /// The network's rules.
+    /// The network's rules: its first spec (version 1).
     #[serde(skip)]
     pub spec: NetworkSpec,
+    /// The later versions of the spec a bundle held, checked from the anchor; each comes
+    /// into force when its rotation proposal activates.
+    #[serde(skip)]
+    pub successors: Vec<NetworkSpec>,
     /// Peer-to-peer listen addresses.
     pub listen: Vec<Multiaddr>,
     /// Bootstrap peers: the operator's, then the spec's.
@@ -175,20 +188,14 @@ impl Config {
             .map_err(|e| ConfigError(e.0))?;
         let conf = conf_path.display();
 
-        let (network_arg, spec) = match (&cli.network, &file.network) {
-            (Some(n), _) => (n.clone(), NetworkSpec::resolve(n)),
-            (None, Some(n)) => {
-                let resolved = commons_rpc::local::network_from_file(n, &conf_path, |n| {
-                    NetworkSpec::builtin(n).is_some()
-                });
-                (resolved.clone(), NetworkSpec::resolve(&resolved))
-            }
-            (None, None) => (
-                commons_rpc::local::DEFAULT_NETWORK.to_string(),
-                Ok(NetworkSpec::mainnet()),
-            ),
+        let network_arg = match (&cli.network, &file.network) {
+            (Some(n), _) => n.clone(),
+            (None, Some(n)) => commons_rpc::local::network_from_file(n, &conf_path, |n| {
+                NetworkSpec::builtin(n).is_some()
+            }),
+            (None, None) => commons_rpc::local::DEFAULT_NETWORK.to_string(),
         };
-        let spec = spec.map_err(|e| ConfigError(format!("--network: {e}")))?;
+        let (spec, successors) = load_network(&network_arg, cli.spec_anchor)?;
         let ports = default_ports(&spec.name);
 
         let listen = match (&cli.listen, file.listen) {
@@ -252,6 +259,7 @@ impl Config {
             datadir,
             network_arg,
             spec,
+            successors,
             listen,
             bootstrap,
             rpc_bind,
@@ -281,6 +289,69 @@ impl Config {
         cmd.push_str(" getinfo");
         cmd
     }
+}
+
+/// The first spec of the network `arg` names (a built-in name, a spec file or a spec bundle)
+/// and the later versions a bundle holds, each checked: a bundle's chain from the anchor
+/// (`--spec-anchor`, else the built-in network its first spec is named after), a spec file
+/// against `--spec-anchor` when given.
+pub fn load_network(
+    arg: &str,
+    anchor: Option<Hash32>,
+) -> Result<(NetworkSpec, Vec<NetworkSpec>), ConfigError> {
+    let fail = |e: &dyn std::fmt::Display| ConfigError(format!("--network {arg}: {e}"));
+    let check_anchor = |spec: &NetworkSpec| match anchor {
+        Some(anchor) if anchor != spec.spec_id() => Err(fail(&format_args!(
+            "the spec has id {}, not the --spec-anchor {anchor}",
+            spec.spec_id()
+        ))),
+        _ => Ok(()),
+    };
+    let path = std::path::Path::new(arg);
+    let bundle_text = match NetworkSpec::builtin(arg) {
+        Some(_) => None,
+        None if path.is_file() => {
+            let text = std::fs::read_to_string(path).map_err(|e| fail(&e))?;
+            SpecBundle::is_bundle_text(&text).then_some(text)
+        }
+        None => None,
+    };
+    let Some(text) = bundle_text else {
+        let spec = NetworkSpec::resolve(arg).map_err(|e| fail(&e))?;
+        if spec.version() > 1 {
+            return Err(fail(&format_args!(
+                "the spec is version {} of its network; give the spec bundle that holds every \
+                 version from 1 (commons-cli spec bundle)",
+                spec.version()
+            )));
+        }
+        check_anchor(&spec)?;
+        return Ok((spec, Vec::new()));
+    };
+    let bundle = SpecBundle::parse(&text, arg).map_err(|e| ConfigError(e.to_string()))?;
+    let genesis = &bundle.versions[0].spec;
+    let (anchor, why) = match anchor {
+        Some(anchor) => (anchor, "--spec-anchor".to_string()),
+        None => match NetworkSpec::builtin(&genesis.name) {
+            Some(builtin) => (
+                builtin.spec_id(),
+                format!(
+                    "the built-in {} network; give --spec-anchor to trust another",
+                    builtin.name
+                ),
+            ),
+            None => {
+                return Err(fail(&format_args!(
+                    "a spec bundle needs an anchor: --spec-anchor <the spec id of its version 1, \
+                     from `commons-cli spec id` on the first spec>; version 1 here has id {}",
+                    genesis.spec_id()
+                )));
+            }
+        },
+    };
+    let mut specs = bundle.verify(&anchor, &why).map_err(|e| fail(&e))?;
+    let genesis = specs.remove(0);
+    Ok((genesis, specs))
 }
 
 fn parse_addrs(values: Vec<String>, what: &str) -> Result<Vec<Multiaddr>, ConfigError> {
@@ -480,5 +551,56 @@ mod tests {
         let cli = parse(&[]);
         let c = Config::resolve(&cli, || Ok(base.clone())).unwrap();
         assert_eq!(c.cli_hint(&cli), "commons-cli getinfo");
+    }
+
+    #[test]
+    fn spec_bundles_are_checked_from_their_anchor() {
+        use commons_signaling::spec::regtest_maintainer_key;
+        use commons_signaling::spec_bundle::SignedSpec;
+        use commons_signaling::spec_signatures::sign_spec;
+        let dir = tempfile::tempdir().unwrap();
+        let signed = |spec: &NetworkSpec| SignedSpec {
+            spec: spec.clone(),
+            signatures: (0..5)
+                .map(|i| sign_spec(spec, &regtest_maintainer_key(i)))
+                .collect(),
+        };
+        let write = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path.display().to_string()
+        };
+        // The built-in regtest spec, signed: anchored by the binary itself.
+        let regtest = NetworkSpec::regtest();
+        let mut bundle = SpecBundle::new(signed(&regtest));
+        let v2 = regtest.successor_draft();
+        bundle.versions.push(signed(&v2));
+        let path = write("regtest.toml", bundle.to_toml());
+        let (genesis, successors) = load_network(&path, None).unwrap();
+        assert_eq!(genesis, regtest);
+        assert_eq!(successors, std::slice::from_ref(&v2));
+
+        // A first spec named regtest that is not the built-in one.
+        let mut other = NetworkSpec::regtest();
+        other.epoch_secs = 3;
+        let path = write("other.toml", SpecBundle::new(signed(&other)).to_toml());
+        let e = load_network(&path, None).unwrap_err();
+        assert!(e.0.contains("the built-in regtest network"), "{e}");
+        assert!(load_network(&path, Some(other.spec_id())).is_ok());
+
+        // Another name needs an anchor.
+        other.name = "elsewhere".into();
+        let path = write("elsewhere.toml", SpecBundle::new(signed(&other)).to_toml());
+        let e = load_network(&path, None).unwrap_err();
+        assert!(e.0.contains("needs an anchor: --spec-anchor"), "{e}");
+
+        // A plain spec file: version 1 only, and the anchor when given.
+        let path = write("v2.toml", v2.to_toml());
+        let e = load_network(&path, None).unwrap_err();
+        assert!(e.0.contains("give the spec bundle"), "{e}");
+        let path = write("v1.toml", other.to_toml());
+        let e = load_network(&path, Some(regtest.spec_id())).unwrap_err();
+        assert!(e.0.contains("not the --spec-anchor"), "{e}");
+        assert!(load_network(&path, Some(other.spec_id())).is_ok());
     }
 }

@@ -201,7 +201,11 @@ fn p2p_config(config: &Config, options: &Options, me: &PublicKey) -> P2pConfig {
         })
     });
     p2p.agent_version = format!("commonsd/{}", crate::node::VERSION);
-    if config.spec.measurers.iter().any(|m| m.key == *me) {
+    let versions = std::iter::once(&config.spec).chain(&config.successors);
+    if versions
+        .flat_map(|spec| &spec.measurers)
+        .any(|m| m.key == *me)
+    {
         // Every node of the network visits every measurer once an epoch.
         p2p.connection_limits = MEASURER_CONNECTION_LIMITS;
     }
@@ -261,8 +265,18 @@ impl Daemon {
             &mut registry,
         )
         .map_err(|e| anyhow!("cannot start networking: {e}"))?;
-        let node = Node::new(
+        if let Some(newest) = config.successors.last() {
+            tracing::info!(
+                versions = config.successors.len() + 1,
+                newest = newest.version(),
+                newest_spec_id = %newest.spec_id(),
+                "spec bundle checked from its anchor; later versions come into force when \
+                 their rotation proposals activate"
+            );
+        }
+        let node = Node::with_successors(
             config.spec.clone(),
+            config.successors.clone(),
             key,
             store,
             Some(net.clone()),

@@ -176,14 +176,13 @@ impl Node {
     /// sees, not only the peers that stay connected, and accepts connections from the whole
     /// network.
     pub fn is_measurer(&self) -> bool {
-        self.spec.measurers.iter().any(|m| m.key == self.me)
+        self.measurers.iter().any(|m| m.key == self.me)
     }
 
     /// The measurers other than this node, with the addresses the spec lists for each: every
     /// node visits every measurer once an epoch to be measured.
     pub fn measurers_to_visit(&self) -> Vec<(PublicKey, Vec<String>)> {
-        self.spec
-            .measurers
+        self.measurers
             .iter()
             .filter(|m| m.key != self.me)
             .map(|m| (m.key, m.addresses.clone()))
@@ -230,7 +229,17 @@ impl Node {
         };
         let (to_connected, to_away) = {
             let mut st = self.state();
+            let version = st.agg().spec().version();
             st.intake.advance_to(epoch);
+            if st.agg().spec().version() != version {
+                let spec = st.agg().spec();
+                tracing::info!(
+                    version = spec.version(),
+                    spec_id = %spec.spec_id(),
+                    epoch,
+                    "spec version in force: keys of earlier versions count no more"
+                );
+            }
             let latched: Vec<(Hash32, u64)> = st
                 .agg()
                 .proposals()
@@ -360,7 +369,7 @@ impl Node {
         about.retain(|a| {
             a.body.epoch <= epoch && a.body.epoch + window >= epoch && a.body.attester != self.me
         });
-        let is_measurer = |key: &PublicKey| self.spec.measurers.iter().any(|m| m.key == *key);
+        let is_measurer = |key: &PublicKey| self.measurers.iter().any(|m| m.key == *key);
         about.sort_by(|a, b| {
             is_measurer(&b.body.attester)
                 .cmp(&is_measurer(&a.body.attester))

@@ -393,7 +393,8 @@ impl Node {
         let proposal = Proposal::decode(bytes)
             .map_err(|e| RpcError::invalid_params(format!("not a signed proposal: {e}")))?;
         let id = proposal.id(&self.network_id);
-        let spec = self.spec.clone();
+        // Judged by the keys of the spec version in force when its lock starts.
+        let spec = self.state().agg().spec_for_proposal(&proposal).clone();
         let copy = proposal.clone();
         let verified = tokio::task::spawn_blocking(move || {
             verify_proposal(&copy, &spec, &spec.network_id()).map(|_| ())

@@ -114,7 +114,12 @@ impl State {
 
 /// The node core. Cheap to share: hold it in an `Arc`.
 pub struct Node {
+    /// The network's first spec; the version in force is the aggregator's.
     pub(crate) spec: Arc<NetworkSpec>,
+    /// The measurers of every spec version the node holds: it measures, and is measured by,
+    /// the measurers of versions not yet in force too, so that a rotated-in measurer's
+    /// attestations are there when its version comes into force.
+    pub(crate) measurers: Vec<commons_signaling::spec::MeasurerSpec>,
     pub(crate) network_id: Hash32,
     pub(crate) key: SecretKey,
     pub(crate) me: PublicKey,
@@ -210,11 +215,34 @@ impl Node {
         net: Option<P2pHandle>,
         clock: Clock,
     ) -> Result<Self, StoreError> {
+        Self::with_successors(spec, Vec::new(), key, store, net, clock)
+    }
+
+    /// [`Node::new`] for a network whose spec bundle holds later versions (`successors`,
+    /// checked from the anchor): each comes into force when its rotation proposal activates,
+    /// also while replaying the store, so a restart comes back under the same version.
+    pub fn with_successors(
+        spec: NetworkSpec,
+        successors: Vec<NetworkSpec>,
+        key: SecretKey,
+        store: Arc<Store>,
+        net: Option<P2pHandle>,
+        clock: Clock,
+    ) -> Result<Self, StoreError> {
         let network_id = spec.network_id();
-        let state = State::restore(&spec, key.public_key(), &store, clock())?;
+        let mut measurers = spec.measurers.clone();
+        for later in &successors {
+            for measurer in &later.measurers {
+                if !measurers.iter().any(|m| m.key == measurer.key) {
+                    measurers.push(measurer.clone());
+                }
+            }
+        }
+        let state = State::restore(&spec, successors, key.public_key(), &store, clock())?;
         let history_unverified = store.history_unverified()?;
         Ok(Node {
             history_unverified: std::sync::atomic::AtomicBool::new(history_unverified),
+            measurers,
             network_id,
             me: key.public_key(),
             key,

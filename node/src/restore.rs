@@ -16,6 +16,7 @@ impl State {
     /// the aggregator and the books.
     pub(crate) fn restore(
         spec: &NetworkSpec,
+        successors: Vec<NetworkSpec>,
         me: PublicKey,
         store: &Store,
         now: u64,
@@ -23,31 +24,53 @@ impl State {
         let network_id = spec.network_id();
         let epoch = spec.epoch_at(now);
         let mut intake = Intake::new(spec.clone(), epoch, Some(me));
-        let mut skipped = 0usize;
         let agg = intake.aggregator_mut();
-        for proposal in store.proposals()? {
-            if agg.add_proposal(proposal).is_err() {
-                skipped += 1;
-            }
+        if let Err(e) = agg.stage_successors(successors) {
+            // The bundle's chain was checked at start, so this is a bug, not bad input.
+            tracing::error!(error = %e, "spec versions do not follow each other");
         }
-        for attestation in store.attestations()? {
-            agg.add_attestation(attestation);
-        }
-        for signal in store.signals()? {
-            if agg.apply_signal(signal, now).is_err() {
-                skipped += 1;
-            }
-        }
-        // After the signals: a signer proven to equivocate stops counting, whatever it holds.
-        for evidence in store.evidence()? {
-            if agg.apply_evidence(evidence, now).is_err() {
-                skipped += 1;
-            }
-        }
+        let mut skipped;
         let mut overrides = HashSet::new();
-        for (id, at) in store.overrides()? {
-            agg.restore_override(&id, at);
-            overrides.insert(id);
+        // A rotation that activated puts later proposals under the keys of its version:
+        // replay again after each activation, so those verify as they did when received.
+        // Records applied already are duplicates the second time.
+        loop {
+            skipped = 0;
+            for proposal in store.proposals()? {
+                if agg.add_proposal(proposal).is_err() {
+                    skipped += 1;
+                }
+            }
+            for attestation in store.attestations()? {
+                agg.add_attestation(attestation);
+            }
+            for signal in store.signals()? {
+                if agg.apply_signal(signal, now).is_err() {
+                    skipped += 1;
+                }
+            }
+            // After the signals: a signer proven to equivocate stops counting, whatever it
+            // holds.
+            for evidence in store.evidence()? {
+                if agg.apply_evidence(evidence, now).is_err() {
+                    skipped += 1;
+                }
+            }
+            for (id, at) in store.overrides()? {
+                agg.restore_override(&id, at);
+                overrides.insert(id);
+            }
+            let activated = agg.activate_rotations();
+            for spec in &activated {
+                tracing::info!(
+                    version = spec.version(),
+                    spec_id = %spec.spec_id(),
+                    "spec version in force (restored)"
+                );
+            }
+            if activated.is_empty() {
+                break;
+            }
         }
         for bundle in store.releases()? {
             intake.restore_release(bundle.id(&network_id), bundle);

@@ -26,6 +26,7 @@ fn config(dir: &Path, ip: &str, bootstrap: Vec<Multiaddr>) -> Config {
         datadir: dir.join("regtest"),
         network_arg: "regtest".into(),
         spec,
+        successors: vec![],
         listen: vec![format!("/ip4/{ip}/tcp/0").parse().unwrap()],
         bootstrap,
         rpc_bind: "127.0.0.1:0".parse().unwrap(),

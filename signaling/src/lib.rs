@@ -12,6 +12,8 @@
 //! - [`spec`]: network parameters, the built-in networks and spec files;
 //! - [`spec_signatures`]: maintainer signatures over a spec, so a node can tell where it
 //!   came from;
+//! - [`spec_bundle`]: every version of a spec with its signatures, the chain a node checks
+//!   from its anchor at start;
 //! - [`sync`] and [`fetch`]: the payloads of the catch-up and artifact-fetch
 //!   request-response protocols.
 
@@ -21,6 +23,7 @@ pub mod fetch;
 pub mod keys;
 pub mod messages;
 pub mod spec;
+pub mod spec_bundle;
 pub mod spec_signatures;
 pub mod sync;
 pub mod types;
@@ -33,7 +36,7 @@ pub use messages::{
     Presence, PresenceBody, Proposal, ProposalBody, ReleaseBundle, ReleaseClass, ReleaseManifest,
     ReleaseVersion, Signal, SignalBody, Signed, SignedBody, UptimeAttestation,
 };
-pub use spec::{NetworkSpec, QualificationRule, SpecError};
+pub use spec::{NetworkSpec, QualificationRule, SpecError, Succession};
 pub use types::{BoundedBytes, BoundedString, BoundedVec, Hash32, WireIp};
 pub use wire::{DecodeError, decode, encode};
 

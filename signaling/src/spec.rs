@@ -162,12 +162,54 @@ pub struct TicketSpec {
     pub anchors_required: u32,
 }
 
+/// The place of a spec of version 2 or later in its network's chain of versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Succession {
+    /// The version, 2 or more; the network's first spec is version 1.
+    pub version: u32,
+    /// The network id of the network's first spec, which every later version keeps as its
+    /// own, so that messages, topics and stored state survive a rotation.
+    pub genesis: Hash32,
+    /// The spec id of the version this one replaces.
+    pub previous: Hash32,
+}
+
+/// Why a spec may not replace another.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SuccessionError {
+    /// The successor does not name the version, genesis or spec it replaces correctly.
+    #[error(
+        "it must say `succession = {{ version = {version}, genesis = \"{genesis}\", previous = \"{previous}\" }}`"
+    )]
+    WrongLink {
+        /// The version it must have.
+        version: u32,
+        /// The network id it must keep.
+        genesis: Hash32,
+        /// The spec id of the version it replaces.
+        previous: Hash32,
+    },
+    /// The successor changes a rule that a rotation may not change.
+    #[error(
+        "it changes rules other than keys and thresholds (a rotation may change only maintainers, \
+         tier and release thresholds, release signers, measurers and the measurer quorum)"
+    )]
+    RulesChanged,
+}
+
 /// All rules of one network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSpec {
     /// The network's name; also names its gossip topics.
     pub name: String,
+    /// Where this spec stands in its network's chain of versions: absent in a network's
+    /// first spec (version 1), set in every later one (a key rotation, see
+    /// [`NetworkSpec::check_successor`]). Absent fields are left out of the encoding, so a
+    /// first spec hashes as it did before versions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succession: Option<Succession>,
     /// Length of an epoch in seconds: `epoch = floor(unix_seconds / epoch_secs)`.
     pub epoch_secs: u64,
     /// How many epochs an attestation looks back over, and how long it stays valid.
@@ -276,6 +318,7 @@ impl NetworkSpec {
     pub fn mainnet() -> Self {
         NetworkSpec {
             name: "mainnet".into(),
+            succession: None,
             epoch_secs: DAY,
             uptime_window_epochs: 120,
             min_uptime_epochs: 90,
@@ -309,6 +352,7 @@ impl NetworkSpec {
     pub fn testnet() -> Self {
         NetworkSpec {
             name: "testnet".into(),
+            succession: None,
             epoch_secs: 3_600,
             uptime_window_epochs: 48,
             min_uptime_epochs: 24,
@@ -338,6 +382,7 @@ impl NetworkSpec {
             .collect();
         NetworkSpec {
             name: "regtest".into(),
+            succession: None,
             epoch_secs: 2,
             uptime_window_epochs: 30,
             min_uptime_epochs: 3,
@@ -538,6 +583,12 @@ impl NetworkSpec {
             return Err(invalid(
                 "name",
                 "must be 1 to 32 characters of a-z, 0-9 and -".into(),
+            ));
+        }
+        if self.succession.as_ref().is_some_and(|s| s.version < 2) {
+            return Err(invalid(
+                "succession.version",
+                "must be at least 2 (a network's first spec has no succession)".into(),
             ));
         }
         if self.epoch_secs == 0 {
@@ -832,14 +883,113 @@ impl NetworkSpec {
         Ok(())
     }
 
-    /// The network id: what every signature of this network is bound to.
-    pub fn network_id(&self) -> Hash32 {
+    /// The spec id: the tagged hash of every rule of this version (all but the bootstrap
+    /// peers and the measurers' addresses). What maintainers sign; it changes with any key.
+    pub fn spec_id(&self) -> Hash32 {
         let mut rules = self.clone();
         rules.bootstrap.clear();
         for measurer in &mut rules.measurers {
             measurer.addresses.clear();
         }
         tagged_hash("commons-signal/v1/network", &[&wire::encode(&rules)])
+    }
+
+    /// The network id: what every signature of this network is bound to. The spec id of the
+    /// network's first spec; later versions keep it ([`Succession::genesis`]), so a key
+    /// rotation does not split the network.
+    pub fn network_id(&self) -> Hash32 {
+        match &self.succession {
+            Some(succession) => succession.genesis,
+            None => self.spec_id(),
+        }
+    }
+
+    /// This spec's version: 1 for a network's first spec.
+    pub fn version(&self) -> u32 {
+        self.succession.as_ref().map_or(1, |s| s.version)
+    }
+
+    /// The next version of this spec, with the same keys: the draft a rotation edits.
+    pub fn successor_draft(&self) -> NetworkSpec {
+        NetworkSpec {
+            succession: Some(Succession {
+                version: self.version() + 1,
+                genesis: self.network_id(),
+                previous: self.spec_id(),
+            }),
+            ..self.clone()
+        }
+    }
+
+    /// Checks that `next` may replace this spec: it names this version as its previous one,
+    /// keeps the network id, and changes nothing but keys and thresholds. A rotation changes
+    /// who signs and who measures, never the rules everyone's standing was computed by.
+    pub fn check_successor(&self, next: &NetworkSpec) -> Result<(), SuccessionError> {
+        let link = self.successor_draft().succession;
+        if next.succession != link {
+            let link = link.expect("a successor draft has a succession");
+            return Err(SuccessionError::WrongLink {
+                version: link.version,
+                genesis: link.genesis,
+                previous: link.previous,
+            });
+        }
+        if self.without_keys() != next.without_keys() {
+            return Err(SuccessionError::RulesChanged);
+        }
+        Ok(())
+    }
+
+    /// Whether `next` only takes keys away from this spec: every maintainer, release signer
+    /// and measurer it lists is listed here, and each threshold is either unchanged or lowered
+    /// to the keys left. Such a revocation may pass as an emergency (see PROTOCOL.md).
+    pub fn is_revocation_only(&self, next: &NetworkSpec) -> bool {
+        let subset = |new: &[PublicKey], old: &[PublicKey]| new.iter().all(|k| old.contains(k));
+        let threshold_ok =
+            |new: u32, old: u32, left: usize| new == old || (new < old && new as usize == left);
+        let old_measurers: Vec<PublicKey> = self.measurer_keys().collect();
+        let new_measurers: Vec<PublicKey> = next.measurer_keys().collect();
+        subset(&next.maintainers, &self.maintainers)
+            && subset(&new_measurers, &old_measurers)
+            && threshold_ok(
+                next.measurer_quorum,
+                self.measurer_quorum,
+                new_measurers.len(),
+            )
+            && next.tiers.iter().zip(&self.tiers).all(|(new, old)| {
+                threshold_ok(
+                    new.signatures_required,
+                    old.signatures_required,
+                    next.maintainers.len(),
+                )
+            })
+            && next
+                .release_classes
+                .iter()
+                .zip(&self.release_classes)
+                .all(|(new, old)| {
+                    subset(&new.signers, &old.signers)
+                        && threshold_ok(new.threshold, old.threshold, new.signers.len())
+                })
+    }
+
+    /// The spec with every rotatable key and threshold blanked out, and no succession: two
+    /// versions of one network are equal here.
+    fn without_keys(&self) -> NetworkSpec {
+        let mut rules = self.clone();
+        rules.succession = None;
+        rules.bootstrap.clear();
+        rules.maintainers.clear();
+        rules.measurers.clear();
+        rules.measurer_quorum = 0;
+        for tier in &mut rules.tiers {
+            tier.signatures_required = 0;
+        }
+        for class in &mut rules.release_classes {
+            class.signers.clear();
+            class.threshold = 0;
+        }
+        rules
     }
 
     /// The epoch a Unix time falls in.

@@ -14,6 +14,10 @@
 //! spec (like TUF's root, it names its own signers), or the spec it replaces when keys are
 //! rotated. The threshold is the authority's strictest tier threshold: a change of rules weighs
 //! at least as much as any proposal under them.
+//!
+//! Signatures are over the **spec id** ([`NetworkSpec::spec_id`]), which for a network's first
+//! spec is its network id and for a later version also covers the version and the spec it
+//! replaces, so a signature over one version never passes for another.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -26,9 +30,9 @@ use crate::types::Hash32;
 /// The tag of the digest maintainers sign for a spec.
 pub const SPEC_SIGNATURE_TAG: &str = "commons-signal/v1/spec-signature";
 
-/// The digest a maintainer signs to vouch for the spec whose network id this is.
-pub fn spec_signing_digest(network_id: &Hash32) -> Hash32 {
-    tagged_hash(SPEC_SIGNATURE_TAG, &[&network_id.0])
+/// The digest a maintainer signs to vouch for the spec whose spec id this is.
+pub fn spec_signing_digest(spec_id: &Hash32) -> Hash32 {
+    tagged_hash(SPEC_SIGNATURE_TAG, &[&spec_id.0])
 }
 
 /// How many distinct maintainers of `authority` must sign a spec: the largest
@@ -45,7 +49,7 @@ pub fn spec_threshold(authority: &NetworkSpec) -> usize {
 
 /// Signs `spec` with `key`, as one maintainer's detached signature.
 pub fn sign_spec(spec: &NetworkSpec, key: &SecretKey) -> MaintainerSignature {
-    let digest = spec_signing_digest(&spec.network_id());
+    let digest = spec_signing_digest(&spec.spec_id());
     MaintainerSignature {
         signer: key.public_key(),
         signature: key.sign(&digest),
@@ -79,8 +83,8 @@ impl fmt::Display for SpecSignatureFate {
 /// Every signature's fate and the count against the threshold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpecSignatureReport {
-    /// The network id of the spec checked.
-    pub network_id: Hash32,
+    /// The spec id of the spec checked.
+    pub spec_id: Hash32,
     /// The digest the signatures had to be over.
     pub digest: Hash32,
     /// Each signature's signer and fate, in the order given.
@@ -116,8 +120,8 @@ pub fn check_spec_signatures(
     authority: &NetworkSpec,
     signatures: &[MaintainerSignature],
 ) -> SpecSignatureReport {
-    let network_id = spec.network_id();
-    let digest = spec_signing_digest(&network_id);
+    let spec_id = spec.spec_id();
+    let digest = spec_signing_digest(&spec_id);
     let maintainers: BTreeSet<&PublicKey> = authority.maintainers.iter().collect();
     let mut counted = BTreeSet::new();
     let fates = signatures
@@ -137,7 +141,7 @@ pub fn check_spec_signatures(
         })
         .collect();
     SpecSignatureReport {
-        network_id,
+        spec_id,
         digest,
         signatures: fates,
         counted: counted.len(),
@@ -281,7 +285,7 @@ mod tests {
     fn no_message_signature_passes_for_a_spec_signature() {
         // A proposal's id over the same bytes is another tagged hash.
         let spec = spec_of(&keys(1));
-        let id = spec.network_id();
+        let id = spec.spec_id();
         for kind in MessageKind::ALL {
             assert_ne!(signing_digest(kind, &id, &[]), spec_signing_digest(&id));
         }

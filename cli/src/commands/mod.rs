@@ -286,6 +286,11 @@ impl Context {
         let dir_spec = Path::new(&arg).join("spec.toml");
         let spec = if NetworkSpec::builtin(&arg).is_none() && Path::new(&arg).is_dir() {
             NetworkSpec::load(&dir_spec).map_err(spec_error)?
+        } else if NetworkSpec::builtin(&arg).is_none() && spec::is_bundle(Path::new(&arg)) {
+            // The node checks the chain; the client signs under the newest version's keys.
+            let bundle = commons_signaling::spec_bundle::SpecBundle::load(Path::new(&arg))
+                .map_err(|e| CliError::Input(anyhow!("{e}")))?;
+            bundle.versions.last().expect("not empty").spec.clone()
         } else {
             NetworkSpec::resolve(&arg).map_err(spec_error)?
         };

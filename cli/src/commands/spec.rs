@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use commons_signaling::spec::MeasurerSpec;
+use commons_signaling::spec_bundle::{SignedSpec, SpecBundle};
 use commons_signaling::spec_signatures::{
     SpecSignatureError, SpecSignatureFate, check_spec_signatures, sign_spec, spec_signing_digest,
     spec_threshold,
 };
-use commons_signaling::{NetworkSpec, PublicKey, ReleaseClass, wire};
+use commons_signaling::{Hash32, NetworkSpec, PublicKey, ReleaseClass, wire};
 use serde_json::{Value, json};
 
 use super::{Context, load_detached};
@@ -174,33 +175,224 @@ pub fn run(ctx: &Context, command: SpecCommand) -> Result {
             let spec = load_draft(&file)?;
             if ctx.json() {
                 return ctx.emit(&json!({
-                    "id": spec.network_id(),
+                    "id": spec.spec_id(),
+                    "network_id": spec.network_id(),
+                    "version": spec.version(),
                     "network": spec.name,
                     "file": file.display().to_string(),
                 }));
             }
-            ctx.say(spec.network_id())
+            ctx.say(spec.spec_id())
         }
         SpecCommand::Digest { file } => {
             let spec = load_complete(&file)?;
-            let digest = spec_signing_digest(&spec.network_id());
+            let digest = spec_signing_digest(&spec.spec_id());
             if ctx.json() {
                 return ctx.emit(&json!({
                     "digest": digest,
-                    "id": spec.network_id(),
+                    "id": spec.spec_id(),
+                    "version": spec.version(),
                     "network": spec.name,
                     "file": file.display().to_string(),
                 }));
             }
             ctx.say(digest)
         }
+        SpecCommand::Next { file, out } => next(ctx, &file, &out),
         SpecCommand::Sign {
             file,
+            previous,
             key,
             out,
             passphrase,
-        } => sign(ctx, &file, &key, &out, passphrase),
-        SpecCommand::Verify { file, signatures } => verify(ctx, &file, &signatures),
+        } => sign(ctx, &file, previous.as_deref(), &key, &out, passphrase),
+        SpecCommand::Verify {
+            file,
+            signatures,
+            previous,
+        } => verify(ctx, &file, previous.as_deref(), &signatures),
+        SpecCommand::Bundle {
+            file,
+            signatures,
+            onto,
+            out,
+        } => bundle(ctx, &file, &signatures, onto.as_deref(), &out),
+        SpecCommand::VerifyBundle { file, anchor } => verify_bundle(ctx, &file, anchor),
+    }
+}
+
+/// The spec in force that a file names: a spec file, or a bundle's newest version.
+fn load_in_force(path: &Path) -> Result<NetworkSpec> {
+    if is_bundle(path) {
+        let bundle = SpecBundle::load(path).map_err(|e| anyhow!("{e}"))?;
+        let newest = bundle
+            .versions
+            .last()
+            .expect("a parsed bundle holds a version");
+        return Ok(newest.spec.clone());
+    }
+    load_complete(path)
+}
+
+/// Whether a file is a spec bundle rather than a spec.
+pub fn is_bundle(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| SpecBundle::is_bundle_text(&text))
+}
+
+/// The spec whose maintainers sign `spec`: itself for version 1, else `--previous`, which
+/// must be the version it replaces.
+fn authority_of(spec: &NetworkSpec, file: &Path, previous: Option<&Path>) -> Result<NetworkSpec> {
+    match (spec.version(), previous) {
+        (1, None) => Ok(spec.clone()),
+        (1, Some(_)) => Err(anyhow!(
+            "{}: is version 1 of its network, signed by its own maintainers; drop --previous",
+            file.display()
+        )
+        .into()),
+        (version, None) => Err(anyhow!(
+            "{}: is version {version}, signed by the maintainers of version {}: give --previous \
+             SPEC|BUNDLE",
+            file.display(),
+            version - 1
+        )
+        .into()),
+        (_, Some(path)) => {
+            let previous = load_in_force(path)?;
+            previous.check_successor(spec).map_err(|e| {
+                anyhow!(
+                    "{}: does not follow {} (version {}): {e}",
+                    file.display(),
+                    path.display(),
+                    previous.version()
+                )
+            })?;
+            Ok(previous)
+        }
+    }
+}
+
+/// `spec next SPEC|BUNDLE --out FILE`.
+fn next(ctx: &Context, file: &Path, out: &Path) -> Result {
+    let current = load_in_force(file)?;
+    let draft = current.successor_draft();
+    files::write_new(out, draft.to_toml().as_bytes())?;
+    if ctx.json() {
+        let mut doc = state_json(&draft, out);
+        merge(
+            &mut doc,
+            json!({ "version": draft.version(), "previous": current.spec_id() }),
+        );
+        return ctx.emit(&doc);
+    }
+    ctx.say(format_args!("network     {}", draft.name))?;
+    ctx.say(format_args!(
+        "version     {} (replaces {})",
+        draft.version(),
+        current.spec_id()
+    ))?;
+    ctx.say(format_args!("wrote       {}", out.display()))?;
+    ctx.say(format_args!(
+        "next        edit its keys (spec add-maintainer, remove-maintainer, ...), then each \
+         maintainer of version {} runs spec sign {} --previous {}",
+        current.version(),
+        out.display(),
+        file.display()
+    ))
+}
+
+/// `spec bundle SPEC SIG... [--onto BUNDLE] --out FILE`: refuses to write a bundle a node
+/// would refuse.
+fn bundle(
+    ctx: &Context,
+    file: &Path,
+    signature_files: &[PathBuf],
+    onto: Option<&Path>,
+    out: &Path,
+) -> Result {
+    let spec = load_complete(file)?;
+    let signatures = signature_files
+        .iter()
+        .map(|path| load_detached(path))
+        .collect::<Result<Vec<_>>>()?;
+    let signed = SignedSpec { spec, signatures };
+    let bundle = match onto {
+        None => SpecBundle::new(signed),
+        Some(path) => {
+            let mut bundle = SpecBundle::load(path).map_err(|e| anyhow!("{e}"))?;
+            bundle.versions.push(signed);
+            bundle
+        }
+    };
+    let anchor = bundle.genesis_id();
+    bundle
+        .verify(&anchor, "the bundle's own version 1")
+        .map_err(|e| CliError::failed(format_args!("{}: {e}", file.display())))?;
+    files::write_new(out, bundle.to_toml().as_bytes())?;
+    let newest = &bundle.versions.last().expect("not empty").spec;
+    if ctx.json() {
+        return ctx.emit(&json!({
+            "network": newest.name,
+            "versions": bundle.versions.len(),
+            "anchor": anchor,
+            "id": newest.spec_id(),
+            "file": out.display().to_string(),
+        }));
+    }
+    ctx.say(format_args!("network     {}", newest.name))?;
+    ctx.say(format_args!("versions    {}", bundle.versions.len()))?;
+    ctx.say(format_args!("anchor      {anchor} (spec id of version 1)"))?;
+    ctx.say(format_args!("newest      {}", newest.spec_id()))?;
+    ctx.say(format_args!("wrote       {}", out.display()))
+}
+
+/// `spec verify-bundle BUNDLE [--anchor ID]`.
+fn verify_bundle(ctx: &Context, file: &Path, anchor: Option<Hash32>) -> Result {
+    let bundle = SpecBundle::load(file).map_err(|e| anyhow!("{e}"))?;
+    let (anchor, why) = match anchor {
+        Some(anchor) => (anchor, "--anchor"),
+        None => (bundle.genesis_id(), "the bundle's own version 1"),
+    };
+    let verdict = bundle.verify(&anchor, why);
+    if ctx.json() {
+        ctx.emit(&json!({
+            "anchor": anchor,
+            "versions": bundle.versions.iter().map(|v| json!({
+                "version": v.spec.version(),
+                "id": v.spec.spec_id(),
+                "maintainers": v.spec.maintainers.len(),
+                "measurers": v.spec.measurers.len(),
+                "signatures": v.signatures.len(),
+            })).collect::<Vec<_>>(),
+            "valid": verdict.is_ok(),
+            "error": verdict.as_ref().err().map(ToString::to_string),
+        }))?;
+    } else {
+        ctx.say(format_args!("anchor      {anchor} ({why})"))?;
+        for v in &bundle.versions {
+            ctx.say(format_args!(
+                "  version {:<3} {}  {} maintainers, {} measurers, {} signatures",
+                v.spec.version(),
+                v.spec.spec_id(),
+                v.spec.maintainers.len(),
+                v.spec.measurers.len(),
+                v.signatures.len()
+            ))?;
+        }
+    }
+    match verdict {
+        Ok(_) => {
+            if ctx.json() {
+                Ok(())
+            } else {
+                ctx.say("valid       every version signed by the threshold of the one before")
+            }
+        }
+        Err(e) => {
+            if !ctx.json() {
+                ctx.say("INVALID")?;
+            }
+            Err(CliError::failed(format_args!("{}: {e}", file.display())))
+        }
     }
 }
 
@@ -227,13 +419,14 @@ fn threshold_json(threshold: u32, tiers: &[u8], classes: &[&str], measurers: boo
     })
 }
 
-/// The state every editing command (and `spec new`) reports: the name, the draft's network
-/// id (it changes with every key), whether it is complete and what it still lacks.
+/// The state every editing command (and `spec new`) reports: the name, the draft's spec id
+/// (it changes with every key; for a version 1 it is the network id), whether it is complete
+/// and what it still lacks.
 fn state_json(spec: &NetworkSpec, file: &Path) -> Value {
     let missing = spec.missing_keys();
     json!({
         "network": spec.name,
-        "id": spec.network_id(),
+        "id": spec.spec_id(),
         "complete": missing.is_empty(),
         "missing": missing,
         "file": file.display().to_string(),
@@ -358,7 +551,7 @@ fn edit(
         return ctx.emit(&doc);
     }
     ctx.say(done.text)?;
-    ctx.say(format_args!("id          {}", spec.network_id()))?;
+    ctx.say(format_args!("id          {}", spec.spec_id()))?;
     let missing = spec.missing_keys().len();
     if missing == 0 {
         ctx.say("complete    yes")
@@ -378,7 +571,7 @@ fn show(ctx: &Context, file: &Path) -> Result {
     }
     let missing = spec.missing_keys();
     ctx.say(format_args!("network     {}", spec.name))?;
-    ctx.say(format_args!("id          {}", spec.network_id()))?;
+    ctx.say(format_args!("id          {}", spec.spec_id()))?;
     if missing.is_empty() {
         ctx.say("complete    yes")?;
     } else {
@@ -486,17 +679,22 @@ fn show_json(spec: &NetworkSpec, file: &Path) -> Value {
 fn sign(
     ctx: &Context,
     file: &Path,
+    previous: Option<&Path>,
     key_file: &Path,
     out: &Path,
     passphrase: PassphraseArgs,
 ) -> Result {
     let spec = load_complete(file)?;
+    let authority = authority_of(&spec, file, previous)?;
     let public = super::key::public_key(key_file)?;
-    if !spec.maintainers.contains(&public) {
+    if !authority.maintainers.contains(&public) {
+        let of = match previous {
+            None => format!("in {}", file.display()),
+            Some(path) => format!("of version {} ({})", authority.version(), path.display()),
+        };
         return Err(anyhow!(
-            "{}: key {public} is not a maintainer in {}",
-            key_file.display(),
-            file.display()
+            "{}: key {public} is not a maintainer {of}",
+            key_file.display()
         )
         .into());
     }
@@ -513,14 +711,14 @@ fn sign(
     if ctx.json() {
         return ctx.emit(&json!({
             "network": spec.name,
-            "id": spec.network_id(),
+            "id": spec.spec_id(),
             "signer": public,
             "detached": out.display().to_string(),
             "file": file.display().to_string(),
         }));
     }
     ctx.say(format_args!("network     {}", spec.name))?;
-    ctx.say(format_args!("id          {}", spec.network_id()))?;
+    ctx.say(format_args!("id          {}", spec.spec_id()))?;
     ctx.say(format_args!("signed as {public}"))?;
     ctx.say(format_args!(
         "wrote       detached signature {}",
@@ -529,15 +727,21 @@ fn sign(
 }
 
 /// `spec verify FILE SIG...`: exit code 0 only when enough of the spec's maintainers signed.
-fn verify(ctx: &Context, file: &Path, signature_files: &[PathBuf]) -> Result {
+fn verify(
+    ctx: &Context,
+    file: &Path,
+    previous: Option<&Path>,
+    signature_files: &[PathBuf],
+) -> Result {
     let spec = load_complete(file)?;
+    let authority = authority_of(&spec, file, previous)?;
     let signatures = signature_files
         .iter()
         .map(|path| load_detached(path))
         .collect::<Result<Vec<_>>>()?;
-    let report = check_spec_signatures(&spec, &spec, &signatures);
+    let report = check_spec_signatures(&spec, &authority, &signatures);
     let verdict =
-        commons_signaling::spec_signatures::verify_spec_signatures(&spec, &spec, &signatures);
+        commons_signaling::spec_signatures::verify_spec_signatures(&spec, &authority, &signatures);
     let invalid = |error: SpecSignatureError| {
         // Both errors are verdicts on the signatures given, hence exit 1 like any `verify`.
         match error {
@@ -549,11 +753,11 @@ fn verify(ctx: &Context, file: &Path, signature_files: &[PathBuf]) -> Result {
     if ctx.json() {
         ctx.emit(&json!({
             "network": spec.name,
-            "id": report.network_id,
+            "id": report.spec_id,
             "digest": report.digest,
             "signatures": report.signatures.iter().zip(signature_files).map(|((key, fate), path)| json!({
                 "signer": key,
-                "index": spec.maintainers.iter().position(|k| k == key).map(|i| i + 1),
+                "index": authority.maintainers.iter().position(|k| k == key).map(|i| i + 1),
                 "fate": fate_name(*fate),
                 "file": path.display().to_string(),
             })).collect::<Vec<_>>(),
@@ -564,10 +768,10 @@ fn verify(ctx: &Context, file: &Path, signature_files: &[PathBuf]) -> Result {
         return verdict.map(|_| ()).map_err(invalid);
     }
     ctx.say(format_args!("network     {}", spec.name))?;
-    ctx.say(format_args!("id          {}", report.network_id))?;
+    ctx.say(format_args!("id          {}", report.spec_id))?;
     ctx.say("signatures")?;
     for ((key, fate), path) in report.signatures.iter().zip(signature_files) {
-        let who = spec
+        let who = authority
             .maintainers
             .iter()
             .position(|k| k == key)
