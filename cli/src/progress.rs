@@ -54,10 +54,11 @@ impl Progress {
             )
             .with_message(message);
         bar.set_draw_target(ProgressDrawTarget::stderr());
-        bar.enable_steady_tick(TICK);
-        // Drawn once now: the first steady tick may come after a quick answer, and then the
-        // person would never have seen what the wait was for.
+        // Drawn once now, before the ticker starts (`tick` does nothing once one runs): the
+        // ticker's thread may first run after a quick answer, and then the person would never
+        // have seen what the wait was for. Under load that happened.
         bar.tick();
+        bar.enable_steady_tick(TICK);
         Progress { bar }
     }
 
