@@ -688,6 +688,19 @@ pub fn cli(args: &[&str]) -> Output {
     cli_env(args, &[])
 }
 
+/// [`cli`] that must succeed; its standard output.
+pub fn cli_succeeds(args: &[&str]) -> String {
+    let out = cli(args);
+    assert!(
+        out.status.success(),
+        "commons-cli {args:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// [`cli`] with environment variables set: none of the daemon's `COMMONS_*` variables (which
 /// `commons-cli` reads too) but those in `env`.
 pub fn cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {

@@ -5,21 +5,9 @@
 
 use std::path::Path;
 
-use commons_e2e::{NodeSpec, TestNode, cli, scenario};
+use commons_e2e::{NodeSpec, TestNode, cli, cli_succeeds, scenario};
 use commons_rpc::{NoParams, ProposalReceipt, SubmitProposalParams, method};
 use commons_signaling::spec::regtest_maintainer_key;
-
-fn run(args: &[&str]) -> String {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "commons-cli {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
@@ -48,7 +36,7 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
         })
         .collect();
     let file = dir.path().join("p.proposal");
-    run(&[
+    cli_succeeds(&[
         "--network",
         "regtest",
         "proposal",
@@ -67,7 +55,7 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
         path(&file),
     ]);
     for key in &keys[..2] {
-        run(&[
+        cli_succeeds(&[
             "--network",
             "regtest",
             "proposal",
@@ -96,7 +84,7 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
         []
     );
 
-    run(&[
+    cli_succeeds(&[
         "--network",
         "regtest",
         "proposal",
@@ -105,7 +93,7 @@ fn cli_signed_proposal_is_accepted_by_the_daemon() {
         "--key",
         path(&keys[2]),
     ]);
-    run(&["--network", "regtest", "proposal", "verify", path(&file)]);
+    cli_succeeds(&["--network", "regtest", "proposal", "verify", path(&file)]);
     let out = node.cli_ok(&["--json", "proposal", "submit", path(&file)]);
     let r: ProposalReceipt = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert!(r.new, "{r:?}");

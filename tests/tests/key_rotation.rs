@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use commons_e2e::{NodeSpec, TestNode, binary, cli, now, scenario, wait_until};
+use commons_e2e::{NodeSpec, TestNode, binary, cli, cli_succeeds, now, scenario, wait_until};
 use commons_rpc::{NoParams, SubmitProposalParams, method};
 use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::spec_bundle::SpecBundle;
@@ -17,18 +17,6 @@ use commons_signaling::spec_signatures::sign_spec;
 use commons_signaling::{BoundedString, NetworkSpec, Proposal, ProposalBody, SecretKey};
 
 const NETWORK: &str = "rotnet";
-
-fn run(args: &[&str]) -> String {
-    let out = cli(args);
-    assert!(
-        out.status.success(),
-        "commons-cli {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("temporary paths are UTF-8")
@@ -119,7 +107,7 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
     let key_files: Vec<PathBuf> = (0..5)
         .map(|i| {
             let p = file(&format!("m{i}.key"));
-            run(&[
+            cli_succeeds(&[
                 "key",
                 "regtest-maintainer",
                 &i.to_string(),
@@ -130,7 +118,7 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
         })
         .collect();
     let new_key_file = file("new.key");
-    run(&["key", "generate", "--out", path(&new_key_file)]);
+    cli_succeeds(&["key", "generate", "--out", path(&new_key_file)]);
     let new = SecretKey::load(&new_key_file).unwrap();
 
     // Version 1, signed by its own five maintainers (tier 5 needs all of them).
@@ -139,7 +127,7 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
     let mut sigs = Vec::new();
     for (i, key) in key_files.iter().enumerate() {
         let sig = file(&format!("v1-{i}.sig"));
-        run(&[
+        cli_succeeds(&[
             "spec",
             "sign",
             path(&v1_toml),
@@ -153,8 +141,10 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
     let mut args = vec!["spec", "bundle", path(&v1_toml)];
     args.extend(sigs.iter().map(|p| path(p)));
     args.extend(["--out", path(&b1_toml)]);
-    run(&args);
-    let anchor = run(&["spec", "id", path(&v1_toml)]).trim().to_string();
+    cli_succeeds(&args);
+    let anchor = cli_succeeds(&["spec", "id", path(&v1_toml)])
+        .trim()
+        .to_string();
     assert_eq!(anchor, v1.spec_id().to_string());
 
     let a = start("a", "127.0.93.1", &b1_toml, &anchor, vec![]).unwrap();
@@ -176,10 +166,10 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
     .unwrap();
 
     // Version 2: maintainer 5 (index 4) replaced, signed by the five maintainers of version 1.
-    run(&["spec", "next", path(&b1_toml), "--out", path(&v2_toml)]);
+    cli_succeeds(&["spec", "next", path(&b1_toml), "--out", path(&v2_toml)]);
     let gone = old[4].public_key().to_string();
-    run(&["spec", "remove-maintainer", path(&v2_toml), &gone]);
-    run(&[
+    cli_succeeds(&["spec", "remove-maintainer", path(&v2_toml), &gone]);
+    cli_succeeds(&[
         "spec",
         "add-maintainer",
         path(&v2_toml),
@@ -188,7 +178,7 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
     let mut v2_sigs = Vec::new();
     for (i, key) in key_files.iter().enumerate() {
         let sig = file(&format!("v2-{i}.sig"));
-        run(&[
+        cli_succeeds(&[
             "spec",
             "sign",
             path(&v2_toml),
@@ -232,8 +222,8 @@ fn a_maintainer_key_is_rotated_by_the_old_threshold_and_nodes_switch_at_activati
     let mut args = vec!["spec", "bundle", path(&v2_toml)];
     args.extend(v2_sigs.iter().map(|p| path(p)));
     args.extend(["--onto", path(&b1_toml), "--out", path(&b2_toml)]);
-    run(&args);
-    run(&["spec", "verify-bundle", path(&b2_toml), "--anchor", &anchor]);
+    cli_succeeds(&args);
+    cli_succeeds(&["spec", "verify-bundle", path(&b2_toml), "--anchor", &anchor]);
     let b2 = SpecBundle::load(&b2_toml).unwrap();
     let v2 = b2.versions[1].spec.clone();
 
