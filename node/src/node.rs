@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use commons_aggregator::{Aggregator, Intake, PlainSignatures, Reason, SignatureCheck};
-use commons_p2p::{P2pHandle, TopicKind, Verdict};
+use commons_p2p::{P2pHandle, Verdict};
 use commons_signaling::{
     Hash32, NetworkSpec, PublicKey, ReleaseBundle, ReleaseVersion, SecretKey, UptimeAttestation,
 };
@@ -129,8 +129,9 @@ pub struct Node {
     pub(crate) metrics: IngestMetrics,
     pub(crate) clock: Clock,
     pub(crate) started: Instant,
-    /// Own messages that no peer took yet (no peer subscribed), retried by the daemon.
-    pub(crate) unpublished: Mutex<Vec<(TopicKind, Vec<u8>)>>,
+    /// Own messages that no peer took yet (no peer subscribed), retried by the daemon; the
+    /// lock is held while publishing, so that own messages go out in the order they were made.
+    pub(crate) unpublished: tokio::sync::Mutex<crate::publish::Outbox>,
     /// Release artifacts and their counters.
     pub(crate) releases: Releases,
     /// The self-check of the running executable (`--verify-binary`).
@@ -252,7 +253,7 @@ impl Node {
             metrics: IngestMetrics::default(),
             clock,
             started: Instant::now(),
-            unpublished: Mutex::new(Vec::new()),
+            unpublished: tokio::sync::Mutex::new(crate::publish::Outbox::default()),
             releases: Releases::without_artifacts(),
             binary: SelfCheck::off(),
             signatures: Arc::new(PlainSignatures),
