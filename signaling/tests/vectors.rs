@@ -34,14 +34,29 @@ fn message_vector(description: &str, bytes: Vec<u8>) -> Value {
                 .map(|s| (s.signer, s.signature))
                 .collect(),
         ),
-        // Unsigned itself: its id, and the signatures of the two signals it carries.
-        AnyMessage::Evidence(m) => (
-            m.id(&net),
-            vec![
-                (m.first.body.signer, m.first.signature),
-                (m.second.body.signer, m.second.signature),
-            ],
-        ),
+        // Unsigned itself: its id, and the signatures of the two signals it carries, each
+        // over its own signal's digest.
+        AnyMessage::Evidence(m) => {
+            let signals = [&m.first, &m.second];
+            let signatures = signals
+                .iter()
+                .map(|s| {
+                    json!({
+                        "public_key": s.body.signer.to_hex(),
+                        "signature": hex::encode(s.signature.0),
+                        "digest": s.digest(&net).to_hex(),
+                    })
+                })
+                .collect::<Vec<_>>();
+            return json!({
+                "description": description,
+                "kind": message.kind().name(),
+                "cbor": hex::encode(&bytes),
+                "signed_digest": m.id(&net).to_hex(),
+                "signatures": signatures,
+                "json": serde_json::to_value(&message).unwrap(),
+            });
+        }
     };
     json!({
         "description": description,
@@ -106,7 +121,9 @@ fn build() -> Value {
                   the first SHA-256(seed || counter as 4 big-endian bytes), counter from 0, that is a \
                   valid secp256k1 secret. Signatures are BIP340 with auxiliary randomness of 32 zero \
                   bytes. signed_digest is tagged_hash(tag of the kind, network_id || cbor(body)); \
-                  single-signer messages sign it, maintainers sign it as the message id.",
+                  single-signer messages sign it, maintainers sign it as the message id. Equivocation \
+                  evidence is unsigned: signed_digest is its id, and each of the two signatures it \
+                  carries gives the digest of the signal it signs.",
         "keys": keys,
         "networks": networks,
         "tagged_hashes": [
@@ -119,6 +136,7 @@ fn build() -> Value {
             message_vector("tier-1 proposal signed by regtest maintainers 0, 1, 2", common::proposal().encode()),
             message_vector("bob signals override on that proposal", common::signal().encode()),
             message_vector("application release 1.4.0 signed by regtest maintainers 0, 1, 2", common::release().encode()),
+            message_vector("equivocation evidence: bob's override and support signals with sequence 1", common::equivocation().encode()),
         ],
         "invalid": [
             invalid_vector("signal followed by one extra byte", trailing),
@@ -150,9 +168,15 @@ fn code_matches_published_vectors() {
         let bytes = hex::decode(vector["cbor"].as_str().unwrap()).unwrap();
         let message = AnyMessage::decode(&bytes).unwrap();
         assert_eq!(commons_signaling::encode(&message_inner(&message)), bytes);
-        let digest: commons_signaling::Hash32 =
-            vector["signed_digest"].as_str().unwrap().parse().unwrap();
         for sig in vector["signatures"].as_array().unwrap() {
+            // Evidence carries signatures of other messages, each with its own digest.
+            let digest: commons_signaling::Hash32 = sig
+                .get("digest")
+                .unwrap_or(&vector["signed_digest"])
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
             let key: commons_signaling::PublicKey =
                 sig["public_key"].as_str().unwrap().parse().unwrap();
             let mut s = [0u8; 64];

@@ -51,6 +51,7 @@ fn seeds() -> BTreeMap<(&'static str, String), Vec<u8>> {
             "signal" => "signal",
             "proposal" => "proposal",
             "release" => "release",
+            "evidence" => "evidence",
             other => panic!("unknown kind {other}"),
         };
         add(target, "vector", bytes.clone());

@@ -70,6 +70,16 @@ pub fn signal() -> Signal {
     Signed::sign_with_aux(body, &key("bob"), &network(), &AUX)
 }
 
+/// Bob's override signal and a second one with its sequence number but choice `support`: the
+/// equivocation evidence anyone can check.
+pub fn equivocation() -> commons_signaling::Equivocation {
+    let first = signal();
+    let mut body = first.body.clone();
+    body.choice = Choice::Support;
+    let second = Signed::sign_with_aux(body, &key("bob"), &network(), &AUX);
+    commons_signaling::Equivocation::new(first, second).expect("one signer, sequence and proposal")
+}
+
 pub fn release() -> ReleaseBundle {
     let mut bundle = ReleaseBundle::new(ReleaseManifest {
         version: 1,
