@@ -783,98 +783,51 @@ fn population_differences(
 
 /// Every field of the two tallies that differs, compared bit for bit.
 fn tally_differences(node: &Tally, ours: &Tally) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut compare = |name: String, a: String, b: String| {
-        if a != b {
-            out.push(Finding {
-                about: "tally",
-                index: None,
-                name,
-                problem: format!("the node recorded {a}, the recount gives {b}"),
-            });
-        }
-    };
+    // Both lists have the same names in the same order: a tally has every choice.
+    tally_fields(node)
+        .into_iter()
+        .zip(tally_fields(ours))
+        .filter(|((_, a), (_, b))| a != b)
+        .map(|((name, a), (_, b))| Finding {
+            about: "tally",
+            index: None,
+            name,
+            problem: format!("the node recorded {a}, the recount gives {b}"),
+        })
+        .collect()
+}
+
+/// A tally's fields as (name, exact text), in a fixed order.
+fn tally_fields(t: &Tally) -> Vec<(String, String)> {
     // `{:?}` of an f64 is its shortest exact form, so equal text is equal bits.
     let float = |x: f64| format!("{x:?}");
-    compare(
-        "proposal".into(),
-        node.proposal.to_string(),
-        ours.proposal.to_string(),
-    );
-    compare("tier".into(), node.tier.to_string(), ours.tier.to_string());
-    compare(
-        "epoch".into(),
-        node.epoch.to_string(),
-        ours.epoch.to_string(),
-    );
-    for (a, b) in node.choices.iter().zip(&ours.choices) {
-        let c = b.choice;
-        compare(
-            format!("{c}.nodes"),
-            a.nodes.to_string(),
-            b.nodes.to_string(),
-        );
-        compare(
-            format!("{c}.weight_units"),
-            a.weight_units.to_string(),
-            b.weight_units.to_string(),
-        );
-        compare(format!("{c}.weight"), float(a.weight), float(b.weight));
+    let mut fields = vec![
+        ("proposal".to_string(), t.proposal.to_string()),
+        ("tier".to_string(), t.tier.to_string()),
+        ("epoch".to_string(), t.epoch.to_string()),
+    ];
+    for c in &t.choices {
+        let name = c.choice;
+        fields.push((format!("{name}.nodes"), c.nodes.to_string()));
+        fields.push((format!("{name}.weight_units"), c.weight_units.to_string()));
+        fields.push((format!("{name}.weight"), float(c.weight)));
     }
-    compare(
-        "total_nodes".into(),
-        node.total_nodes.to_string(),
-        ours.total_nodes.to_string(),
+    let rest = [
+        ("total_nodes", t.total_nodes.to_string()),
+        ("total_weight_units", t.total_weight_units.to_string()),
+        ("total_weight", float(t.total_weight)),
+        ("override_weight_share", float(t.override_weight_share)),
+        ("override_node_share", float(t.override_node_share)),
+        ("required_weight_share", float(t.required_weight_share)),
+        ("required_node_share", float(t.required_node_share)),
+        ("override_met", t.override_met.to_string()),
+        ("signers", t.signers.to_string()),
+        ("uncounted_signers", t.uncounted_signers.to_string()),
+        ("excluded_signers", t.excluded_signers.to_string()),
+    ];
+    fields.extend(
+        rest.into_iter()
+            .map(|(name, text)| (name.to_string(), text)),
     );
-    compare(
-        "total_weight_units".into(),
-        node.total_weight_units.to_string(),
-        ours.total_weight_units.to_string(),
-    );
-    compare(
-        "total_weight".into(),
-        float(node.total_weight),
-        float(ours.total_weight),
-    );
-    compare(
-        "override_weight_share".into(),
-        float(node.override_weight_share),
-        float(ours.override_weight_share),
-    );
-    compare(
-        "override_node_share".into(),
-        float(node.override_node_share),
-        float(ours.override_node_share),
-    );
-    compare(
-        "required_weight_share".into(),
-        float(node.required_weight_share),
-        float(ours.required_weight_share),
-    );
-    compare(
-        "required_node_share".into(),
-        float(node.required_node_share),
-        float(ours.required_node_share),
-    );
-    compare(
-        "override_met".into(),
-        node.override_met.to_string(),
-        ours.override_met.to_string(),
-    );
-    compare(
-        "signers".into(),
-        node.signers.to_string(),
-        ours.signers.to_string(),
-    );
-    compare(
-        "uncounted_signers".into(),
-        node.uncounted_signers.to_string(),
-        ours.uncounted_signers.to_string(),
-    );
-    compare(
-        "excluded_signers".into(),
-        node.excluded_signers.to_string(),
-        ours.excluded_signers.to_string(),
-    );
-    out
+    fields
 }
