@@ -470,6 +470,52 @@ fn digest_json(net: &Network, id: &Hash32, file: &Path) -> serde_json::Value {
     })
 }
 
+/// What `proposal sign` and `release sign` print once the signature is in the file: the id,
+/// the signer (and whether it replaced an earlier signature of theirs), and the count against
+/// the threshold. `what` names the message ("proposal", "release").
+fn signed_report(
+    ctx: &Context,
+    what: &str,
+    signer: &PublicKey,
+    replaced: bool,
+    report: &ThresholdReport,
+    file: &Path,
+) -> Result {
+    if ctx.json() {
+        return ctx.emit(&serde_json::json!({
+            "id": report.id,
+            "signer": signer,
+            "replaced": replaced,
+            "counted": report.counted,
+            "required": report.required,
+            "threshold_met": report.is_met(),
+            "file": file.display().to_string(),
+        }));
+    }
+    let verb = if replaced {
+        "replaced the earlier signature of"
+    } else {
+        "signed as"
+    };
+    ctx.say(format_args!("{what:<11} {}", report.id))?;
+    ctx.say(format_args!("{verb} {signer}"))?;
+    counted_line(ctx, report)
+}
+
+/// The line that says how many signatures count against the threshold.
+fn counted_line(ctx: &Context, report: &ThresholdReport) -> Result {
+    ctx.say(format_args!(
+        "counted     {} of {} required{}",
+        report.counted,
+        report.required,
+        if report.is_met() {
+            " (threshold met)"
+        } else {
+            ""
+        }
+    ))
+}
+
 /// What `proposal attach` and `release combine` print with `--json`: the signatures added
 /// from each file, and the count against the threshold afterwards.
 fn added_json(

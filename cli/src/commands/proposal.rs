@@ -195,35 +195,14 @@ pub fn sign(ctx: &Context, file: &Path, key_file: &Path, passphrase: PassphraseA
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     files::replace(file, &proposal.encode())?;
 
-    let report = report(&proposal, net);
-    if ctx.json() {
-        return ctx.emit(&json!({
-            "id": report.id,
-            "signer": public,
-            "replaced": replaced,
-            "counted": report.counted,
-            "required": report.required,
-            "threshold_met": report.is_met(),
-            "file": file.display().to_string(),
-        }));
-    }
-    let verb = if replaced {
-        "replaced the earlier signature of"
-    } else {
-        "signed as"
-    };
-    ctx.say(format_args!("proposal    {}", report.id))?;
-    ctx.say(format_args!("{verb} {public}"))?;
-    ctx.say(format_args!(
-        "counted     {} of {} required{}",
-        report.counted,
-        report.required,
-        if report.is_met() {
-            " (threshold met)"
-        } else {
-            ""
-        }
-    ))
+    super::signed_report(
+        ctx,
+        "proposal",
+        &public,
+        replaced,
+        &report(&proposal, net),
+        file,
+    )
 }
 
 /// `proposal digest FILE`: the id maintainers sign, alone on a line, for an offline signer.

@@ -405,39 +405,14 @@ pub fn sign(
         .add_signature(&key, &net.id)
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     files::replace(file, &bundle.encode())?;
-    let report = report(&bundle, net);
-    if ctx.json() {
-        return ctx.emit(&json!({
-            "id": id,
-            "signer": public,
-            "replaced": replaced,
-            "counted": report.counted,
-            "required": report.required,
-            "threshold_met": report.is_met(),
-            "file": file.display().to_string(),
-        }));
-    }
-    let verb = if replaced {
-        "replaced the earlier signature of"
-    } else {
-        "signed as"
-    };
-    ctx.say(format_args!("release     {id}"))?;
-    ctx.say(format_args!("{verb} {public}"))?;
-    counted_line(ctx, &report)
-}
-
-fn counted_line(ctx: &Context, report: &ThresholdReport) -> Result {
-    ctx.say(format_args!(
-        "counted     {} of {} required{}",
-        report.counted,
-        report.required,
-        if report.is_met() {
-            " (threshold met)"
-        } else {
-            ""
-        }
-    ))
+    super::signed_report(
+        ctx,
+        "release",
+        &public,
+        replaced,
+        &report(&bundle, net),
+        file,
+    )
 }
 
 /// `release combine FILE SIG...`: all signatures are checked before the file is written;
@@ -485,7 +460,7 @@ pub fn combine(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf
     for (signer, path) in added {
         ctx.say(format_args!("added       {signer} from {}", path.display()))?;
     }
-    counted_line(ctx, &report(&bundle, net))
+    super::counted_line(ctx, &report(&bundle, net))
 }
 
 /// `release verify FILE [--artifacts DIR] [--newest VERSION]`: exit code 0 only when the
