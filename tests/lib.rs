@@ -26,6 +26,7 @@ use commons_signaling::{
 use serde_json::{Value, json};
 
 pub mod netns;
+pub mod rotation;
 
 /// The environment variables `commonsd` reads; cleared so the caller's shell cannot change
 /// what a test runs.

@@ -19,6 +19,59 @@ use crate::tally::{ProposalState, ProposalTally, Tally, override_met};
 /// follows, in hex.
 pub const ROTATION_REFERENCE_PREFIX: &str = "spec-rotation:";
 
+/// Where a rotation proposal stands on this node ([`Aggregator::rotations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationState {
+    /// Not overridden, and its activation epoch is still to come.
+    Pending,
+    /// The version it names is, or was, in force here.
+    Activated,
+    /// Its lock passed without an override, yet the version it names is not in force here:
+    /// this node does not hold that version, or not the one before it.
+    Stalled,
+    /// Overridden: it puts nothing in force.
+    Overridden,
+}
+
+impl RotationState {
+    /// The state's name in RPC answers and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            RotationState::Pending => "pending",
+            RotationState::Activated => "activated",
+            RotationState::Stalled => "stalled",
+            RotationState::Overridden => "overridden",
+        }
+    }
+}
+
+/// A held rotation proposal: a tier-5 (or tier-4) proposal whose reference is
+/// `spec-rotation:<spec id>` of a later version ([`Aggregator::rotations`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The proposal's id.
+    pub proposal: Hash32,
+    /// The spec id its reference names.
+    pub spec_id: Hash32,
+    /// That version's number when this node holds it (in force, earlier or staged); `None`
+    /// when it does not, and cannot switch to it until it is given the version's bundle.
+    pub version: Option<u32>,
+    /// The epoch from which it puts its version in force ([`Aggregator::rotation_epoch`]).
+    pub activation_epoch: u64,
+    /// Where it stands.
+    pub state: RotationState,
+}
+
+impl Rotation {
+    /// Whether this rotation passed or may still pass and names a version this node does
+    /// not hold: the node stays on its version while the network moves on.
+    pub fn names_missing_version(&self) -> bool {
+        self.version.is_none()
+            && matches!(self.state, RotationState::Pending | RotationState::Stalled)
+    }
+}
+
 /// What became of a proposal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -312,6 +365,65 @@ impl Aggregator {
             self.follow_population();
         }
         activated
+    }
+
+    /// Every held rotation proposal, by activation epoch then id: those carrying
+    /// `spec-rotation:<spec id>` at tier 5, or at tier 4 unless they name a held version
+    /// that adds keys (which could never activate). A reference naming the network's first
+    /// version, or no spec id at all, is no rotation. Unlike
+    /// [`Aggregator::pending_rotation`] this lists proposals naming versions this node does
+    /// not hold, so that an operator learns a bundle is missing before the network moves on.
+    pub fn rotations(&self) -> Vec<Rotation> {
+        let held: Vec<&NetworkSpec> = self
+            .spec_versions()
+            .map(|(_, spec)| spec)
+            .chain(&self.staged)
+            .collect();
+        let ids: Vec<Hash32> = held.iter().map(|spec| spec.spec_id()).collect();
+        let in_force = self.history.len() + 1;
+        let mut out: Vec<Rotation> = self
+            .proposals
+            .iter()
+            .filter(|(_, e)| matches!(e.tier.tier, 4 | 5))
+            .filter_map(|(id, e)| {
+                let named = e
+                    .proposal
+                    .body
+                    .reference
+                    .as_str()
+                    .strip_prefix(ROTATION_REFERENCE_PREFIX)?;
+                let spec_id: Hash32 = named.parse().ok()?;
+                let position = ids.iter().position(|held| *held == spec_id);
+                if position == Some(0) {
+                    return None;
+                }
+                if let Some(i) = position
+                    && e.tier.tier == 4
+                    && !held[i - 1].is_revocation_only(held[i])
+                {
+                    return None;
+                }
+                let activation_epoch = self.rotation_epoch(e.proposal.body.lock_end);
+                let state = if e.overridden_at.is_some() {
+                    RotationState::Overridden
+                } else if position.is_some_and(|i| i < in_force) {
+                    RotationState::Activated
+                } else if activation_epoch > self.epoch() {
+                    RotationState::Pending
+                } else {
+                    RotationState::Stalled
+                };
+                Some(Rotation {
+                    proposal: *id,
+                    spec_id,
+                    version: position.map(|i| held[i].version()),
+                    activation_epoch,
+                    state,
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| (r.activation_epoch, r.proposal));
+        out
     }
 
     /// The network id that signatures are bound to.

@@ -20,8 +20,8 @@ mod tickets;
 pub mod weight;
 
 pub use aggregator::{
-    Aggregator, EvidenceOutcome, Precheck, ProposalOutcome, ROTATION_REFERENCE_PREFIX,
-    SignalOutcome, SignalRejection,
+    Aggregator, EvidenceOutcome, Precheck, ProposalOutcome, ROTATION_REFERENCE_PREFIX, Rotation,
+    RotationState, SignalOutcome, SignalRejection,
 };
 pub use intake::{
     Applied, Checked, Intake, Pending, Reason, Record, Refusal, ReleaseBook, Verdict, Verified,

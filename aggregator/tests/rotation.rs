@@ -184,3 +184,84 @@ fn a_revocation_may_pass_as_an_emergency() {
     assert_eq!(agg.spec().version(), 2);
     assert_eq!(agg.spec().measurers.len(), 2);
 }
+
+#[test]
+fn rotations_report_pending_activated_overridden_and_versions_not_held() {
+    let (mut agg, v2, id) = world();
+    let v1 = NetworkSpec::regtest();
+    // A version this node was never given (another edit of version 1), named by a tier-5
+    // proposal that ends later than the one for version 2.
+    let mut unknown = v1.successor_draft();
+    unknown.maintainers[3] = new_maintainer().public_key();
+    let mut body = proposal_body(5, "rotate maintainer 4", LOCK_START, LOCK_END + 20);
+    body.reference = BoundedString::new(Aggregator::rotation_reference(&unknown)).unwrap();
+    let missing = sign_proposal(&v1.network_id(), body, 0..5);
+    let missing_id = missing.id(agg.network_id());
+    agg.add_proposal(missing).unwrap();
+    // Not rotations: a reference that names no spec id, and one naming version 1 itself.
+    for (title, reference) in [
+        ("no id", "spec-rotation:v2".to_string()),
+        ("first", Aggregator::rotation_reference(&v1)),
+    ] {
+        let mut body = proposal_body(5, title, LOCK_START, LOCK_END);
+        body.reference = BoundedString::new(reference).unwrap();
+        agg.add_proposal(sign_proposal(&v1.network_id(), body, 0..5))
+            .unwrap();
+    }
+    let later = ACTIVATION + 10;
+    let expected = |state_v2, state_missing| {
+        vec![
+            commons_aggregator::Rotation {
+                proposal: id,
+                spec_id: v2.spec_id(),
+                version: Some(2),
+                activation_epoch: ACTIVATION,
+                state: state_v2,
+            },
+            commons_aggregator::Rotation {
+                proposal: missing_id,
+                spec_id: unknown.spec_id(),
+                version: None,
+                activation_epoch: later,
+                state: state_missing,
+            },
+        ]
+    };
+    use commons_aggregator::RotationState::{Activated, Overridden, Pending, Stalled};
+    let rotations = agg.rotations();
+    assert_eq!(rotations, expected(Pending, Pending));
+    assert!(!rotations[0].names_missing_version());
+    assert!(rotations[1].names_missing_version());
+
+    agg.set_epoch(ACTIVATION);
+    assert_eq!(agg.rotations(), expected(Activated, Pending));
+    // Its lock passed, but this node cannot switch to a version it does not hold.
+    agg.set_epoch(later);
+    let rotations = agg.rotations();
+    assert_eq!(rotations, expected(Activated, Stalled));
+    assert!(rotations[1].names_missing_version());
+
+    // An overridden rotation warns of nothing.
+    let (mut agg, v2, id) = world();
+    assert!(agg.restore_override(&id, ACTIVATION - 1));
+    let rotations = agg.rotations();
+    assert_eq!(rotations.len(), 1);
+    assert_eq!(
+        (rotations[0].spec_id, rotations[0].state),
+        (v2.spec_id(), Overridden)
+    );
+    assert!(!rotations[0].names_missing_version());
+}
+
+#[test]
+fn a_tier_4_rotation_that_adds_keys_is_not_reported() {
+    let v1 = NetworkSpec::regtest();
+    let v2 = successor(&v1);
+    let mut agg = Aggregator::new(v1.clone(), Policy::from_spec(&v1), ACTIVATION - 1);
+    agg.stage_successors([v2.clone()]).unwrap();
+    let mut body = proposal_body(4, "emergency rotation", LOCK_START, LOCK_START);
+    body.reference = BoundedString::new(Aggregator::rotation_reference(&v2)).unwrap();
+    agg.add_proposal(sign_proposal(&v1.network_id(), body, 0..4))
+        .unwrap();
+    assert!(agg.rotations().is_empty());
+}

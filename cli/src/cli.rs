@@ -97,7 +97,8 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Show the running node: network, identity, peers, epoch, its own uptime.
+    /// Show the running node: network, identity, peers, epoch, its own uptime, the spec
+    /// version in force and any key rotation.
     Getinfo,
     /// List the node's peers.
     Peers,

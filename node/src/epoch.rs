@@ -240,6 +240,21 @@ impl Node {
                     "spec version in force: keys of earlier versions count no more"
                 );
             }
+            let rotations = st.agg().rotations();
+            let in_force = st.agg().spec().version();
+            for rotation in crate::specinfo::missing(&rotations) {
+                if st.warned_rotations.insert(rotation.proposal) {
+                    tracing::warn!(
+                        proposal = %rotation.proposal,
+                        spec_id = %rotation.spec_id,
+                        activation_epoch = rotation.activation_epoch,
+                        in_force,
+                        "a rotation proposal names a spec version this node does not hold: \
+                         restart with --network set to the spec bundle that holds it, or this \
+                         node stays behind when it activates (getinfo says the same)"
+                    );
+                }
+            }
             let latched: Vec<(Hash32, u64)> = st
                 .agg()
                 .proposals()

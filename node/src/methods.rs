@@ -65,6 +65,7 @@ impl Node {
             uptime: st.agg().uptime(&self.me).map(uptime_status),
             running_secs: self.started.elapsed().as_secs(),
             binary: Some(binary),
+            spec: Some(crate::specinfo::spec_info(st.agg())),
         })
     }
 

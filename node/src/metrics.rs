@@ -262,6 +262,11 @@ pub struct Snapshot {
     pub epoch_secs: u64,
     /// This node's own standing; `None` while no attestation about it is known.
     pub own: Option<OwnStanding>,
+    /// The spec version in force.
+    pub spec_version: u32,
+    /// Whether a rotation proposal that passed or is pending names a spec version this node
+    /// does not hold.
+    pub spec_version_missing: bool,
 }
 
 /// This node's own standing in the population, as every other node computes it.
@@ -492,6 +497,20 @@ impl<S: SnapshotSource> Collector for NodeCollector<S> {
             "This node's attested uptime in epochs",
             None,
             i64::from(own.uptime_epochs),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_spec_version",
+            "The network spec version in force (1 until a key rotation activates)",
+            None,
+            i64::from(snap.spec_version),
+        )?;
+        encode_gauge(
+            &mut encoder,
+            "commons_spec_version_missing",
+            "1 while a rotation proposal that passed or is pending names a spec version this node does not hold (restart it on the bundle that holds it)",
+            None,
+            i64::from(snap.spec_version_missing),
         )?;
         Ok(())
     }
@@ -927,6 +946,10 @@ impl SnapshotSource for Node {
                 counted: u.counted,
                 uptime_epochs: u.uptime_epochs,
             }),
+            spec_version: st.agg().spec().version(),
+            spec_version_missing: crate::specinfo::missing(&st.agg().rotations())
+                .next()
+                .is_some(),
         }
     }
 }
@@ -982,6 +1005,8 @@ mod tests {
                     counted: false,
                     uptime_epochs: 7,
                 }),
+                spec_version: 2,
+                spec_version_missing: true,
             }
         }
     }
@@ -1035,6 +1060,8 @@ mod tests {
             "commons_own_qualified 1",
             "commons_own_counted 0",
             "commons_own_uptime_epochs 7",
+            "commons_spec_version 2",
+            "commons_spec_version_missing 1",
             "# TYPE commons_ingest_duration_seconds histogram",
             "commons_ingest_duration_seconds_sum{kind=\"signal\"} 0.003",
             "commons_ingest_duration_seconds_count{kind=\"signal\"} 1",

@@ -83,6 +83,9 @@ pub(crate) struct State {
     /// On a measurer: the latest attestation it issued about each node, kept for the
     /// window so a node that visits gets what it earned (empty on other nodes).
     pub(crate) measured: HashMap<PublicKey, UptimeAttestation>,
+    /// Rotation proposals naming a spec version this node does not hold that it already
+    /// warned of in its log, so each is logged once a run.
+    pub(crate) warned_rotations: HashSet<Hash32>,
 }
 
 impl State {

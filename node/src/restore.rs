@@ -98,6 +98,7 @@ impl State {
             overrides,
             observer: UptimeObserver::restore(store.observed()?),
             measured: Default::default(),
+            warned_rotations: Default::default(),
         })
     }
 }

@@ -139,7 +139,7 @@ pub mod method {
         /// `getinfo`: the node, its network, its peers and proposals in numbers, and its own
         /// uptime status.
         GetInfo = "getinfo" (NoParams) -> NodeInfo {
-            summary: "The node: version, network, peer id, key, listen addresses, epoch, peers, proposals, the qualified population and its own uptime status.",
+            summary: "The node: version, network, peer id, key, listen addresses, epoch, peers, proposals, the qualified population, its own uptime status, and the spec version in force with the rotations known.",
             params: [],
             result: "an object (see NodeInfo in rpc-types)",
         };

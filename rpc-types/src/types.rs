@@ -39,6 +39,58 @@ pub struct NodeInfo {
     /// verified (`--verify-binary`); left out by nodes older than the check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary: Option<BinaryInfo>,
+    /// The spec version in force, the later ones held, and the rotation proposals known;
+    /// left out by nodes older than key rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<SpecInfo>,
+}
+
+/// The spec versions part of [`NodeInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecInfo {
+    /// The version in force (1 for a network's first spec).
+    pub version: u32,
+    /// Its spec id (hex): the hash of its rules and keys, as `commons-cli spec id` prints it.
+    /// For version 1 it is also the network id.
+    pub spec_id: String,
+    /// The first epoch it is in force (0 for version 1).
+    pub since_epoch: u64,
+    /// Later versions this node holds (from its spec bundle), not in force yet, the next
+    /// one first.
+    #[serde(default)]
+    pub staged: Vec<SpecVersion>,
+    /// The rotation proposals this node holds, by activation epoch.
+    #[serde(default)]
+    pub rotations: Vec<RotationInfo>,
+    /// Set when a rotation that passed or is pending names a version this node does not
+    /// hold: what the operator must do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// One spec version in [`SpecInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecVersion {
+    /// Its number.
+    pub version: u32,
+    /// Its spec id (hex).
+    pub spec_id: String,
+}
+
+/// One rotation proposal in [`SpecInfo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationInfo {
+    /// The proposal id (hex).
+    pub proposal: String,
+    /// The spec id its reference (`spec-rotation:<spec id>`) names (hex).
+    pub spec_id: String,
+    /// That version's number; `null` when this node does not hold the version.
+    pub version: Option<u32>,
+    /// The epoch from which it puts the version in force.
+    pub activation_epoch: u64,
+    /// `pending` (activation to come), `activated` (the version is or was in force here),
+    /// `stalled` (its lock passed, but this node does not hold the version) or `overridden`.
+    pub state: String,
 }
 
 /// The self-check of the running executable in [`NodeInfo`].

@@ -66,6 +66,36 @@ fn getinfo_with_and_without_networking() {
     });
     let info = round_trip::<method::GetInfo>(checked);
     assert_eq!(info.binary.unwrap().release.unwrap().version, "1.0.0");
+    // A node older than key rotation leaves `spec` out.
+    assert_eq!(info.spec, None);
+
+    let mut rotating = wire.clone();
+    rotating["spec"] = json!({
+        "version": 1,
+        "spec_id": "ab".repeat(32),
+        "since_epoch": 0,
+        "staged": [{ "version": 2, "spec_id": "34".repeat(32) }],
+        "rotations": [
+            {
+                "proposal": "56".repeat(32),
+                "spec_id": "34".repeat(32),
+                "version": 2,
+                "activation_epoch": 90,
+                "state": "pending",
+            },
+            {
+                "proposal": "78".repeat(32),
+                "spec_id": "9a".repeat(32),
+                "version": null,
+                "activation_epoch": 95,
+                "state": "pending",
+            },
+        ],
+        "warning": "a rotation names a spec version this node does not hold",
+    });
+    let spec = round_trip::<method::GetInfo>(rotating).spec.unwrap();
+    assert_eq!(spec.rotations[1].version, None);
+    assert!(spec.warning.is_some());
 
     let mut offline = wire;
     offline["peer_id"] = Value::Null;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use commons_rpc::{
-    BinaryInfo, Deployment, IdParams, Method, NoParams, ProposalFilterParams, SignalParams,
-    SubmitProposalParams, UptimeParams, UptimeStatus, method,
+    BinaryInfo, Deployment, IdParams, Method, NoParams, ProposalFilterParams, RotationInfo,
+    SignalParams, SpecInfo, SubmitProposalParams, UptimeParams, UptimeStatus, method,
 };
 use serde_json::Value;
 
@@ -93,6 +93,11 @@ impl Online {
         ))?;
         if let Some(binary) = &info.binary {
             ctx.say(format!("{:<18} {}", "binary", describe_binary(binary)))?;
+        }
+        if let Some(spec) = &info.spec {
+            for (label, value) in describe_spec(spec) {
+                ctx.say(format!("{label:<18} {value}"))?;
+            }
         }
         Ok(())
     }
@@ -289,6 +294,55 @@ fn describe_binary(binary: &BinaryInfo) -> String {
         ("off", _) => "not checked (--verify-binary off)".to_string(),
         (other, _) => one(other),
     }
+}
+
+/// The spec lines of `getinfo`: the version in force, the later ones held, each rotation
+/// proposal, and the node's warning when one names a version it does not hold.
+fn describe_spec(spec: &SpecInfo) -> Vec<(&'static str, String)> {
+    let one = crate::format::one_line;
+    let since = match spec.since_epoch {
+        0 => "in force from the network's start".to_string(),
+        epoch => format!("in force since epoch {epoch}"),
+    };
+    let mut lines = vec![
+        ("spec version", format!("{} ({since})", spec.version)),
+        ("spec id", one(&spec.spec_id)),
+    ];
+    for held in &spec.staged {
+        lines.push((
+            "spec held",
+            format!(
+                "version {} {} (not in force yet)",
+                held.version,
+                one(&held.spec_id)
+            ),
+        ));
+    }
+    for rotation in &spec.rotations {
+        lines.push(("rotation", describe_rotation(rotation)));
+    }
+    if let Some(warning) = &spec.warning {
+        lines.push(("WARNING", one(warning)));
+    }
+    lines
+}
+
+/// One rotation proposal: the version it names, where it stands, and the proposal.
+fn describe_rotation(rotation: &RotationInfo) -> String {
+    let one = crate::format::one_line;
+    let version = match rotation.version {
+        Some(v) => format!("version {v} {}", one(&rotation.spec_id)),
+        None => format!("spec id {} (NOT HELD)", one(&rotation.spec_id)),
+    };
+    let epoch = rotation.activation_epoch;
+    let state = match rotation.state.as_str() {
+        "pending" => format!("pending, activates at epoch {epoch}"),
+        "activated" => format!("activated at epoch {epoch}"),
+        "stalled" => format!("passed, activation epoch {epoch}, not in force here"),
+        "overridden" => "overridden".to_string(),
+        other => one(other),
+    };
+    format!("{version}: {state} (proposal {})", one(&rotation.proposal))
 }
 
 fn describe_uptime(status: Option<&UptimeStatus>) -> String {
@@ -516,6 +570,56 @@ fn describe_deployment(ctx: &Context, d: &Deployment, now: u64) -> Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn getinfo_names_the_spec_version_each_rotation_and_the_warning() {
+        let rotation = |proposal: &str, version, state: &str| RotationInfo {
+            proposal: proposal.repeat(32),
+            spec_id: "34".repeat(32),
+            version,
+            activation_epoch: 90,
+            state: state.into(),
+        };
+        let spec = SpecInfo {
+            version: 1,
+            spec_id: "ab".repeat(32),
+            since_epoch: 0,
+            staged: vec![commons_rpc::SpecVersion {
+                version: 2,
+                spec_id: "34".repeat(32),
+            }],
+            rotations: vec![
+                rotation("56", Some(2), "pending"),
+                rotation("78", None, "stalled"),
+            ],
+            warning: Some("a rotation names\na version".into()),
+        };
+        let lines: Vec<String> = describe_spec(&spec)
+            .into_iter()
+            .map(|(label, value)| format!("{label}: {value}"))
+            .collect();
+        let (id, other, p1, p2) = (
+            "ab".repeat(32),
+            "34".repeat(32),
+            "56".repeat(32),
+            "78".repeat(32),
+        );
+        assert_eq!(
+            lines,
+            [
+                "spec version: 1 (in force from the network's start)".to_string(),
+                format!("spec id: {id}"),
+                format!("spec held: version 2 {other} (not in force yet)"),
+                format!(
+                    "rotation: version 2 {other}: pending, activates at epoch 90 (proposal {p1})"
+                ),
+                format!(
+                    "rotation: spec id {other} (NOT HELD): passed, activation epoch 90, not in force here (proposal {p2})"
+                ),
+                "WARNING: a rotation names\\na version".to_string(),
+            ]
+        );
+    }
 
     fn words(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
