@@ -5,11 +5,12 @@ use std::collections::{HashMap, HashSet};
 
 use commons_signaling::spec::TierSpec;
 use commons_signaling::{
-    Equivocation, Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, Signature,
+    Choice, Equivocation, Hash32, NetworkSpec, Presence, Proposal, PublicKey, Signal, Signature,
     UptimeAttestation,
 };
 use serde::Serialize;
 
+use crate::netgroup::Netgroup;
 use crate::policy::{Policy, Qualification};
 use crate::population::{AttestationOutcome, Move, Population, UptimeStatus};
 use crate::rules::{ProposalError, verify_proposal};
@@ -184,6 +185,19 @@ struct Entry {
     tally: ProposalTally,
     /// The epoch at which the override verdict was latched.
     overridden_at: Option<u64>,
+    /// The tally the override verdict was latched with; `None` for a latch restored after a
+    /// restart, which did not keep it (see [`Aggregator::add_evidence`]).
+    latched_with: Option<Latch>,
+}
+
+/// What an override verdict was reached with: enough to take it again without one signer.
+#[derive(Debug, Clone)]
+struct Latch {
+    tally: ProposalTally,
+    /// The population's (nodes, weight units) then.
+    totals: (u64, u64),
+    /// Each signer whose override counted, with its netgroup and that netgroup's size then.
+    by: HashMap<PublicKey, (Netgroup, u64)>,
 }
 
 impl Entry {
@@ -472,6 +486,7 @@ impl Aggregator {
             excluded: HashMap::new(),
             tally: ProposalTally::default(),
             overridden_at: None,
+            latched_with: None,
         };
         self.proposals.insert(id, entry);
         Ok(ProposalOutcome::New)
@@ -624,8 +639,34 @@ impl Aggregator {
             return Ok(EvidenceOutcome::AlreadyProven);
         }
         entry.excluded.insert(signer, evidence);
-        if let (Some((g, n)), Some(held)) = (counted, entry.signals.get(&signer)) {
-            entry.tally.remove_choice(g, n, held.body.choice, sqrt);
+        let held = entry.signals.get(&signer).map(|s| s.body.choice);
+        if let (Some((g, n)), Some(choice)) = (counted, held) {
+            entry.tally.remove_choice(g, n, choice, sqrt);
+        }
+        // A latched override is taken again without the equivocator's override signal: a
+        // node that got the evidence before that epoch closed never counted the signer, and
+        // the verdict must not depend on which came first. If the latched tally without the
+        // signer misses the thresholds, the latch is void (an epoch closing later in the
+        // override epochs latches again if the tally then meets them). A latch restored after
+        // a restart did not keep its tally: then it is void if the signer's held signal is an
+        // override.
+        if entry.overridden_at.is_some() {
+            let stands = match &mut entry.latched_with {
+                Some(latch) => match latch.by.remove(&signer) {
+                    Some((g, n)) => {
+                        latch.tally.remove_choice(g, n, Choice::Override, sqrt);
+                        let (units, nodes) = latch.tally.override_counts();
+                        let (total_nodes, total_units) = latch.totals;
+                        override_met(units, nodes, total_units, total_nodes, &entry.tier)
+                    }
+                    None => true,
+                },
+                None => held != Some(Choice::Override),
+            };
+            if !stands {
+                entry.overridden_at = None;
+                entry.latched_with = None;
+            }
         }
         Ok(EvidenceOutcome::New)
     }
@@ -782,7 +823,24 @@ impl Aggregator {
             .map(|(id, _)| *id)
             .collect();
         for id in latch {
-            self.proposals.get_mut(&id).expect("listed").overridden_at = Some(epoch);
+            let entry = self.proposals.get_mut(&id).expect("listed");
+            let by = entry
+                .signals
+                .iter()
+                .filter(|(signer, signal)| {
+                    signal.body.choice == Choice::Override && !entry.excluded.contains_key(*signer)
+                })
+                .filter_map(|(signer, _)| {
+                    let g = self.population.counted(signer)?;
+                    Some((*signer, (g, self.population.netgroup_size(&g))))
+                })
+                .collect();
+            entry.overridden_at = Some(epoch);
+            entry.latched_with = Some(Latch {
+                tally: entry.tally.clone(),
+                totals: self.population.totals(),
+                by,
+            });
         }
     }
 

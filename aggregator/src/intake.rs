@@ -459,6 +459,10 @@ pub enum Record {
     Release(Hash32, ReleaseBundle),
     /// Equivocation evidence (the first held against its signer on its proposal).
     Evidence(Equivocation),
+    /// The latched override of a proposal is void: the evidence just applied proves that
+    /// one whose override signal helped reach it equivocated (see
+    /// [`Aggregator::add_evidence`](crate::Aggregator::add_evidence)).
+    OverrideVoided(Hash32),
 }
 
 /// The outcome of [`Intake::apply`].
@@ -799,6 +803,7 @@ impl Intake {
         // What is new can only have shrunk since the check, so all of it was verified.
         let new_attestations = self.unverified(&signal.body.attestations);
         let (proposal, signer) = (signal.body.proposal, signal.body.signer);
+        let latched_before = self.aggregator.overridden_at(&proposal);
         match self.aggregator.apply_signal(signal.clone(), now) {
             Ok(SignalOutcome::Duplicate) => Applied::refused(Reason::Duplicate),
             Ok(SignalOutcome::Equivocated { stored }) => {
@@ -808,6 +813,7 @@ impl Intake {
                     .cloned()
                     .expect("the aggregator holds the evidence it just made");
                 let mut persist = vec![Record::Evidence(evidence.clone())];
+                persist.extend(self.voided(proposal, latched_before));
                 if stored {
                     persist.push(Record::Signal(signal));
                     persist.extend(new_attestations.into_iter().map(Record::Attestation));
@@ -835,6 +841,7 @@ impl Intake {
             return Applied::refused(Reason::AlreadyProven);
         }
         let held_before = self.aggregator.signal(&proposal, &signer).cloned();
+        let latched_before = self.aggregator.overridden_at(&proposal);
         let mut new_attestations = self.unverified(&evidence.first.body.attestations);
         for a in self.unverified(&evidence.second.body.attestations) {
             if !new_attestations.contains(&a) {
@@ -847,6 +854,7 @@ impl Intake {
             Err(e) => return Applied::refused(Reason::of_signal_rejection(&e)),
         }
         let mut persist = vec![Record::Evidence(evidence)];
+        persist.extend(self.voided(proposal, latched_before));
         let held = self.aggregator.signal(&proposal, &signer);
         if let Some(held) = held.filter(|h| Some(*h) != held_before.as_ref()) {
             persist.push(Record::Signal(held.clone()));
@@ -861,6 +869,13 @@ impl Intake {
             );
         }
         Applied::new(persist)
+    }
+
+    /// The record saying a proposal's latched override is void, if it was latched before
+    /// the evidence just applied and no longer is.
+    fn voided(&self, proposal: Hash32, latched_before: Option<u64>) -> Option<Record> {
+        (latched_before.is_some() && self.aggregator.overridden_at(&proposal).is_none())
+            .then_some(Record::OverrideVoided(proposal))
     }
 
     fn apply_proposal(&mut self, id: Hash32, proposal: Proposal) -> Applied {

@@ -641,3 +641,80 @@ fn a_held_signal_is_recognised_by_its_encoding_until_it_is_replaced() {
         "a replaced signal is no longer held, so it goes through the checks (and is a replay)"
     );
 }
+
+#[test]
+fn evidence_voids_a_latch_the_equivocators_override_helped_reach() {
+    // n0's override latches the proposal (25% of four nodes) on a node that had not yet got
+    // the evidence against n0; a node that had the evidence first never latches.
+    let (w0, id) = world(4);
+    let net = w0.network;
+    let a = signal(&net, &key("n0"), id, Choice::Override, 2, T);
+    let b = signal(&net, &key("n0"), id, Choice::Support, 2, T);
+    let evidence = Equivocation::new(a.clone(), b.clone()).unwrap();
+
+    let (mut first_signal, _) = world(4);
+    first_signal.agg.apply_signal(a.clone(), T).unwrap();
+    first_signal.agg.set_epoch(EPOCH + 1);
+    assert_eq!(first_signal.agg.overridden_at(&id), Some(EPOCH));
+    first_signal
+        .agg
+        .apply_evidence(evidence.clone(), T + 2)
+        .unwrap();
+    assert_eq!(first_signal.agg.overridden_at(&id), None);
+    assert_eq!(
+        first_signal.agg.state(&id, T + 3),
+        Some(ProposalState::Locked)
+    );
+
+    let (mut first_evidence, _) = world(4);
+    first_evidence
+        .agg
+        .apply_evidence(evidence.clone(), T)
+        .unwrap();
+    first_evidence.agg.set_epoch(EPOCH + 1);
+    assert_eq!(first_evidence.agg.overridden_at(&id), None);
+    assert_eq!(
+        first_evidence.agg.tally(&id),
+        first_signal.agg.tally(&id),
+        "both orders end in the same tally"
+    );
+
+    // n1's override met the thresholds without n0's (25% of four): the latch stands, as
+    // taken again without n0, even once the override epochs are over.
+    let (mut enough, _) = world(4);
+    enough.agg.apply_signal(a.clone(), T).unwrap();
+    enough.signal("n1", id, Choice::Override, 1, T);
+    enough.agg.set_epoch(EPOCH + 1);
+    enough.agg.set_epoch(EPOCH + 5_000);
+    enough
+        .agg
+        .apply_evidence(evidence.clone(), T + 10_000)
+        .unwrap();
+    assert_eq!(enough.agg.overridden_at(&id), Some(EPOCH));
+
+    // Void while the override epochs last: an epoch closing with enough overrides latches
+    // again.
+    let (mut again, _) = world(4);
+    again.agg.apply_signal(a.clone(), T).unwrap();
+    again.agg.set_epoch(EPOCH + 1);
+    again.agg.apply_evidence(evidence.clone(), T + 2).unwrap();
+    assert_eq!(again.agg.overridden_at(&id), None);
+    again.signal("n1", id, Choice::Override, 1, T + 3);
+    again.agg.set_epoch(EPOCH + 2);
+    assert_eq!(again.agg.overridden_at(&id), Some(EPOCH + 1));
+
+    // A latch n0 had no part in stays: evidence against a signer that supported.
+    let (mut other, _) = world(4);
+    other.agg.apply_signal(b.clone(), T).unwrap();
+    other.signal("n1", id, Choice::Override, 1, T);
+    other.agg.set_epoch(EPOCH + 1);
+    other.agg.apply_evidence(evidence.clone(), T + 2).unwrap();
+    assert_eq!(other.agg.overridden_at(&id), Some(EPOCH));
+
+    // After a restart the latch does not know who reached it: the held signal decides.
+    let (mut fresh, _) = world(4);
+    fresh.agg.apply_signal(a, T).unwrap();
+    assert!(fresh.agg.restore_override(&id, EPOCH));
+    fresh.agg.apply_evidence(evidence, T + 2).unwrap();
+    assert_eq!(fresh.agg.overridden_at(&id), None);
+}

@@ -255,6 +255,12 @@ impl Node {
                     );
                 }
             }
+            // A latch made void by evidence is gone from the store already; forgetting it
+            // here too lets a later latch of the same proposal be stored.
+            let crate::node::State {
+                intake, overrides, ..
+            } = &mut *st;
+            overrides.retain(|id| intake.aggregator().overridden_at(id).is_some());
             let latched: Vec<(Hash32, u64)> = st
                 .agg()
                 .proposals()

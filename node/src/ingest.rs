@@ -351,6 +351,13 @@ impl Node {
                 self.metrics.evidence(origin);
                 batch.put_evidence(e);
             }
+            Record::OverrideVoided(id) => {
+                tracing::warn!(
+                    proposal = %id,
+                    "latched override void: an equivocator's override signal helped reach it"
+                );
+                batch.delete_override(id);
+            }
         }
         false
     }

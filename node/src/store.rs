@@ -268,6 +268,11 @@ impl Batch {
         self.put_meta(&meta_key(OVERRIDE, &proposal.0), &epoch.to_be_bytes());
     }
 
+    /// Forgets a latched override that equivocation evidence made void.
+    pub fn delete_override(&mut self, proposal: &Hash32) {
+        self.delete_meta(&meta_key(OVERRIDE, &proposal.0));
+    }
+
     /// Records what this node observed of a peer.
     pub fn put_observed(&mut self, peer: &PublicKey, observed: &Observed) {
         let value = serde_json::to_vec(observed).expect("an observation serializes");
