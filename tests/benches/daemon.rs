@@ -964,6 +964,8 @@ fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
         stop.clone(),
     ));
     std::thread::sleep(Duration::from_secs(1));
+    dump_metrics(&nodes, "flood-before");
+    let shed_before = metric_sum(&nodes[0], "commons_gossip_shed_total");
     go.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let id = next_proposal(&nodes, "bench flood loaded")?.0;
@@ -978,6 +980,7 @@ fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
     let peak = nodes[0].memory_kib("VmHWM").unwrap_or(0) as f64 / 1024.0;
     let banned = metric_sum(&nodes[0], "commons_p2p_peers_banned") - banned_before;
     let limited = metric_sum(&nodes[0], "commons_p2p_rate_limited") - limited_before;
+    let shed = metric_sum(&nodes[0], "commons_gossip_shed_total") - shed_before;
     let ratio = |loaded: &[Duration], quiet: &[Duration]| {
         percentile(loaded, 99.0).as_secs_f64() / percentile(quiet, 99.0).as_secs_f64().max(1e-9)
     };
@@ -1029,8 +1032,10 @@ fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
         ),
     );
     rows.insert(
-        "5f. floods: node 0 banned / rate-limited".into(),
-        format!("{banned} peers banned, {limited} messages rate-limited"),
+        "5f. floods: node 0 banned / rate-limited / shed".into(),
+        format!(
+            "{banned} peers banned, {limited} messages rate-limited, {shed} shed before ingest"
+        ),
     );
     rows.insert(
         "5g. floods: node 0 VmRSS before / during / peak (VmHWM)".into(),
