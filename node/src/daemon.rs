@@ -535,7 +535,7 @@ async fn event_loop(
                     // another peer is dropped too, until catch-up brings it.
                     node.metrics.gossip_shed(cause, 1);
                     let _ = net
-                        .report_validation(shed.message_id, peer, Verdict::Ignore)
+                        .send_validation(shed.message_id, peer, Verdict::Ignore)
                         .await;
                 }
             }
@@ -641,14 +641,14 @@ async fn ingest_worker(
             tracing::debug!(%peer, kind = received.kind.name(), reason = outcome.reason.label(), "rejected gossip message");
         }
         let _ = net
-            .report_validation(received.message_id, peer, outcome.verdict)
+            .send_validation(received.message_id, peer, outcome.verdict)
             .await;
         if let Some(dropped) = dropped {
             tracing::debug!(%peer, kind = received.kind.name(), dropped = dropped.len(), "invalid signature: banning the peer and dropping its queued messages");
             let _ = net.penalize_invalid(peer).await;
             for shed in dropped {
                 let _ = net
-                    .report_validation(shed.message_id, peer, Verdict::Ignore)
+                    .send_validation(shed.message_id, peer, Verdict::Ignore)
                     .await;
             }
         }

@@ -326,6 +326,29 @@ impl P2pHandle {
         .await
     }
 
+    /// Hands the verdict on a received message to the network task without waiting for it
+    /// to be applied (only for room in the command queue): for a pipeline that must not
+    /// wait for the network task between two messages.
+    pub async fn send_validation(
+        &self,
+        message_id: MessageId,
+        propagation_source: PeerId,
+        verdict: Verdict,
+    ) -> Result<(), P2pError> {
+        // Nobody waits for the answer: the network task's send to the dropped receiver
+        // fails quietly.
+        let (reply, _) = oneshot::channel();
+        self.commands
+            .send(Command::Validate {
+                message_id,
+                source: propagation_source,
+                verdict,
+                reply,
+            })
+            .await
+            .map_err(|_| P2pError::Shutdown)
+    }
+
     async fn request(
         &self,
         kind: RequestKind,
