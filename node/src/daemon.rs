@@ -13,6 +13,8 @@ use commons_p2p::{Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, To
 use commons_signaling::{BoundedBytes, BoundedVec, PublicKey, SecretKey, UptimeAttestation};
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::gossip_queue::{GossipScheduler, Pushed, QueueLimits};
 use tokio::task::JoinHandle;
 
 use crate::artifacts::ArtifactStore;
@@ -31,9 +33,12 @@ use crate::topics::topic_kind;
 pub const KEY_FILE: &str = "node.key";
 /// The database directory's name in the network's data directory.
 pub const DB_DIR: &str = "db";
-/// Gossip messages verified at once; beyond this the event loop waits, and the networking
-/// layer sheds what it cannot queue rather than the node falling behind without bound.
-const MAX_CONCURRENT_INGEST: usize = 64;
+/// Gossip messages in the pipeline at once, per core: enough to keep every core verifying
+/// while others are applied, few enough that a message taken in turn (see
+/// [`GossipScheduler`]) finds only a handful of others ahead of it on the cores.
+const INGEST_WORKERS_PER_CORE: usize = 4;
+/// At most this many gossip messages in the pipeline at once, however many cores.
+const MAX_INGEST_WORKERS: usize = 16;
 /// Artifact fetch requests served at once (each holds a chunk of up to 1 MiB).
 const MAX_CONCURRENT_FETCH_SERVES: usize = 8;
 /// Artifact fetch requests accepted and not answered yet, those being served included.
@@ -483,7 +488,20 @@ async fn event_loop(
     relay: Relay,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_INGEST));
+    let gossip = Arc::new(GossipScheduler::new(
+        QueueLimits::default(),
+        node.metrics.queued.clone(),
+    ));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let workers = (cores * INGEST_WORKERS_PER_CORE).clamp(4, MAX_INGEST_WORKERS);
+    for _ in 0..workers {
+        tokio::spawn(ingest_worker(
+            node.clone(),
+            net.clone(),
+            gossip.clone(),
+            shutdown.clone(),
+        ));
+    }
     let serving = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCH_SERVES));
     let fetch_queue = Arc::new(Semaphore::new(MAX_QUEUED_FETCH_SERVES));
     loop {
@@ -502,20 +520,24 @@ async fn event_loop(
                 propagation_source,
                 ..
             } => {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
+                let received = Received {
+                    kind: topic_kind(topic),
+                    data,
+                    message_id,
                 };
-                let (node, net) = (node.clone(), net.clone());
-                tokio::spawn(async move {
-                    let outcome = node.ingest(topic_kind(topic), &data).await;
-                    if outcome.verdict == Verdict::Reject {
-                        tracing::debug!(peer = %propagation_source, topic = %topic, reason = outcome.reason.label(), "rejected gossip message");
-                    }
+                let shed = match gossip.push(propagation_source, received) {
+                    Pushed::Queued => None,
+                    Pushed::Refused(shed) => Some((propagation_source, shed, "peer_queue_full")),
+                    Pushed::Displaced(peer, shed) => Some((peer, shed, "queue_full")),
+                };
+                if let Some((peer, shed, cause)) = shed {
+                    // Never forwarded; gossipsub remembers it as seen, so a copy from
+                    // another peer is dropped too, until catch-up brings it.
+                    node.metrics.gossip_shed(cause, 1);
                     let _ = net
-                        .report_validation(message_id, propagation_source, outcome.verdict)
+                        .send_validation(shed.message_id, peer, Verdict::Ignore)
                         .await;
-                    drop(permit);
-                });
+                }
             }
             P2pEvent::PeerConnected {
                 peer,
@@ -578,6 +600,57 @@ async fn event_loop(
                 });
             }
             P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),
+        }
+    }
+}
+
+/// A gossip message waiting for its turn in the ingest pipeline.
+struct Received {
+    kind: commons_signaling::MessageKind,
+    data: Vec<u8>,
+    message_id: commons_p2p::MessageId,
+}
+
+/// Takes received gossip messages in turn (see [`GossipScheduler`]) through the pipeline and
+/// reports each verdict. A message whose signature does not verify gets its sender banned
+/// (no honest node forwards one: each verifies before forwarding) and the rest of its
+/// queue dropped unverified.
+async fn ingest_worker(
+    node: Arc<Node>,
+    net: P2pHandle,
+    gossip: Arc<GossipScheduler<PeerId, Received>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (peer, received, waited) = tokio::select! {
+            next = gossip.next() => next,
+            _ = crate::stopped(&mut shutdown) => return,
+        };
+        node.metrics.gossip_waited(received.kind.name(), waited);
+        let outcome = node.ingest(received.kind, &received.data).await;
+        // Dropped before this worker takes its next message, so that no worker takes more
+        // of the peer's backlog meanwhile.
+        let dropped = if outcome.reason == commons_aggregator::Reason::BadSignature {
+            let dropped = gossip.punish(&peer);
+            node.metrics.gossip_shed("invalid_signature", dropped.len());
+            Some(dropped)
+        } else {
+            None
+        };
+        if outcome.verdict == Verdict::Reject {
+            tracing::debug!(%peer, kind = received.kind.name(), reason = outcome.reason.label(), "rejected gossip message");
+        }
+        let _ = net
+            .send_validation(received.message_id, peer, outcome.verdict)
+            .await;
+        if let Some(dropped) = dropped {
+            tracing::debug!(%peer, kind = received.kind.name(), dropped = dropped.len(), "invalid signature: banning the peer and dropping its queued messages");
+            let _ = net.penalize_invalid(peer).await;
+            for shed in dropped {
+                let _ = net
+                    .send_validation(shed.message_id, peer, Verdict::Ignore)
+                    .await;
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod daemon;
 mod epoch;
 mod export;
 pub mod fetch;
+mod gossip_queue;
 mod ingest;
 pub mod logfile;
 mod methods;

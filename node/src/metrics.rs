@@ -80,6 +80,22 @@ pub struct IngestMetrics {
     /// Equivocation evidence stored, by origin: `received` from a peer, `made` by this node
     /// from two conflicting signals it received.
     pub evidence: Family<OriginLabels, Counter>,
+    /// Seconds a received gossip message waited for its turn (its peer's queue served in
+    /// turn with the others) before entering the pipeline, by kind.
+    pub queue_wait_seconds: Family<KindLabels, Histogram, fn() -> Histogram>,
+    /// Received gossip messages waiting for their turn.
+    pub queued: Gauge,
+    /// Received gossip messages dropped before the pipeline (reported `Ignore`), by cause:
+    /// `peer_queue_full`, `queue_full` (shed from the longest backlog) or
+    /// `invalid_signature` (the queue of a peer that sent one).
+    pub shed: Family<CauseLabels, Counter>,
+}
+
+/// Labels of `commons_gossip_shed_total`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct CauseLabels {
+    /// Why the message was dropped.
+    pub cause: String,
 }
 
 /// Labels of `commons_equivocation_evidence_total`.
@@ -106,6 +122,9 @@ impl Default for IngestMetrics {
             verify_seconds: Family::new_with_constructor(latency_histogram),
             verify_wait_seconds: Family::new_with_constructor(latency_histogram),
             evidence: Family::default(),
+            queue_wait_seconds: Family::new_with_constructor(latency_histogram),
+            queued: Gauge::default(),
+            shed: Family::default(),
         }
     }
 }
@@ -158,6 +177,22 @@ impl IngestMetrics {
                 origin: origin.into(),
             })
             .inc();
+    }
+
+    /// Records how long a received gossip message waited for its turn.
+    pub fn gossip_waited(&self, kind: &str, waited: std::time::Duration) {
+        self.queue_wait_seconds
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// Counts `count` received gossip messages dropped before the pipeline.
+    pub fn gossip_shed(&self, cause: &str, count: usize) {
+        self.shed
+            .get_or_create(&CauseLabels {
+                cause: cause.into(),
+            })
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// Counts a duplicate dropped before verification.
@@ -737,6 +772,27 @@ pub fn register<S: SnapshotSource>(
         Unit::Seconds,
         metrics.verify_wait_seconds.clone(),
     );
+    registry.register_with_unit(
+        "commons_gossip_queue_wait",
+        "Time a received gossip message waited for its turn before the ingest pipeline, by kind",
+        Unit::Seconds,
+        metrics.queue_wait_seconds.clone(),
+    );
+    registry.register(
+        "commons_gossip_queued",
+        "Received gossip messages waiting for their turn (per-peer queues served in turn)",
+        metrics.queued.clone(),
+    );
+    registry.register(
+        "commons_gossip_shed",
+        "Received gossip messages dropped before the ingest pipeline (reported ignore), by cause",
+        metrics.shed.clone(),
+    );
+    for cause in ["peer_queue_full", "queue_full", "invalid_signature"] {
+        let _ = metrics.shed.get_or_create(&CauseLabels {
+            cause: cause.into(),
+        });
+    }
     registry.register(
         "commons_equivocation_evidence",
         "Equivocation evidence stored (each excludes a signer from one proposal), by origin",

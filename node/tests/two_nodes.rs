@@ -5,12 +5,9 @@
 
 mod common;
 
-use std::future::Future;
-use std::path::Path;
 use std::time::Duration;
 
-use commons_node::config::Config;
-use commons_node::daemon::{Daemon, Options};
+use commons_node::daemon::Daemon;
 use commons_p2p::Multiaddr;
 use commons_rpc::{
     IdParams, Method, NoParams, SignalParams, SubmitProposalParams, UptimeParams, method,
@@ -18,52 +15,6 @@ use commons_rpc::{
 use commons_signaling::spec::regtest_measurer_key;
 use commons_signaling::{NetworkSpec, Proposal};
 use serde_json::Value;
-
-fn config(dir: &Path, ip: &str, bootstrap: Vec<Multiaddr>) -> Config {
-    let spec = NetworkSpec::regtest();
-    Config {
-        base_dir: dir.to_path_buf(),
-        datadir: dir.join("regtest"),
-        network_arg: "regtest".into(),
-        spec,
-        successors: vec![],
-        listen: vec![format!("/ip4/{ip}/tcp/0").parse().unwrap()],
-        bootstrap,
-        rpc_bind: "127.0.0.1:0".parse().unwrap(),
-        metrics_bind: "127.0.0.1:0".parse().unwrap(),
-        rpc_cookie_perms: Default::default(),
-        verify_binary: commons_node::selfcheck::VerifyBinary::Off,
-        // The test writes well-known measurer keys that never signed before the first start.
-        sign_without_catch_up: true,
-    }
-}
-
-fn options() -> Options {
-    Options {
-        discovery: false,
-        retry_interval: Duration::from_millis(500),
-        ..Options::default()
-    }
-}
-
-/// Polls `check` every 200 ms until it gives `Some`, failing after `secs`.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 async fn rpc<M: Method>(daemon: &Daemon, params: &M::Params) -> M::Response {
     common::call::<M>(daemon.node.as_ref(), params)
@@ -94,21 +45,27 @@ async fn proposal_and_signal_cross_two_nodes() {
 async fn run() {
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
-    let a = Daemon::start(&config(dir_a.path(), "127.0.0.1", vec![]), options())
-        .await
-        .unwrap();
-    let a_addr = eventually(10, "a listen address", || async {
+    let a = Daemon::start(
+        &common::daemon_config(dir_a.path(), "127.0.0.1", vec![]),
+        common::daemon_options(),
+    )
+    .await
+    .unwrap();
+    let a_addr = common::eventually(10, "a listen address", || async {
         a.net.listen_addrs().await.ok()?.into_iter().next()
     })
     .await;
     let a_addr: Multiaddr = format!("{a_addr}/p2p/{}", a.net.local_peer_id())
         .parse()
         .unwrap();
-    let b = Daemon::start(&config(dir_b.path(), "127.0.0.2", vec![a_addr]), options())
-        .await
-        .unwrap();
+    let b = Daemon::start(
+        &common::daemon_config(dir_b.path(), "127.0.0.2", vec![a_addr]),
+        common::daemon_options(),
+    )
+    .await
+    .unwrap();
 
-    eventually(20, "a connection", || async {
+    common::eventually(20, "a connection", || async {
         (a.node.peer_count() >= 1 && b.node.peer_count() >= 1).then_some(())
     })
     .await;
@@ -122,7 +79,7 @@ async fn run() {
     let spec = NetworkSpec::regtest();
     let p = common::proposal(&spec, "two nodes", common::now() - 1, 300);
     let id = rpc::<method::SubmitProposal>(&a, &submit(&p)).await.id;
-    eventually(30, "the proposal on B", || async {
+    common::eventually(30, "the proposal on B", || async {
         let list = rpc::<method::ListProposals>(&b, &NoParams {}).await;
         (list.len() == 1 && list[0].id == id).then_some(())
     })
@@ -131,7 +88,7 @@ async fn run() {
     // B signals; A counts the signer.
     let r = rpc::<method::CastSignal>(&b, &signal(&id, "override")).await;
     assert_eq!(r.sequence, 1);
-    eventually(30, "B's signal in A's tally", || async {
+    common::eventually(30, "B's signal in A's tally", || async {
         let t = rpc::<method::GetTally>(&a, &IdParams::new(&id)).await;
         (t.signers == 1).then_some(())
     })
@@ -183,9 +140,12 @@ async fn run() {
     );
 
     // A restart of A comes back with the proposal and B's signal.
-    let a = Daemon::start(&config(dir_a.path(), "127.0.0.1", vec![]), options())
-        .await
-        .unwrap();
+    let a = Daemon::start(
+        &common::daemon_config(dir_a.path(), "127.0.0.1", vec![]),
+        common::daemon_options(),
+    )
+    .await
+    .unwrap();
     let t = rpc::<method::GetTally>(&a, &IdParams::new(&id)).await;
     assert_eq!(t.signers, 1);
     a.shutdown().await;
@@ -211,10 +171,13 @@ async fn run_three() {
             .save(&datadir.join(commons_node::daemon::KEY_FILE))
             .unwrap();
     }
-    let first = Daemon::start(&config(dirs[0].path(), ips[0], vec![]), options())
-        .await
-        .unwrap();
-    let addr = eventually(10, "a listen address", || async {
+    let first = Daemon::start(
+        &common::daemon_config(dirs[0].path(), ips[0], vec![]),
+        common::daemon_options(),
+    )
+    .await
+    .unwrap();
+    let addr = common::eventually(10, "a listen address", || async {
         first.net.listen_addrs().await.ok()?.into_iter().next()
     })
     .await;
@@ -227,7 +190,7 @@ async fn run_three() {
         // Also dial the previous node, so the three form a full mesh without discovery.
         if i == 2 {
             let prev = &nodes[1];
-            let a = eventually(10, "a listen address", || async {
+            let a = common::eventually(10, "a listen address", || async {
                 prev.net.listen_addrs().await.ok()?.into_iter().next()
             })
             .await;
@@ -238,12 +201,15 @@ async fn run_three() {
             );
         }
         nodes.push(
-            Daemon::start(&config(dirs[i].path(), ip, bootstrap), options())
-                .await
-                .unwrap(),
+            Daemon::start(
+                &common::daemon_config(dirs[i].path(), ip, bootstrap),
+                common::daemon_options(),
+            )
+            .await
+            .unwrap(),
         );
     }
-    eventually(20, "a full mesh", || async {
+    common::eventually(20, "a full mesh", || async {
         nodes.iter().all(|n| n.node.peer_count() == 2).then_some(())
     })
     .await;
@@ -262,7 +228,7 @@ async fn run_three() {
     );
 
     // Regtest: 2-second epochs, 3 epochs of uptime measured by 2 measurers qualify.
-    eventually(60, "three qualified nodes everywhere", || async {
+    common::eventually(60, "three qualified nodes everywhere", || async {
         for n in &nodes {
             let info = rpc::<method::GetInfo>(n, &NoParams {}).await;
             if info.qualified_nodes != 3 {
@@ -280,7 +246,7 @@ async fn run_three() {
     let id = rpc::<method::SubmitProposal>(&nodes[0], &submit(&p))
         .await
         .id;
-    eventually(30, "the proposal everywhere", || async {
+    common::eventually(30, "the proposal everywhere", || async {
         for n in &nodes[1..] {
             if rpc::<method::ListProposals>(n, &NoParams {})
                 .await
@@ -295,7 +261,7 @@ async fn run_three() {
     for n in &nodes[1..] {
         rpc::<method::CastSignal>(n, &signal(&id, "override")).await;
     }
-    let tally = eventually(30, "the override on the first node", || async {
+    let tally = common::eventually(30, "the override on the first node", || async {
         let t = rpc::<method::GetTally>(&nodes[0], &IdParams::new(&id)).await;
         (t.choices.r#override.nodes == 2).then_some(t)
     })

@@ -33,6 +33,9 @@ use crate::topics::TopicKind;
 /// Score units taken from a peer per [`P2pHandle::penalize`] call. Eight penalties in a short
 /// time put a peer under the graylist threshold (-80); the penalty halves every 10 minutes.
 const APP_PENALTY: f64 = 10.0;
+/// Score units taken from a peer that delivered an invalid signature
+/// ([`P2pHandle::penalize_invalid`]): past the graylist threshold (-80) at once.
+const INVALID_PENALTY: f64 = 100.0;
 /// Half-life of application penalties.
 const APP_PENALTY_HALF_LIFE: Duration = Duration::from_secs(600);
 /// Listen addresses kept per peer from identify (a peer chooses what it claims, so bound it).
@@ -268,6 +271,7 @@ enum Command {
     Dial(Multiaddr, oneshot::Sender<Result<(), P2pError>>),
     Connect(Vec<PeerId>, Vec<Multiaddr>, oneshot::Sender<bool>),
     Penalize(PeerId, oneshot::Sender<()>),
+    PenalizeInvalid(PeerId, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -320,6 +324,29 @@ impl P2pHandle {
             reply,
         })
         .await
+    }
+
+    /// Hands the verdict on a received message to the network task without waiting for it
+    /// to be applied (only for room in the command queue): for a pipeline that must not
+    /// wait for the network task between two messages.
+    pub async fn send_validation(
+        &self,
+        message_id: MessageId,
+        propagation_source: PeerId,
+        verdict: Verdict,
+    ) -> Result<(), P2pError> {
+        // Nobody waits for the answer: the network task's send to the dropped receiver
+        // fails quietly.
+        let (reply, _) = oneshot::channel();
+        self.commands
+            .send(Command::Validate {
+                message_id,
+                source: propagation_source,
+                verdict,
+                reply,
+            })
+            .await
+            .map_err(|_| P2pError::Shutdown)
     }
 
     async fn request(
@@ -412,6 +439,14 @@ impl P2pHandle {
     /// misbehaviour gets it banned.
     pub async fn penalize(&self, peer: PeerId) -> Result<(), P2pError> {
         self.call(|reply| Command::Penalize(peer, reply)).await
+    }
+
+    /// Reports a peer that delivered a message whose signature does not verify: no honest
+    /// peer does (every node verifies before it forwards), so its score drops below the
+    /// graylist at once and it is banned, as it would be for repeated misbehaviour.
+    pub async fn penalize_invalid(&self, peer: PeerId) -> Result<(), P2pError> {
+        self.call(|reply| Command::PenalizeInvalid(peer, reply))
+            .await
     }
 
     /// Stops the network task, closing all connections; returns once it has stopped.
@@ -1105,6 +1140,10 @@ impl P2pNode {
                 self.penalize(peer);
                 let _ = reply.send(());
             }
+            Command::PenalizeInvalid(peer, reply) => {
+                self.penalize_invalid(peer);
+                let _ = reply.send(());
+            }
             Command::Shutdown(reply) => {
                 // Handled by the run loop; reaching here means a logic error, so just confirm.
                 let _ = reply.send(());
@@ -1159,6 +1198,17 @@ impl P2pNode {
         if self.limiter.record_violation(peer, Instant::now()) {
             self.ban(peer, "repeated application-level misbehaviour");
         }
+    }
+
+    fn penalize_invalid(&mut self, peer: PeerId) {
+        let penalty = self.app_penalties.entry(peer).or_insert(0.0);
+        *penalty = penalty.min(0.0) - INVALID_PENALTY;
+        let score = *penalty;
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, score);
+        self.ban(peer, "sent a message with an invalid signature");
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {

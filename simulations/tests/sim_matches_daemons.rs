@@ -313,17 +313,22 @@ struct Entry {
 }
 
 const VERDICT_DAEMON: &str = "127.0.0.232";
-/// The publishers: the first sends the valid messages, the others two invalid ones each.
-const VERDICT_PUBLISHERS: [&str; 5] = [
+/// The publishers: the first sends the valid messages, the last only the forged signal (a
+/// bad signature gets its sender banned at once, and what it sent after dropped unchecked),
+/// the others two invalid ones each.
+const VERDICT_PUBLISHERS: [&str; 6] = [
     "127.0.0.233",
     "127.0.0.234",
     "127.0.0.235",
     "127.0.0.240",
     "127.0.0.241",
+    "127.0.0.242",
 ];
+/// The publisher of the forged signal.
+const FORGER: usize = VERDICT_PUBLISHERS.len() - 1;
 
 /// The verdict corpus, in phases: within a phase every verdict is independent of the order
-/// of arrival (the daemon verifies up to 64 messages at once), and each phase is published
+/// of arrival (the daemon verifies several messages at once), and each phase is published
 /// only once the daemon decided the one before.
 fn verdict_corpus(t: u64) -> (Hash32, Vec<Vec<Entry>>) {
     let spec = NetworkSpec::regtest();
@@ -387,7 +392,7 @@ fn verdict_corpus(t: u64) -> (Hash32, Vec<Vec<Entry>>) {
         let later = *kind == MessageKind::Signal
             && Signal::decode(bytes).is_ok_and(|s| s.body.sequence > 1);
         if i == last {
-            phase2.push(entry(*kind, bytes.clone(), 1, Reason::BadSignature));
+            phase2.push(entry(*kind, bytes.clone(), FORGER, Reason::BadSignature));
         } else if later {
             phase3.push(entry(*kind, bytes.clone(), 0, Reason::New));
         } else {
@@ -619,7 +624,7 @@ fn replay_verdicts(
 
 #[test]
 fn daemon_and_replay_give_every_message_the_same_verdict() {
-    scenario("verdict agreement: one commonsd on 127.0.0.232, five publishers");
+    scenario("verdict agreement: one commonsd on 127.0.0.232, six publishers");
     let node = TestNode::start(
         "verdicts",
         NodeSpec {

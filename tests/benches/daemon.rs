@@ -26,7 +26,9 @@
 //! build its messages. `COMMONS_BENCH_SIGNALS`, `COMMONS_BENCH_NODES` and
 //! `COMMONS_BENCH_CASTS` change the sizes; `COMMONS_BENCH_ONLY=gossip,load,propagation,flood`
 //! picks phases; `COMMONS_BENCH_METRICS_DIR=DIR` writes every node's `/metrics` there
-//! after the propagation and flood phases (`COMMONS_BENCH_CASTS`, default 60, casts up to one per node and
+//! after the propagation and flood phases (and before the flood, as `flood-before-*`), and
+//! `COMMONS_BENCH_SAMPLES_FILE=FILE` appends the flood phase's samples to FILE
+//! (`COMMONS_BENCH_CASTS`, default 60, casts up to one per node and
 //! proposal, on as many proposals as that takes). Every daemon is killed when dropped and every wait
 //! is bounded.
 
@@ -905,6 +907,28 @@ fn dump_metrics(nodes: &[TestNode], phase: &str) {
     }
 }
 
+/// With `COMMONS_BENCH_SAMPLES_FILE` set, appends each sample there as `<label> <ms>`, so
+/// that the samples of several runs can be pooled (a p99 of 10 samples is their maximum).
+fn append_samples(sets: &[(&str, &[Duration])]) {
+    let Some(path) = std::env::var_os("COMMONS_BENCH_SAMPLES_FILE") else {
+        return;
+    };
+    let mut text = String::new();
+    for (label, samples) in sets {
+        for sample in *samples {
+            text.push_str(&format!("{label} {:.3}\n", sample.as_secs_f64() * 1e3));
+        }
+    }
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
+    if let Err(e) = appended {
+        eprintln!("daemon bench: cannot append to {}: {e}", path.to_string_lossy());
+    }
+}
+
 /// A counter of the node's `/metrics`, summed over its labels.
 fn metric_sum(node: &TestNode, name: &str) -> f64 {
     node.metrics()
@@ -964,6 +988,8 @@ fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
         stop.clone(),
     ));
     std::thread::sleep(Duration::from_secs(1));
+    dump_metrics(&nodes, "flood-before");
+    let shed_before = metric_sum(&nodes[0], "commons_gossip_shed_total");
     go.store(true, Ordering::SeqCst);
     let started = Instant::now();
     let id = next_proposal(&nodes, "bench flood loaded")?.0;
@@ -978,6 +1004,8 @@ fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
     let peak = nodes[0].memory_kib("VmHWM").unwrap_or(0) as f64 / 1024.0;
     let banned = metric_sum(&nodes[0], "commons_p2p_peers_banned") - banned_before;
     let limited = metric_sum(&nodes[0], "commons_p2p_rate_limited") - limited_before;
+    let shed = metric_sum(&nodes[0], "commons_gossip_shed_total") - shed_before;
+    append_samples(&[("unloaded", &quiet.last), ("flooded", &loaded.last)]);
     let ratio = |loaded: &[Duration], quiet: &[Duration]| {
         percentile(loaded, 99.0).as_secs_f64() / percentile(quiet, 99.0).as_secs_f64().max(1e-9)
     };
@@ -1029,8 +1057,10 @@ fn flood(rows: &mut Rows, n: usize, casts: usize) -> anyhow::Result<()> {
         ),
     );
     rows.insert(
-        "5f. floods: node 0 banned / rate-limited".into(),
-        format!("{banned} peers banned, {limited} messages rate-limited"),
+        "5f. floods: node 0 banned / rate-limited / shed".into(),
+        format!(
+            "{banned} peers banned, {limited} messages rate-limited, {shed} shed before ingest"
+        ),
     );
     rows.insert(
         "5g. floods: node 0 VmRSS before / during / peak (VmHWM)".into(),

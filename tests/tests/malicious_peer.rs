@@ -117,7 +117,7 @@ fn malicious_peer_is_rejected_and_penalised() {
     let sig_ignores = received(target, "signal", "ignore");
 
     phase(
-        "the attacker publishes garbage, an oversized message, a bad signature, a 1-of-3 proposal, a replay",
+        "the attacker publishes garbage, an oversized message, a 1-of-3 proposal, a replay, a bad signature",
     );
     let stolen = SecretKey::load(&target.datadir().join("node.key")).unwrap();
     // Garbage (rejected: malformed).
@@ -127,11 +127,6 @@ fn malicious_peer_is_rejected_and_penalised() {
     );
     // Oversized: above the 8 KiB bound of a proposal, below gossipsub's transmit limit.
     attacker.publish(TopicKind::Proposals, vec![0x5a; 9 * 1024]);
-    // A wrong signature: a newer override in the target's name, one signature bit flipped.
-    let mut forged = signal(&stolen, &id, Choice::Override, 7);
-    let last = forged.len() - 1;
-    forged[last] ^= 1;
-    attacker.publish(TopicKind::Signals, forged);
     // Below threshold: a tier-1 proposal with one maintainer signature of three.
     let (weak_id, weak) = proposal("e2e under-signed", 1);
     attacker.publish(TopicKind::Proposals, weak);
@@ -140,6 +135,12 @@ fn malicious_peer_is_rejected_and_penalised() {
         TopicKind::Signals,
         signal(&stolen, &id, Choice::Override, 1),
     );
+    // A wrong signature: a newer override in the target's name, one signature bit flipped.
+    // Last, since it gets the attacker banned and whatever it sent after dropped unchecked.
+    let mut forged = signal(&stolen, &id, Choice::Override, 7);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    attacker.publish(TopicKind::Signals, forged);
 
     wait_until(WAIT, "the rejects in the target's /metrics", || {
         let (s, p, i) = (

@@ -149,3 +149,55 @@ pub fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// The configuration of an in-process regtest daemon in `dir`, listening for peers on `ip`
+/// (port 0) and dialing `bootstrap`.
+pub fn daemon_config(
+    dir: &std::path::Path,
+    ip: &str,
+    bootstrap: Vec<commons_p2p::Multiaddr>,
+) -> commons_node::config::Config {
+    commons_node::config::Config {
+        base_dir: dir.to_path_buf(),
+        datadir: dir.join("regtest"),
+        network_arg: "regtest".into(),
+        spec: NetworkSpec::regtest(),
+        successors: vec![],
+        listen: vec![format!("/ip4/{ip}/tcp/0").parse().unwrap()],
+        bootstrap,
+        rpc_bind: "127.0.0.1:0".parse().unwrap(),
+        metrics_bind: "127.0.0.1:0".parse().unwrap(),
+        rpc_cookie_perms: Default::default(),
+        verify_binary: commons_node::selfcheck::VerifyBinary::Off,
+        // The tests write well-known measurer keys that never signed before the first start.
+        sign_without_catch_up: true,
+    }
+}
+
+/// Options of an in-process daemon in a fixed topology: no discovery, quick retries.
+pub fn daemon_options() -> commons_node::daemon::Options {
+    commons_node::daemon::Options {
+        discovery: false,
+        retry_interval: std::time::Duration::from_millis(500),
+        ..commons_node::daemon::Options::default()
+    }
+}
+
+/// Polls `check` every 200 ms until it gives `Some`, failing after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
