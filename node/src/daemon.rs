@@ -347,6 +347,8 @@ impl Daemon {
             node.clone(),
         );
         registry.register_collector(Box::new(BinaryCollector::new(node.clone())));
+        let rpc_metrics = rpc::RpcMetrics::default();
+        rpc_metrics.register(&mut registry);
         let registry: SharedRegistry = Arc::new(Mutex::new(registry));
 
         let rpc_listener = rpc::bind(config.rpc_bind).await?;
@@ -382,6 +384,8 @@ impl Daemon {
                 rpc_listener,
                 cookie.clone(),
                 Arc::new(DaemonRpc::new(node.clone(), stop.clone())),
+                config.rpc_limits,
+                rpc_metrics,
                 shutdown_rx.clone(),
             )),
             tokio::spawn(metrics::serve(
