@@ -22,6 +22,7 @@ mod restore;
 pub mod rpc;
 pub mod selfcheck;
 pub mod service;
+pub mod serving;
 pub mod store;
 pub mod sync;
 pub mod topics;
