@@ -941,6 +941,23 @@ impl TestPeer {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
+        Self::start_tuned(ip, bootstrap, |_| {}, behave)
+    }
+
+    /// [`TestPeer::start`] with `tune` applied to the peer's networking config (a shorter
+    /// request timeout, say) after the harness's own settings.
+    pub fn start_tuned<F>(
+        ip: &str,
+        bootstrap: Vec<commons_p2p::Multiaddr>,
+        tune: impl FnOnce(&mut commons_p2p::P2pConfig),
+        behave: impl FnOnce(
+            tokio::sync::mpsc::Receiver<commons_p2p::P2pEvent>,
+            commons_p2p::P2pHandle,
+        ) -> F,
+    ) -> TestPeer
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -955,6 +972,7 @@ impl TestPeer {
             config.discovery = false;
             // Every test process shares the loopback range: no colocation penalty.
             config.ip_colocation_threshold = 1_000;
+            tune(&mut config);
             let mut registry = commons_p2p::prometheus_client::registry::Registry::default();
             let (handle, events, _task) = commons_p2p::P2pNode::spawn(
                 config,
@@ -1099,4 +1117,67 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TCP relay for slow-reader tests on loopback: it listens on `listen_ip` (a free port),
+/// connects each client it accepts to `target` from `source_ip` (so the target sees that
+/// address), passes on what the client sends at once, and what the target sends at
+/// `bytes_per_sec` at most, so the target's answers back up as they would towards a peer
+/// that reads very slowly. Its threads end with their connections; the listener lives as
+/// long as the test process.
+pub fn throttled_relay(
+    listen_ip: &str,
+    source_ip: &str,
+    target: SocketAddr,
+    bytes_per_sec: usize,
+) -> anyhow::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind((listen_ip, 0))?;
+    let addr = listener.local_addr()?;
+    let source: SocketAddr = format!("{source_ip}:0").parse()?;
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = connect_from(source, target) else {
+                continue;
+            };
+            let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone())
+            else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut client_in, &mut server_out);
+                let _ = server_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || trickle(server, client, bytes_per_sec));
+        }
+    });
+    Ok(addr)
+}
+
+fn connect_from(source: SocketAddr, target: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.bind(&source.into())?;
+    socket.connect_timeout(&target.into(), Duration::from_secs(10))?;
+    Ok(socket.into())
+}
+
+/// Copies `from` to `to`, a tenth of `bytes_per_sec` every 100 ms at most.
+fn trickle(mut from: TcpStream, mut to: TcpStream, bytes_per_sec: usize) {
+    let mut buf = vec![0u8; (bytes_per_sec / 10).max(1)];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }

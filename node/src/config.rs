@@ -15,6 +15,7 @@ use commons_signaling::{Hash32, NetworkSpec};
 use libp2p::Multiaddr;
 use serde::Serialize;
 
+use crate::rpc::RpcLimits;
 use crate::selfcheck::VerifyBinary;
 
 /// The name of the config file inside the base data directory.
@@ -82,6 +83,22 @@ pub struct Cli {
     /// [default: owner]
     #[arg(long, env = "COMMONS_RPC_COOKIE_PERMS", value_name = "WHO", value_parser = parse_cookie_perms)]
     pub rpc_cookie_perms: Option<CookiePerms>,
+
+    /// The most RPC connections open at once. At the limit a new connection closes the
+    /// oldest one with no authorised request under way; only when every one is busy is it
+    /// refused (HTTP 503). [default: 128]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub rpc_max_connections: Option<u64>,
+
+    /// Seconds an RPC client has to send a request's headers (an idle connection is closed
+    /// after it) and, again, its body. [default: 30]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub rpc_timeout: Option<u64>,
+
+    /// The largest RPC request body in bytes; a larger one is answered with HTTP 413 and a
+    /// JSON-RPC error. [default: 1048576]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1024..=1_073_741_824))]
+    pub rpc_max_body_bytes: Option<u64>,
 
     /// Also write the log to FILE (default `commonsd.log`; a relative path is inside the
     /// network's data directory), appending, and reopen it on SIGHUP so logrotate can move
@@ -164,6 +181,8 @@ pub struct Config {
     pub metrics_bind: SocketAddr,
     /// Who may read the RPC cookie.
     pub rpc_cookie_perms: CookiePerms,
+    /// What the RPC server holds open for its clients.
+    pub rpc_limits: RpcLimits,
     /// Startup self-verification of the executable.
     pub verify_binary: VerifyBinary,
     /// Sign before a first catch-up even when the key is older than the database.
@@ -244,6 +263,15 @@ impl Config {
                 .map_err(|e| ConfigError(format!("{conf}: rpc-cookie-perms: {e}")))?,
             (None, None) => CookiePerms::default(),
         };
+        let rpc_limits = rpc_limits(
+            cli,
+            [
+                file.rpc_max_connections,
+                file.rpc_timeout,
+                file.rpc_max_body_bytes,
+            ],
+            &conf.to_string(),
+        )?;
         let verify_binary = match (cli.verify_binary, &file.verify_binary) {
             (Some(mode), _) => mode,
             (None, Some(text)) => VerifyBinary::parse(text).ok_or_else(|| {
@@ -265,6 +293,7 @@ impl Config {
             rpc_bind,
             metrics_bind,
             rpc_cookie_perms,
+            rpc_limits,
             verify_binary,
             sign_without_catch_up: cli.sign_without_catch_up,
         })
@@ -364,6 +393,49 @@ fn parse_addrs(values: Vec<String>, what: &str) -> Result<Vec<Multiaddr>, Config
         .collect()
 }
 
+/// The RPC limits: flag, then config file, then default; the file's values get the ranges
+/// the flags have.
+/// `file` holds the file's `rpc-max-connections`, `rpc-timeout` and `rpc-max-body-bytes`.
+fn rpc_limits(cli: &Cli, file: [Option<u64>; 3], conf: &str) -> Result<RpcLimits, ConfigError> {
+    let [file_connections, file_timeout, file_body] = file;
+    let defaults = RpcLimits::default();
+    let pick = |flag: Option<u64>,
+                value: Option<u64>,
+                key: &str,
+                range: std::ops::RangeInclusive<u64>|
+     -> Result<Option<u64>, ConfigError> {
+        match (flag, value) {
+            (Some(v), _) => Ok(Some(v)),
+            (None, Some(v)) if range.contains(&v) => Ok(Some(v)),
+            (None, Some(v)) => Err(ConfigError(format!(
+                "{conf}: {key}: {v} is not in {}..={}",
+                range.start(),
+                range.end()
+            ))),
+            (None, None) => Ok(None),
+        }
+    };
+    let to_usize = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    Ok(RpcLimits {
+        max_connections: pick(
+            cli.rpc_max_connections,
+            file_connections,
+            "rpc-max-connections",
+            1..=1_000_000,
+        )?
+        .map_or(defaults.max_connections, to_usize),
+        timeout: pick(cli.rpc_timeout, file_timeout, "rpc-timeout", 1..=86_400)?
+            .map_or(defaults.timeout, std::time::Duration::from_secs),
+        max_body_bytes: pick(
+            cli.rpc_max_body_bytes,
+            file_body,
+            "rpc-max-body-bytes",
+            1024..=1_073_741_824,
+        )?
+        .map_or(defaults.max_body_bytes, to_usize),
+    })
+}
+
 fn pick_socket(
     flag: Option<SocketAddr>,
     file: Option<String>,
@@ -409,6 +481,40 @@ mod tests {
         assert_eq!(
             c.cli_hint(&cli),
             format!("commons-cli --datadir {d} --network regtest getinfo")
+        );
+    }
+
+    #[test]
+    fn rpc_limits_from_flags_file_and_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(c.rpc_limits, RpcLimits::default());
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "rpc-max-connections = 10\nrpc-timeout = 5\nrpc-max-body-bytes = 4096\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap();
+        assert_eq!(
+            c.rpc_limits,
+            RpcLimits {
+                max_connections: 10,
+                timeout: std::time::Duration::from_secs(5),
+                max_body_bytes: 4096,
+            }
+        );
+        let cli = parse(&["--datadir", d, "--rpc-timeout", "7"]);
+        let c = Config::resolve(&cli, no_home).unwrap();
+        assert_eq!(c.rpc_limits.timeout, std::time::Duration::from_secs(7));
+        assert_eq!(c.rpc_limits.max_connections, 10);
+        // Out of range: the flag is refused by clap, the file's value with its key named.
+        assert!(Cli::try_parse_from(["commonsd", "--rpc-max-connections", "0"]).is_err());
+        std::fs::write(dir.path().join(CONFIG_FILE), "rpc-max-body-bytes = 10\n").unwrap();
+        let e = Config::resolve(&parse(&["--datadir", d]), no_home).unwrap_err();
+        assert!(
+            e.0.contains("rpc-max-body-bytes: 10 is not in 1024..="),
+            "{e}"
         );
     }
 

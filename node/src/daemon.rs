@@ -25,6 +25,7 @@ use crate::metrics::{self, SharedRegistry};
 use crate::node::{Clock, Node, system_clock};
 use crate::rpc;
 use crate::selfcheck::{self, BinaryCollector, SelfCheck, VerifyBinary};
+use crate::serving::{Lane, LaneLimits};
 use crate::store::{OpenFailure, Store, StoreError};
 use crate::sync::{MAX_DELIVERED, Relay, SyncRequest, SyncResponse, catch_up};
 use crate::topics::topic_kind;
@@ -39,10 +40,26 @@ pub const DB_DIR: &str = "db";
 const INGEST_WORKERS_PER_CORE: usize = 4;
 /// At most this many gossip messages in the pipeline at once, however many cores.
 const MAX_INGEST_WORKERS: usize = 16;
-/// Artifact fetch requests served at once (each holds a chunk of up to 1 MiB).
-const MAX_CONCURRENT_FETCH_SERVES: usize = 8;
-/// Artifact fetch requests accepted and not answered yet, those being served included.
-const MAX_QUEUED_FETCH_SERVES: usize = 256;
+/// Artifact chunks read from disk at once (on the blocking pool).
+const MAX_CONCURRENT_FETCH_READS: usize = 8;
+/// Answers to artifact fetches held at once (a chunk of up to 1 MiB each) until their peers
+/// took them: 32 MiB at most, whatever the peers' reading speed.
+pub const FETCH_LANE: LaneLimits = LaneLimits {
+    in_flight: 32,
+    queued: 256,
+    // A downloading node keeps this many requests outstanding per peer.
+    per_peer: crate::releases::MAX_PER_PEER,
+    per_ip: 2 * crate::releases::MAX_PER_PEER,
+};
+/// Catch-up pages held at once (up to about 1 MiB each) until their peers took them. A
+/// catch-up asks for the next page while it checks one, so an honest peer has two under way,
+/// four if it connected twice.
+pub const SYNC_LANE: LaneLimits = LaneLimits {
+    in_flight: 32,
+    queued: 256,
+    per_peer: 4,
+    per_ip: 8,
+};
 /// Messages waiting to be relayed; beyond this, catch-up finds stop being relayed.
 const RELAY_QUEUE: usize = 1024;
 /// Time between two relayed messages (20 a second), well below what peers accept from one
@@ -352,6 +369,8 @@ impl Daemon {
             node.clone(),
         );
         registry.register_collector(Box::new(BinaryCollector::new(node.clone())));
+        let rpc_metrics = rpc::RpcMetrics::default();
+        rpc_metrics.register(&mut registry);
         let registry: SharedRegistry = Arc::new(Mutex::new(registry));
 
         let rpc_listener = rpc::bind(config.rpc_bind).await?;
@@ -387,6 +406,8 @@ impl Daemon {
                 rpc_listener,
                 cookie.clone(),
                 Arc::new(DaemonRpc::new(node.clone(), stop.clone())),
+                config.rpc_limits,
+                rpc_metrics,
                 shutdown_rx.clone(),
             )),
             tokio::spawn(metrics::serve(
@@ -502,8 +523,10 @@ async fn event_loop(
             shutdown.clone(),
         ));
     }
-    let serving = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCH_SERVES));
-    let fetch_queue = Arc::new(Semaphore::new(MAX_QUEUED_FETCH_SERVES));
+    let reads = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCH_READS));
+    let (sync_lane, fetch_lane) = (Lane::new(SYNC_LANE), Lane::new(FETCH_LANE));
+    // The IP of each connected peer, for the lanes' per-IP shares.
+    let mut peer_ips: HashMap<PeerId, std::net::IpAddr> = HashMap::new();
     loop {
         let event = tokio::select! {
             event = events.recv() => match event {
@@ -545,6 +568,9 @@ async fn event_loop(
                 outbound,
             } => {
                 tracing::debug!(%peer, ip = ?remote_ip, outbound, "peer connected");
+                if let Some(ip) = remote_ip {
+                    peer_ips.insert(peer, ip);
+                }
                 if let Some(earned) = node.peer_connected(peer, remote_ip) {
                     deliver(&net, vec![(peer, earned)]);
                 }
@@ -552,6 +578,7 @@ async fn event_loop(
             }
             P2pEvent::PeerDisconnected { peer } => {
                 tracing::debug!(%peer, "peer disconnected");
+                peer_ips.remove(&peer);
                 node.peer_disconnected(&peer);
             }
             P2pEvent::InboundSync {
@@ -559,8 +586,20 @@ async fn event_loop(
                 request,
                 channel,
             } => {
+                // Dropping the channel refuses the request: the peer has its share under
+                // way (its slow reading delays only its own requests) or the queue is full.
+                let ticket = match sync_lane.admit(peer, peer_ips.get(&peer).copied()) {
+                    Ok(ticket) => ticket,
+                    Err(why) => {
+                        tracing::debug!(%peer, limit = why.label(), "sync request refused");
+                        continue;
+                    }
+                };
                 let (node, net) = (node.clone(), net.clone());
                 tokio::spawn(async move {
+                    let Some(_answer) = ticket.in_flight().await else {
+                        return;
+                    };
                     let key = commons_p2p::peer_xonly_key(&peer).map(commons_signaling::PublicKey);
                     let (response, misbehaved) = node.serve_sync(key, &request).await;
                     if misbehaved {
@@ -576,27 +615,32 @@ async fn event_loop(
                 request,
                 channel,
             } => {
-                // Chunks are read from disk on the blocking pool, a few at a time; requests
-                // beyond those wait their turn, and past a bounded queue are dropped (the peer
-                // asks another) instead of piling up.
-                let Ok(queued) = fetch_queue.clone().try_acquire_owned() else {
-                    tracing::debug!(%peer, "too many fetches waiting to be served; dropping one");
-                    continue;
+                // Chunks are read from disk on the blocking pool, a few at a time; the answers
+                // wait for their peers in a lane of their own (see `serving`).
+                let ticket = match fetch_lane.admit(peer, peer_ips.get(&peer).copied()) {
+                    Ok(ticket) => ticket,
+                    Err(why) => {
+                        tracing::debug!(%peer, limit = why.label(), "fetch request refused");
+                        continue;
+                    }
                 };
-                let serving = serving.clone();
+                let reads = reads.clone();
                 let (node, net) = (node.clone(), net.clone());
                 tokio::spawn(async move {
-                    let Ok(_permit) = serving.acquire_owned().await else {
+                    let Some(_answer) = ticket.in_flight().await else {
+                        return;
+                    };
+                    let Ok(read) = reads.acquire_owned().await else {
                         return;
                     };
                     let (response, misbehaved) = node.serve_fetch(&request).await;
+                    drop(read);
                     if misbehaved {
                         let _ = net.penalize(peer).await;
                     }
                     if let Err(e) = net.respond(channel, response).await {
                         tracing::debug!(%peer, error = %e, "fetch response not sent");
                     }
-                    drop(queued);
                 });
             }
             P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),

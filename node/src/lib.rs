@@ -23,6 +23,7 @@ mod restore;
 pub mod rpc;
 pub mod selfcheck;
 pub mod service;
+pub mod serving;
 mod specinfo;
 pub mod store;
 pub mod sync;

@@ -38,7 +38,14 @@ async fn start() -> Server {
     let listener = rpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(rpc::serve(listener, cookie.clone(), node.clone(), stop_rx));
+    tokio::spawn(rpc::serve(
+        listener,
+        cookie.clone(),
+        node.clone(),
+        rpc::RpcLimits::default(),
+        rpc::RpcMetrics::default(),
+        stop_rx,
+    ));
     Server {
         addr,
         cookie,

@@ -73,6 +73,12 @@ pub struct FileConfig {
     pub rpc_cookie_perms: Option<String>,
     /// Startup self-verification of the executable: `off`, `warn` or `require`.
     pub verify_binary: Option<String>,
+    /// The most RPC connections open at once.
+    pub rpc_max_connections: Option<u64>,
+    /// Seconds an RPC client has to send each request's headers, and its body.
+    pub rpc_timeout: Option<u64>,
+    /// The largest RPC request body, in bytes.
+    pub rpc_max_body_bytes: Option<u64>,
 }
 
 /// Who may read the files through which a client reaches the node (the RPC cookie and the

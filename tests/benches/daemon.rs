@@ -925,7 +925,10 @@ fn append_samples(sets: &[(&str, &[Duration])]) {
         .open(&path)
         .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()));
     if let Err(e) = appended {
-        eprintln!("daemon bench: cannot append to {}: {e}", path.to_string_lossy());
+        eprintln!(
+            "daemon bench: cannot append to {}: {e}",
+            path.to_string_lossy()
+        );
     }
 }
 

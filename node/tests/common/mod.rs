@@ -168,6 +168,7 @@ pub fn daemon_config(
         rpc_bind: "127.0.0.1:0".parse().unwrap(),
         metrics_bind: "127.0.0.1:0".parse().unwrap(),
         rpc_cookie_perms: Default::default(),
+        rpc_limits: Default::default(),
         verify_binary: commons_node::selfcheck::VerifyBinary::Off,
         // The tests write well-known measurer keys that never signed before the first start.
         sign_without_catch_up: true,
