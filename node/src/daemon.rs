@@ -681,6 +681,7 @@ async fn ingest_worker(
         } else {
             None
         };
+        gossip.done(&peer);
         if outcome.verdict == Verdict::Reject {
             tracing::debug!(%peer, kind = received.kind.name(), reason = outcome.reason.label(), "rejected gossip message");
         }
@@ -899,26 +900,36 @@ async fn maintenance_loop(
     }
 }
 
-/// Waits for SIGINT or SIGTERM.
-pub async fn wait_for_signal() {
+/// Listens for SIGINT and SIGTERM from the moment it is called (in the runtime), and waits
+/// for one when awaited. Called before the node starts: a SIGTERM that came before anyone
+/// listened (systemd stopping a node that just said it was ready) would kill the process
+/// with no clean shutdown.
+pub fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
+    let listeners = {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        match listeners {
+            (Ok(mut term), Ok(mut interrupt)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            (term, interrupt) => {
+                if let Some(e) = term.err().or(interrupt.err()) {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM or SIGINT");
+                }
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -66,8 +66,13 @@ pub(crate) enum Pushed<K, T> {
 #[derive(Debug)]
 pub(crate) struct FairQueue<K, T> {
     queues: HashMap<K, VecDeque<(T, Instant)>>,
-    /// Peers with something queued, in the order of their next turn (each once).
+    /// Peers with something queued and no message in the pipeline, in the order of their
+    /// next turn (each once).
     turns: VecDeque<K>,
+    /// Peers one of whose messages a worker is ingesting: a peer's messages are ingested one
+    /// after the other, in the order they came, as one sender's messages may depend on each
+    /// other (a signal on the proposal just before it, a signal on the one before).
+    busy: std::collections::HashSet<K>,
     /// Until when each suspect is one.
     suspects: HashMap<K, Instant>,
     len: usize,
@@ -80,6 +85,7 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         FairQueue {
             queues: HashMap::new(),
             turns: VecDeque::new(),
+            busy: std::collections::HashSet::new(),
             suspects: HashMap::new(),
             len: 0,
             limits,
@@ -115,7 +121,7 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
             }
         }
         let queue = self.queues.entry(peer.clone()).or_default();
-        if queue.is_empty() {
+        if queue.is_empty() && !self.busy.contains(&peer) {
             self.turns.push_back(peer);
         }
         queue.push_back((item, now));
@@ -146,19 +152,30 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         Some((peer, shed))
     }
 
-    /// The next message in turn: the oldest of the peer whose turn it is, which then goes
-    /// to the back of the line if it has more. With it, its peer and when it was queued.
+    /// The next message in turn: the oldest of the peer whose turn it is. The peer is busy
+    /// until [`FairQueue::done`], and then goes to the back of the line if it has more. With
+    /// the message, its peer and when it was queued.
     pub(crate) fn pop(&mut self) -> Option<(K, T, Instant)> {
         let peer = self.turns.pop_front()?;
         let queue = self.queues.get_mut(&peer)?;
         let (item, queued) = queue.pop_front()?;
         if queue.is_empty() {
             self.queues.remove(&peer);
-        } else {
-            self.turns.push_back(peer.clone());
         }
+        self.busy.insert(peer.clone());
         self.len -= 1;
         Some((peer, item, queued))
+    }
+
+    /// The message [`FairQueue::pop`] gave of `peer` is ingested: its next one may go;
+    /// whether it has one.
+    pub(crate) fn done(&mut self, peer: &K) -> bool {
+        self.busy.remove(peer);
+        let more = self.queues.contains_key(peer);
+        if more && !self.turns.contains(peer) {
+            self.turns.push_back(peer.clone());
+        }
+        more
     }
 
     /// Makes `peer` a suspect from `now` on and returns its queued messages, dropped.
@@ -241,6 +258,13 @@ impl<K: Hash + Eq + Clone, T> GossipScheduler<K, T> {
     pub(crate) fn punish(&self, peer: &K) -> Vec<T> {
         self.with(|queue| queue.punish(peer, Instant::now()))
     }
+
+    /// See [`FairQueue::done`]; wakes a worker for the peer's next message.
+    pub(crate) fn done(&self, peer: &K) {
+        if self.with(|queue| queue.done(peer)) {
+            self.ready.notify_one();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -257,8 +281,36 @@ mod tests {
         }
     }
 
+    /// Pops and finishes each message in turn.
     fn drain(queue: &mut FairQueue<char, u32>) -> Vec<(char, u32)> {
-        std::iter::from_fn(|| queue.pop().map(|(peer, item, _)| (peer, item))).collect()
+        std::iter::from_fn(|| {
+            let (peer, item, _) = queue.pop()?;
+            queue.done(&peer);
+            Some((peer, item))
+        })
+        .collect()
+    }
+
+    #[test]
+    fn a_peers_next_message_waits_until_its_previous_one_is_ingested() {
+        let now = Instant::now();
+        let mut queue = FairQueue::new(limits());
+        for i in 0..3 {
+            assert_eq!(queue.push('a', i, now), Pushed::Queued);
+        }
+        assert_eq!(queue.push('b', 10, now), Pushed::Queued);
+        let (first, _, _) = queue.pop().unwrap();
+        let (second, item, _) = queue.pop().unwrap();
+        assert_eq!((first, second, item), ('a', 'b', 10));
+        assert!(queue.pop().is_none(), "a's next waits for its first");
+        // A message a peer sends while one of its own is ingested waits too.
+        assert_eq!(queue.push('b', 11, now), Pushed::Queued);
+        assert!(queue.pop().is_none());
+        assert!(queue.done(&'a'));
+        assert_eq!(queue.pop().map(|(p, i, _)| (p, i)), Some(('a', 1)));
+        assert!(queue.done(&'b'));
+        assert_eq!(queue.pop().map(|(p, i, _)| (p, i)), Some(('b', 11)));
+        assert!(!queue.done(&'b'));
     }
 
     #[test]

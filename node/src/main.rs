@@ -115,6 +115,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         // Installed before anything else runs: SIGHUP's default action would kill the node.
         spawn_reopen_on_hangup(log_file.clone())?;
+        let stop_signal = wait_for_signal();
         let daemon = Daemon::start(&config, Options::default()).await?;
         println!(
             "commonsd is running on {}: JSON-RPC at http://{} (cookie {}), metrics at http://{}/metrics; try `{}`",
@@ -130,7 +131,7 @@ fn main() -> ExitCode {
             config.spec.name, daemon.rpc_addr
         ));
         tokio::select! {
-            _ = wait_for_signal() => {}
+            _ = stop_signal => {}
             _ = daemon.stop_requested() => tracing::info!("stop requested over RPC"),
         }
         tracing::info!("shutting down");

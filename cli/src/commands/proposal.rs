@@ -260,16 +260,7 @@ pub fn attach(ctx: &Context, file: &Path, signature_files: &[std::path::PathBuf]
     for (signer, path) in added {
         ctx.say(format_args!("added       {signer} from {}", path.display()))?;
     }
-    ctx.say(format_args!(
-        "counted     {} of {} required{}",
-        report.counted,
-        report.required,
-        if report.is_met() {
-            " (threshold met)"
-        } else {
-            ""
-        }
-    ))
+    super::counted_line(ctx, &report)
 }
 
 /// `proposal verify FILE`: exit code 0 only when the proposal is valid on the network.
