@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Fuzzes every target in fuzz/fuzz_targets for SECONDS (default 60) each, one after the
-# other on one core, and prints a table of executions, executions per second and crashes.
+# Fuzzes every target in fuzz/fuzz_targets and prints a table of executions, executions per
+# second and crashes per target. Each target runs for SECONDS (default 60), or until it has
+# made N executions with --runs; --jobs J runs J targets at once (one core each).
 # Needs the nightly toolchain and cargo-fuzz (`cargo +nightly install cargo-fuzz --locked`).
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   scripts/fuzz.sh [--runs N] [--jobs J] [SECONDS] [TARGET...]
 #
+# With --runs and SECONDS, a target stops at whichever comes first.
 # New inputs go to fuzz/work/<target>/ (not committed), the committed corpus
 # fuzz/corpus/<target>/ is read as seeds; a crash is saved under fuzz/artifacts/<target>/.
 # To keep a finding as a regression test, copy its input into fuzz/corpus/<target>/: the
@@ -14,12 +16,32 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
-seconds="${1:-60}"
-shift || true
-if ! [[ "$seconds" =~ ^[0-9]+$ ]] || ((seconds == 0)); then
-  echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...]  (SECONDS: a whole number above 0)" >&2
+usage() {
+  echo "usage: scripts/fuzz.sh [--runs N] [--jobs J] [SECONDS] [TARGET...]  (N, J, SECONDS: whole numbers above 0)" >&2
   exit 2
+}
+whole() { [[ "$1" =~ ^[0-9]+$ ]] && (($1 > 0)); }
+runs=""
+parallel=1
+seconds=""
+while (($#)); do
+  case "$1" in
+    --runs) (($# >= 2)) && whole "$2" || usage; runs=$2; shift 2 ;;
+    --jobs) (($# >= 2)) && whole "$2" || usage; parallel=$2; shift 2 ;;
+    -*) usage ;;
+    *) break ;;
+  esac
+done
+if (($#)) && [[ "$1" =~ ^[0-9]+$ ]]; then
+  whole "$1" || usage
+  seconds=$1
+  shift
 fi
+[[ -n "$seconds" || -n "$runs" ]] || seconds=60
+limits=()
+[[ -z "$seconds" ]] || limits+=(-max_total_time="$seconds")
+[[ -z "$runs" ]] || limits+=(-runs="$runs")
+
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: needs the nightly toolchain and cargo-fuzz (cargo +nightly install cargo-fuzz --locked)" >&2
   exit 2
@@ -53,24 +75,41 @@ max_len() {
 }
 
 mkdir -p logs
-summary=()
+# One target: fuzz it, then write its table row to logs/<target>.row.
+fuzz_one() {
+  local target=$1 log="logs/$1.log" status=0
+  mkdir -p "work/$target" "corpus/$target" "artifacts/$target"
+  echo "== $target: ${seconds:+${seconds}s}${seconds:+${runs:+ or }}${runs:+$runs runs}" >&2
+  cargo +nightly fuzz run "${flags[@]}" "$target" "work/$target" "corpus/$target" -- \
+    "${limits[@]}" -max_len="$(max_len "$target")" -timeout=10 \
+    -print_final_stats=1 -artifact_prefix="artifacts/$target/" >"$log" 2>&1 || status=$?
+  local executed secs crashes rate
+  executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
+  secs=${secs:-${seconds:-1}}
+  crashes=$(find "artifacts/$target" -type f | wc -l)
+  rate=$((${executed:-0} / (secs > 0 ? secs : 1)))
+  printf '%-16s %12s %10s %8s %8s %s\n' "$target" "${executed:-?}" "$rate" "$secs" "$crashes" \
+    "$([[ $status == 0 && $crashes == 0 ]] && echo ok || echo "FAILED (exit $status, see fuzz/$log)")" \
+    >"logs/$target.row"
+}
+
+for target in "${targets[@]}"; do
+  rm -f "logs/$target.row"
+  while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
+  fuzz_one "$target" &
+done
+wait
+
+printf '\n%-16s %12s %10s %8s %8s %s\n' target executions exec/s seconds crashes result
 failed=0
 for target in "${targets[@]}"; do
-  mkdir -p "work/$target" "corpus/$target" "artifacts/$target"
-  log="logs/$target.log"
-  echo "== $target: ${seconds}s" >&2
-  status=0
-  cargo +nightly fuzz run "${flags[@]}" "$target" "work/$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -max_len="$(max_len "$target")" -timeout=10 \
-    -print_final_stats=1 -artifact_prefix="artifacts/$target/" >"$log" 2>&1 || status=$?
-  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-  secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
-  crashes=$(find "artifacts/$target" -type f | wc -l)
-  rate=$(( ${runs:-0} / (${secs:-$seconds} > 0 ? ${secs:-$seconds} : 1) ))
-  summary+=("$(printf '%-16s %12s %10s %8s %s' "$target" "${runs:-?}" "$rate" "$crashes" "$([[ $status == 0 ]] && echo ok || echo "FAILED (exit $status, see fuzz/$log)")")")
-  if ((status != 0 || crashes > 0)); then failed=1; fi
+  if [[ -f "logs/$target.row" ]]; then
+    cat "logs/$target.row"
+    grep -q ' ok$' "logs/$target.row" || failed=1
+  else
+    printf '%-16s did not finish\n' "$target"
+    failed=1
+  fi
 done
-
-printf '\n%-16s %12s %10s %8s %s\n' target executions exec/s crashes result
-printf '%s\n' "${summary[@]}"
 exit "$failed"
