@@ -88,6 +88,54 @@ pub fn binary(name: &str) -> PathBuf {
     bin_dir().join(name)
 }
 
+/// Runs `program` (a `commonsd`) on the regtest network with data directory `base`, listening
+/// and serving on loopback address `ip` with `args` after, until it exits, for a start that
+/// must fail. Its exit code and standard error; panics if it is still running after 60 s.
+/// Variables starting with `COMMONS_` are removed, so the caller's shell cannot change what
+/// runs.
+pub fn run_to_exit(program: &Path, base: &Path, ip: &str, args: &[&str]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(program);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("COMMONS_") {
+            cmd.env_remove(var);
+        }
+    }
+    let mut child = cmd
+        .arg("--datadir")
+        .arg(base)
+        .args(["--network", "regtest", "--listen"])
+        .arg(format!("/ip4/{ip}/tcp/0"))
+        .arg("--rpc-bind")
+        .arg(format!("{ip}:0"))
+        .arg("--metrics-bind")
+        .arg(format!("{ip}:0"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{} did not exit at start (datadir {})",
+                program.display(),
+                base.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Unix seconds now.
 pub fn now() -> u64 {
     SystemTime::now()

@@ -434,27 +434,31 @@ fn verify_all(
     now: u64,
     threads: usize,
 ) -> Vec<Verified> {
+    map_on_threads(pending, threads, |p| p.verify(spec, now))
+}
+
+/// `f` of each item, on up to `threads` threads (on this one for fewer than two items a
+/// thread); the results keep the items' order.
+fn map_on_threads<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
     let threads = threads.max(1);
-    if threads == 1 || pending.len() < 2 * threads {
-        return pending.into_iter().map(|p| p.verify(spec, now)).collect();
+    if threads == 1 || items.len() < 2 * threads {
+        return items.into_iter().map(f).collect();
     }
-    let per_thread = pending.len().div_ceil(threads);
-    let mut chunks: Vec<Vec<Pending>> = Vec::new();
-    let mut rest = pending.into_iter().peekable();
+    let per_thread = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::new();
+    let mut rest = items.into_iter().peekable();
     while rest.peek().is_some() {
         chunks.push(rest.by_ref().take(per_thread).collect());
     }
+    let f = &f;
     std::thread::scope(|scope| {
         let handles: Vec<_> = chunks
             .into_iter()
-            .map(|chunk| {
-                scope.spawn(move || {
-                    chunk
-                        .into_iter()
-                        .map(|p| p.verify(spec, now))
-                        .collect::<Vec<_>>()
-                })
-            })
+            .map(|chunk| scope.spawn(move || chunk.into_iter().map(f).collect::<Vec<_>>()))
             .collect();
         handles
             .into_iter()
@@ -577,24 +581,8 @@ impl Run<'_> {
             }
         }
         self.signatures += decoded.len() as u64;
-        let threads = self.threads.max(1);
-        let per_thread = decoded.len().div_ceil(threads).max(1);
-        let valid: Vec<bool> = std::thread::scope(|scope| {
-            let handles: Vec<_> = decoded
-                .chunks(per_thread)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|(_, a)| a.verify(&network_id))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("signature verification does not panic"))
-                .collect()
+        let valid: Vec<bool> = map_on_threads(decoded.iter().collect(), self.threads, |item| {
+            item.1.verify(&network_id)
         });
         for ((index, a), ok) in decoded.into_iter().zip(valid) {
             if !ok {

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use common::Workdir;
+use common::{Run, Workdir};
 use sha2::{Digest, Sha256};
 
 const NET: &str = "demo/spec.toml";
@@ -26,12 +26,25 @@ fn setup() -> (Workdir, [u8; 32]) {
     let w = Workdir::new();
     w.init_network("demo", 3);
     w.create_release(NET, "app", "release.cbor");
-    let id = w
-        .on(NET, &["release", "digest", "release.cbor"])
-        .ok()
-        .stdout;
+    let id = digest(&w, &[]).ok().stdout;
     let id: [u8; 32] = hex::decode(id.trim()).unwrap().try_into().unwrap();
     (w, id)
+}
+
+/// `release verify release.cbor` on the demo network, with `args` after it.
+fn verify(w: &Workdir, args: &[&str]) -> Run {
+    w.on(
+        NET,
+        &[&["release", "verify", "release.cbor"], args].concat(),
+    )
+}
+
+/// `release digest release.cbor` on the demo network, with `args` after it.
+fn digest(w: &Workdir, args: &[&str]) -> Run {
+    w.on(
+        NET,
+        &[&["release", "digest", "release.cbor"], args].concat(),
+    )
 }
 
 fn varuint(mut n: u64) -> Vec<u8> {
@@ -94,18 +107,7 @@ fn header_with(root: &[u8; 32]) -> ([u8; 80], String) {
 #[test]
 fn the_stamp_file_hashes_to_the_release_id() {
     let (w, id) = setup();
-    let run = w
-        .on(
-            NET,
-            &[
-                "release",
-                "digest",
-                "release.cbor",
-                "--stamp-file",
-                "release.stamp",
-            ],
-        )
-        .ok();
+    let run = digest(&w, &["--stamp-file", "release.stamp"]).ok();
     assert_eq!(run.stdout.trim(), hex::encode(id));
     let stamped: [u8; 32] = Sha256::digest(w.read("release.stamp")).into();
     assert_eq!(
@@ -113,18 +115,9 @@ fn the_stamp_file_hashes_to_the_release_id() {
         "`ots stamp release.stamp` must timestamp the release id"
     );
     // Never over an existing file.
-    w.on(
-        NET,
-        &[
-            "release",
-            "digest",
-            "release.cbor",
-            "--stamp-file",
-            "release.stamp",
-        ],
-    )
-    .expect(2)
-    .stderr_has("exists");
+    digest(&w, &["--stamp-file", "release.stamp"])
+        .expect(2)
+        .stderr_has("exists");
 }
 
 #[test]
@@ -135,7 +128,7 @@ fn verify_reports_the_attested_block_time_from_a_header_file() {
     // Beside the bundle, it is found without being named.
     w.write("release.cbor.ots", &proof);
     w.write("block.hex", format!("{}\n", hex::encode(header)).as_bytes());
-    w.on(NET, &["release", "verify", "release.cbor", "--block-header", "block.hex"])
+    verify(&w, &["--block-header", "block.hex"])
         // Unsigned: the release is not valid, but the timestamp is reported all the same.
         .expect(1)
         .stdout_has(&format!(
@@ -160,40 +153,19 @@ fn verify_reports_the_attested_block_time_from_a_header_file() {
     assert_eq!(doc["timestamp"]["bitcoin"][0]["block_hash"], hash.as_str());
     // Raw 80 bytes do as well as hex.
     w.write("block.bin", &header);
-    w.on(
-        NET,
-        &[
-            "release",
-            "verify",
-            "release.cbor",
-            "--block-header",
-            "block.bin",
-        ],
-    )
-    .stdout_has(&format!(
+    verify(&w, &["--block-header", "block.bin"]).stdout_has(&format!(
         "timestamp   Bitcoin block {HEIGHT} at 2023-07-24 03:17:10 UTC"
     ));
 
     // Without a header the block is named, and left unchecked.
-    w.on(NET, &["release", "verify", "release.cbor"])
-        .stdout_has(&format!(
-            "timestamp   NOT CHECKED: Bitcoin block {HEIGHT} attests it"
-        ));
+    verify(&w, &[]).stdout_has(&format!(
+        "timestamp   NOT CHECKED: Bitcoin block {HEIGHT} attests it"
+    ));
 
     // Another block's header does not confirm it, and verify fails on that alone.
     let (other, other_hash) = header_with(&[9u8; 32]);
     w.write("other.hex", hex::encode(other).as_bytes());
-    let run = w
-        .on(
-            NET,
-            &[
-                "release",
-                "verify",
-                "release.cbor",
-                "--block-header",
-                "other.hex",
-            ],
-        )
+    let run = verify(&w, &["--block-header", "other.hex"])
         .expect(1)
         .stdout_has("timestamp   DOES NOT MATCH: at height 800000");
     assert!(run.stdout.contains(&other_hash), "{}", run.stdout);
@@ -208,18 +180,9 @@ fn verify_reports_the_attested_block_time_from_a_header_file() {
     let mut forged = header;
     forged[72..76].copy_from_slice(&0x1700_ffffu32.to_le_bytes());
     w.write("forged.hex", hex::encode(forged).as_bytes());
-    w.on(
-        NET,
-        &[
-            "release",
-            "verify",
-            "release.cbor",
-            "--block-header",
-            "forged.hex",
-        ],
-    )
-    .expect(1)
-    .stdout_has("does not meet its own proof-of-work target");
+    verify(&w, &["--block-header", "forged.hex"])
+        .expect(1)
+        .stdout_has("does not meet its own proof-of-work target");
 }
 
 #[test]
@@ -229,7 +192,7 @@ fn verify_says_when_the_proof_is_pending_or_of_something_else() {
     let calendar = cat(&[&varuint(uri.len() as u64), uri]);
     let pending = cat(&[MAGIC, &[0x01, 0x08], &id, &attestation(PENDING, &calendar)]);
     w.write("stamp.ots", &pending);
-    w.on(NET, &["release", "verify", "release.cbor", "--ots", "stamp.ots"])
+    verify(&w, &["--ots", "stamp.ots"])
         .stdout_has("timestamp   PENDING: not in a Bitcoin block yet, only submitted to https://alice.btc.calendar.opentimestamps.org");
 
     // The OpenTimestamps client's real proof of hello-world.txt is a good proof, of another file.
@@ -239,8 +202,7 @@ fn verify_says_when_the_proof_is_pending_or_of_something_else() {
     ))
     .unwrap();
     w.write("hello.ots", &hello);
-    let run = w
-        .on(NET, &["release", "verify", "release.cbor", "--ots", "hello.ots"])
+    let run = verify(&w, &["--ots", "hello.ots"])
         .expect(1)
         .stdout_has("timestamp   DOES NOT MATCH: the proof is for digest 03ba204e50d126e4674c005e04d82e84c21366780af1f43bd54a37816b6ab340");
     assert!(
@@ -252,31 +214,16 @@ fn verify_says_when_the_proof_is_pending_or_of_something_else() {
 
     // Bytes that are no proof, a missing proof, and headers without a proof.
     w.write("junk.ots", b"\x00OpenTimestamps\x00 not really");
-    w.on(
-        NET,
-        &["release", "verify", "release.cbor", "--ots", "junk.ots"],
-    )
-    .expect(1)
-    .stdout_has("timestamp   UNREADABLE: junk.ots: not an OpenTimestamps proof");
-    w.on(
-        NET,
-        &["release", "verify", "release.cbor", "--ots", "missing.ots"],
-    )
-    .expect(2)
-    .stderr_has("missing.ots");
+    verify(&w, &["--ots", "junk.ots"])
+        .expect(1)
+        .stdout_has("timestamp   UNREADABLE: junk.ots: not an OpenTimestamps proof");
+    verify(&w, &["--ots", "missing.ots"])
+        .expect(2)
+        .stderr_has("missing.ots");
     w.write("block.hex", b"00");
-    w.on(
-        NET,
-        &[
-            "release",
-            "verify",
-            "release.cbor",
-            "--block-header",
-            "block.hex",
-        ],
-    )
-    .expect(2)
-    .stderr_has("no timestamp proof to check the block headers against");
+    verify(&w, &["--block-header", "block.hex"])
+        .expect(2)
+        .stderr_has("no timestamp proof to check the block headers against");
 }
 
 /// A stand-in for bitcoind: answers `getblockhash` and `getblockheader` for one block over
@@ -355,46 +302,26 @@ fn verify_asks_bitcoind_for_the_header_at_the_attested_height() {
         hex::encode(header),
         "dXNlcjpzZWNyZXQ=",
     );
-    w.on(NET, &["release", "verify", "release.cbor", "--bitcoin-rpc", &url, "--bitcoin-rpc-cookie", "cookie"])
+    verify(&w, &["--bitcoin-rpc", &url, "--bitcoin-rpc-cookie", "cookie"])
         .stdout_has(&format!(
             "timestamp   Bitcoin block {HEIGHT} at 2023-07-24 03:17:10 UTC (block {hash}, header from bitcoind)"
         ));
     assert_eq!(*calls.lock().unwrap(), ["getblockhash", "getblockheader"]);
 
     // Without the cookie bitcoind refuses, and the timestamp stays unchecked.
-    w.on(
-        NET,
-        &["release", "verify", "release.cbor", "--bitcoin-rpc", &url],
-    )
-    .stdout_has("timestamp   NOT CHECKED: Bitcoin block 800000: bitcoind at")
-    .stdout_has("refused the credentials");
+    verify(&w, &["--bitcoin-rpc", &url])
+        .stdout_has("timestamp   NOT CHECKED: Bitcoin block 800000: bitcoind at")
+        .stdout_has("refused the credentials");
     // A header that is not the block bitcoind named is caught by its hash.
     let (other, _) = header_with(&[3u8; 32]);
     let (liar, _) = fake_bitcoind(HEIGHT, hash.clone(), hex::encode(other), "dXNlcjpzZWNyZXQ=");
-    w.on(
-        NET,
-        &[
-            "release",
-            "verify",
-            "release.cbor",
-            "--bitcoin-rpc",
-            &liar,
-            "--bitcoin-rpc-cookie",
-            "cookie",
-        ],
+    verify(
+        &w,
+        &["--bitcoin-rpc", &liar, "--bitcoin-rpc-cookie", "cookie"],
     )
     .stdout_has(&format!("the header it gave for block {hash} hashes to"));
     // Credentials never go in the URL, where the process list shows them.
-    w.on(
-        NET,
-        &[
-            "release",
-            "verify",
-            "release.cbor",
-            "--bitcoin-rpc",
-            "http://user:pw@127.0.0.1:8332/",
-        ],
-    )
-    .expect(2)
-    .stderr_has("no credentials in the URL");
+    verify(&w, &["--bitcoin-rpc", "http://user:pw@127.0.0.1:8332/"])
+        .expect(2)
+        .stderr_has("no credentials in the URL");
 }

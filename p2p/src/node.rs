@@ -1188,27 +1188,27 @@ impl P2pNode {
     }
 
     fn penalize(&mut self, peer: PeerId) {
-        let penalty = self.app_penalties.entry(peer).or_insert(0.0);
-        *penalty -= APP_PENALTY;
-        let score = *penalty;
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .set_application_score(&peer, score);
+        self.lower_application_score(peer, |held| held - APP_PENALTY);
         if self.limiter.record_violation(peer, Instant::now()) {
             self.ban(peer, "repeated application-level misbehaviour");
         }
     }
 
     fn penalize_invalid(&mut self, peer: PeerId) {
+        self.lower_application_score(peer, |held| held.min(0.0) - INVALID_PENALTY);
+        self.ban(peer, "sent a message with an invalid signature");
+    }
+
+    /// Sets the peer's application score (what this node holds against it) to `lower` of the
+    /// one held, and hands it to gossipsub.
+    fn lower_application_score(&mut self, peer: PeerId, lower: impl FnOnce(f64) -> f64) {
         let penalty = self.app_penalties.entry(peer).or_insert(0.0);
-        *penalty = penalty.min(0.0) - INVALID_PENALTY;
+        *penalty = lower(*penalty);
         let score = *penalty;
         self.swarm
             .behaviour_mut()
             .gossipsub
             .set_application_score(&peer, score);
-        self.ban(peer, "sent a message with an invalid signature");
     }
 
     fn peer_infos(&self) -> Vec<PeerInfo> {

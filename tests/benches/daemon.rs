@@ -615,19 +615,7 @@ fn propagation_network(n: usize, title: &str) -> anyhow::Result<(Vec<TestNode>, 
                 .then_some(())
         },
     )?;
-    let (id, bytes) = proposal(title);
-    submit(&nodes[0], &bytes)?;
-    poll(
-        Duration::from_secs(60),
-        Duration::from_millis(100),
-        "the proposal on every node",
-        || {
-            nodes
-                .iter()
-                .all(|node| signers(node, &id).is_some())
-                .then_some(())
-        },
-    )?;
+    let (id, _) = next_proposal(&nodes, title)?;
     // Let gossipsub meshes settle (heartbeats every 500 ms).
     std::thread::sleep(Duration::from_secs(5));
     Ok((nodes, id))

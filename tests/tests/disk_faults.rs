@@ -10,10 +10,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use commons_e2e::{
-    NodeSpec, TestNode, binary, now, phases, regtest_proposal, tally_essence, wait_until,
+    NodeSpec, TestNode, binary, now, phases, regtest_proposal, run_to_exit, tally_essence,
+    wait_until,
 };
 use commons_rpc::{SignalParams, SubmitProposalParams, method};
 use serde_json::json;
@@ -239,35 +240,6 @@ fn a_full_disk_refuses_writes_keeps_serving_and_heals() {
     drop(full);
 }
 
-/// Runs `commonsd` on `base` until it exits (bounded): its exit code and standard error.
-fn start_expecting_exit(base: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new(binary("commonsd"))
-        .arg("--datadir")
-        .arg(base)
-        .args(["--network", "regtest", "--listen", "/ip4/127.0.0.1/tcp/0"])
-        .args(["--rpc-bind", "127.0.0.1:0", "--metrics-bind", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("commonsd started on a damaged store ({})", base.display());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 /// Copies a directory tree (files and directories only).
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -381,7 +353,7 @@ fn a_damaged_store_stops_the_start_naming_the_file() {
             .unwrap();
         copy_tree(&node.base, copy.path());
         let file = damage(&copy.path().join("regtest/db"));
-        let (code, stderr) = start_expecting_exit(copy.path());
+        let (code, stderr) = run_to_exit(&binary("commonsd"), copy.path(), "127.0.0.1", &[]);
         phase(&format!(
             "{what} ({file}): exit {code:?}: {}",
             stderr.trim()

@@ -13,11 +13,10 @@
 //! the target directory while the test runs cannot change the bytes under test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use commons_e2e::{
-    NodeSpec, TestNode, artifact_entry, binary, phases, regtest_release, wait_until,
+    NodeSpec, TestNode, artifact_entry, binary, phases, regtest_release, run_to_exit, wait_until,
 };
 use commons_rpc::{BinaryInfo, NoParams, PublishReleaseParams, method};
 use commons_signaling::NetworkSpec;
@@ -53,47 +52,6 @@ fn binary_of(node: &TestNode) -> BinaryInfo {
         .unwrap()
         .binary
         .expect("this node reports its binary")
-}
-
-/// Runs `program` as a regtest node on `ip` in `base` with `args`, expecting it to exit at
-/// start: its exit code and stderr.
-fn run_to_exit(program: &Path, base: &Path, ip: &str, args: &[&str]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(program);
-    // The caller's shell must not change what runs.
-    for (var, _) in std::env::vars_os() {
-        if var.to_string_lossy().starts_with("COMMONS_") {
-            cmd.env_remove(var);
-        }
-    }
-    let mut child = cmd
-        .arg("--datadir")
-        .arg(base)
-        .args(["--network", "regtest", "--listen"])
-        .arg(format!("/ip4/{ip}/tcp/0"))
-        .arg("--rpc-bind")
-        .arg(format!("{ip}:0"))
-        .arg("--metrics-bind")
-        .arg(format!("{ip}:0"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{} did not exit at start", program.display());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The one line `commonsd` wrote on stderr starting with `commonsd: error:`.
