@@ -77,7 +77,7 @@ max_len() {
 mkdir -p logs
 # One target: fuzz it, then write its table row to logs/<target>.row.
 fuzz_one() {
-  local target=$1 log="logs/$1.log" status=0
+  local target=$1 log="logs/$1.log" status=0 started=$SECONDS
   mkdir -p "work/$target" "corpus/$target" "artifacts/$target"
   echo "== $target: ${seconds:+${seconds}s}${seconds:+${runs:+ or }}${runs:+$runs runs}" >&2
   cargo +nightly fuzz run "${flags[@]}" "$target" "work/$target" "corpus/$target" -- \
@@ -86,7 +86,8 @@ fuzz_one() {
   local executed secs crashes rate
   executed=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   secs=$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' "$log" | tail -1)
-  secs=${secs:-${seconds:-1}}
+  # A crashed target prints no "Done" line: its own time, then.
+  secs=${secs:-$((SECONDS - started))}
   crashes=$(find "artifacts/$target" -type f | wc -l)
   rate=$((${executed:-0} / (secs > 0 ? secs : 1)))
   printf '%-16s %12s %10s %8s %8s %s\n' "$target" "${executed:-?}" "$rate" "$secs" "$crashes" \

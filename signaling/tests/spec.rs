@@ -71,6 +71,51 @@ fn toml_and_json_files_round_trip() {
     assert_eq!(loaded.network_id(), spec.network_id());
 }
 
+/// Found by fuzzing (`spec_toml`): a share written with many digits parsed from TOML to one
+/// float and from that float's own JSON to its neighbour, so a spec and its JSON had two
+/// network ids. Every float of a spec reads back exactly from either form.
+#[test]
+fn shares_read_back_exactly_from_json_and_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    for share in [
+        1.1103124481323361e-31,
+        0.1 + 0.2,
+        2.0f64.powi(-1074) * 3.0,
+        0.999_999_999_999_999_9,
+        std::f64::consts::FRAC_1_SQRT_2,
+    ] {
+        let mut spec = NetworkSpec::regtest();
+        spec.tiers[0].override_weight_share = share;
+        spec.tiers[0].override_node_share = share;
+        let json_path = dir.path().join("spec.json");
+        std::fs::write(&json_path, serde_json::to_string(&spec).unwrap()).unwrap();
+        let from_json: NetworkSpec =
+            serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+        assert_eq!(
+            from_json.tiers[0].override_weight_share.to_bits(),
+            share.to_bits()
+        );
+        assert_eq!(from_json.network_id(), spec.network_id(), "{share:e}");
+        let from_toml: NetworkSpec = toml::from_str(&spec.to_toml()).unwrap();
+        assert_eq!(
+            from_toml.tiers[0].override_node_share.to_bits(),
+            share.to_bits()
+        );
+        assert_eq!(from_toml.network_id(), spec.network_id(), "{share:e}");
+    }
+    // The fuzzer's input: the decimal as the spec's author wrote it, in TOML, and the JSON
+    // of what it reads as.
+    let text = NetworkSpec::mainnet().to_toml().replace(
+        "override_weight_share = 0.",
+        "override_weight_share = 0.00000000000000000000000000000011103124481323361170 # was 0.",
+    );
+    let from_toml: NetworkSpec = toml::from_str(&text).unwrap();
+    let from_json: NetworkSpec =
+        serde_json::from_str(&serde_json::to_string(&from_toml).unwrap()).unwrap();
+    assert_eq!(from_json, from_toml);
+    assert_eq!(from_json.network_id(), from_toml.network_id());
+}
+
 #[test]
 fn invalid_spec_names_the_field() {
     let dir = tempfile::tempdir().unwrap();
