@@ -94,7 +94,7 @@ impl FetchResponse {
         }
         let mut reader = bytes;
         let response = ciborium::de::from_reader_with_recursion_limit(&mut reader, 8)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+            .map_err(|e| DecodeError::Malformed(crate::wire::describe(e)))?;
         if !reader.is_empty() {
             return Err(DecodeError::TrailingBytes(reader.len()));
         }

@@ -252,12 +252,46 @@ impl<'a> CborCursor<'a> {
     }
 }
 
-fn describe<E>(error: ciborium::de::Error<E>) -> String {
+/// The longest text a [`DecodeError::Malformed`] keeps. serde's messages quote the
+/// offending input, escaped (up to six characters per input byte, `\u{7f}` for a DEL), and
+/// that input is the peer's to choose: a log line and an error value need the start and the
+/// end of such a message (what was found, what was expected), not kilobytes of it.
+pub const MAX_ERROR_TEXT: usize = 200;
+
+/// Describes a CBOR decoding error in at most [`MAX_ERROR_TEXT`] bytes.
+pub(crate) fn describe<E>(error: ciborium::de::Error<E>) -> String {
     match error {
         ciborium::de::Error::Io(_) => "input ended early".to_string(),
         ciborium::de::Error::Syntax(offset) => format!("invalid CBOR at byte {offset}"),
-        ciborium::de::Error::Semantic(Some(offset), msg) => format!("{msg} (at byte {offset})"),
-        ciborium::de::Error::Semantic(None, msg) => msg,
+        ciborium::de::Error::Semantic(Some(offset), msg) => {
+            shorten(msg, &format!(" (at byte {offset})"))
+        }
+        ciborium::de::Error::Semantic(None, msg) => shorten(msg, ""),
         ciborium::de::Error::RecursionLimitExceeded => "nested too deeply".to_string(),
     }
+}
+
+/// `text` and then `suffix` (at most 31 bytes) in at most [`MAX_ERROR_TEXT`] bytes: a text
+/// too long keeps its first and last characters, and says how many bytes were cut between.
+fn shorten(mut text: String, suffix: &str) -> String {
+    if text.len() + suffix.len() > MAX_ERROR_TEXT {
+        // 64 + 64 + the marker (at most 38 bytes: "…[", 20 digits, " bytes cut]…") + the
+        // suffix fit in MAX_ERROR_TEXT; 64 keeps serde's ", expected ..." whole.
+        let mut head_end = 64;
+        while !text.is_char_boundary(head_end) {
+            head_end -= 1;
+        }
+        let mut tail_start = text.len() - 64;
+        while !text.is_char_boundary(tail_start) {
+            tail_start += 1;
+        }
+        text = format!(
+            "{}…[{} bytes cut]…{}",
+            &text[..head_end],
+            tail_start - head_end,
+            &text[tail_start..]
+        );
+    }
+    text.push_str(suffix);
+    text
 }

@@ -377,3 +377,45 @@ fn digest_from_the_encoding_equals_the_digest_of_the_body() {
     assert_eq!(digest, attestation.digest(&net));
     assert_eq!(Signal::signature_of_encoding(&[0; 10]), None);
 }
+
+/// A fetch request whose chunk digest is a text of `len` DEL characters: serde's error
+/// quotes it, escaped as six characters per byte.
+fn fetch_request_with_text_chunk(len: u8) -> Vec<u8> {
+    let mut bytes = vec![0xa1, 0x65];
+    bytes.extend_from_slice(b"chunk");
+    bytes.extend_from_slice(&[0x78, len]);
+    bytes.extend(std::iter::repeat_n(0x7f, usize::from(len)));
+    bytes
+}
+
+#[test]
+fn an_error_quoting_the_input_keeps_its_start_and_end_within_the_bound() {
+    use commons_signaling::fetch::FetchRequest;
+    use commons_signaling::wire::MAX_ERROR_TEXT;
+    // Found by fuzzing (fuzz/corpus/fetch_request/heap-of-an-error-message): the whole
+    // quoted text was kept, about six bytes of error for every byte of input.
+    for len in [127, 240] {
+        let bytes = fetch_request_with_text_chunk(len);
+        let Err(DecodeError::Malformed(text)) = FetchRequest::decode(&bytes) else {
+            panic!("a text where a digest belongs is malformed");
+        };
+        assert!(text.len() <= MAX_ERROR_TEXT, "{} bytes: {text}", text.len());
+        assert!(text.starts_with("invalid type: string \"\\u{7f}"), "{text}");
+        assert!(text.contains(" bytes cut]"), "{text}");
+        assert!(
+            text.ends_with("\", expected struct variant FetchRequest::Chunk"),
+            "what was expected survives: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_short_error_is_kept_whole() {
+    use commons_signaling::fetch::FetchRequest;
+    let bytes = fetch_request_with_text_chunk(2);
+    let Err(DecodeError::Malformed(text)) = FetchRequest::decode(&bytes) else {
+        panic!("a text where a digest belongs is malformed");
+    };
+    assert!(!text.contains("cut"), "{text}");
+    assert!(text.contains("\\u{7f}\\u{7f}\""), "{text}");
+}

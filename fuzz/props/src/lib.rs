@@ -11,7 +11,9 @@
 //!   one computed from the decoded body, and [`AnyMessage`] finds the same kind;
 //! - only a well-formed envelope of a newer version is `UnknownVersion`;
 //! - decoding never holds more heap than a fixed multiple of the kind's size limit
-//!   ([`ALLOCATION_FACTOR`]), and the envelope probe allocates nothing ([`alloc`]);
+//!   ([`ALLOCATION_FACTOR`]; a failure a fixed multiple of the input's length more, for
+//!   the error text of serde, [`ERROR_TEXT_FACTOR`]), an error keeps at most
+//!   [`MAX_ERROR_TEXT`] bytes of text, and the envelope probe allocates nothing ([`alloc`]);
 //! - the JSON-RPC envelope agrees with a plain JSON parse about what is JSON, and bounds
 //!   every batch;
 //! - a spec that loads from TOML or JSON validates, writes as TOML without panicking, and
@@ -21,7 +23,7 @@ use commons_rpc::envelope::{self, Body, Call, MAX_BATCH_LEN};
 use commons_signaling::fetch::{FetchRequest, FetchResponse};
 use commons_signaling::messages::{MultiSignedBody, SignedBody};
 use commons_signaling::sync::{SyncRequest, SyncResponse};
-use commons_signaling::wire::{Authentication, future_envelope_version};
+use commons_signaling::wire::{Authentication, MAX_ERROR_TEXT, future_envelope_version};
 use commons_signaling::{
     AnyMessage, AttestationBody, DecodeError, Equivocation, MessageKind, MultiSigned, NetworkSpec,
     PresenceBody, ProposalBody, ReleaseManifest, SignalBody, Signed,
@@ -34,6 +36,13 @@ pub mod alloc;
 /// accepts: the decoded value, the canonical re-encoding it is compared with, and ciborium's
 /// buffers.
 pub const ALLOCATION_FACTOR: usize = 4;
+
+/// How much more heap a failed decode may hold for a moment, per input byte. serde writes
+/// the offending value into its error text, escaped (`\u{7f}`, six characters, for one DEL
+/// byte), into a string that may have twice the capacity of its length; the decoder keeps
+/// at most [`MAX_ERROR_TEXT`] bytes of it. Fuzzing found this (a 148-byte fetch request of
+/// DEL characters held 1,600 bytes, over the 4 x 256 of its kind).
+pub const ERROR_TEXT_FACTOR: usize = 12;
 
 /// Every fuzz target, named as its file in `fuzz/fuzz_targets/` and its corpus directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,14 +167,35 @@ fn network() -> commons_signaling::Hash32 {
     NetworkSpec::regtest().network_id()
 }
 
-/// Runs `decode` under the allocation meter and checks its peak against `limit`.
-fn metered<T>(what: &str, limit: usize, decode: impl FnOnce() -> T) -> T {
-    let (value, peak) = alloc::peak_during(decode);
+/// Runs `decode` on `data` under the allocation meter and checks its peak: within
+/// [`ALLOCATION_FACTOR`] times `limit`, and for a failure [`ERROR_TEXT_FACTOR`] bytes per
+/// input byte more, while what the error keeps is at most [`MAX_ERROR_TEXT`] bytes.
+fn metered<T>(
+    what: &str,
+    limit: usize,
+    data: &[u8],
+    decode: impl FnOnce() -> Result<T, DecodeError>,
+) -> Result<T, DecodeError> {
+    let (result, peak) = alloc::peak_during(decode);
+    let bound = match &result {
+        Ok(_) => ALLOCATION_FACTOR * limit,
+        Err(error) => {
+            if let DecodeError::Malformed(text) = error {
+                assert!(
+                    text.len() <= MAX_ERROR_TEXT,
+                    "{what}: an error of {} bytes: {text}",
+                    text.len()
+                );
+            }
+            ALLOCATION_FACTOR * limit + ERROR_TEXT_FACTOR * data.len()
+        }
+    };
     assert!(
-        peak <= ALLOCATION_FACTOR * limit,
-        "{what}: decoding held {peak} bytes of heap, more than {ALLOCATION_FACTOR} x {limit}"
+        peak <= bound,
+        "{what}: decoding {} bytes held {peak} bytes of heap, more than {bound}",
+        data.len()
     );
-    value
+    result
 }
 
 /// What every versioned decoder's error must mean.
@@ -197,7 +227,9 @@ fn check_error(kind: MessageKind, data: &[u8], error: &DecodeError, auth: Authen
 
 fn signed<B: SignedBody + PartialEq + std::fmt::Debug>(data: &[u8]) {
     let kind = B::KIND;
-    let decoded = metered(kind.name(), kind.max_bytes(), || Signed::<B>::decode(data));
+    let decoded = metered(kind.name(), kind.max_bytes(), data, || {
+        Signed::<B>::decode(data)
+    });
     match decoded {
         Ok(message) => {
             assert_eq!(
@@ -224,7 +256,7 @@ fn signed<B: SignedBody + PartialEq + std::fmt::Debug>(data: &[u8]) {
 
 fn multi_signed<B: MultiSignedBody + PartialEq + std::fmt::Debug>(data: &[u8]) {
     let kind = B::KIND;
-    let decoded = metered(kind.name(), kind.max_bytes(), || {
+    let decoded = metered(kind.name(), kind.max_bytes(), data, || {
         MultiSigned::<B>::decode(data)
     });
     match decoded {
@@ -246,7 +278,9 @@ fn multi_signed<B: MultiSignedBody + PartialEq + std::fmt::Debug>(data: &[u8]) {
 /// exactly, and is bounded like every kind.
 fn evidence(data: &[u8]) {
     let kind = MessageKind::Evidence;
-    let decoded = metered(kind.name(), kind.max_bytes(), || Equivocation::decode(data));
+    let decoded = metered(kind.name(), kind.max_bytes(), data, || {
+        Equivocation::decode(data)
+    });
     match decoded {
         Ok(evidence) => {
             assert_eq!(
@@ -282,7 +316,7 @@ fn any_message(data: &[u8]) {
         .max()
         .unwrap_or(0);
     // Up to five decoders run one after the other, each within its own bound.
-    let decoded = metered("any message", largest, || AnyMessage::decode(data));
+    let decoded = metered("any message", largest, data, || AnyMessage::decode(data));
     if let Ok(message) = decoded {
         let bytes = match &message {
             AnyMessage::Attestation(m) => m.encode(),
@@ -329,7 +363,7 @@ fn strict<T>(
     decode: impl FnOnce(&[u8]) -> Result<T, DecodeError>,
     encode: impl Fn(&T) -> Vec<u8>,
 ) {
-    let decoded = metered("payload", limit, || decode(data));
+    let decoded = metered("payload", limit, data, || decode(data));
     match decoded {
         Ok(value) => assert_eq!(encode(&value), data, "re-encodes exactly"),
         Err(DecodeError::TooLarge { len, max }) => {
@@ -348,7 +382,9 @@ fn strict<T>(
 /// byte shorter than the canonical one-entry map.)
 fn fetch_response(data: &[u8]) {
     let limit = commons_signaling::fetch::MAX_RESPONSE_BYTES;
-    let decoded = metered("fetch response", limit, || FetchResponse::decode(data));
+    let decoded = metered("fetch response", limit, data, || {
+        FetchResponse::decode(data)
+    });
     if let Ok(response) = decoded {
         let canonical = response.encode();
         assert!(canonical.len() <= limit);
