@@ -408,7 +408,10 @@ impl Population {
     /// `f` of every slot's id, in slot order, on up to `self.threads` threads: at a
     /// boundary each node's placement, and then its standing, depends only on state that
     /// no other node's computation changes, so the slots can be shared out in ranges.
-    fn map_slots<R: Send>(&self, f: impl Fn(&Self, NodeId) -> R + Sync) -> Vec<R> {
+    fn map_slots<R: Send + Default + Clone>(
+        &self,
+        f: impl Fn(&Self, NodeId) -> R + Sync,
+    ) -> Vec<R> {
         let n = self.nodes.len();
         // Below this many slots a thread costs more than it saves.
         const SLOTS_PER_THREAD: usize = 16_384;
@@ -416,21 +419,21 @@ impl Population {
         if threads == 1 {
             return (0..n as NodeId).map(|id| f(self, id)).collect();
         }
+        // Each thread fills its own range of one list: no second copy of a million results.
+        let mut all = vec![R::default(); n];
         let per_thread = n.div_ceil(threads);
         let f = &f;
         std::thread::scope(|scope| {
-            let parts: Vec<_> = (0..threads)
-                .map(|t| {
-                    let range = (t * per_thread) as NodeId..((t + 1) * per_thread).min(n) as NodeId;
-                    scope.spawn(move || range.map(|id| f(self, id)).collect::<Vec<R>>())
-                })
-                .collect();
-            let mut all = Vec::with_capacity(n);
-            for part in parts {
-                all.extend(part.join().expect("computing a standing does not panic"));
+            for (t, part) in all.chunks_mut(per_thread).enumerate() {
+                let first = t * per_thread;
+                scope.spawn(move || {
+                    for (offset, slot) in part.iter_mut().enumerate() {
+                        *slot = f(self, (first + offset) as NodeId);
+                    }
+                });
             }
-            all
-        })
+        });
+        all
     }
 
     pub(crate) fn qualification(&self) -> &Qualification {
