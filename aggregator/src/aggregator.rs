@@ -269,6 +269,13 @@ impl Aggregator {
         }
     }
 
+    /// Lets each epoch boundary ([`Aggregator::set_epoch`]) recompute the standings on up to
+    /// `threads` threads (1 unless set, values below 1 act as 1). The aggregator never asks
+    /// the system how many cores it has: the caller knows what else runs.
+    pub fn set_threads(&mut self, threads: usize) {
+        self.population.set_threads(threads);
+    }
+
     /// The network spec.
     pub fn spec(&self) -> &NetworkSpec {
         &self.spec

@@ -358,6 +358,8 @@ pub(crate) struct Population {
     total_units: u64,
     total_nodes: u64,
     moves: Vec<Move>,
+    /// How many threads an epoch boundary may recompute placements and standings on.
+    threads: usize,
 }
 
 /// Whether `a` replaces `held` as its attester's latest about the subject: a higher epoch,
@@ -387,6 +389,7 @@ impl Population {
             total_units: 0,
             total_nodes: 0,
             moves: Vec::new(),
+            threads: 1,
         };
         // Anchors hold their own tickets before any edge exists.
         population.recompute_admission();
@@ -395,6 +398,42 @@ impl Population {
 
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Lets epoch boundaries use up to `threads` threads (at least 1).
+    pub(crate) fn set_threads(&mut self, threads: usize) {
+        self.threads = threads.max(1);
+    }
+
+    /// `f` of every slot's id, in slot order, on up to `self.threads` threads: at a
+    /// boundary each node's placement, and then its standing, depends only on state that
+    /// no other node's computation changes, so the slots can be shared out in ranges.
+    fn map_slots<R: Send + Default + Clone>(
+        &self,
+        f: impl Fn(&Self, NodeId) -> R + Sync,
+    ) -> Vec<R> {
+        let n = self.nodes.len();
+        // Below this many slots a thread costs more than it saves.
+        const SLOTS_PER_THREAD: usize = 16_384;
+        let threads = self.threads.min(n / SLOTS_PER_THREAD).max(1);
+        if threads == 1 {
+            return (0..n as NodeId).map(|id| f(self, id)).collect();
+        }
+        // Each thread fills its own range of one list: no second copy of a million results.
+        let mut all = vec![R::default(); n];
+        let per_thread = n.div_ceil(threads);
+        let f = &f;
+        std::thread::scope(|scope| {
+            for (t, part) in all.chunks_mut(per_thread).enumerate() {
+                let first = t * per_thread;
+                scope.spawn(move || {
+                    for (offset, slot) in part.iter_mut().enumerate() {
+                        *slot = f(self, (first + offset) as NodeId);
+                    }
+                });
+            }
+        });
+        all
     }
 
     pub(crate) fn qualification(&self) -> &Qualification {
@@ -617,15 +656,11 @@ impl Population {
         }
 
         self.recompute_admission();
-        let placements: Vec<Option<IpAddr>> = (0..self.nodes.len() as NodeId)
-            .map(|id| self.compute_placement(id))
-            .collect();
+        let placements = self.map_slots(Self::compute_placement);
         for (node, placement) in self.nodes.iter_mut().zip(placements) {
             node.placement = placement;
         }
-        let standings: Vec<Standing> = (0..self.nodes.len() as NodeId)
-            .map(|id| self.compute_standing(id))
-            .collect();
+        let standings = self.map_slots(Self::compute_standing);
         for (node, standing) in self.nodes.iter_mut().zip(standings) {
             node.standing = standing;
             node.counted = None;

@@ -25,6 +25,8 @@ impl State {
         let epoch = spec.epoch_at(now);
         let mut intake = Intake::new(spec.clone(), epoch, Some(me));
         let agg = intake.aggregator_mut();
+        // Epoch boundaries recompute every standing: on every core, as ingest verifies.
+        agg.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
         if let Err(e) = agg.stage_successors(successors) {
             // The bundle's chain was checked at start, so this is a bug, not bad input.
             tracing::error!(error = %e, "spec versions do not follow each other");

@@ -188,6 +188,17 @@ fn proposal(r: &Resolved, network: &commons_signaling::Hash32) -> Proposal {
 
 /// Runs `scenario` once with `seed`.
 pub fn run(scenario: &Scenario, seed: u64, mode: LoadMode) -> Result<Outcome, SimError> {
+    run_on(scenario, seed, mode, 1)
+}
+
+/// [`run`], with the epoch boundary's standings computed on up to `threads` threads
+/// ([`Aggregator::set_threads`]); the outcome is the same whatever the number.
+pub fn run_on(
+    scenario: &Scenario,
+    seed: u64,
+    mode: LoadMode,
+    threads: usize,
+) -> Result<Outcome, SimError> {
     let started = Instant::now();
     let mut phases = Phases::new();
     let r = scenario.resolve()?;
@@ -208,6 +219,7 @@ pub fn run(scenario: &Scenario, seed: u64, mode: LoadMode) -> Result<Outcome, Si
         qualification(&world, &r),
         start_epoch,
     );
+    agg.set_threads(threads);
     let network = *agg.network_id();
     let proposal = proposal(&r, &network);
     let lock_start = proposal.body.lock_start;

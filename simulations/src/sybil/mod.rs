@@ -230,8 +230,12 @@ pub fn run_all(
     let failed = AtomicBool::new(false);
     let slots: Mutex<Vec<Option<Result<Outcome, SimError>>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
+    // The cores the runs leave idle go to each run's epoch boundary: a single large run
+    // (a million nodes) gets them all.
+    let workers = threads.min(jobs.len()).max(1);
+    let boundary_threads = (threads / workers).max(1);
     std::thread::scope(|scope| {
-        for _ in 0..threads.min(jobs.len()) {
+        for _ in 0..workers {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
@@ -239,8 +243,12 @@ pub fn run_all(
                         break;
                     }
                     let (p, r) = jobs[i];
-                    let result =
-                        engine::run(&points[p].scenario, seed.wrapping_add(u64::from(r)), mode);
+                    let result = engine::run_on(
+                        &points[p].scenario,
+                        seed.wrapping_add(u64::from(r)),
+                        mode,
+                        boundary_threads,
+                    );
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }
