@@ -513,8 +513,7 @@ async fn event_loop(
         QueueLimits::default(),
         node.metrics.queued.clone(),
     ));
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let workers = (cores * INGEST_WORKERS_PER_CORE).clamp(4, MAX_INGEST_WORKERS);
+    let workers = (crate::ingest::cores() * INGEST_WORKERS_PER_CORE).clamp(4, MAX_INGEST_WORKERS);
     for _ in 0..workers {
         tokio::spawn(ingest_worker(
             node.clone(),

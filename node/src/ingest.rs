@@ -41,9 +41,11 @@ fn verification_failed(kind: MessageKind) -> Reason {
 /// one store write) per step, so a step bounds how long gossip ingest waits for the lock.
 const INGEST_STEP: usize = 256;
 
-/// The threads signatures are verified on: the blocking pool has many more, but more tasks
-/// than cores only queue behind each other.
-fn verify_threads() -> usize {
+/// The cores of this machine (2 where the system cannot tell), which size the node's
+/// parallel work: signatures are verified on this many threads (the blocking pool has many
+/// more, but more tasks than cores only queue behind each other), the ingest workers are a
+/// multiple of it, and the epoch boundary recomputes standings on this many.
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
@@ -154,7 +156,7 @@ impl Node {
                 }
             }
         }
-        let per_task = pending.len().div_ceil(verify_threads()).max(1);
+        let per_task = pending.len().div_ceil(cores()).max(1);
         let mut tasks = Vec::new();
         while !pending.is_empty() {
             let rest = pending.split_off(per_task.min(pending.len()));

@@ -26,7 +26,7 @@ impl State {
         let mut intake = Intake::new(spec.clone(), epoch, Some(me));
         let agg = intake.aggregator_mut();
         // Epoch boundaries recompute every standing: on every core, as ingest verifies.
-        agg.set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
+        agg.set_threads(crate::ingest::cores());
         if let Err(e) = agg.stage_successors(successors) {
             // The bundle's chain was checked at start, so this is a bug, not bad input.
             tracing::error!(error = %e, "spec versions do not follow each other");

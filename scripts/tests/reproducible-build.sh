@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds commons-cli for release twice, from two copies of this clone at different paths
 # with different build directories, and checks the two executables are the same bytes.
-# The daemon is left out to keep the suite short (with RocksDB, a release
-# build is about 48 CPU-minutes);
+# The daemon is left out to keep the suite short (with RocksDB, a release build is about
+# 48 CPU-minutes);
 # `--whole-set` builds the whole release set (commonsd and commons-cli) twice instead and
 # compares the two SHA256SUMS, as a release manager does (figures in docs/RELEASES.md).
 #
