@@ -10,7 +10,7 @@
 //! epoch recomputes everything.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use commons_signaling::{AttestationBody, PublicKey, Signature, Signed, UptimeAttestation, WireIp};
@@ -360,6 +360,31 @@ pub(crate) struct Population {
     moves: Vec<Move>,
     /// How many threads an epoch boundary may recompute placements and standings on.
     threads: usize,
+    /// Attestations dated after the current epoch whose attester's record about the same
+    /// subject is live, by (subject, attester): the live one stays in force until the
+    /// boundary that makes the later one live. Nodes cross a boundary at slightly different
+    /// instants (clocks differ by up to the allowed skew), and a measurer's attestation of
+    /// the new epoch reaches nodes still in the old one; replacing the live record with it
+    /// would take its subject out of the count until their own boundary.
+    early: BTreeMap<(NodeId, NodeId), Record>,
+}
+
+/// Where an attestation goes, given what its attester has on record about its subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Held already, in force or early.
+    Duplicate,
+    /// What is held is later.
+    Superseded,
+    /// The attester's first record about the subject.
+    First,
+    /// Replaces the record in force.
+    Replace,
+    /// Dated after the current epoch while the record in force is live: waits in `early`.
+    Early,
+    /// Live, while the record in force is dated after the current epoch: takes its place,
+    /// and that record waits in `early`.
+    Demote,
 }
 
 /// Whether `a` replaces `held` as its attester's latest about the subject: a higher epoch,
@@ -390,6 +415,7 @@ impl Population {
             total_nodes: 0,
             moves: Vec::new(),
             threads: 1,
+            early: BTreeMap::new(),
         };
         // Anchors hold their own tickets before any edge exists.
         population.recompute_admission();
@@ -512,15 +538,38 @@ impl Population {
         if self.expired(body.epoch) {
             return AttestationOutcome::Expired;
         }
-        let held = self
-            .id(&body.subject)
-            .zip(self.id(&body.attester))
-            .and_then(|(subject, attester)| self.node(subject).about.get(attester));
-        match held {
-            None => AttestationOutcome::New,
-            Some(held) if held.holds(a) => AttestationOutcome::Duplicate,
-            Some(held) if supersedes(a, held) => AttestationOutcome::New,
-            Some(_) => AttestationOutcome::Superseded,
+        let fate = match self.id(&body.subject).zip(self.id(&body.attester)) {
+            Some((subject, attester)) => self.fate(
+                a,
+                self.node(subject).about.get(attester),
+                self.early.get(&(subject, attester)),
+            ),
+            None => Fate::First,
+        };
+        match fate {
+            Fate::Duplicate => AttestationOutcome::Duplicate,
+            Fate::Superseded => AttestationOutcome::Superseded,
+            Fate::First | Fate::Replace | Fate::Early | Fate::Demote => AttestationOutcome::New,
+        }
+    }
+
+    /// Where `a`, from `attester` about `subject`, goes. The record in force is the latest
+    /// live one the attester issued about the subject (or, while none is live, the latest),
+    /// whatever order they arrive in.
+    fn fate(&self, a: &UptimeAttestation, held: Option<&Record>, early: Option<&Record>) -> Fate {
+        let Some(held) = held else {
+            return Fate::First;
+        };
+        if held.holds(a) || early.is_some_and(|e| e.holds(a)) {
+            return Fate::Duplicate;
+        }
+        // Records are never expired between boundaries: one that is not live is dated later.
+        match (self.live(held.epoch), self.live(a.body.epoch)) {
+            (true, false) if early.is_none_or(|e| supersedes(a, e)) => Fate::Early,
+            (true, false) => Fate::Superseded,
+            (false, true) => Fate::Demote,
+            _ if supersedes(a, held) => Fate::Replace,
+            _ => Fate::Superseded,
         }
     }
 
@@ -533,19 +582,15 @@ impl Population {
         if self.expired(body.epoch) {
             return AttestationOutcome::Expired;
         }
-        // What `classify` decides, with each key looked up once: a held record means both
-        // nodes are listed already, so only a new attestation lists anyone.
         let subject = self.id_or_insert(body.subject);
         let attester = self.id_or_insert(body.attester);
-        let about = &self.node(subject).about;
-        let position = about.position(attester);
-        if let Some(held) = position.map(|i| &about.records[i]) {
-            if held.holds(&a) {
-                return AttestationOutcome::Duplicate;
-            }
-            if !supersedes(&a, held) {
-                return AttestationOutcome::Superseded;
-            }
+        let position = self.node(subject).about.position(attester);
+        let held = position.map(|i| &self.node(subject).about.records[i]);
+        let fate = self.fate(&a, held, self.early.get(&(subject, attester)));
+        match fate {
+            Fate::Duplicate => return AttestationOutcome::Duplicate,
+            Fate::Superseded => return AttestationOutcome::Superseded,
+            Fate::First | Fate::Replace | Fate::Early | Fate::Demote => {}
         }
         let from_measurer = match &self.qualification {
             Qualification::Measurers(m) => m.measurers.contains(&body.attester),
@@ -560,6 +605,11 @@ impl Population {
             version: body.version,
             from_measurer,
         };
+        if let Fate::Early = fate {
+            // The record in force stays, so nothing it decides moves.
+            self.early.insert((subject, attester), record);
+            return AttestationOutcome::New;
+        }
         let live_edge = self.live(record.epoch);
         let about = &mut self.node_mut(subject).about;
         let previous = match position {
@@ -570,8 +620,12 @@ impl Population {
             }
         };
         let had_live_edge = previous.as_ref().is_some_and(|r| self.live(r.epoch));
+        let first = previous.is_none();
+        if let (Fate::Demote, Some(later)) = (fate, previous) {
+            self.early.insert((subject, attester), later);
+        }
         // A replaced record was already listed, so the edge is counted once.
-        if previous.is_none() {
+        if first {
             let keeps_edges = self.keeps_edges();
             let node = self.node_mut(attester);
             node.attesting += 1;
@@ -596,7 +650,7 @@ impl Population {
                 return AttestationOutcome::New;
             }
             Qualification::Tickets(_) => {
-                // A superseding attestation dated later than now removes the edge for now.
+                // A live attestation taking the place of one dated later adds an edge.
                 if live_edge != had_live_edge
                     && self.admission.reached(&a.body.attester)
                     && self.recompute_admission()
@@ -621,6 +675,7 @@ impl Population {
     pub(crate) fn set_epoch(&mut self, epoch: u64) {
         self.epoch = epoch;
         let window = self.window();
+        self.promote_early(epoch, window);
         // Only expired records leave `vouches_for`: it lists exactly the subjects whose
         // `about` holds the attester, and records leave `about` only here.
         let mut expired: Vec<(NodeId, NodeId)> = Vec::new();
@@ -702,6 +757,37 @@ impl Population {
             .sum();
     }
 
+    /// Puts in force each early record that is live at `epoch`, or whose record in force
+    /// expires at it (the early one is the attester's latest either way).
+    fn promote_early(&mut self, epoch: u64, window: u64) {
+        let due: Vec<(NodeId, NodeId)> = self
+            .early
+            .iter()
+            .filter(|&(&(subject, attester), later)| {
+                later.epoch <= epoch
+                    || self
+                        .node(subject)
+                        .about
+                        .get(attester)
+                        .is_none_or(|held| held.epoch.saturating_add(window) <= epoch)
+            })
+            .map(|(&pair, _)| pair)
+            .collect();
+        for (subject, attester) in due {
+            let later = self
+                .early
+                .remove(&(subject, attester))
+                .expect("listed above");
+            let about = &mut self.node_mut(subject).about;
+            // An early record always has a record in force beside it: both leave `about`
+            // only at a boundary, and this runs first.
+            let i = about
+                .position(attester)
+                .expect("an early record has a record in force");
+            about.records[i] = later;
+        }
+    }
+
     /// Under the tickets rule, hands the anchors' tickets out again over the live edges;
     /// whether that changed who is admitted. Does nothing under the other rules.
     fn recompute_admission(&mut self) -> bool {
@@ -757,10 +843,12 @@ impl Population {
         // changed the measurers, every record is told again.
         if let Qualification::Measurers(m) = &self.qualification {
             let keys: Vec<PublicKey> = self.nodes.iter().map(|n| n.key).collect();
-            for node in &mut self.nodes {
-                for record in &mut node.about.records {
-                    record.from_measurer = m.measurers.contains(&keys[record.attester as usize]);
-                }
+            let records = self
+                .nodes
+                .iter_mut()
+                .flat_map(|n| n.about.records.iter_mut());
+            for record in records.chain(self.early.values_mut()) {
+                record.from_measurer = m.measurers.contains(&keys[record.attester as usize]);
             }
         }
         self.recompute_admission();
@@ -1064,15 +1152,19 @@ impl Population {
         all
     }
 
-    /// Every stored attestation, rebuilt from its record: the latest per attester and
-    /// subject that has not expired.
+    /// Every stored attestation, rebuilt from its record: per attester and subject, the one
+    /// in force, then the later one waiting for its epoch if there is one.
     pub(crate) fn attestations(&self) -> impl Iterator<Item = UptimeAttestation> + '_ {
-        self.nodes.iter().flat_map(move |subject| {
+        let in_force = self.nodes.iter().flat_map(move |subject| {
             subject
                 .about
                 .records
                 .iter()
                 .map(move |r| r.attestation(self.node(r.attester).key, subject.key))
-        })
+        });
+        let early = self.early.iter().map(|(&(subject, _), r)| {
+            r.attestation(self.node(r.attester).key, self.node(subject).key)
+        });
+        in_force.chain(early)
     }
 }

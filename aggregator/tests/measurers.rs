@@ -5,7 +5,7 @@
 mod common;
 
 use common::{attestation, key, policy, presence, proposal, signal_with};
-use commons_aggregator::{Aggregator, Qualification, WEIGHT_SCALE};
+use commons_aggregator::{Aggregator, AttestationOutcome, Qualification, WEIGHT_SCALE};
 use commons_signaling::spec::MeasurerSpec;
 use commons_signaling::{
     Choice, Hash32, NetworkSpec, PublicKey, QualificationRule, SecretKey, UptimeAttestation,
@@ -360,8 +360,123 @@ fn attack(f: &Forgery) -> (Aggregator, Hash32, Vec<SecretKey>, Vec<SecretKey>) {
     (agg, id, honest, forged)
 }
 
+#[test]
+fn a_measurement_of_the_next_epoch_waits_for_it_and_the_one_in_force_still_counts() {
+    // Nodes cross a boundary at slightly different instants: a measurer's attestation of
+    // epoch E + 1 reaches a node still in E. Exactly a quorum measured this node at E.
+    let (mut agg, id) = aggregator(EPOCH);
+    let nodes = honest_network(&mut agg, id, 1, &(0..QM as usize).collect::<Vec<_>>());
+    let node = &nodes[0];
+    assert!(counted(&agg, &node.public_key()));
+    let before = agg.uptime(&node.public_key()).unwrap();
+
+    let next = measure(&agg, 0, node.public_key(), &honest_ip(0), EPOCH + 1, 11);
+    carry(&mut agg, node, vec![next.clone()]);
+    assert_eq!(
+        agg.uptime(&node.public_key()).unwrap(),
+        before,
+        "E's record is in force"
+    );
+    assert_eq!(agg_support(&agg, id), WEIGHT_SCALE);
+    // Held: offered again it is a duplicate, and an older one is superseded.
+    assert!(
+        agg.unverified_attestations(std::slice::from_ref(&next))
+            .is_empty()
+    );
+    let stale = measure(&agg, 0, node.public_key(), &honest_ip(0), EPOCH - 1, 9);
+    assert_eq!(agg.add_attestation(stale), AttestationOutcome::Superseded);
+    let held = |agg: &Aggregator| {
+        let mut epochs: Vec<u64> = agg
+            .attestations()
+            .filter(|a| {
+                a.body.subject == node.public_key() && a.body.attester == measurer(0).public_key()
+            })
+            .map(|a| a.body.epoch)
+            .collect();
+        epochs.sort();
+        epochs
+    };
+    assert_eq!(held(&agg), [EPOCH, EPOCH + 1]);
+
+    agg.set_epoch(EPOCH + 1);
+    assert!(counted(&agg, &node.public_key()));
+    assert_eq!(
+        held(&agg),
+        [EPOCH + 1],
+        "the later record is in force, the earlier gone"
+    );
+    assert!(
+        agg.unverified_attestations(std::slice::from_ref(&next))
+            .is_empty()
+    );
+}
+
+fn agg_support(agg: &Aggregator, id: Hash32) -> u64 {
+    agg.tally(&id).unwrap().choice(Choice::Support).weight_units
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Measurer attestations of epochs around the current one, in any order: every node ends
+    /// with the same records, and the one in force for each measurer is its latest live one.
+    #[test]
+    fn the_record_in_force_does_not_depend_on_arrival_order(
+        issued in prop::collection::vec((0..A, 0u64..5, 1u32..20), 1..16),
+        seed in any::<u64>(),
+    ) {
+        let node = key("node");
+        let (mut first, _) = aggregator(EPOCH);
+        let attestations: Vec<UptimeAttestation> = issued
+            .iter()
+            .map(|&(m, offset, seen)| {
+                measure(&first, m, node.public_key(), "192.0.2.10", EPOCH - 2 + offset, seen)
+            })
+            .collect();
+        let mut shuffled = attestations.clone();
+        shuffle(&mut shuffled, seed);
+        let (mut second, _) = aggregator(EPOCH);
+        for a in &attestations {
+            first.add_attestation(a.clone());
+        }
+        for a in shuffled {
+            second.add_attestation(a);
+        }
+
+        // At the epoch they all arrived in: each measurer's latest live one, by epoch, then
+        // canonical bytes.
+        let mut values: Vec<u32> = (0..A)
+            .filter_map(|m| {
+                attestations
+                    .iter()
+                    .filter(|a| a.body.attester == measurer(m).public_key())
+                    .filter(|a| a.body.epoch <= EPOCH)
+                    .max_by_key(|a| (a.body.epoch, a.encode()))
+                    .map(|a| a.body.seen_epochs)
+            })
+            .collect();
+        values.sort_unstable_by(|a, b| b.cmp(a));
+        let uptime = values.get(QM as usize - 1).copied().unwrap_or(0);
+        let status = first.uptime(&node.public_key());
+        prop_assert_eq!(status.as_ref().map_or(0, |s| s.uptime_epochs), uptime);
+        prop_assert_eq!(status.is_some_and(|s| s.qualified), uptime >= 3);
+
+        let records = |agg: &Aggregator| {
+            let mut all: Vec<Vec<u8>> = agg.attestations().map(|a| a.encode()).collect();
+            all.sort();
+            all
+        };
+        for epoch in EPOCH..EPOCH + 4 {
+            if epoch > EPOCH {
+                first.set_epoch(epoch);
+                second.set_epoch(epoch);
+            }
+            prop_assert_eq!(first.uptime(&node.public_key()), second.uptime(&node.public_key()));
+            prop_assert_eq!(records(&first), records(&second));
+            // At most the record in force and one later one per measurer.
+            prop_assert!(records(&first).len() <= 2 * A);
+        }
+    }
 
     /// A clique of forged keys, with any attestation graph among themselves and any claims
     /// about honest nodes, weighs nothing and moves no honest node.
