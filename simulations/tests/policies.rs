@@ -3,7 +3,7 @@
 //! strategy buy. These fail if the measurer rule let a forged clique, made-up keys or fewer
 //! than q_m colluding measurers through, or lost honest nodes to an outage it must tolerate.
 
-use commons_sim::sybil::engine::{LoadMode, Outcome, run};
+use commons_sim::sybil::engine::{LoadMode, Outcome, run, run_on};
 use commons_sim::sybil::scenario::Scenario;
 use commons_sim::sybil::world::World;
 
@@ -279,4 +279,30 @@ fn bad_qualification_parameters_are_refused_with_their_key() {
     assert!(bad("", outage).contains("attacker[0].measurers"));
     let wrong = "[[attacker]]\nstrategy = \"measurer-outage\"\nkeys = 10\n";
     assert!(bad("", wrong).contains("has no field `keys`"));
+}
+
+/// Loading on two threads (the world drawing attestations while the aggregator takes them,
+/// more than one batch of them) and recomputing the boundary on two gives the outcome of
+/// one thread, under every rule.
+#[test]
+fn two_threads_give_the_outcome_of_one() {
+    let text = HONEST.replace("nodes = 300", "nodes = 2000");
+    let attackers = r#"
+[[attacker]]
+name = "proxies"
+strategy = "rented-ips"
+ips = 40
+cost_per_ip_day = 0.10
+"#;
+    for rule in RULES {
+        let scenario = Scenario::from_toml_str(
+            &format!("{text}\n[policy]\nqualification = \"{rule}\"\n{attackers}"),
+            "threads",
+        )
+        .unwrap();
+        let one = run_on(&scenario, 7, LoadMode::EpochBoundary, 1).unwrap();
+        let two = run_on(&scenario, 7, LoadMode::EpochBoundary, 2).unwrap();
+        assert!(one.honest_counted > 1_000, "{rule}: {one:?}");
+        assert_eq!(without_timing(one), without_timing(two), "{rule}");
+    }
 }

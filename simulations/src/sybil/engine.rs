@@ -17,7 +17,7 @@ use commons_aggregator::{
 use commons_signaling::spec::regtest_maintainer_key;
 use commons_signaling::{
     BoundedString, BoundedVec, PROTOCOL_VERSION, Proposal, ProposalBody, PublicKey,
-    QualificationRule, Signal, SignalBody, Signature, Signed,
+    QualificationRule, Signal, SignalBody, Signature, Signed, UptimeAttestation,
 };
 use serde::Serialize;
 
@@ -239,11 +239,39 @@ pub fn run_on(
         _ => world.measurers.iter().map(|m| m.key).collect(),
     };
     measurers.sort_unstable();
-    world.attestations(scenario.honest.attester_view, window, |carrier, a| {
+    let mut add = |carrier: PublicKey, a: UptimeAttestation| {
         if measurers.binary_search(&a.body.attester).is_err() {
             agg.add_carried_attestation(&carrier, a);
         }
-    });
+    };
+    let view = scenario.honest.attester_view;
+    if threads < 2 {
+        world.attestations(view, window, add);
+    } else {
+        // The world draws the attestations on a thread of their own while this one hands
+        // them to the aggregator, in the order they are drawn, so the outcome is the same.
+        let world = &world;
+        std::thread::scope(|scope| {
+            let (batches, received) = std::sync::mpsc::sync_channel(LOAD_QUEUE_BATCHES);
+            scope.spawn(move || {
+                let mut batch = Vec::with_capacity(LOAD_BATCH);
+                world.attestations(view, window, |carrier, a| {
+                    batch.push((carrier, a));
+                    if batch.len() == LOAD_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));
+                        // The receiver lives until every batch is in.
+                        let _ = batches.send(full);
+                    }
+                });
+                let _ = batches.send(batch);
+            });
+            for batch in received {
+                for (carrier, a) in batch {
+                    add(carrier, a);
+                }
+            }
+        });
+    }
     phases.mark("add_attestation");
     for node in &world.nodes {
         let Some(choice) = node.choice else { continue };
@@ -295,6 +323,11 @@ pub fn qualification(world: &World, r: &Resolved) -> Qualification {
         }),
     }
 }
+
+/// Attestations per batch from the thread that draws them to the one that loads them.
+const LOAD_BATCH: usize = 4_096;
+/// Batches drawn ahead of the loader at most: bounds the memory the pipeline holds.
+const LOAD_QUEUE_BATCHES: usize = 4;
 
 /// Wall-clock time per phase, to show where a run spends it.
 struct Phases {
