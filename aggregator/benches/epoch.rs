@@ -10,7 +10,9 @@
 //! peak memory it reports (`VmHWM` less the resident size before the aggregator existed) is
 //! that configuration's alone. `COMMONS_BENCH_NODES` sets the sizes (default
 //! `10000,100000`; `1000000` takes about a minute per row on two cores). Times are the CPU
-//! time of the measuring thread, so that other work on the machine does not count.
+//! time of the measuring thread, so that other work on the machine does not count, except
+//! the last two columns: the wall time of a boundary on one thread and on two, which is what
+//! a node sharing the boundary over its cores waits for.
 //!
 //! The attestations carry zero signatures: like the simulator, this measures the rule, not
 //! BIP340, whose cost per verification `--bench ingest` measures. Every node has its own
@@ -124,7 +126,8 @@ fn resident_kib(field: &str) -> u64 {
 }
 
 /// One configuration, in this process: prints `load_ms boundary_ms next_ms add_us peak_kib
-/// attestations counted`, and checks that every node counts.
+/// attestations counted wall_1_thread_ms wall_2_threads_ms`, and checks that every node
+/// counts.
 fn one(nodes: u64, rule: &str) {
     let before = resident_kib("VmRSS:");
     let spec = NetworkSpec::mainnet();
@@ -178,15 +181,26 @@ fn one(nodes: u64, rule: &str) {
     }
     let add = start.elapsed();
     let peak = resident_kib("VmHWM:").saturating_sub(before);
+    // What the node waits for: it shares the boundary over its cores
+    // (`Aggregator::set_threads`), so wall time, on one thread and then on two.
+    let mut walls = [0u128; 2];
+    for (threads, wall) in [1, 2].into_iter().zip(&mut walls) {
+        agg.set_threads(threads);
+        let start = Instant::now();
+        agg.set_epoch(EPOCH + 1 + threads as u64);
+        *wall = start.elapsed().as_millis();
+    }
     println!(
-        "{} {} {} {:.2} {} {} {}",
+        "{} {} {} {:.2} {} {} {} {} {}",
         load.as_millis(),
         boundary.as_millis(),
         next.as_millis(),
         add.as_secs_f64() * 1e6 / added.max(1) as f64,
         peak,
         attestations,
-        qualified
+        qualified,
+        walls[0],
+        walls[1]
     );
     assert_eq!(
         qualified, nodes,
@@ -318,9 +332,9 @@ fn main() {
     unit_costs();
     let exe = std::env::current_exe().expect("own executable");
     println!(
-        "| rule | nodes | attestations | load | boundary (first) | boundary (next) | add one attestation | aggregator peak memory | bytes per attestation |"
+        "| rule | nodes | attestations | load | boundary (first) | boundary (next) | add one attestation | aggregator peak memory | bytes per attestation | boundary wall, 1 thread | 2 threads |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for rule in ["v1", "measurers"] {
         for &nodes in &sizes {
             let out = Command::new(&exe)
@@ -329,7 +343,7 @@ fn main() {
                 .expect("run one configuration");
             let text = String::from_utf8_lossy(&out.stdout);
             let f: Vec<&str> = text.split_whitespace().collect();
-            if f.len() != 7 {
+            if f.len() != 9 {
                 panic!(
                     "configuration {rule} {nodes} failed: {text} {}",
                     String::from_utf8_lossy(&out.stderr)
@@ -342,13 +356,15 @@ fn main() {
                 _ => format!("measurers ({MEASURERS}) + {PEERS} peers"),
             };
             println!(
-                "| {rule_name} | {nodes} | {attestations} | {} ms | {} ms | {} ms | {} µs | {:.0} MiB | {} |",
+                "| {rule_name} | {nodes} | {attestations} | {} ms | {} ms | {} ms | {} µs | {:.0} MiB | {} | {} ms | {} ms |",
                 f[0],
                 f[1],
                 f[2],
                 f[3],
                 peak_kib as f64 / 1024.0,
                 peak_kib * 1024 / attestations.max(1),
+                f[7],
+                f[8],
             );
             assert_eq!(
                 f[6],
