@@ -70,6 +70,7 @@ max_len() {
     release | any_message | sync_request) echo 66000 ;;
     sync_response | fetch_response) echo 70000 ;;
     fetch_request) echo 300 ;;
+    chunk_run) echo 600 ;;
     *) echo 16384 ;;
   esac
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, anyhow, bail};
 use commons_aggregator::{PlainSignatures, SignatureCheck};
 use commons_p2p::{Multiaddr, P2pConfig, P2pEvent, P2pHandle, P2pNode, PeerId, TopicKind, Verdict};
 use commons_signaling::{BoundedBytes, BoundedVec, PublicKey, SecretKey, UptimeAttestation};
+use futures::StreamExt;
 use prometheus_client::registry::Registry;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -50,6 +51,15 @@ pub const FETCH_LANE: LaneLimits = LaneLimits {
     // A downloading node keeps this many requests outstanding per peer.
     per_peer: crate::releases::MAX_PER_PEER,
     per_ip: 2 * crate::releases::MAX_PER_PEER,
+};
+/// Runs of chunks served at once on `fetch/2` streams, each holding two chunks at most (one
+/// being sent, the next read ahead): 32 MiB at most. A fetcher keeps one run per peer under
+/// way; a second place lets its next run start while the last one's close is on its way.
+pub const FETCH_STREAM_LANE: LaneLimits = LaneLimits {
+    in_flight: 16,
+    queued: 64,
+    per_peer: 2,
+    per_ip: 4,
 };
 /// Catch-up pages held at once (up to about 1 MiB each) until their peers took them. A
 /// catch-up asks for the next page while it checks one, so an honest peer has two under way,
@@ -524,6 +534,16 @@ async fn event_loop(
     }
     let reads = Arc::new(Semaphore::new(MAX_CONCURRENT_FETCH_READS));
     let (sync_lane, fetch_lane) = (Lane::new(SYNC_LANE), Lane::new(FETCH_LANE));
+    let stream_lane = Lane::new(FETCH_STREAM_LANE);
+    // Taken here, in the loop that knows each peer's IP, and promptly: a stream that arrives
+    // while the previous one waits to be taken is dropped by libp2p.
+    let mut fetch_streams = match net.accept_fetch_streams() {
+        Ok(streams) => Some(streams),
+        Err(e) => {
+            tracing::error!(error = %e, "not serving fetch/2 streams");
+            None
+        }
+    };
     // The IP of each connected peer, for the lanes' per-IP shares.
     let mut peer_ips: HashMap<PeerId, std::net::IpAddr> = HashMap::new();
     loop {
@@ -532,6 +552,10 @@ async fn event_loop(
                 Some(event) => event,
                 None => break,
             },
+            Some((peer, stream)) = next_fetch_stream(&mut fetch_streams) => {
+                serve_fetch_stream(&node, &net, &stream_lane, &reads, peer_ips.get(&peer).copied(), peer, stream);
+                continue;
+            }
             _ = crate::stopped(&mut shutdown) => break,
         };
         match event {
@@ -645,6 +669,50 @@ async fn event_loop(
             P2pEvent::NewListenAddr(addr) => tracing::info!(%addr, "listening for peers"),
         }
     }
+}
+
+/// The next `fetch/2` stream a peer opened; never, when this node does not take them.
+async fn next_fetch_stream(
+    streams: &mut Option<commons_p2p::IncomingStreams>,
+) -> Option<(PeerId, commons_p2p::Stream)> {
+    match streams {
+        Some(streams) => streams.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves a `fetch/2` stream on a task of its own, when the peer and its IP have room in the
+/// lane; otherwise the stream is dropped, which the peer sees as closed before any answer.
+fn serve_fetch_stream(
+    node: &Arc<Node>,
+    net: &P2pHandle,
+    lane: &Lane,
+    reads: &Arc<Semaphore>,
+    ip: Option<std::net::IpAddr>,
+    peer: PeerId,
+    mut stream: commons_p2p::Stream,
+) {
+    let ticket = match lane.admit(peer, ip) {
+        Ok(ticket) => ticket,
+        Err(why) => {
+            tracing::debug!(%peer, limit = why.label(), "fetch stream refused");
+            return;
+        }
+    };
+    let (node, net, reads) = (node.clone(), net.clone(), reads.clone());
+    tokio::spawn(async move {
+        let Some(_serving) = ticket.in_flight().await else {
+            return;
+        };
+        match node.serve_fetch_stream(&mut stream, &reads).await {
+            Ok(_) => {}
+            Err(crate::releases::StreamEnd::Garbage) => {
+                tracing::debug!(%peer, "fetch stream with a malformed request; penalising");
+                let _ = net.penalize(peer).await;
+            }
+            Err(end) => tracing::debug!(%peer, ?end, "fetch stream not served to its end"),
+        }
+    });
 }
 
 /// A gossip message waiting for its turn in the ingest pipeline.

@@ -326,6 +326,16 @@ impl Node {
         self.releases.serve_fetch(request).await
     }
 
+    /// Serves a peer's `fetch/2` stream (see [`Releases::serve_fetch_stream`]); how many
+    /// chunks it asked for.
+    pub async fn serve_fetch_stream(
+        &self,
+        stream: &mut commons_p2p::Stream,
+        reads: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<usize, crate::releases::StreamEnd> {
+        self.releases.serve_fetch_stream(stream, reads).await
+    }
+
     /// Deletes the partial downloads of superseded and expired releases that no release
     /// still fetching shares; how many.
     pub fn prune_abandoned_downloads(&self) -> usize {

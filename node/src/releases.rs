@@ -7,9 +7,11 @@
 //! The fetcher works on the newest unexpired release of each channel (an older one would
 //! never be installed, so its bytes are not worth fetching). Per artifact it takes the chunk
 //! list from any peer whose list hashes to the manifest's `chunk_list`, then asks peers for
-//! chunks: at most [`MAX_IN_FLIGHT`] requests at once, [`MAX_PER_PEER`] per peer, and no peer
-//! more often than [`PER_PEER_INTERVAL`] allows, which keeps it under the serving side's
-//! rate limit. Each chunk is checked against the list before it is written; a peer that
+//! runs of [`RUN_CHUNKS`] chunks, each run on one `fetch/2` stream: at most
+//! [`MAX_RUNS_IN_FLIGHT`] runs at once, one per peer, and no peer more often than
+//! [`PER_PEER_INTERVAL`] allows (a peer that speaks only `fetch/1` gets the run's chunks
+//! as requests, [`MAX_PER_PEER`] at once). Each chunk is checked against the list before
+//! it is written; a peer that
 //! sends a bad one is penalised and not asked again during this download, and the chunk goes
 //! to another peer. The whole file is checked once more before it is installed. Chunks
 //! already on disk survive a restart (see [`crate::artifacts`]).
@@ -20,30 +22,43 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commons_aggregator::rules::{check_threshold, is_safe_file_name};
-use commons_p2p::{P2pHandle, PeerId};
+use commons_p2p::{P2pError, P2pHandle, PeerId};
 use commons_rpc::{Release, ReleaseArtifact};
 use commons_signaling::artifact::{chunk_hash, chunk_len, parse_chunk_list};
 use commons_signaling::{
     Artifact, BoundedBytes, Hash32, NetworkSpec, ReleaseBundle, ReleaseVersion,
 };
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::{Notify, watch};
+use futures::{AsyncRead, AsyncWrite, AsyncWriteExt, StreamExt};
+use tokio::sync::{Notify, Semaphore, watch};
 
+use crate::artifacts::Download;
 use crate::artifacts::{ArtifactState, ArtifactStore, chunk_list_fits};
-use crate::fetch::{FetchRequest, FetchResponse};
+use crate::fetch::{
+    ChunkRun, FetchRequest, FetchResponse, MAX_RESPONSE_BYTES, MAX_RUN_REQUEST_BYTES, read_frame,
+    write_frame,
+};
 use crate::metrics::ReleaseMetrics;
 
-/// Chunk requests in flight at once, over all peers (each holds up to 1 MiB).
-pub const MAX_IN_FLIGHT: usize = 12;
-/// Chunk requests in flight to one peer. A 1 MiB answer takes tens of milliseconds to
-/// arrive even on loopback (stream set-up and flow control), so one peer needs several
-/// requests outstanding to be kept busy: between two loopback nodes 2 gave 23 MiB/s, 4 gave
-/// 52 MiB/s and 8 gave 78 MiB/s, at the cost of a megabyte each in flight.
+/// Chunks asked for on one `fetch/2` stream: 16 MiB, so that stream set-up is rare while a
+/// slow peer holds back little of a download.
+pub const RUN_CHUNKS: usize = 16;
+/// Runs in flight at once, over all peers; one per peer (a run keeps its peer busy: it
+/// reads the next chunk from disk while it sends one).
+pub const MAX_RUNS_IN_FLIGHT: usize = 8;
+/// Chunk requests in flight to a peer that speaks only `fetch/1`. A 1 MiB answer takes tens
+/// of milliseconds to arrive even on loopback (a stream set up per request, flow control
+/// starting small), so such a peer needs several requests outstanding to be kept busy:
+/// between two loopback nodes 2 gave 23 MiB/s, 4 gave 52 MiB/s and 8 gave 78 MiB/s.
 pub const MAX_PER_PEER: usize = 4;
-/// The shortest time between two requests to one peer: 125 a second, below the serving
-/// side's default limit of 160.
+/// The shortest time between two runs asked of one peer.
 pub const PER_PEER_INTERVAL: Duration = Duration::from_millis(8);
+/// The longest wait for one step of a `fetch/2` stream (the request, one answer, the close),
+/// on either side: the request timeout of `fetch/1`.
+pub const FETCH_STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer whose stream closed before its first answer is left alone: it had no room
+/// for another stream (see [`crate::serving`]), it is not broken.
+const REFUSED_COOLDOWN: Duration = Duration::from_millis(250);
 /// How long a peer that failed a request is left alone.
 const PEER_COOLDOWN: Duration = Duration::from_secs(2);
 /// How long a peer that did not have a chunk is left alone: short, because peers fetching
@@ -299,10 +314,7 @@ impl Releases {
                 .map_or(FetchResponse::Missing, |hashes| FetchResponse::ChunkList {
                     hashes,
                 }),
-            FetchRequest::Chunk { artifact, index } => store
-                .read_chunk(&artifact, index)
-                .and_then(|data| BoundedBytes::new(data).ok())
-                .map_or(FetchResponse::Missing, |data| FetchResponse::Chunk { data }),
+            FetchRequest::Chunk { artifact, index } => chunk_answer(&store, &artifact, index),
         })
         .await
         .unwrap_or(FetchResponse::Missing);
@@ -312,6 +324,56 @@ impl Releases {
                 .inc_by(data.as_slice().len() as u64);
         }
         (response.encode(), false)
+    }
+
+    /// Serves one `fetch/2` stream: reads its [`ChunkRun`], then writes one framed answer per
+    /// chunk asked, in order, and closes the stream. The next chunk is read from disk (at most
+    /// `reads` reads at once over all streams) while the current one is written, so a stream
+    /// holds two chunks at most however long its run. Every step has [`FETCH_STEP_TIMEOUT`]:
+    /// a peer that reads slower than that is cut off.
+    pub async fn serve_fetch_stream<S>(
+        &self,
+        stream: &mut S,
+        reads: &Arc<Semaphore>,
+    ) -> Result<usize, StreamEnd>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let request = step(read_frame(stream, MAX_RUN_REQUEST_BYTES))
+            .await?
+            .ok_or(StreamEnd::Closed)?;
+        let run = ChunkRun::decode(&request).map_err(|_| StreamEnd::Garbage)?;
+        let store = self.artifacts.clone();
+        let read = |index: u32| {
+            let (store, reads) = (store.clone(), reads.clone());
+            let artifact = run.artifact;
+            tokio::spawn(async move {
+                let Some(store) = store else {
+                    return FetchResponse::Missing;
+                };
+                let Ok(_permit) = reads.acquire_owned().await else {
+                    return FetchResponse::Missing;
+                };
+                tokio::task::spawn_blocking(move || chunk_answer(&store, &artifact, index))
+                    .await
+                    .unwrap_or(FetchResponse::Missing)
+            })
+        };
+        let mut next = Some(read(run.indices[0]));
+        for (position, _) in run.indices.iter().enumerate() {
+            let Some(reading) = next.take() else { break };
+            let answer = reading.await.unwrap_or(FetchResponse::Missing);
+            next = run.indices.get(position + 1).map(|&index| read(index));
+            let bytes = answer.encode();
+            step(write_frame(stream, &bytes)).await?;
+            if let FetchResponse::Chunk { data } = &answer {
+                self.metrics
+                    .served_bytes
+                    .inc_by(data.as_slice().len() as u64);
+            }
+        }
+        step(stream.close()).await?;
+        Ok(run.indices.len())
     }
 
     /// The artifacts the fetcher should get now: those of the newest unexpired release of
@@ -413,6 +475,8 @@ pub async fn fetch_loop(
 #[derive(Default)]
 struct PeerBook {
     bad: HashSet<PeerId>,
+    /// Peers that speak only `fetch/1`.
+    legacy: HashSet<PeerId>,
     busy: HashMap<PeerId, usize>,
     resting_until: HashMap<PeerId, Instant>,
     next_request: HashMap<PeerId, Instant>,
@@ -427,7 +491,7 @@ impl PeerBook {
         for step in 0..peers.len() {
             let peer = peers[(self.turn + step) % peers.len()];
             let free = !self.bad.contains(&peer)
-                && self.busy.get(&peer).copied().unwrap_or(0) < MAX_PER_PEER
+                && self.busy.get(&peer).is_none_or(|runs| *runs == 0)
                 && self.resting_until.get(&peer).is_none_or(|t| *t <= now)
                 && self.next_request.get(&peer).is_none_or(|t| *t <= now);
             if free {
@@ -532,18 +596,16 @@ async fn fetch_artifact(
     while !queue.is_empty() || !in_flight.is_empty() {
         let peers = node.connected_peers();
         let now = Instant::now();
-        while in_flight.len() < MAX_IN_FLIGHT && !queue.is_empty() {
+        while in_flight.len() < MAX_RUNS_IN_FLIGHT && !queue.is_empty() {
             let Some(peer) = book.pick(&peers, now) else {
                 break;
             };
-            let index = queue.pop_front().expect("queue is not empty");
-            let request = FetchRequest::Chunk {
-                artifact: artifact.sha256,
-                index,
-            }
-            .encode();
-            let net = net.clone();
-            in_flight.push(async move { (peer, index, net.request_fetch(peer, request).await) });
+            // Shared out among the peers, so that a small artifact still goes to all of them
+            // (and a bad one among them is found early), and a large one in full runs.
+            let share = queue.len().div_ceil(peers.len()).clamp(1, RUN_CHUNKS);
+            let run: Vec<u32> = queue.drain(..share).collect();
+            let legacy = book.legacy.contains(&peer);
+            in_flight.push(fetch_run(node, net, store, &download, peer, run, legacy));
         }
         if in_flight.is_empty() {
             // Nobody to ask right now: peers resting, or none holds the chunks yet.
@@ -554,51 +616,32 @@ async fn fetch_artifact(
             continue;
         }
         let next = tokio::time::timeout(PER_PEER_INTERVAL, in_flight.next()).await;
-        let Ok(Some((peer, index, result))) = next else {
+        let Ok(Some(run)) = next else {
             continue;
         };
+        let peer = run.peer;
         book.done(&peer);
         let now = Instant::now();
-        let response = match result {
-            Ok(bytes) => FetchResponse::decode(&bytes),
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "chunk request failed");
-                book.rest(peer, now + PEER_COOLDOWN);
-                queue.push_back(index);
-                continue;
+        if run.written > 0 {
+            idle_since = now;
+        }
+        queue.extend(run.left);
+        match run.end {
+            RunEnd::Complete if run.missing > 0 => book.rest(peer, now + MISSING_COOLDOWN),
+            RunEnd::Complete => {}
+            RunEnd::Unsupported => {
+                tracing::debug!(%peer, "peer does not speak fetch/2; asking it chunk by chunk");
+                book.legacy.insert(peer);
             }
-        };
-        let expected_len = chunk_len(download.size, u64::from(index));
-        match response {
-            Ok(FetchResponse::Chunk { data })
-                if Some(data.as_slice().len() as u64) == expected_len
-                    && chunk_hash(data.as_slice()) == download.chunks[index as usize] =>
-            {
-                let len = data.as_slice().len() as u64;
-                let (store, sha256) = (store.clone(), artifact.sha256);
-                let written = tokio::task::spawn_blocking(move || {
-                    store.write_chunk(&sha256, index, data.as_slice())
-                })
-                .await;
-                match written {
-                    Ok(Ok(())) => {
-                        node.releases().metrics.fetched_bytes.inc_by(len);
-                        idle_since = Instant::now();
-                    }
-                    _ => return Err("disk"),
-                }
-            }
-            Ok(FetchResponse::Missing) => {
-                book.rest(peer, now + MISSING_COOLDOWN);
-                queue.push_back(index);
-            }
-            Ok(_) | Err(_) => {
-                tracing::warn!(%peer, artifact = %artifact.name, index, "peer sent a chunk that does not match the signed manifest; penalising it and asking another");
+            RunEnd::Refused => book.rest(peer, now + REFUSED_COOLDOWN),
+            RunEnd::Failed => book.rest(peer, now + PEER_COOLDOWN),
+            RunEnd::Bad => {
+                tracing::warn!(%peer, artifact = %artifact.name, "peer sent a chunk that does not match the signed manifest; penalising it and asking another");
                 node.releases().metrics.bad_chunks.inc();
                 book.bad.insert(peer);
                 let _ = net.penalize(peer).await;
-                queue.push_front(index);
             }
+            RunEnd::Disk => return Err("disk"),
         }
     }
     let (store, artifact) = (store.clone(), artifact.clone());
@@ -609,6 +652,253 @@ async fn fetch_artifact(
             tracing::error!(error = %e, "a fetched artifact failed its final check; starting over");
             "final check failed"
         })
+}
+
+/// A chunk for a peer, or `missing` when this node does not hold it (on the blocking pool:
+/// it reads and hashes a megabyte).
+fn chunk_answer(store: &ArtifactStore, artifact: &Hash32, index: u32) -> FetchResponse {
+    store
+        .read_chunk(artifact, index)
+        .and_then(|data| BoundedBytes::new(data).ok())
+        .map_or(FetchResponse::Missing, |data| FetchResponse::Chunk { data })
+}
+
+/// Why a `fetch/2` stream was not served to its end.
+#[derive(Debug)]
+pub enum StreamEnd {
+    /// The peer sent something that is not a run request: penalise it.
+    Garbage,
+    /// The stream ended before a request.
+    Closed,
+    /// Reading or writing failed.
+    Io(std::io::Error),
+    /// A step took longer than [`FETCH_STEP_TIMEOUT`].
+    TimedOut,
+}
+
+/// One read or write of a `fetch/2` stream, within [`FETCH_STEP_TIMEOUT`].
+async fn step<T>(io: impl Future<Output = std::io::Result<T>>) -> Result<T, StreamEnd> {
+    tokio::time::timeout(FETCH_STEP_TIMEOUT, io)
+        .await
+        .map_err(|_| StreamEnd::TimedOut)?
+        .map_err(StreamEnd::Io)
+}
+
+/// How a run of chunks asked of one peer ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// Every chunk answered (some perhaps `missing`).
+    Complete,
+    /// The peer speaks only `fetch/1`.
+    Unsupported,
+    /// The stream closed before its first answer: the peer was busy.
+    Refused,
+    /// The request, the stream or the connection failed, or the peer was too slow.
+    Failed,
+    /// The peer sent a chunk that does not match the chunk list, or garbage.
+    Bad,
+    /// Writing to the local disk failed.
+    Disk,
+}
+
+/// What a run brought.
+struct RunOutcome {
+    peer: PeerId,
+    /// Chunks written and checked.
+    written: usize,
+    /// Chunks the peer did not hold.
+    missing: usize,
+    /// Chunks to ask for again: those missing and those the run did not reach.
+    left: Vec<u32>,
+    end: RunEnd,
+}
+
+/// What became of one chunk received.
+enum Checked {
+    Written,
+    Mismatch,
+    Disk,
+}
+
+/// Fetches a run of chunks from one peer: on one `fetch/2` stream, or for a `fetch/1` peer
+/// with [`MAX_PER_PEER`] requests outstanding. Answers are taken in the order asked; each
+/// chunk is checked against the chunk list and written on the blocking pool while the next
+/// answer arrives, so at most two chunks of the run are held at once.
+async fn fetch_run(
+    node: &dyn ReleaseHost,
+    net: &P2pHandle,
+    store: &Arc<ArtifactStore>,
+    download: &Download,
+    peer: PeerId,
+    run: Vec<u32>,
+    legacy: bool,
+) -> RunOutcome {
+    let mut outcome = RunOutcome {
+        peer,
+        written: 0,
+        missing: 0,
+        left: Vec::new(),
+        end: RunEnd::Complete,
+    };
+    let mut answers = if legacy {
+        legacy_answers(net, peer, download.sha256, &run)
+    } else {
+        match stream_answers(net, peer, download.sha256, &run).await {
+            Ok(answers) => answers,
+            Err(end) => {
+                outcome.end = end;
+                outcome.left = run;
+                return outcome;
+            }
+        }
+    };
+    let metrics = &node.releases().metrics;
+    let mut writing: Option<(usize, u64, tokio::task::JoinHandle<Checked>)> = None;
+    let mut position = 0;
+    let end = loop {
+        // The previous chunk's write is settled before this answer is looked at, so that a
+        // failure can hand back everything from that chunk on.
+        let answer = if position < run.len() {
+            Some(answers.next().await)
+        } else {
+            None
+        };
+        if let Some((at, len, write)) = writing.take() {
+            match write.await.unwrap_or(Checked::Disk) {
+                Checked::Written => {
+                    outcome.written += 1;
+                    metrics.fetched_bytes.inc_by(len);
+                }
+                Checked::Mismatch => {
+                    position = at;
+                    break RunEnd::Bad;
+                }
+                Checked::Disk => {
+                    position = at;
+                    break RunEnd::Disk;
+                }
+            }
+        }
+        let Some(answer) = answer else {
+            break RunEnd::Complete;
+        };
+        let index = run[position];
+        match answer {
+            Some(Ok(FetchResponse::Chunk { data }))
+                if Some(data.as_slice().len() as u64)
+                    == chunk_len(download.size, u64::from(index)) =>
+            {
+                let len = data.as_slice().len() as u64;
+                let expected = download.chunks[index as usize];
+                let (store, sha256) = (store.clone(), download.sha256);
+                let write = tokio::task::spawn_blocking(move || {
+                    if chunk_hash(data.as_slice()) != expected {
+                        return Checked::Mismatch;
+                    }
+                    match store.write_chunk(&sha256, index, data.as_slice()) {
+                        Ok(()) => Checked::Written,
+                        Err(_) => Checked::Disk,
+                    }
+                });
+                writing = Some((position, len, write));
+            }
+            Some(Ok(FetchResponse::Missing)) => {
+                outcome.missing += 1;
+                outcome.left.push(index);
+            }
+            Some(Ok(_)) => break RunEnd::Bad,
+            Some(Err(end)) => {
+                break if end == RunEnd::Failed && position == 0 && !legacy {
+                    RunEnd::Refused
+                } else {
+                    end
+                };
+            }
+            None => {
+                break if position == 0 {
+                    RunEnd::Refused
+                } else {
+                    RunEnd::Failed
+                };
+            }
+        }
+        position += 1;
+    };
+    // Every way out of the loop has settled the last write.
+    if end != RunEnd::Complete {
+        outcome
+            .left
+            .extend_from_slice(&run[position.min(run.len())..]);
+    }
+    outcome.end = end;
+    outcome
+}
+
+type Answers<'a> = futures::stream::BoxStream<'a, Result<FetchResponse, RunEnd>>;
+
+/// The answers of a `fetch/1` peer to a run, one request per chunk.
+fn legacy_answers<'a>(
+    net: &'a P2pHandle,
+    peer: PeerId,
+    artifact: Hash32,
+    run: &[u32],
+) -> Answers<'a> {
+    futures::stream::iter(run.to_vec())
+        .map(move |index| async move {
+            let request = FetchRequest::Chunk { artifact, index }.encode();
+            match net.request_fetch(peer, request).await {
+                Ok(bytes) => FetchResponse::decode(&bytes).map_err(|_| RunEnd::Bad),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "chunk request failed");
+                    Err(RunEnd::Failed)
+                }
+            }
+        })
+        .buffered(MAX_PER_PEER)
+        .boxed()
+}
+
+/// Opens a `fetch/2` stream for a run and returns its answers as they arrive.
+async fn stream_answers(
+    net: &P2pHandle,
+    peer: PeerId,
+    artifact: Hash32,
+    run: &[u32],
+) -> Result<Answers<'static>, RunEnd> {
+    let mut stream = match net.open_fetch_stream(peer).await {
+        Ok(stream) => stream,
+        Err(P2pError::Unsupported(_)) => return Err(RunEnd::Unsupported),
+        Err(e) => {
+            tracing::debug!(%peer, error = %e, "no fetch stream");
+            return Err(RunEnd::Failed);
+        }
+    };
+    let request = ChunkRun {
+        artifact,
+        indices: run.to_vec(),
+    }
+    .encode();
+    if step(write_frame(&mut stream, &request)).await.is_err() {
+        return Err(RunEnd::Refused);
+    }
+    Ok(
+        futures::stream::unfold(Some(stream), move |stream| async move {
+            let mut stream = stream?;
+            match step(read_frame(&mut stream, MAX_RESPONSE_BYTES)).await {
+                Ok(Some(frame)) => Some((
+                    FetchResponse::decode(&frame).map_err(|_| RunEnd::Bad),
+                    Some(stream),
+                )),
+                // The stream ended early: said once, then nothing more.
+                Ok(None) => Some((Err(RunEnd::Failed), None)),
+                Err(e) => {
+                    tracing::debug!(%peer, error = ?e, "fetch stream failed");
+                    Some((Err(RunEnd::Failed), None))
+                }
+            }
+        })
+        .boxed(),
+    )
 }
 
 /// Fisher-Yates with a random seed: the order only spreads load, so no cryptographic

@@ -113,6 +113,11 @@ pub(crate) fn kad_protocol(network: &str) -> Result<StreamProtocol, String> {
     protocol(format!("/commons/{network}/kad/1.0.0"))
 }
 
+/// The protocol of artifact chunk runs, one stream per run (`fetch/2`).
+pub(crate) fn fetch_stream_protocol(network: &str) -> Result<StreamProtocol, String> {
+    protocol(format!("/commons/{network}/fetch/2"))
+}
+
 /// The composed behaviour. The limit and block-list behaviours come first so that they deny
 /// connections before the protocol behaviours allocate anything for them.
 #[derive(NetworkBehaviour)]
@@ -125,6 +130,8 @@ pub(crate) struct Behaviour {
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) sync: request_response::Behaviour<BytesCodec>,
     pub(crate) fetch: request_response::Behaviour<BytesCodec>,
+    /// Streams of `fetch/2`, opened and accepted through [`libp2p_stream::Control`]s.
+    pub(crate) streams: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
@@ -229,6 +236,7 @@ impl Behaviour {
             gossipsub,
             sync,
             fetch,
+            streams: libp2p_stream::Behaviour::new(),
         })
     }
 }

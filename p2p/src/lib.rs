@@ -7,8 +7,8 @@
 //!   node's BIP340 signing key, so a `PeerId` seen on a connection names a signer;
 //! - a composed behaviour: TCP + noise + yamux, identify, ping, kad (server mode), gossipsub
 //!   (strict signing, application validation before forwarding, content-hash message ids,
-//!   peer scoring), request-response for sync and artifact fetch, connection limits and a
-//!   block list;
+//!   peer scoring), request-response for sync and artifact fetch, streams of artifact chunk
+//!   runs (`fetch/2`), connection limits and a block list;
 //! - per-peer and per-IP rate limits on inbound gossip and requests, with bans for peers that
 //!   keep exceeding them;
 //! - a task ([`P2pNode`]) that owns the swarm, driven through a cloneable [`P2pHandle`] and
@@ -60,7 +60,9 @@ pub use prometheus_client;
 
 pub use libp2p::gossipsub::MessageId;
 pub use libp2p::identity::Keypair;
-pub use libp2p::{Multiaddr, PeerId};
+pub use libp2p::{Multiaddr, PeerId, Stream};
+/// The `fetch/2` streams peers open to this node ([`P2pHandle::accept_fetch_streams`]).
+pub use libp2p_stream::IncomingStreams;
 
 /// The gossipsub message id of a payload (SHA-256 of the bytes), as computed by every node.
 pub fn message_id(data: &[u8]) -> MessageId {

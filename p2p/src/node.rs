@@ -97,6 +97,12 @@ pub enum P2pError {
     /// The response could not be sent: the request timed out or its connection closed.
     #[error("response channel closed")]
     ResponseChannelClosed,
+    /// The peer does not speak the protocol asked for (an older version, say).
+    #[error("the peer does not support {0}")]
+    Unsupported(String),
+    /// Somebody already takes this node's inbound streams of the protocol.
+    #[error("inbound streams of {0} are already taken")]
+    AlreadyAccepting(String),
     /// The network task has stopped.
     #[error("the p2p task has shut down")]
     Shutdown,
@@ -275,14 +281,31 @@ enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Cloneable handle to the network task. Every method fails with [`P2pError::Shutdown`] once
-/// the task has stopped.
+/// Cloneable handle to the network task. Every method that goes through the task fails with
+/// [`P2pError::Shutdown`] once the task has stopped (streams fail as their connections close).
 #[derive(Debug, Clone)]
 pub struct P2pHandle {
     commands: mpsc::Sender<Command>,
     local_peer_id: PeerId,
     max_request: usize,
     request_timeout: Duration,
+    streams: StreamControl,
+}
+
+/// Opens and accepts streams of `fetch/2` without going through the network task: stream
+/// set-up is the connection tasks' business, and the bytes never pass the swarm's loop.
+#[derive(Clone)]
+struct StreamControl {
+    control: libp2p_stream::Control,
+    fetch: StreamProtocol,
+}
+
+impl std::fmt::Debug for StreamControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamControl")
+            .field("fetch", &self.fetch)
+            .finish_non_exhaustive()
+    }
 }
 
 impl P2pHandle {
@@ -378,6 +401,34 @@ impl P2pHandle {
     /// Sends a fetch request and waits for the response (bounded by the request timeout).
     pub async fn request_fetch(&self, peer: PeerId, request: Vec<u8>) -> Result<Vec<u8>, P2pError> {
         self.request(RequestKind::Fetch, peer, request).await
+    }
+
+    /// Opens a `fetch/2` stream to a connected peer, within the request timeout. A peer that
+    /// only speaks `fetch/1` gives [`P2pError::Unsupported`].
+    pub async fn open_fetch_stream(&self, peer: PeerId) -> Result<libp2p::Stream, P2pError> {
+        let mut control = self.streams.control.clone();
+        let opened = control.open_stream(peer, self.streams.fetch.clone());
+        match tokio::time::timeout(self.request_timeout, opened).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(protocol))) => {
+                Err(P2pError::Unsupported(protocol.to_string()))
+            }
+            Ok(Err(e)) => Err(P2pError::Request(e.to_string())),
+            Err(_) => Err(P2pError::Request(
+                "no stream opened within the request timeout".into(),
+            )),
+        }
+    }
+
+    /// The `fetch/2` streams peers open to this node, from now on; one taker at a time.
+    /// Until somebody takes them, and after the taker drops them, peers are told that this
+    /// node does not speak `fetch/2`. Take each stream promptly: one that arrives while the
+    /// previous one waits is dropped (the peer sees it closed and asks again).
+    pub fn accept_fetch_streams(&self) -> Result<libp2p_stream::IncomingStreams, P2pError> {
+        let mut control = self.streams.control.clone();
+        control
+            .accept(self.streams.fetch.clone())
+            .map_err(|_| P2pError::AlreadyAccepting(self.streams.fetch.to_string()))
     }
 
     /// Answers an inbound sync or fetch request, and returns once the answer was written to
@@ -628,6 +679,11 @@ impl P2pNode {
             local_peer_id: *swarm.local_peer_id(),
             max_request: config.max_request_size,
             request_timeout: config.request_timeout,
+            streams: StreamControl {
+                control: swarm.behaviour().streams.new_control(),
+                fetch: behaviour::fetch_stream_protocol(&config.network)
+                    .map_err(P2pError::Config)?,
+            },
         };
         let mut node = Self {
             swarm,
@@ -857,6 +913,7 @@ impl P2pNode {
             BehaviourEvent::Ping(event) => self.libp2p_metrics.record(&event),
             BehaviourEvent::Sync(event) => self.on_request_event(RequestKind::Sync, event),
             BehaviourEvent::Fetch(event) => self.on_request_event(RequestKind::Fetch, event),
+            BehaviourEvent::Streams(()) => {}
             BehaviourEvent::Limits(never) | BehaviourEvent::Blocked(never) => match never {},
         }
     }

@@ -1,6 +1,6 @@
-//! Real swarms on loopback: validation before forwarding, request-response, rate limits and
-//! bans, kad discovery. Each test uses its own 127.0.0.x addresses so they can run in
-//! parallel, and every wait is bounded.
+//! Real swarms on loopback: validation before forwarding, request-response, `fetch/2`
+//! streams, rate limits and bans, kad discovery. Each test uses its own 127.0.0.x addresses
+//! so they can run in parallel, and every wait is bounded.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -621,4 +621,66 @@ async fn a_burst_waits_for_a_slow_application_within_the_byte_budget() {
     tight.stop().await;
     patient.stop().await;
     publisher.stop().await;
+}
+
+/// `fetch/2` streams: bytes both ways on a stream the server took; a peer that takes none
+/// is reported as not speaking the protocol; only one taker at a time.
+#[tokio::test]
+async fn fetch_streams_carry_bytes_and_a_peer_without_them_is_unsupported() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    init_tracing();
+    let server = start(23, config("127.0.0.23")).await;
+    let mut client_config = config("127.0.0.25");
+    client_config.bootstrap = vec![server.addr.clone()];
+    let client = start(25, client_config).await;
+    eventually("the client connects", || async {
+        client
+            .handle
+            .peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.peer_id == server.peer_id)
+    })
+    .await;
+
+    let unsupported = client.handle.open_fetch_stream(server.peer_id).await;
+    assert!(
+        matches!(unsupported, Err(P2pError::Unsupported(ref p)) if p == "/commons/regtest/fetch/2"),
+        "{unsupported:?}"
+    );
+
+    let mut incoming = server.handle.accept_fetch_streams().unwrap();
+    assert!(matches!(
+        server.handle.accept_fetch_streams(),
+        Err(P2pError::AlreadyAccepting(_))
+    ));
+    let echo = tokio::spawn(async move {
+        let (peer, mut stream) = incoming.next().await.unwrap();
+        let mut asked = Vec::new();
+        stream.read_to_end(&mut asked).await.unwrap();
+        // A megabyte back: more than yamux's first window, so the window has to move.
+        let answer: Vec<u8> = asked.iter().cycle().take(1 << 20).copied().collect();
+        stream.write_all(&answer).await.unwrap();
+        stream.close().await.unwrap();
+        peer
+    });
+    let mut stream = client
+        .handle
+        .open_fetch_stream(server.peer_id)
+        .await
+        .unwrap();
+    stream.write_all(b"run").await.unwrap();
+    stream.close().await.unwrap();
+    let mut answer = Vec::new();
+    timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the answer arrives")
+        .unwrap();
+    assert_eq!(answer.len(), 1 << 20);
+    assert!(answer.starts_with(b"runrunrun"));
+    assert_eq!(timeout(WAIT, echo).await.unwrap().unwrap(), client.peer_id);
+
+    client.stop().await;
+    server.stop().await;
 }

@@ -10,6 +10,12 @@
 //!   entry in the chunk list before writing it.
 //!
 //! A peer answers `missing` when it does not hold what was asked (yet).
+//!
+//! Chunks also travel on a stream protocol, `fetch/2`: the fetcher opens a stream, sends one
+//! framed [`ChunkRun`] (up to [`MAX_RUN_CHUNKS`] indices) and reads one framed
+//! [`FetchResponse`] (`chunk` or `missing`) per index, in the order asked; then the server
+//! closes the stream. A frame is a 4-byte big-endian length and that many bytes. Run after run
+//! on one stream each, the chunks flow without a request and a stream set-up per megabyte.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +33,12 @@ pub const MAX_REQUEST_BYTES: usize = 256;
 /// The largest response accepted: a chunk and its framing, within the networking layer's
 /// 4 MiB response limit.
 pub const MAX_RESPONSE_BYTES: usize = MAX_CHUNK_BYTES + 1024;
+
+/// The most chunks one `fetch/2` stream asks for.
+pub const MAX_RUN_CHUNKS: usize = 64;
+/// The largest run request accepted: an artifact and [`MAX_RUN_CHUNKS`] indices of up to five
+/// bytes each, with room to spare.
+pub const MAX_RUN_REQUEST_BYTES: usize = 512;
 
 /// A fetch request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +74,36 @@ pub enum FetchResponse {
     },
     /// This peer does not hold it.
     Missing,
+}
+
+/// The request that opens a `fetch/2` stream: these chunks of this artifact, answered in this
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRun {
+    /// The artifact's SHA-256.
+    pub artifact: Hash32,
+    /// The chunks' indices: at least one, at most [`MAX_RUN_CHUNKS`].
+    pub indices: Vec<u32>,
+}
+
+impl ChunkRun {
+    /// Canonical bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        crate::wire::encode(self)
+    }
+
+    /// Strictly decodes a run request, refusing an empty one and one longer than
+    /// [`MAX_RUN_CHUNKS`].
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let run: ChunkRun = crate::wire::decode(bytes, MAX_RUN_REQUEST_BYTES)?;
+        if run.indices.is_empty() || run.indices.len() > MAX_RUN_CHUNKS {
+            return Err(DecodeError::Malformed(format!(
+                "a run asks for {} chunks (1 to {MAX_RUN_CHUNKS} allowed)",
+                run.indices.len()
+            )));
+        }
+        Ok(run)
+    }
 }
 
 impl FetchRequest {
@@ -130,5 +172,31 @@ mod tests {
         oversized.push(0);
         assert!(FetchResponse::decode(&oversized).is_err());
         assert!(FetchRequest::decode(b"\xa0").is_err());
+    }
+
+    #[test]
+    fn a_run_asks_for_one_to_sixty_four_chunks_within_its_byte_bound() {
+        let longest = ChunkRun {
+            artifact: Hash32([9; 32]),
+            indices: (u32::MAX - MAX_RUN_CHUNKS as u32..u32::MAX).collect(),
+        };
+        let bytes = longest.encode();
+        assert!(
+            bytes.len() <= MAX_RUN_REQUEST_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
+        assert_eq!(ChunkRun::decode(&bytes).unwrap(), longest);
+        for indices in [vec![], vec![0; MAX_RUN_CHUNKS + 1]] {
+            let run = ChunkRun {
+                artifact: Hash32([9; 32]),
+                indices,
+            };
+            assert!(matches!(
+                ChunkRun::decode(&run.encode()),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
+        assert!(ChunkRun::decode(&[0x80; MAX_RUN_REQUEST_BYTES + 1]).is_err());
     }
 }

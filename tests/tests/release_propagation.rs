@@ -1,8 +1,9 @@
 //! A signed release travels over the network: five real `commonsd` processes, a 50 MiB
-//! artifact published at one of them, and an in-test peer that serves corrupted chunks. Every
-//! node must end with byte-identical, verified artifacts; the corrupting peer must be
-//! penalised and must not stop anyone; a node killed with `kill -9` in the middle of its
-//! download must finish after a restart.
+//! artifact published at one of them, and two in-test peers that serve corrupted chunks, one
+//! on `fetch/2` streams and one that speaks only `fetch/1` (so the nodes fall back to
+//! requests for it). Every node must end with byte-identical, verified artifacts; both
+//! corrupting peers must be penalised and must not stop anyone; a node killed with `kill -9`
+//! in the middle of its download must finish after a restart.
 //!
 //! The test prints what it measured (time until every node verified the release, each
 //! node's throughput and peak memory); it asserts only that memory stays below the artifact's
@@ -14,15 +15,18 @@ use commons_e2e::{
     TestNode, TestPeer, artifact_entry, phases, regtest_release, scenario, start_mesh, wait_until,
     write_artifact,
 };
-use commons_node::fetch::{FetchRequest, FetchResponse};
+use commons_node::fetch::{
+    ChunkRun, FetchRequest, FetchResponse, MAX_RUN_REQUEST_BYTES, read_frame, write_frame,
+};
 use commons_p2p::{Multiaddr, P2pEvent};
 use commons_rpc::{
     IdParams, NoParams, PeerInfo, PublishReceipt, PublishReleaseParams, Release, method,
 };
 use commons_signaling::artifact::{ArtifactDigest, ArtifactHasher, chunk_len, encode_chunk_list};
-use commons_signaling::{BoundedBytes, BoundedVec, NetworkSpec, ReleaseBundle};
+use commons_signaling::{BoundedBytes, BoundedVec, Hash32, NetworkSpec, ReleaseBundle};
+use futures::{AsyncWriteExt, StreamExt};
 
-/// Five nodes and the corrupting peer. No other test uses 127.0.0.150-155.
+/// Five nodes and the corrupting peers. No other test uses 127.0.0.150-156.
 const NODES: [&str; 5] = [
     "127.0.0.150",
     "127.0.0.151",
@@ -30,43 +34,80 @@ const NODES: [&str; 5] = [
     "127.0.0.153",
     "127.0.0.154",
 ];
-const CORRUPTER: &str = "127.0.0.155";
+/// Speaks `fetch/1` only.
+const OLD_CORRUPTER: &str = "127.0.0.155";
+/// Speaks `fetch/2` too.
+const CORRUPTER: &str = "127.0.0.156";
 const BIG: u64 = 50 * 1024 * 1024 + 12_345;
 const WAIT: Duration = Duration::from_secs(120);
 
+/// The corrupters' answer to a chunk request: the right number of wrong bytes.
+fn corrupted(sha256: Hash32, size: u64, artifact: Hash32, index: u32) -> FetchResponse {
+    if artifact != sha256 {
+        return FetchResponse::Missing;
+    }
+    let len = chunk_len(size, index.into()).unwrap_or(1);
+    FetchResponse::Chunk {
+        data: BoundedBytes::new(vec![0xee; len as usize]).unwrap(),
+    }
+}
+
 /// A peer that answers chunk-list requests truthfully (so it is believed) and every chunk
-/// request with the right number of wrong bytes.
-fn start_corrupter(bootstrap: Vec<Multiaddr>, digest: &ArtifactDigest, size: u64) -> TestPeer {
+/// request with wrong bytes: on `fetch/1`, and on `fetch/2` streams when `streams`.
+fn start_corrupter(
+    ip: &str,
+    bootstrap: Vec<Multiaddr>,
+    digest: &ArtifactDigest,
+    size: u64,
+    streams: bool,
+) -> TestPeer {
     let (sha256, chunks) = (digest.sha256, digest.chunks.clone());
-    TestPeer::start(
-        CORRUPTER,
-        bootstrap,
-        move |mut events, responder| async move {
-            while let Some(event) = events.recv().await {
-                let P2pEvent::InboundFetch {
-                    request, channel, ..
-                } = event
-                else {
-                    continue;
-                };
-                let response = match FetchRequest::decode(&request) {
-                    Ok(FetchRequest::ChunkList { artifact }) if artifact == sha256 => {
-                        FetchResponse::ChunkList {
-                            hashes: BoundedBytes::new(encode_chunk_list(&chunks)).unwrap(),
+    TestPeer::start(ip, bootstrap, move |mut events, responder| async move {
+        if streams {
+            let mut incoming = responder.accept_fetch_streams().unwrap();
+            tokio::spawn(async move {
+                while let Some((_, mut stream)) = incoming.next().await {
+                    tokio::spawn(async move {
+                        let Ok(Some(request)) =
+                            read_frame(&mut stream, MAX_RUN_REQUEST_BYTES).await
+                        else {
+                            return;
+                        };
+                        let Ok(run) = ChunkRun::decode(&request) else {
+                            return;
+                        };
+                        for index in run.indices {
+                            let answer = corrupted(sha256, size, run.artifact, index).encode();
+                            if write_frame(&mut stream, &answer).await.is_err() {
+                                return;
+                            }
                         }
+                        let _ = stream.close().await;
+                    });
+                }
+            });
+        }
+        while let Some(event) = events.recv().await {
+            let P2pEvent::InboundFetch {
+                request, channel, ..
+            } = event
+            else {
+                continue;
+            };
+            let response = match FetchRequest::decode(&request) {
+                Ok(FetchRequest::ChunkList { artifact }) if artifact == sha256 => {
+                    FetchResponse::ChunkList {
+                        hashes: BoundedBytes::new(encode_chunk_list(&chunks)).unwrap(),
                     }
-                    Ok(FetchRequest::Chunk { artifact, index }) if artifact == sha256 => {
-                        let len = chunk_len(size, index.into()).unwrap_or(1);
-                        FetchResponse::Chunk {
-                            data: BoundedBytes::new(vec![0xee; len as usize]).unwrap(),
-                        }
-                    }
-                    _ => FetchResponse::Missing,
-                };
-                let _ = responder.respond(channel, response.encode()).await;
-            }
-        },
-    )
+                }
+                Ok(FetchRequest::Chunk { artifact, index }) => {
+                    corrupted(sha256, size, artifact, index)
+                }
+                _ => FetchResponse::Missing,
+            };
+            let _ = responder.respond(channel, response.encode()).await;
+        }
+    })
 }
 
 fn release_on(node: &TestNode, id: &str) -> Result<Release, String> {
@@ -121,22 +162,25 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
     );
     let id = bundle.id(&NetworkSpec::regtest().network_id()).to_hex();
 
-    let corrupter = start_corrupter(
-        nodes
-            .iter()
-            .map(|n| n.multiaddr().unwrap().parse().unwrap())
-            .collect(),
-        &big,
-        BIG,
-    );
-    let corrupter_id = corrupter.peer_id();
-    wait_until(WAIT, "the corrupting peer connected to every node", || {
+    let addrs: Vec<Multiaddr> = nodes
+        .iter()
+        .map(|n| n.multiaddr().unwrap().parse().unwrap())
+        .collect();
+    let corrupters = [
+        start_corrupter(OLD_CORRUPTER, addrs.clone(), &big, BIG, false),
+        start_corrupter(CORRUPTER, addrs, &big, BIG, true),
+    ];
+    let corrupter_ids: Vec<String> = corrupters.iter().map(TestPeer::peer_id).collect();
+    wait_until(WAIT, "the corrupting peers connected to every node", || {
         for n in &nodes {
             let list = peers_of(n).map_err(|e| e.to_string())?;
-            if !list.iter().any(|p| p.peer_id == corrupter_id) {
+            if corrupter_ids
+                .iter()
+                .any(|id| !list.iter().any(|p| p.peer_id == *id))
+            {
                 return Err(format!("{} has {} peers", n.name, list.len()));
             }
-            if list.len() < NODES.len() {
+            if list.len() < NODES.len() + 1 {
                 return Err(format!("{} has {} peers", n.name, list.len()));
             }
         }
@@ -235,29 +279,31 @@ fn a_fifty_mib_release_reaches_five_nodes_despite_a_corrupting_peer() {
         }
     }
 
-    phase("the corrupting peer was caught and penalised");
+    phase("both corrupting peers were caught and penalised");
     let bad: Vec<f64> = nodes[1..]
         .iter()
         .map(|n| n.metric("commons_release_bad_chunks_total"))
         .collect();
     assert!(
-        bad.iter().all(|b| *b >= 1.0),
+        bad.iter().all(|b| *b >= 2.0),
         "bad chunks seen per fetching node: {bad:?}"
     );
-    let penalised = nodes[1..]
-        .iter()
-        .filter(|n| {
-            peers_of(n)
-                .unwrap()
-                .iter()
-                .all(|p| p.peer_id != corrupter_id || p.gossip_score < Some(0.0))
-        })
-        .count();
-    assert_eq!(
-        penalised,
-        nodes.len() - 1,
-        "every fetching node penalised the corrupter"
-    );
+    for id in &corrupter_ids {
+        let penalised = nodes[1..]
+            .iter()
+            .filter(|n| {
+                peers_of(n)
+                    .unwrap()
+                    .iter()
+                    .all(|p| p.peer_id != *id || p.gossip_score < Some(0.0))
+            })
+            .count();
+        assert_eq!(
+            penalised,
+            nodes.len() - 1,
+            "every fetching node penalised the corrupter {id}"
+        );
+    }
     assert!(
         nodes[0].metric("commons_release_served_bytes_total") > 0.0,
         "the publisher served chunks"

@@ -1,7 +1,8 @@
-//! A peer that asks a real `commonsd` for release chunks and catch-up pages and then reads
-//! the answers at 1 KiB/s (through a throttling relay on loopback) delays only itself: the
-//! node keeps serving another peer's catch-up and fetches in full meanwhile, its memory
-//! stays bounded, and the slow peer's requests end with a timeout instead of hanging.
+//! A peer that asks a real `commonsd` for release chunks (as `fetch/1` requests and on
+//! `fetch/2` streams) and catch-up pages and then reads the answers at 1 KiB/s (through a
+//! throttling relay on loopback) delays only itself: the node keeps serving another peer's
+//! catch-up and fetches, on both protocols, in full meanwhile, its memory stays bounded, and
+//! the slow peer's requests end with a timeout instead of hanging.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,7 +11,9 @@ use commons_e2e::{
     NodeSpec, TestNode, TestPeer, artifact_entry, phases, regtest_release, throttled_relay,
     wait_until, write_artifact,
 };
-use commons_node::fetch::{FetchRequest, FetchResponse};
+use commons_node::fetch::{
+    ChunkRun, FetchRequest, FetchResponse, MAX_RESPONSE_BYTES, read_frame, write_frame,
+};
 use commons_node::sync::{SyncRequest, SyncResponse};
 use commons_p2p::{Multiaddr, P2pHandle, PeerId};
 use commons_rpc::{PublishReleaseParams, method};
@@ -32,6 +35,9 @@ const SLOW_TIMEOUT: Duration = Duration::from_secs(20);
 /// protocol), so that some are refused and the rest held.
 const SLOW_FETCHES: u32 = 12;
 const SLOW_CATCHUPS: usize = 6;
+/// `fetch/2` streams the slow peer opens at once, each for every chunk: more than the
+/// node's 2 per peer.
+const SLOW_STREAMS: usize = 3;
 
 /// When one of the slow peer's requests ended, and how: the answer's length or the error.
 type Outcome = (Duration, Result<usize, String>);
@@ -69,6 +75,46 @@ fn chunk_request(artifact: Hash32, index: u32) -> Vec<u8> {
     FetchRequest::Chunk { artifact, index }.encode()
 }
 
+/// Checks that an answer is the whole chunk `index`.
+fn check_chunk(index: u32, answer: &[u8]) -> Result<(), String> {
+    match FetchResponse::decode(answer) {
+        Ok(FetchResponse::Chunk { data }) => {
+            let want = chunk_len(SIZE, index.into()).unwrap();
+            if data.as_slice().len() as u64 == want {
+                Ok(())
+            } else {
+                Err(format!("chunk {index}: {} bytes", data.as_slice().len()))
+            }
+        }
+        other => Err(format!("chunk {index}: {other:?}")),
+    }
+}
+
+/// Asks for every chunk on one `fetch/2` stream and checks each answer; the bytes read.
+async fn fetch_run(net: P2pHandle, server: PeerId, artifact: Hash32) -> Result<usize, String> {
+    let mut stream = net
+        .open_fetch_stream(server)
+        .await
+        .map_err(|e| format!("stream: {e}"))?;
+    let run = ChunkRun {
+        artifact,
+        indices: (0..CHUNKS).collect(),
+    };
+    write_frame(&mut stream, &run.encode())
+        .await
+        .map_err(|e| format!("run request: {e}"))?;
+    let mut read = 0;
+    for index in run.indices {
+        let answer = read_frame(&mut stream, MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| format!("chunk {index}: {e}"))?
+            .ok_or_else(|| format!("the stream closed before chunk {index}"))?;
+        check_chunk(index, &answer)?;
+        read += answer.len();
+    }
+    Ok(read)
+}
+
 /// Fetches every chunk and checks its length; then one catch-up page.
 async fn fetch_everything(net: P2pHandle, server: PeerId, artifact: Hash32) -> Result<(), String> {
     for index in 0..CHUNKS {
@@ -76,15 +122,7 @@ async fn fetch_everything(net: P2pHandle, server: PeerId, artifact: Hash32) -> R
             .request_fetch(server, chunk_request(artifact, index))
             .await
             .map_err(|e| format!("chunk {index}: {e}"))?;
-        match FetchResponse::decode(&bytes) {
-            Ok(FetchResponse::Chunk { data }) => {
-                let want = chunk_len(SIZE, index.into()).unwrap();
-                if data.as_slice().len() as u64 != want {
-                    return Err(format!("chunk {index}: {} bytes", data.as_slice().len()));
-                }
-            }
-            other => return Err(format!("chunk {index}: {other:?}")),
-        }
+        check_chunk(index, &bytes)?;
     }
     let page = net
         .request_sync(server, SyncRequest::Catchup { after: None }.encode())
@@ -143,7 +181,7 @@ fn a_slow_reader_delays_only_itself() {
     });
     let resident_before = node.memory_kib("VmRSS").unwrap();
 
-    phase("the slow peer asks for 12 chunks and 6 catch-up pages at once");
+    phase("the slow peer asks for 12 chunks, 3 streams of 9 chunks and 6 catch-up pages at once");
     let outcomes: Arc<Mutex<Vec<Outcome>>> = Arc::default();
     let asked = Instant::now();
     for i in 0..(SLOW_FETCHES as usize + SLOW_CATCHUPS) {
@@ -161,10 +199,22 @@ fn a_slow_reader_delays_only_itself() {
             outcomes.lock().unwrap().push((asked.elapsed(), outcome));
         });
     }
+    for _ in 0..SLOW_STREAMS {
+        let (net, outcomes) = (slow.handle.clone(), outcomes.clone());
+        slow.rt.spawn(async move {
+            // The stream has no timeout of its own: the slow peer gives up as on a request.
+            let outcome = tokio::time::timeout(SLOW_TIMEOUT, fetch_run(net, server, artifact))
+                .await
+                .unwrap_or_else(|_| Err("stream timeout".into()));
+            outcomes.lock().unwrap().push((asked.elapsed(), outcome));
+        });
+    }
     // Give the requests time to reach the node and its answers time to back up.
     std::thread::sleep(Duration::from_secs(3));
 
-    phase("meanwhile a peer on .208 fetches the whole artifact and a catch-up page");
+    phase(
+        "meanwhile a peer on .208 fetches the whole artifact twice (fetch/1, fetch/2) and a catch-up page",
+    );
     let fast = asking_peer(
         FAST,
         node.multiaddr().unwrap().parse().unwrap(),
@@ -177,6 +227,12 @@ fn a_slow_reader_delays_only_itself() {
     fast.rt
         .block_on(fetch_everything(net, server, artifact))
         .unwrap_or_else(|e| panic!("the other peer was not served: {e}"));
+    let net = fast.handle.clone();
+    let streamed = fast
+        .rt
+        .block_on(fetch_run(net, server, artifact))
+        .unwrap_or_else(|e| panic!("the other peer's stream was not served: {e}"));
+    assert!(streamed as u64 > SIZE, "{streamed} bytes of answers");
     // The slow peer's requests end only at its timeout (20 s): had their answers held the
     // places the other peer needed (as when 8 fetch slots served everyone), the server would
     // have served it only once it gave up on them itself, after 30 s.
@@ -187,7 +243,7 @@ fn a_slow_reader_delays_only_itself() {
     );
 
     phase("the slow peer's requests end, each with an error, none hangs");
-    let total = SLOW_FETCHES as usize + SLOW_CATCHUPS;
+    let total = SLOW_FETCHES as usize + SLOW_CATCHUPS + SLOW_STREAMS;
     let mut peak = resident_before;
     wait_until(Duration::from_secs(120), "every slow request ended", || {
         peak = peak.max(node.memory_kib("VmRSS").unwrap_or(0));
@@ -202,7 +258,8 @@ fn a_slow_reader_delays_only_itself() {
     for (after, outcome) in &outcomes {
         println!("slow request ended after {after:?}: {outcome:?}");
     }
-    // 18 answers of up to 1 MiB at 1 KiB/s would take hours: each must fail, not arrive.
+    // 18 answers and 27 streamed chunks of up to 1 MiB at 1 KiB/s would take hours: each
+    // must fail, not arrive.
     assert!(outcomes.iter().all(|(_, o)| o.is_err()), "{outcomes:?}");
     assert!(
         outcomes.iter().any(|(_, o)| o
@@ -216,8 +273,8 @@ fn a_slow_reader_delays_only_itself() {
         "server VmRSS: {resident_before} KiB before, peak {peak} KiB while the slow peer \
          crawled, {resident_after} KiB after"
     );
-    // The node holds at most 4 chunks and 4 pages for the slow peer (~8 MiB) and the fast
-    // peer's answers one at a time, plus the buffers of two connections; 64 MiB above the
+    // The node holds at most 4 chunks, 4 pages and 2 streams of 2 chunks for the slow peer
+    // (~12 MiB) and the fast peer's answers, plus the buffers of two connections; 64 MiB above the
     // start leaves room for the allocator, and is far below what 18 unbounded answers held
     // by a slow peer per connection (32 streams of up to 4 MiB) could take.
     assert!(

@@ -20,7 +20,7 @@
 //!   reads back the same from TOML and from JSON.
 
 use commons_rpc::envelope::{self, Body, Call, MAX_BATCH_LEN};
-use commons_signaling::fetch::{FetchRequest, FetchResponse};
+use commons_signaling::fetch::{ChunkRun, FetchRequest, FetchResponse};
 use commons_signaling::messages::{MultiSignedBody, SignedBody};
 use commons_signaling::sync::{SyncRequest, SyncResponse};
 use commons_signaling::wire::{Authentication, MAX_ERROR_TEXT, future_envelope_version};
@@ -71,6 +71,8 @@ pub enum Target {
     FetchRequest,
     /// [`FetchResponse::decode`].
     FetchResponse,
+    /// [`ChunkRun::decode`], the request that opens a `fetch/2` stream.
+    ChunkRun,
     /// [`envelope::parse_body`], the JSON-RPC request parser.
     RpcRequest,
     /// A network spec file in TOML.
@@ -83,7 +85,7 @@ pub enum Target {
 
 impl Target {
     /// Every target.
-    pub const ALL: [Target; 16] = [
+    pub const ALL: [Target; 17] = [
         Target::Attestation,
         Target::Presence,
         Target::Signal,
@@ -96,6 +98,7 @@ impl Target {
         Target::SyncResponse,
         Target::FetchRequest,
         Target::FetchResponse,
+        Target::ChunkRun,
         Target::RpcRequest,
         Target::SpecToml,
         Target::SpecJson,
@@ -117,6 +120,7 @@ impl Target {
             Target::SyncResponse => "sync_response",
             Target::FetchRequest => "fetch_request",
             Target::FetchResponse => "fetch_response",
+            Target::ChunkRun => "chunk_run",
             Target::RpcRequest => "rpc_request",
             Target::SpecToml => "spec_toml",
             Target::SpecJson => "spec_json",
@@ -154,6 +158,12 @@ impl Target {
                 FetchRequest::encode,
             ),
             Target::FetchResponse => fetch_response(data),
+            Target::ChunkRun => strict(
+                data,
+                commons_signaling::fetch::MAX_RUN_REQUEST_BYTES,
+                ChunkRun::decode,
+                ChunkRun::encode,
+            ),
             Target::RpcRequest => rpc_request(data),
             Target::SpecToml => spec_toml(data),
             Target::SpecJson => spec_json(data),

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use commons_signaling::fetch::{FetchRequest, FetchResponse};
+use commons_signaling::fetch::{ChunkRun, FetchRequest, FetchResponse};
 use commons_signaling::sync::{SyncCursor, SyncItem, SyncRequest, SyncResponse};
 use commons_signaling::{
     BoundedBytes, BoundedVec, Choice, Equivocation, Hash32, MessageKind, NetworkSpec,
@@ -178,6 +178,24 @@ fn seeds() -> BTreeMap<(&'static str, String), Vec<u8>> {
         "sync_response",
         "refused",
         SyncResponse::refused("store error").encode(),
+    );
+    add(
+        "chunk_run",
+        "three",
+        ChunkRun {
+            artifact: Hash32([3; 32]),
+            indices: vec![5, 0, 70_000],
+        }
+        .encode(),
+    );
+    add(
+        "chunk_run",
+        "longest",
+        ChunkRun {
+            artifact: Hash32([3; 32]),
+            indices: (u32::MAX - 64..u32::MAX).collect(),
+        }
+        .encode(),
     );
     add(
         "fetch_request",
