@@ -743,6 +743,19 @@ impl Aggregator {
         outcome
     }
 
+    /// Absorbs attestations whose signatures the caller verified, in order; the outcomes
+    /// are those of [`Aggregator::add_attestation`] one after another, and so is every
+    /// standing and tally after. Faster for many at once (a catch-up, a simulated network):
+    /// their keys are looked up together.
+    pub fn add_attestations(
+        &mut self,
+        attestations: Vec<UptimeAttestation>,
+    ) -> Vec<AttestationOutcome> {
+        let outcomes = self.population.add_all(attestations);
+        self.follow_population();
+        outcomes
+    }
+
     /// Absorbs the attestations a presence carries (the caller verified the presence and the
     /// attestations [`Aggregator::unverified_attestations`] lists); returns how many were new.
     pub fn apply_presence(&mut self, presence: Presence) -> usize {

@@ -328,6 +328,41 @@ proptest! {
         prop_assert_eq!(excluded, proven.len() as u64);
     }
 
+    /// Attestations handed over in batches give the outcomes, standings and tallies that
+    /// one at a time give, and so do both after the next boundary (which applies what the
+    /// batches left for it).
+    #[test]
+    fn batches_of_attestations_are_one_at_a_time(s in scenario(), cuts in prop::collection::vec(1usize..12, 1..40)) {
+        let b = build(&s);
+        let mut single = fresh(&b);
+        let mut batched = fresh(&b);
+        let (mut one_by_one, mut in_batches) = (Vec::new(), Vec::new());
+        let mut cut = cuts.iter().cycle();
+        let mut pending: Vec<UptimeAttestation> = Vec::new();
+        let mut limit = *cut.next().expect("at least one cut");
+        for m in &b.messages {
+            if let Msg::Attestation(a) = m {
+                one_by_one.push(single.add_attestation(a.clone()));
+                pending.push(a.clone());
+                if pending.len() == limit {
+                    in_batches.extend(batched.add_attestations(std::mem::take(&mut pending)));
+                    limit = *cut.next().expect("cycles");
+                }
+            } else {
+                in_batches.extend(batched.add_attestations(std::mem::take(&mut pending)));
+                apply_all(&mut single, std::slice::from_ref(m));
+                apply_all(&mut batched, std::slice::from_ref(m));
+            }
+        }
+        in_batches.extend(batched.add_attestations(pending));
+        prop_assert_eq!(&in_batches, &one_by_one);
+        prop_assert_eq!(observe(&batched, &b.ids), observe(&single, &b.ids));
+        for agg in [&mut single, &mut batched] {
+            agg.set_epoch(EPOCH + 1);
+        }
+        prop_assert_eq!(observe(&batched, &b.ids), observe(&single, &b.ids));
+    }
+
     /// k of the n counted nodes of one netgroup weigh k/sqrt(n), within one unit; the
     /// whole netgroup weighs sqrt(n).
     #[test]
