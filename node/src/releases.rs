@@ -365,7 +365,7 @@ impl Releases {
             let answer = reading.await.unwrap_or(FetchResponse::Missing);
             next = run.indices.get(position + 1).map(|&index| read(index));
             let bytes = answer.encode();
-            step(write_frame(stream, &bytes)).await?;
+            step(write_frame(stream, &bytes, MAX_RESPONSE_BYTES)).await?;
             if let FetchResponse::Chunk { data } = &answer {
                 self.metrics
                     .served_bytes
@@ -878,7 +878,10 @@ async fn stream_answers(
         indices: run.to_vec(),
     }
     .encode();
-    if step(write_frame(&mut stream, &request)).await.is_err() {
+    if step(write_frame(&mut stream, &request, MAX_RUN_REQUEST_BYTES))
+        .await
+        .is_err()
+    {
         return Err(RunEnd::Refused);
     }
     Ok(

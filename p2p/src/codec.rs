@@ -1,14 +1,12 @@
-//! Request-response codec for opaque byte payloads.
-//!
-//! Each payload is a 4-byte big-endian length followed by the bytes. The stream end alone
-//! would delimit a payload too, but then a peer that closes the stream without answering
-//! (a refused or dropped request) would look like one that sent an empty response.
+//! Request-response codec for opaque byte payloads, each one [frame](crate::framing).
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
+
+use crate::framing::{read_frame, write_frame};
 
 /// Codec carrying `Vec<u8>` requests and responses with size bounds.
 #[derive(Debug, Clone)]
@@ -26,43 +24,11 @@ impl BytesCodec {
     }
 }
 
-async fn read_bounded<T>(io: &mut T, max: usize) -> io::Result<Vec<u8>>
-where
-    T: AsyncRead + Unpin + Send,
-{
-    let mut prefix = [0u8; 4];
-    io.read_exact(&mut prefix).await?;
-    let len = usize::try_from(u32::from_be_bytes(prefix)).unwrap_or(usize::MAX);
-    // Checked before allocating, so a peer cannot make us reserve more than `max`.
-    if len > max {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("payload of {len} bytes exceeds the limit of {max} bytes"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    io.read_exact(&mut buf).await?;
-    Ok(buf)
-}
-
-async fn write_bounded<T>(io: &mut T, data: &[u8], max: usize) -> io::Result<()>
-where
-    T: AsyncWrite + Unpin + Send,
-{
-    let len = u32::try_from(data.len())
-        .ok()
-        .filter(|_| data.len() <= max)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "payload of {} bytes exceeds the limit of {max} bytes",
-                    data.len()
-                ),
-            )
-        })?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(data).await
+/// One payload: a stream that ends before it is an error, not a missing answer.
+async fn read_payload<T: AsyncRead + Unpin>(io: &mut T, max: usize) -> io::Result<Vec<u8>> {
+    read_frame(io, max)
+        .await?
+        .ok_or_else(|| io::ErrorKind::UnexpectedEof.into())
 }
 
 impl request_response::Codec for BytesCodec {
@@ -74,14 +40,14 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_bounded(io, self.max_request).await
+        read_payload(io, self.max_request).await
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Vec<u8>>
     where
         T: AsyncRead + Unpin + Send,
     {
-        read_bounded(io, self.max_response).await
+        read_payload(io, self.max_response).await
     }
 
     async fn write_request<T>(
@@ -93,7 +59,7 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_bounded(io, &req, self.max_request).await
+        write_frame(io, &req, self.max_request).await
     }
 
     async fn write_response<T>(
@@ -105,7 +71,7 @@ impl request_response::Codec for BytesCodec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_bounded(io, &res, self.max_response).await
+        write_frame(io, &res, self.max_response).await
     }
 }
 

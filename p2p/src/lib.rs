@@ -36,6 +36,7 @@
 mod behaviour;
 mod codec;
 mod config;
+pub mod framing;
 mod identity;
 mod limits;
 mod metrics;

@@ -16,7 +16,8 @@ use commons_e2e::{
     write_artifact,
 };
 use commons_node::fetch::{
-    ChunkRun, FetchRequest, FetchResponse, MAX_RUN_REQUEST_BYTES, read_frame, write_frame,
+    ChunkRun, FetchRequest, FetchResponse, MAX_RESPONSE_BYTES, MAX_RUN_REQUEST_BYTES, read_frame,
+    write_frame,
 };
 use commons_p2p::{Multiaddr, P2pEvent};
 use commons_rpc::{
@@ -78,7 +79,10 @@ fn start_corrupter(
                         };
                         for index in run.indices {
                             let answer = corrupted(sha256, size, run.artifact, index).encode();
-                            if write_frame(&mut stream, &answer).await.is_err() {
+                            if write_frame(&mut stream, &answer, MAX_RESPONSE_BYTES)
+                                .await
+                                .is_err()
+                            {
                                 return;
                             }
                         }

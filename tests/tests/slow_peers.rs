@@ -12,7 +12,8 @@ use commons_e2e::{
     wait_until, write_artifact,
 };
 use commons_node::fetch::{
-    ChunkRun, FetchRequest, FetchResponse, MAX_RESPONSE_BYTES, read_frame, write_frame,
+    ChunkRun, FetchRequest, FetchResponse, MAX_RESPONSE_BYTES, MAX_RUN_REQUEST_BYTES, read_frame,
+    write_frame,
 };
 use commons_node::sync::{SyncRequest, SyncResponse};
 use commons_p2p::{Multiaddr, P2pHandle, PeerId};
@@ -100,7 +101,7 @@ async fn fetch_run(net: P2pHandle, server: PeerId, artifact: Hash32) -> Result<u
         artifact,
         indices: (0..CHUNKS).collect(),
     };
-    write_frame(&mut stream, &run.encode())
+    write_frame(&mut stream, &run.encode(), MAX_RUN_REQUEST_BYTES)
         .await
         .map_err(|e| format!("run request: {e}"))?;
     let mut read = 0;
