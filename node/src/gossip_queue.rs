@@ -8,6 +8,12 @@
 //! messages are dropped unverified and, for [`QueueLimits::suspect_for`], it may queue only
 //! [`QueueLimits::per_suspect`] messages at a time.
 //!
+//! Each key is served at one of two priorities: urgent (signals, proposals, evidence, releases:
+//! what someone waits for) before bulk (presences, which every node publishes at about the
+//! same moment of each epoch and which only need to arrive before the next boundary). A
+//! burst of presences then no longer stands in front of a signal; bulk still gets
+//! one turn in [`URGENT_RUN`] + 1 while both have work, so it never starves.
+//!
 //! [`FairQueue`] is the bookkeeping (no I/O, any key); [`GossipScheduler`] shares it between
 //! the event loop and the workers.
 
@@ -18,6 +24,18 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::gauge::Gauge;
 
+/// Urgent turns taken in a row, while bulk messages wait, before a bulk one goes.
+pub(crate) const URGENT_RUN: usize = 4;
+
+/// Which of the two lines of turns a key waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Priority {
+    /// Served first.
+    Urgent,
+    /// Served when no urgent message waits, and every [`URGENT_RUN`] + 1 turns.
+    Bulk,
+}
+
 /// The bounds of a [`FairQueue`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct QueueLimits {
@@ -27,6 +45,9 @@ pub(crate) struct QueueLimits {
     pub per_suspect: usize,
     /// Messages waiting in all.
     pub total: usize,
+    /// Bulk messages in the pipeline at once: the rest of the workers stay free for urgent
+    /// ones, whose verification then shares the cores with only this many bulk ones.
+    pub bulk_in_flight: usize,
     /// How long a peer stays a suspect after an invalid signature.
     pub suspect_for: Duration,
     /// Suspects remembered at once (beyond it, the one whose suspicion ends first is
@@ -42,6 +63,7 @@ impl Default for QueueLimits {
             per_suspect: 4,
             // About 2 MiB of signals; 16 MiB at the largest message size (presences).
             total: 8192,
+            bulk_in_flight: 2,
             suspect_for: Duration::from_secs(600),
             max_suspects: 4096,
         }
@@ -67,8 +89,14 @@ pub(crate) enum Pushed<K, T> {
 pub(crate) struct FairQueue<K, T> {
     queues: HashMap<K, VecDeque<(T, Instant)>>,
     /// Peers with something queued and no message in the pipeline, in the order of their
-    /// next turn (each once).
-    turns: VecDeque<K>,
+    /// next turn (each once), urgent and bulk.
+    turns: [VecDeque<K>; 2],
+    /// The priority of each key.
+    priority_of: fn(&K) -> Priority,
+    /// Urgent turns taken in a row while bulk ones waited.
+    urgent_run: usize,
+    /// Bulk keys with a message in the pipeline.
+    bulk_busy: usize,
     /// Peers one of whose messages a worker is ingesting: a peer's messages are ingested one
     /// after the other, in the order they came, as one sender's messages may depend on each
     /// other (a signal on the proposal just before it, a signal on the one before).
@@ -80,11 +108,14 @@ pub(crate) struct FairQueue<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
-    /// An empty queue.
-    pub(crate) fn new(limits: QueueLimits) -> Self {
+    /// An empty queue whose keys wait at the priority `priority_of` gives them.
+    pub(crate) fn new(limits: QueueLimits, priority_of: fn(&K) -> Priority) -> Self {
         FairQueue {
             queues: HashMap::new(),
-            turns: VecDeque::new(),
+            turns: [VecDeque::new(), VecDeque::new()],
+            priority_of,
+            urgent_run: 0,
+            bulk_busy: 0,
             busy: std::collections::HashSet::new(),
             suspects: HashMap::new(),
             len: 0,
@@ -120,11 +151,11 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
                 None => return Pushed::Refused(item),
             }
         }
-        let queue = self.queues.entry(peer.clone()).or_default();
-        if queue.is_empty() && !self.busy.contains(&peer) {
-            self.turns.push_back(peer);
+        let first = self.queues.get(&peer).is_none_or(VecDeque::is_empty);
+        if first && !self.busy.contains(&peer) {
+            self.turns_of(&peer).push_back(peer.clone());
         }
-        queue.push_back((item, now));
+        self.queues.entry(peer).or_default().push_back((item, now));
         self.len += 1;
         match displaced {
             Some((from, shed)) => Pushed::Displaced(from, shed),
@@ -146,17 +177,52 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         let (shed, _) = queue.pop_back()?;
         if queue.is_empty() {
             self.queues.remove(&peer);
-            self.turns.retain(|p| *p != peer);
+            self.turns_of(&peer).retain(|p| *p != peer);
         }
         self.len -= 1;
         Some((peer, shed))
+    }
+
+    /// The line of turns of `peer`'s priority.
+    fn turns_of(&mut self, peer: &K) -> &mut VecDeque<K> {
+        match (self.priority_of)(peer) {
+            Priority::Urgent => &mut self.turns[0],
+            Priority::Bulk => &mut self.turns[1],
+        }
+    }
+
+    /// The key whose turn it is: urgent first, but bulk after [`URGENT_RUN`] urgent turns in
+    /// a row while it waited; bulk only while fewer than `bulk_in_flight` are in the
+    /// pipeline.
+    fn next_turn(&mut self) -> Option<K> {
+        let bulk_may_go = self.bulk_busy < self.limits.bulk_in_flight;
+        let [urgent, bulk] = &mut self.turns;
+        if bulk.is_empty() || !bulk_may_go {
+            self.urgent_run = 0;
+            return urgent.pop_front();
+        }
+        if self.urgent_run < URGENT_RUN
+            && let Some(peer) = urgent.pop_front()
+        {
+            self.urgent_run += 1;
+            return Some(peer);
+        }
+        self.urgent_run = 0;
+        self.bulk_busy += 1;
+        bulk.pop_front()
+    }
+
+    /// Whether a message could be popped now.
+    fn ready(&self) -> bool {
+        !self.turns[0].is_empty()
+            || (!self.turns[1].is_empty() && self.bulk_busy < self.limits.bulk_in_flight)
     }
 
     /// The next message in turn: the oldest of the peer whose turn it is. The peer is busy
     /// until [`FairQueue::done`], and then goes to the back of the line if it has more. With
     /// the message, its peer and when it was queued.
     pub(crate) fn pop(&mut self) -> Option<(K, T, Instant)> {
-        let peer = self.turns.pop_front()?;
+        let peer = self.next_turn()?;
         let queue = self.queues.get_mut(&peer)?;
         let (item, queued) = queue.pop_front()?;
         if queue.is_empty() {
@@ -168,14 +234,16 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
     }
 
     /// The message [`FairQueue::pop`] gave of `peer` is ingested: its next one may go;
-    /// whether it has one.
+    /// whether a message may be popped now.
     pub(crate) fn done(&mut self, peer: &K) -> bool {
-        self.busy.remove(peer);
-        let more = self.queues.contains_key(peer);
-        if more && !self.turns.contains(peer) {
-            self.turns.push_back(peer.clone());
+        if self.busy.remove(peer) && (self.priority_of)(peer) == Priority::Bulk {
+            self.bulk_busy -= 1;
         }
-        more
+        let more = self.queues.contains_key(peer);
+        if more && !self.turns_of(peer).contains(peer) {
+            self.turns_of(peer).push_back(peer.clone());
+        }
+        self.ready()
     }
 
     /// Makes `peer` a suspect from `now` on and returns its queued messages, dropped.
@@ -197,7 +265,7 @@ impl<K: Hash + Eq + Clone, T> FairQueue<K, T> {
         let Some(queue) = self.queues.remove(peer) else {
             return Vec::new();
         };
-        self.turns.retain(|p| p != peer);
+        self.turns_of(peer).retain(|p| p != peer);
         self.len -= queue.len();
         queue.into_iter().map(|(item, _)| item).collect()
     }
@@ -212,10 +280,10 @@ pub(crate) struct GossipScheduler<K, T> {
 }
 
 impl<K: Hash + Eq + Clone, T> GossipScheduler<K, T> {
-    /// An empty scheduler whose length `queued` shows.
-    pub(crate) fn new(limits: QueueLimits, queued: Gauge) -> Self {
+    /// An empty scheduler with the priorities of `priority_of`, whose length `queued` shows.
+    pub(crate) fn new(limits: QueueLimits, priority_of: fn(&K) -> Priority, queued: Gauge) -> Self {
         GossipScheduler {
-            queue: Mutex::new(FairQueue::new(limits)),
+            queue: Mutex::new(FairQueue::new(limits, priority_of)),
             ready: tokio::sync::Notify::new(),
             queued,
         }
@@ -259,7 +327,8 @@ impl<K: Hash + Eq + Clone, T> GossipScheduler<K, T> {
         self.with(|queue| queue.punish(peer, Instant::now()))
     }
 
-    /// See [`FairQueue::done`]; wakes a worker for the peer's next message.
+    /// See [`FairQueue::done`]; wakes a worker for the peer's next message, or for the bulk
+    /// message it made room for.
     pub(crate) fn done(&self, peer: &K) {
         if self.with(|queue| queue.done(peer)) {
             self.ready.notify_one();
@@ -276,8 +345,18 @@ mod tests {
             per_peer: 100,
             per_suspect: 2,
             total: 150,
+            bulk_in_flight: 2,
             suspect_for: Duration::from_secs(60),
             max_suspects: 2,
+        }
+    }
+
+    /// Upper-case peers are bulk.
+    fn priority(peer: &char) -> Priority {
+        if peer.is_uppercase() {
+            Priority::Bulk
+        } else {
+            Priority::Urgent
         }
     }
 
@@ -294,7 +373,7 @@ mod tests {
     #[test]
     fn a_peers_next_message_waits_until_its_previous_one_is_ingested() {
         let now = Instant::now();
-        let mut queue = FairQueue::new(limits());
+        let mut queue = FairQueue::new(limits(), priority);
         for i in 0..3 {
             assert_eq!(queue.push('a', i, now), Pushed::Queued);
         }
@@ -316,7 +395,7 @@ mod tests {
     #[test]
     fn a_backlog_delays_another_peer_by_one_turn() {
         let now = Instant::now();
-        let mut queue = FairQueue::new(limits());
+        let mut queue = FairQueue::new(limits(), priority);
         for i in 0..50 {
             assert_eq!(queue.push('f', i, now), Pushed::Queued);
         }
@@ -335,9 +414,71 @@ mod tests {
     }
 
     #[test]
+    fn urgent_messages_pass_a_bulk_backlog_which_still_gets_its_turns() {
+        let now = Instant::now();
+        let mut queue = FairQueue::new(limits(), priority);
+        for i in 0..20 {
+            assert_eq!(queue.push('P', i, now), Pushed::Queued);
+            assert_eq!(queue.push('Q', 100 + i, now), Pushed::Queued);
+        }
+        let (peer, item, _) = queue.pop().unwrap();
+        assert_eq!((peer, item), ('P', 0));
+        // An urgent message arriving behind the bulk backlog goes next.
+        assert_eq!(queue.push('s', 1000, now), Pushed::Queued);
+        let (next, item, _) = queue.pop().unwrap();
+        assert_eq!((next, item), ('s', 1000));
+        queue.done(&'P');
+        queue.done(&'s');
+        // A stream of urgent messages: one bulk turn after every URGENT_RUN of them.
+        for i in 0..12 {
+            queue.push('s', 2000 + i, now);
+            queue.push('t', 3000 + i, now);
+        }
+        let order = drain(&mut queue);
+        let mut run = 0;
+        for (peer, _) in &order {
+            if peer.is_uppercase() {
+                run = 0;
+            } else {
+                run += 1;
+                assert!(run <= URGENT_RUN, "{order:?}");
+            }
+        }
+        // The 24 urgent ones are done after at most one bulk turn per URGENT_RUN of them.
+        let last_urgent = order.iter().rposition(|(p, _)| !p.is_uppercase()).unwrap();
+        assert!(last_urgent < 24 + 24 / URGENT_RUN, "{order:?}");
+        // Nothing lost, and each key's messages in their order.
+        assert_eq!(order.len(), 39 + 24);
+        for key in ['P', 'Q', 's', 't'] {
+            let items: Vec<u32> = order
+                .iter()
+                .filter(|(p, _)| *p == key)
+                .map(|x| x.1)
+                .collect();
+            assert!(items.windows(2).all(|w| w[0] < w[1]), "{key}: {items:?}");
+        }
+    }
+
+    #[test]
+    fn bulk_messages_in_the_pipeline_are_bounded_urgent_ones_are_not() {
+        let now = Instant::now();
+        let mut queue = FairQueue::new(limits(), priority);
+        for peer in ['A', 'B', 'C', 'd', 'e', 'f'] {
+            assert_eq!(queue.push(peer, 0, now), Pushed::Queued);
+        }
+        let mut taken: Vec<char> = std::iter::from_fn(|| queue.pop().map(|(p, _, _)| p)).collect();
+        taken.sort();
+        // Two bulk ones (limits().bulk_in_flight) and every urgent one.
+        assert_eq!(taken, vec!['A', 'B', 'd', 'e', 'f']);
+        assert!(!queue.done(&'d'), "C still waits for a bulk place");
+        assert!(queue.done(&'A'));
+        assert_eq!(queue.pop().map(|(p, _, _)| p), Some('C'));
+    }
+
+    #[test]
     fn each_peer_and_the_whole_queue_are_bounded() {
         let now = Instant::now();
-        let mut queue = FairQueue::new(limits());
+        let mut queue = FairQueue::new(limits(), priority);
         for i in 0..100 {
             assert_eq!(queue.push('f', i, now), Pushed::Queued);
         }
@@ -362,7 +503,7 @@ mod tests {
     #[test]
     fn a_punished_peer_loses_its_backlog_and_most_of_its_room() {
         let now = Instant::now();
-        let mut queue = FairQueue::new(limits());
+        let mut queue = FairQueue::new(limits(), priority);
         for i in 0..10 {
             queue.push('f', i, now);
         }
