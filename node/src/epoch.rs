@@ -330,6 +330,7 @@ impl Node {
         if !issued.is_empty() {
             tracing::debug!(epoch, attested = issued.len(), "issued uptime attestations");
         }
+        self.changed.notify_waiters();
         issued
     }
 

@@ -322,6 +322,7 @@ impl Node {
         if release_added && written {
             self.releases.notify_added();
         }
+        self.changed.notify_waiters();
         results
     }
 

@@ -28,6 +28,12 @@ use crate::releases::ReleaseHost;
 use crate::rpc::{self, Params, RpcError, RpcFuture, RpcHandler};
 use crate::store::Batch;
 
+/// How long `waitforsigners` waits when not told, in milliseconds.
+const WAIT_DEFAULT_MS: u64 = 30_000;
+/// The longest `waitforsigners` waits, in milliseconds: below `commons-cli`'s default read
+/// timeout (120 s), so the answer always comes before the client gives up.
+const WAIT_MAX_MS: u64 = 60_000;
+
 impl Node {
     async fn rpc_getinfo(&self) -> Result<NodeInfo, RpcError> {
         let (listen, peer_id) = match &self.net {
@@ -198,7 +204,55 @@ impl Node {
 
     fn rpc_gettally(&self, params: &Params) -> Result<Tally, RpcError> {
         params.only(&["id"])?;
+        self.tally_of(&Self::parse_id(params, "id")?)
+    }
+
+    /// `waitforsigners {id, signers, timeout?}`: the tally once it counts `signers`, or at
+    /// the timeout. Each change the node makes wakes it to look again; it holds no lock
+    /// while it waits.
+    async fn rpc_waitforsigners(&self, params: &Params) -> Result<Tally, RpcError> {
+        params.only(&["id", "signers", "timeout"])?;
         let id = Self::parse_id(params, "id")?;
+        let whole = |name: &str, position: usize| -> Result<Option<u64>, RpcError> {
+            params
+                .get(name, position)
+                .map(|v| {
+                    v.as_u64().ok_or_else(|| {
+                        RpcError::invalid_params(format!(
+                            "`{name}` must be a whole number, not {v}"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let signers = whole("signers", 1)?
+            .ok_or_else(|| RpcError::invalid_params("missing parameter `signers`"))?;
+        let timeout = whole("timeout", 2)?.unwrap_or(WAIT_DEFAULT_MS);
+        if timeout > WAIT_MAX_MS {
+            return Err(RpcError::invalid_params(format!(
+                "`timeout` is at most {WAIT_MAX_MS} ms, not {timeout}"
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(timeout);
+        loop {
+            // Registered before the tally is read, so a change between the two still wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let tally = self.tally_of(&id)?;
+            if tally.signers >= signers || tokio::time::Instant::now() >= deadline {
+                return Ok(tally);
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// The tally of `id` as `gettally` answers it.
+    fn tally_of(&self, id: &Hash32) -> Result<Tally, RpcError> {
+        let id = *id;
         let now = self.now();
         let st = self.state();
         let tally = st
@@ -581,6 +635,9 @@ impl RpcHandler for Node {
                     "this node runs embedded, without a daemon that `stop` could end",
                 )),
                 method::GetTally::NAME => answer::<method::GetTally>(self.rpc_gettally(&params)),
+                method::WaitForSigners::NAME => {
+                    answer::<method::WaitForSigners>(self.rpc_waitforsigners(&params).await)
+                }
                 method::GetUptime::NAME => answer::<method::GetUptime>(self.rpc_getuptime(&params)),
                 method::ExportProposal::NAME => {
                     answer::<method::ExportProposal>(self.rpc_exportproposal(&params))

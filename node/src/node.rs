@@ -146,6 +146,9 @@ pub struct Node {
     /// The signing guard is armed: this node may have signed before with sequence numbers
     /// its store does not hold (see [`Node::cast_signal`]).
     pub(crate) history_unverified: std::sync::atomic::AtomicBool,
+    /// Woken whenever what the node holds may have changed (messages applied, an epoch
+    /// boundary): what `waitforsigners` waits on.
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -246,6 +249,7 @@ impl Node {
         let history_unverified = store.history_unverified()?;
         Ok(Node {
             history_unverified: std::sync::atomic::AtomicBool::new(history_unverified),
+            changed: tokio::sync::Notify::new(),
             measurers,
             network_id,
             me: key.public_key(),

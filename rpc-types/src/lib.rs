@@ -168,6 +168,18 @@ pub mod method {
             params: [("id", "string", true, "the proposal id, 64 hex characters")],
             result: "an object (see Tally)",
         };
+        /// `waitforsigners {id, signers, timeout?}`: a proposal's tally once it counts at
+        /// least `signers` signers, or once `timeout` milliseconds have passed (as bitcoind's
+        /// `waitforblockheight`).
+        WaitForSigners = "waitforsigners" (WaitSignersParams) -> Tally {
+            summary: "Waits until a proposal's tally counts at least `signers` signers, or until `timeout` milliseconds have passed, and returns the tally then (as `gettally`): for scripts and tests that would otherwise poll.",
+            params: [
+                ("id", "string", true, "the proposal id, 64 hex characters"),
+                ("signers", "number", true, "the number of signers to wait for"),
+                ("timeout", "number", false, "milliseconds to wait at most; 30000 when left out, at most 60000"),
+            ],
+            result: "an object (see Tally)",
+        };
         /// `exportproposal {id, snapshot?, offset?}`: the recount file of a proposal, in
         /// pieces.
         ExportProposal = "exportproposal" (ExportParams) -> ExportChunk {
@@ -340,6 +352,18 @@ impl IdParams {
     pub fn new(id: impl Into<String>) -> Self {
         IdParams { id: id.into() }
     }
+}
+
+/// The parameters of `waitforsigners`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitSignersParams {
+    /// The proposal id: 64 hex characters.
+    pub id: String,
+    /// The number of signers to wait for.
+    pub signers: u64,
+    /// Milliseconds to wait at most; 30,000 when left out, at most 60,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 /// The parameters of `exportproposal`.

@@ -304,14 +304,31 @@ fn parameters_are_named_objects() {
         params_json::<method::SubmitProposal>(&SubmitProposalParams { hex: "a0".into() }),
         json!({ "hex": "a0" })
     );
+    let wait = WaitSignersParams {
+        id: "ab".into(),
+        signers: 3,
+        timeout: None,
+    };
+    assert_eq!(
+        params_json::<method::WaitForSigners>(&wait),
+        json!({ "id": "ab", "signers": 3 })
+    );
+    assert_eq!(
+        params_json::<method::WaitForSigners>(&WaitSignersParams {
+            timeout: Some(500),
+            ..wait
+        }),
+        json!({ "id": "ab", "signers": 3, "timeout": 500 })
+    );
 }
 
 #[test]
 fn an_answer_of_another_shape_does_not_parse() {
     let renamed = json!({ "id": "ab", "new": true, "sent": true });
     assert!(parse_response::<method::SubmitProposal>(renamed).is_err());
-    assert_eq!(NAMES.len(), 15);
+    assert_eq!(NAMES.len(), 16);
     assert!(NAMES.contains(&method::CastSignal::NAME));
+    assert!(NAMES.contains(&method::WaitForSigners::NAME));
 }
 
 /// Every method has help, in the order of `NAMES`, and the parameters the help names are

@@ -22,7 +22,7 @@ use commons_e2e::{
     TallyEssence, TestNode, now, phases, regtest_proposal, scenario, start_mesh, tally_essence,
     wait_until,
 };
-use commons_rpc::{NoParams, SubmitProposalParams, Tally, method};
+use commons_rpc::{NoParams, SubmitProposalParams, Tally, WaitSignersParams, method};
 
 /// The nodes' addresses. Regtest netgroups are IPv4 /30s: .16/.17 share one, .20 (twice),
 /// and .21 another, .24 and .28 are alone in theirs. No other test uses 127.0.0.16-31.
@@ -225,9 +225,35 @@ fn seven_nodes_tally_override_restart_metrics() {
     for &(i, choice) in &p3_signals {
         signal(&nodes[i], &p3, choice);
     }
-    for &(i, choice) in &p1_signals {
-        signal(&nodes[i], &p1, choice);
-    }
+    // `waitforsigners`: with a count nobody reaches it answers at its timeout; node 6 waits
+    // for the five signals on p1 while they are cast and answers once it counts them.
+    let wait = |signers: u64, timeout: u64| {
+        nodes[6].call::<method::WaitForSigners>(&WaitSignersParams {
+            id: p1.clone(),
+            signers,
+            timeout: Some(timeout),
+        })
+    };
+    let asked = std::time::Instant::now();
+    let early = wait(99, 300).unwrap();
+    assert!(asked.elapsed() >= Duration::from_millis(300), "{early:?}");
+    assert_eq!(early.signers, 0, "{early:?}");
+    let counted = std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| {
+            let asked = std::time::Instant::now();
+            (wait(p1_signals.len() as u64, 60_000), asked.elapsed())
+        });
+        for &(i, choice) in &p1_signals {
+            signal(&nodes[i], &p1, choice);
+        }
+        waiter.join().expect("waiter")
+    });
+    let (counted, took) = (counted.0.unwrap(), counted.1);
+    assert_eq!(counted.signers, p1_signals.len() as u64, "{counted:?}");
+    assert!(
+        took < Duration::from_secs(60),
+        "answered at the timeout: {took:?}"
+    );
     let want_p1 = expected(&p1_signals);
     let tally = wait_for_tally(&nodes, &p1, &want_p1, "locked");
     assert_eq!(
