@@ -422,6 +422,7 @@ impl Node {
                 .map_err(|e| RpcError::new(rpc::REJECTED, format!("signal refused: {e}")))?;
             signal
         };
+        self.changed.notify_waiters();
         let published = self.publish(TopicKind::Signals, signal.encode()).await;
         tracing::info!(proposal = %proposal, choice = %choice, sequence = signal.body.sequence, published, "signal cast");
         Ok((signal, published))
