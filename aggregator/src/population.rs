@@ -605,21 +605,22 @@ impl Population {
     /// between two whole updates waits alone. Nodes are listed in the same order either
     /// way (nothing but listing a key gives out a slot).
     pub(crate) fn add_all(&mut self, batch: Vec<UptimeAttestation>) -> Vec<AttestationOutcome> {
-        let ids: Vec<Option<(NodeId, NodeId)>> = batch
+        let ids: Vec<Result<(NodeId, NodeId), AttestationOutcome>> = batch
             .iter()
-            .map(|a| {
-                self.refused(a).is_none().then(|| {
+            .map(|a| match self.refused(a) {
+                Some(refused) => Err(refused),
+                None => {
                     let subject = self.id_or_insert(a.body.subject);
-                    (subject, self.id_or_insert(a.body.attester))
-                })
+                    Ok((subject, self.id_or_insert(a.body.attester)))
+                }
             })
             .collect();
         batch
             .into_iter()
             .zip(ids)
             .map(|(a, ids)| match ids {
-                Some((subject, attester)) => self.add_listed(a, subject, attester),
-                None => self.refused(&a).expect("refused above"),
+                Ok((subject, attester)) => self.add_listed(a, subject, attester),
+                Err(refused) => refused,
             })
             .collect()
     }
