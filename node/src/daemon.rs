@@ -765,10 +765,10 @@ async fn ingest_worker(
         // of the peer's backlog meanwhile.
         let peer = key.0;
         let dropped = if outcome.reason == commons_aggregator::Reason::BadSignature {
-            let dropped: Vec<Received> = [Priority::Urgent, Priority::Bulk]
-                .into_iter()
-                .flat_map(|lane| gossip.punish(&(peer, lane)))
-                .collect();
+            // Only the queue the message came in: what waits in the other one arrived before
+            // it as often as after (the peer's presences behind its signals), and the ban
+            // that follows closes the peer's connections anyway.
+            let dropped = gossip.punish(&key);
             node.metrics.gossip_shed("invalid_signature", dropped.len());
             Some(dropped)
         } else {
