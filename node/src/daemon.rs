@@ -963,8 +963,7 @@ async fn epoch_loop(node: Arc<Node>, net: P2pHandle, mut shutdown: watch::Receiv
             _ = tokio::time::sleep(delay) => {}
             _ = crate::stopped(&mut shutdown) => return,
         }
-        let presence = node.make_presence(epoch);
-        node.publish(TopicKind::Presences, presence.encode()).await;
+        node.publish_presence(epoch).await;
     }
 }
 

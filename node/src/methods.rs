@@ -378,7 +378,7 @@ impl Node {
             return Err(self.waiting_for_catch_up());
         }
         let attestations =
-            BoundedVec::truncating(self.attestations_about_me(MAX_SIGNAL_ATTESTATIONS));
+            BoundedVec::truncating(self.signal_attestations(MAX_SIGNAL_ATTESTATIONS));
         let signal = {
             let mut st = self.state();
             if st.agg().proposal(&proposal).is_none() {

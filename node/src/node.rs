@@ -149,6 +149,9 @@ pub struct Node {
     /// Woken whenever what the node holds may have changed (messages applied, an epoch
     /// boundary): what `waitforsigners` waits on.
     pub(crate) changed: tokio::sync::Notify,
+    /// The attestations this node's last published presence carried (see
+    /// [`Node::signal_attestations`]).
+    pub(crate) presence_carried: Mutex<Vec<UptimeAttestation>>,
 }
 
 /// The most own messages kept for a retry of their publication; older ones are dropped (peers
@@ -250,6 +253,7 @@ impl Node {
         Ok(Node {
             history_unverified: std::sync::atomic::AtomicBool::new(history_unverified),
             changed: tokio::sync::Notify::new(),
+            presence_carried: Mutex::new(Vec::new()),
             measurers,
             network_id,
             me: key.public_key(),

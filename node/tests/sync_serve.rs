@@ -314,3 +314,67 @@ async fn a_page_ingested_at_once_matches_one_by_one() {
     assert_eq!(ta, tb);
     assert_eq!(tb.choices.r#override.nodes, 1);
 }
+
+/// A signal carries the attestations of the signer's last presence, which the peers that
+/// got the presence hold and do not check again, and of attesters new since; not the newer
+/// attestation of an attester the presence had. Before the first presence, the newest.
+#[tokio::test]
+async fn signals_carry_the_last_presences_attestations_and_new_attesters_only() {
+    let spec = NetworkSpec::regtest_peer_attested();
+    let t0 = 3_000_000;
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(t0));
+    let dir = tempfile::tempdir().unwrap();
+    let me = SecretKey::from_seed("me");
+    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+    let read = clock.clone();
+    let n = Node::new(
+        spec.clone(),
+        me.clone(),
+        store,
+        None,
+        Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap();
+    let (old_friend, new_friend) = (SecretKey::from_seed("a"), SecretKey::from_seed("b"));
+    let ip = "127.0.0.5".parse().unwrap();
+    let deliver = |attestation: &UptimeAttestation| SyncRequest::Deliver {
+        attestations: BoundedVec::new(vec![BoundedBytes::new(attestation.encode()).unwrap()])
+            .unwrap(),
+    };
+    let accepted = |from: &SecretKey, attestation: UptimeAttestation| {
+        let n = &n;
+        let request = deliver(&attestation);
+        let from = from.public_key();
+        async move {
+            let (bytes, bad) = n.serve_sync(Some(from), &request.encode()).await;
+            assert!(!bad);
+            assert_eq!(
+                SyncResponse::decode(&bytes).unwrap(),
+                SyncResponse::Delivered { accepted: 1 }
+            );
+        }
+    };
+    let first = spec.epoch_at(t0);
+    let presenced = common::attestation(&spec, &old_friend, &me, ip, first, 1);
+    accepted(&old_friend, presenced.clone()).await;
+    assert_eq!(n.signal_attestations(16), vec![presenced.clone()]);
+    n.publish_presence(first).await;
+
+    clock.store(t0 + spec.epoch_secs, std::sync::atomic::Ordering::SeqCst);
+    let second = spec.epoch_at(t0 + spec.epoch_secs);
+    n.on_epoch(second);
+    let refreshed = common::attestation(&spec, &old_friend, &me, ip, second, 2);
+    accepted(&old_friend, refreshed.clone()).await;
+    let newcomer = common::attestation(&spec, &new_friend, &me, ip, second, 1);
+    accepted(&new_friend, newcomer.clone()).await;
+    assert_eq!(n.attestations_about_me(16).len(), 2);
+    assert!(n.attestations_about_me(16).contains(&refreshed));
+    assert_eq!(n.signal_attestations(16), vec![presenced, newcomer.clone()]);
+    assert_eq!(n.signal_attestations(1).len(), 1);
+
+    // The next presence carries the refreshed one, and so do the signals after it.
+    n.publish_presence(second).await;
+    let carried = n.signal_attestations(16);
+    assert_eq!(carried.len(), 2);
+    assert!(carried.contains(&refreshed) && carried.contains(&newcomer));
+}
