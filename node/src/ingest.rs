@@ -242,25 +242,31 @@ impl Node {
         outcome
     }
 
-    /// Checks the signatures the intake asked for on the blocking pool.
+    /// Checks the signatures the intake asked for off the reactor: presences and
+    /// attestations on the background threads, everything else on the blocking pool.
     pub(crate) async fn verify_off_reactor(&self, pending: Pending, now: u64) -> Verified {
         let kind = pending.kind();
         let spec = self.spec.clone();
         let signatures = self.signatures.clone();
         let queued = std::time::Instant::now();
-        let checked = tokio::task::spawn_blocking(move || {
+        let work = move || {
             let waited = queued.elapsed();
             let started = std::time::Instant::now();
             let verified = pending.verify_with(&spec, now, signatures.as_ref());
             (verified, waited, started.elapsed())
-        })
-        .await;
+        };
+        // The bulk of gossip yields the cores to everything else (see `background`).
+        let checked = if matches!(kind, MessageKind::Presence | MessageKind::Attestation) {
+            crate::background::run(work).await
+        } else {
+            tokio::task::spawn_blocking(work).await.ok()
+        };
         match checked {
-            Ok((verified, waited, verifying)) => {
+            Some((verified, waited, verifying)) => {
                 self.metrics.verified_in(kind.name(), waited, verifying);
                 verified
             }
-            Err(_) => Verified::failed(verification_failed(kind)),
+            None => Verified::failed(verification_failed(kind)),
         }
     }
 

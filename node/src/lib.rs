@@ -5,6 +5,7 @@
 //! network; [`daemon::Daemon`] wires it to the swarm, the servers and the epoch scheduler.
 
 pub mod artifacts;
+mod background;
 pub mod config;
 pub mod cookie;
 pub mod daemon;
