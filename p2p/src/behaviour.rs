@@ -15,7 +15,8 @@ use crate::codec::BytesCodec;
 use crate::config::{GOSSIP_HISTORY, P2pConfig};
 use crate::topics::TopicKind;
 
-/// Room for the gossipsub envelope (topic, signature, key, sequence number) around a payload.
+/// Room for the gossipsub envelope (topic and protobuf framing; anonymous envelopes carry no
+/// author, key, signature or sequence number) around a payload.
 const GOSSIP_ENVELOPE_OVERHEAD: usize = 2048;
 
 /// Gossipsub score thresholds. Scores fall below zero through invalid messages (rejected
@@ -177,7 +178,13 @@ impl Behaviour {
         kad.set_mode(Some(kad::Mode::Server));
 
         let gossip_config = gossipsub::ConfigBuilder::default()
-            .validation_mode(ValidationMode::Strict)
+            // Every payload is signed by its author (BIP340) and checked by the node, and
+            // message ids are content hashes, so gossipsub's own envelope signature protects
+            // nothing: without it a node skips one ECDSA check per received copy
+            // (duplicates included), which cost as much as the node's own check per
+            // message. Anonymous validation also refuses envelopes that carry an author,
+            // sequence number or signature, so the topics' version changed with it.
+            .validation_mode(ValidationMode::Anonymous)
             .validate_messages()
             .message_id_fn(|message: &gossipsub::Message| content_message_id(&message.data))
             .max_transmit_size(config.max_gossip_message_size + GOSSIP_ENVELOPE_OVERHEAD)
@@ -193,7 +200,7 @@ impl Behaviour {
             .build()
             .map_err(|e| format!("gossipsub config: {e:?}"))?;
         let mut gossipsub =
-            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gossip_config)
+            gossipsub::Behaviour::new(MessageAuthenticity::Anonymous, gossip_config)
                 .map_err(|e| format!("gossipsub: {e}"))?
                 .with_metrics(
                     libp2p_registry.sub_registry_with_prefix("gossipsub"),

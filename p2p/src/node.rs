@@ -166,10 +166,9 @@ pub enum P2pEvent {
         data: Vec<u8>,
         /// Content hash of `data` (SHA-256).
         message_id: MessageId,
-        /// The directly connected peer that delivered it (not necessarily its author).
+        /// The directly connected peer that delivered it (not necessarily its author: the
+        /// envelope names no author, the payload's own signature does).
         propagation_source: PeerId,
-        /// The peer that authored it (gossipsub signature, verified in strict mode).
-        source: Option<PeerId>,
         /// IP of `propagation_source`, as seen on our connection to it.
         source_ip: Option<IpAddr>,
     },
@@ -954,7 +953,6 @@ impl P2pNode {
             data: message.data,
             message_id: message_id.clone(),
             propagation_source,
-            source: message.source,
             source_ip,
         };
         if !self.deliver(event, true) {

@@ -38,12 +38,14 @@ impl TopicKind {
         }
     }
 
-    /// The topic string on a network: `commons/<network>/<kind>/1`.
+    /// The topic string on a network: `commons/<network>/<kind>/2`.
     ///
     /// The network name is part of the topic so that nodes of different networks sharing a
-    /// peer never mix messages, and the trailing version lets a v2 encoding coexist.
+    /// peer never mix messages. The trailing version is that of the gossip envelope: 1 was
+    /// gossipsub's signed envelope, 2 the anonymous one (no author, sequence number or
+    /// envelope signature), which a version-1 node would refuse as invalid and penalise.
     pub fn topic_name(self, network: &str) -> String {
-        format!("commons/{network}/{}/1", self.as_str())
+        format!("commons/{network}/{}/2", self.as_str())
     }
 
     /// The gossipsub topic on a network. The hash of an `IdentTopic` is the name itself,
@@ -67,11 +69,11 @@ mod tests {
     fn topic_names() {
         assert_eq!(
             TopicKind::Signals.topic_name("regtest"),
-            "commons/regtest/signals/1"
+            "commons/regtest/signals/2"
         );
         assert_eq!(
             TopicKind::Releases.topic("mainnet").hash().as_str(),
-            "commons/mainnet/releases/1"
+            "commons/mainnet/releases/2"
         );
     }
 }

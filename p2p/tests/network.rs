@@ -106,7 +106,6 @@ struct Received {
     data: Vec<u8>,
     message_id: commons_p2p::MessageId,
     propagation_source: PeerId,
-    source: Option<PeerId>,
     source_ip: Option<IpAddr>,
 }
 
@@ -120,14 +119,12 @@ async fn next_message(events: &mut mpsc::Receiver<P2pEvent>, within: Duration) -
                     data,
                     message_id,
                     propagation_source,
-                    source,
                     source_ip,
                 }) => {
                     return Some(Received {
                         data,
                         message_id,
                         propagation_source,
-                        source,
                         source_ip,
                     });
                 }
@@ -174,7 +171,6 @@ async fn forwarding_waits_for_validation() {
     assert_eq!(at_b.data, b"first");
     assert_eq!(at_b.message_id, id);
     assert_eq!(at_b.propagation_source, a.peer_id);
-    assert_eq!(at_b.source, Some(a.peer_id));
     assert!(at_b.source_ip.is_some());
     assert!(
         next_message(&mut c.events, Duration::from_millis(1500))
@@ -193,7 +189,6 @@ async fn forwarding_waits_for_validation() {
         .expect("C receives after Accept");
     assert_eq!(at_c.data, b"first");
     assert_eq!(at_c.propagation_source, b.peer_id);
-    assert_eq!(at_c.source, Some(a.peer_id));
     c.handle
         .report_validation(at_c.message_id, at_c.propagation_source, Verdict::Accept)
         .await

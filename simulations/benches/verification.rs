@@ -2,14 +2,12 @@
 //! that means for how many daemons two cores can run.
 //!
 //! `cargo bench --workspace --bench verification` prints a table: a BIP340 verification (the
-//! node's check of a signal, presence or attestation, `PublicKey::verify`), a libp2p
-//! envelope check (the secp256k1 ECDSA signature gossipsub verifies on every received copy
-//! under `ValidationMode::Strict`, before its duplicate filter), and a hit of the
+//! node's check of a signal, presence or attestation, `PublicKey::verify`) and a hit of the
 //! simulator's shared verification cache; then the CPU a network of regtest daemons needs
-//! per second of wall clock for those checks alone, with and without the cache:
-//! every node publishes a presence carrying about `degree` new attestations each epoch, every
-//! node verifies every presence and those attestations (nodes² x (degree + 1) BIP340 checks per
-//! epoch) and gossipsub hands each node about `COPIES` copies of each message.
+//! per second of wall clock for those checks alone, with and without the cache: every node
+//! publishes a presence carrying about `degree` new attestations each epoch, and every node
+//! verifies every presence and those attestations (nodes² x (degree + 1) BIP340 checks per
+//! epoch). Gossip envelopes are anonymous, so gossipsub checks no signature of its own.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -20,9 +18,6 @@ use commons_sim::network::shared_verify::SharedVerification;
 
 const KEYS: usize = 500;
 const ROUNDS: usize = 5;
-/// Copies of each gossip message a node receives, duplicates included (`recv/n/s` in the
-/// simulator's table: 2.0 to 2.1 at degree 6).
-const COPIES: f64 = 2.1;
 const DEGREE: f64 = 6.0;
 
 fn best(mut f: impl FnMut() -> Duration) -> Duration {
@@ -39,30 +34,11 @@ fn main() {
         .zip(&digests)
         .map(|(k, d)| (k.public_key(), *d, k.sign_with_aux(d, &[0; 32])))
         .collect();
-    // The envelope: libp2p signs "libp2p-pubsub:" and the message's protobuf, about 300
-    // bytes for a presence; the node's libp2p key is its secp256k1 node key.
-    let envelopes: Vec<_> = keys
-        .iter()
-        .map(|k| {
-            let pair = commons_p2p::keypair_from_secret(&k.secret_bytes()).expect("valid key");
-            let message = vec![7u8; 300];
-            let signature = pair.sign(&message).expect("signs");
-            (pair.public(), message, signature)
-        })
-        .collect();
-
     let per_op = |d: Duration| d.as_secs_f64() / KEYS as f64;
     let schnorr = per_op(best(|| {
         let t = Instant::now();
         for (key, digest, sig) in &bip340 {
             assert!(key.verify(black_box(digest), sig));
-        }
-        t.elapsed()
-    }));
-    let ecdsa = per_op(best(|| {
-        let t = Instant::now();
-        for (key, message, sig) in &envelopes {
-            assert!(key.verify(black_box(message), sig));
         }
         t.elapsed()
     }));
@@ -82,19 +58,15 @@ fn main() {
     println!("|---|---|---|");
     for (name, s) in [
         ("BIP340 verification (k256, the node's check)", schnorr),
-        (
-            "libp2p envelope ECDSA verification (per received copy)",
-            ecdsa,
-        ),
         ("shared verification cache hit", hit),
     ] {
         println!("| {name} | {:.2} | {:.0} |", s * 1e6, 1.0 / s);
     }
     println!();
     println!(
-        "| nodes | epoch s | BIP340 checks/s | envelope checks/s | cores without the cache | cores with the cache |"
+        "| nodes | epoch s | BIP340 checks/s | cores without the cache | cores with the cache |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     for (nodes, epoch) in [
         (50.0, 2.0),
         (100.0, 2.0),
@@ -106,15 +78,11 @@ fn main() {
     ] {
         let n2: f64 = nodes * nodes;
         let schnorr_per_sec = n2 * (DEGREE + 1.0) / epoch;
-        let envelope_per_sec = n2 * COPIES / epoch;
         // With the cache each distinct signature is verified once and every other check is
-        // a hit; the envelope checks stay.
+        // a hit.
         let distinct = nodes * (DEGREE + 1.0) / epoch;
-        let without = schnorr_per_sec * schnorr + envelope_per_sec * ecdsa;
-        let with =
-            distinct * schnorr + (schnorr_per_sec - distinct) * hit + envelope_per_sec * ecdsa;
-        println!(
-            "| {nodes:.0} | {epoch:.0} | {schnorr_per_sec:.0} | {envelope_per_sec:.0} | {without:.2} | {with:.2} |"
-        );
+        let without = schnorr_per_sec * schnorr;
+        let with = distinct * schnorr + (schnorr_per_sec - distinct) * hit;
+        println!("| {nodes:.0} | {epoch:.0} | {schnorr_per_sec:.0} | {without:.2} | {with:.2} |");
     }
 }
