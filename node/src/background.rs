@@ -11,8 +11,8 @@
 //! there is no urgent work. The nice value is a per-thread attribute on Linux and only lowers
 //! priority, which any process may do; elsewhere the threads run at the normal priority.
 
-use std::sync::OnceLock;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -61,20 +61,54 @@ fn lower_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_priority() {}
 
-/// Runs `work` on a background thread and returns its result; `None` if it panicked or no
-/// background thread could be started (then the work did not run).
+/// How long work waits for a background thread before it runs on tokio's blocking pool at
+/// the normal priority instead. Under an overload that keeps the cores busy with urgent
+/// work (a hundred daemons in one simulator process, say) the background threads get only a
+/// tenth of a core, and presences verified too late for their epoch cost nodes their
+/// standing; past this wait they compete as equals again, as they did before these threads.
+const MAX_BACKGROUND_WAIT: Duration = Duration::from_millis(250);
+
+/// Runs `work` on a background thread, or at the normal priority on tokio's blocking pool
+/// if no background thread took it within [`MAX_BACKGROUND_WAIT`], and returns its result;
+/// `None` if it panicked or could not be run.
 pub(crate) async fn run<T, F>(work: F) -> Option<T>
 where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let (done, result) = tokio::sync::oneshot::channel();
-    let job: Job = Box::new(move || {
-        if let Ok(value) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-            let _ = done.send(value);
+    // Whoever takes the work first runs it: a background thread, or the blocking pool once
+    // the wait is over. The other finds it gone.
+    let slot = Arc::new(Mutex::new(Some(work)));
+    let (done, mut result) = tokio::sync::oneshot::channel();
+    let done = Arc::new(Mutex::new(Some(done)));
+    let take_and_run = {
+        let (slot, done) = (slot.clone(), done.clone());
+        move || {
+            let Some(work) = slot.lock().expect("background slot poisoned").take() else {
+                return;
+            };
+            if let Ok(value) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+                let sender = done.lock().expect("background result poisoned").take();
+                if let Some(sender) = sender {
+                    let _ = sender.send(value);
+                }
+            }
         }
-    });
-    pool().send(job).ok()?;
+    };
+    // Only the closures may hold the sender: when both are gone without sending (the work
+    // panicked), `result` ends.
+    drop(done);
+    let queued = pool().send(Box::new(take_and_run.clone())).is_ok();
+    if queued {
+        tokio::select! {
+            value = &mut result => return value.ok(),
+            _ = tokio::time::sleep(MAX_BACKGROUND_WAIT) => {}
+        }
+    }
+    // Still waiting (or no background thread): take it to the blocking pool unless a
+    // background thread started it meanwhile, in which case its result comes on `result`.
+    let overflow = tokio::task::spawn_blocking(take_and_run);
+    let _ = overflow.await;
     result.await.ok()
 }
 
@@ -82,12 +116,17 @@ where
 mod tests {
     use super::*;
 
+    /// The tests share the process's background threads: one at a time.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn own_nice() -> i32 {
+        rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("priority")
+    }
+
     #[tokio::test]
     async fn work_runs_at_the_background_priority_and_returns() {
-        let nice = run(|| rustix::process::getpriority_process(Some(rustix::thread::gettid())))
-            .await
-            .expect("ran")
-            .expect("read its priority");
+        let _serial = SERIAL.lock().await;
+        let nice = run(own_nice).await.expect("ran");
         // At least that low: a process already niced further keeps its own value.
         assert!(nice >= BACKGROUND_NICE, "nice {nice}");
         let name = run(|| std::thread::current().name().map(str::to_owned))
@@ -98,7 +137,28 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_is_none_and_the_threads_go_on() {
+        let _serial = SERIAL.lock().await;
         assert_eq!(run(|| -> u8 { panic!("boom") }).await, None);
         assert_eq!(run(|| 7).await, Some(7));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn work_that_waits_too_long_runs_at_the_normal_priority() {
+        let _serial = SERIAL.lock().await;
+        let normal = tokio::task::spawn_blocking(own_nice).await.expect("ran");
+        let busy: Vec<_> = (0..crate::ingest::cores())
+            .map(|_| tokio::spawn(run(|| std::thread::sleep(Duration::from_secs(2)))))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = std::time::Instant::now();
+        let nice = run(own_nice).await.expect("ran");
+        assert_eq!(
+            nice, normal,
+            "the overflow runs where the blocking pool runs"
+        );
+        assert!(started.elapsed() >= MAX_BACKGROUND_WAIT);
+        for job in busy {
+            assert_eq!(job.await.expect("joined"), Some(()));
+        }
     }
 }
