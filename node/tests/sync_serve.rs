@@ -26,6 +26,27 @@ fn node(dir: &std::path::Path, key: SecretKey, t: u64) -> Node {
     .unwrap()
 }
 
+/// A regtest node (rule v1) with key `key` whose clock starts at `t0` and moves when the
+/// returned counter is set.
+fn node_on_clock(
+    dir: &std::path::Path,
+    key: SecretKey,
+    t0: u64,
+) -> (Node, Arc<std::sync::atomic::AtomicU64>) {
+    let clock = Arc::new(std::sync::atomic::AtomicU64::new(t0));
+    let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+    let read = clock.clone();
+    let node = Node::new(
+        NetworkSpec::regtest_peer_attested(),
+        key,
+        store,
+        None,
+        Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
+    )
+    .unwrap();
+    (node, clock)
+}
+
 #[tokio::test]
 async fn catch_up_reproduces_the_tally() {
     let spec = NetworkSpec::regtest_peer_attested();
@@ -176,19 +197,9 @@ async fn misbehaviour_is_reported() {
 async fn attestations_from_this_nodes_future_are_kept_but_not_carried_until_their_epoch() {
     let spec = NetworkSpec::regtest_peer_attested();
     let t0 = 3_000_000;
-    let clock = Arc::new(std::sync::atomic::AtomicU64::new(t0));
     let dir = tempfile::tempdir().unwrap();
     let me = SecretKey::from_seed("me");
-    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-    let read = clock.clone();
-    let n = Node::new(
-        spec.clone(),
-        me.clone(),
-        store,
-        None,
-        Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
-    )
-    .unwrap();
+    let (n, clock) = node_on_clock(dir.path(), me.clone(), t0);
     let ahead = spec.epoch_at(t0 + spec.max_clock_skew_secs / 2);
     assert!(ahead > spec.epoch_at(t0));
     let peer = SecretKey::from_seed("peer ahead");
@@ -322,19 +333,9 @@ async fn a_page_ingested_at_once_matches_one_by_one() {
 async fn signals_carry_the_last_presences_attestations_and_new_attesters_only() {
     let spec = NetworkSpec::regtest_peer_attested();
     let t0 = 3_000_000;
-    let clock = Arc::new(std::sync::atomic::AtomicU64::new(t0));
     let dir = tempfile::tempdir().unwrap();
     let me = SecretKey::from_seed("me");
-    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
-    let read = clock.clone();
-    let n = Node::new(
-        spec.clone(),
-        me.clone(),
-        store,
-        None,
-        Arc::new(move || read.load(std::sync::atomic::Ordering::SeqCst)),
-    )
-    .unwrap();
+    let (n, clock) = node_on_clock(dir.path(), me.clone(), t0);
     let (old_friend, new_friend) = (SecretKey::from_seed("a"), SecretKey::from_seed("b"));
     let ip = "127.0.0.5".parse().unwrap();
     let deliver = |attestation: &UptimeAttestation| SyncRequest::Deliver {
