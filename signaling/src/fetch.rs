@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::artifact::CHUNK_SIZE;
-use crate::types::{BoundedBytes, Hash32};
+use crate::types::{BoundedBytes, BoundedVec, Hash32};
 use crate::wire::DecodeError;
 
 /// The largest chunk list: 16 GiB of artifacts (the release limit) in 1 MiB chunks, 32
@@ -83,7 +83,15 @@ pub struct ChunkRun {
     /// The artifact's SHA-256.
     pub artifact: Hash32,
     /// The chunks' indices: at least one, at most [`MAX_RUN_CHUNKS`].
+    #[serde(deserialize_with = "run_indices")]
     pub indices: Vec<u32>,
+}
+
+/// A run's indices read with their bound checked before anything is reserved: a plain
+/// `Vec` would reserve for the length a peer declares (up to serde's 1 MiB cap), which
+/// fuzzing found (`chunk_run`: 107 bytes held 1 MiB of heap).
+fn run_indices<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    BoundedVec::<u32, MAX_RUN_CHUNKS>::deserialize(d).map(|v| v.into_vec())
 }
 
 impl ChunkRun {
