@@ -169,3 +169,17 @@ pub fn protect_process() {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    // Each test binary is its own process, so protecting it touches nothing else.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_protected_process_cannot_be_dumped_or_attached_to() {
+        use rustix::process::{DumpableBehavior, Resource, dumpable_behavior, getrlimit};
+        super::protect_process();
+        assert_eq!(dumpable_behavior().unwrap(), DumpableBehavior::NotDumpable);
+        let core = getrlimit(Resource::Core);
+        assert_eq!((core.current, core.maximum), (Some(0), Some(0)));
+    }
+}

@@ -778,3 +778,58 @@ fn network_init_says_it_is_for_local_tests() {
         .ok()
         .stdout_has("For local test networks only");
 }
+
+/// The `Max core file size` row of /proc/PID/limits: its soft and hard limit.
+#[cfg(target_os = "linux")]
+fn core_limit(pid: u32) -> Option<(String, String)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))?;
+    let mut values = row["Max core file size".len()..].split_whitespace();
+    Some((values.next()?.to_string(), values.next()?.to_string()))
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_key_command_forbids_core_dumps_before_it_reads_the_passphrase() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let work = Workdir::new();
+    // The passphrase is held back, so the process waits on it with its protection in place.
+    let mut child = Command::new(common::BIN)
+        .args(["key", "generate", "--encrypt", "--out", "k.key"])
+        .args(["--passphrase-fd", "0"])
+        .current_dir(work.root())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = core_limit(pid);
+    while seen != Some(("0".into(), "0".into())) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        seen = core_limit(pid);
+    }
+    assert!(
+        !work.path("k.key").exists(),
+        "the key was written before its passphrase arrived"
+    );
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{PASS}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        seen,
+        Some(("0".into(), "0".into())),
+        "core dumps still allowed while waiting for the passphrase"
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&work, "k.key"), 0o600);
+}
