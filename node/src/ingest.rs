@@ -57,6 +57,23 @@ struct Verifying {
     kind: MessageKind,
 }
 
+/// A batch of [`Node::ingest_batch_after`] whose steps are all checked and applied but the
+/// last, which is still verifying. Dropping it drops that step unapplied: hand it to
+/// [`Node::finish_batch`] or to the next batch.
+pub(crate) struct IngestingBatch {
+    kinds: Vec<MessageKind>,
+    reasons: Vec<Option<Reason>>,
+    last: Option<(usize, Verifying)>,
+    started: std::time::Instant,
+}
+
+impl IngestingBatch {
+    /// The kind of the step still verifying, if any.
+    fn last_kind(&self) -> Option<MessageKind> {
+        self.last.as_ref().map(|(_, verifying)| verifying.kind)
+    }
+}
+
 impl Node {
     /// Runs a received message through the pipeline: the intake's check (size bound, decode,
     /// cheap checks, duplicate check before signature verification), verification off the
@@ -91,9 +108,28 @@ impl Node {
     /// same step is refused as a duplicate instead of a replay; both are ignored); the
     /// intake's apply re-checks each, so the state is the same.
     pub async fn ingest_many(&self, items: &[(MessageKind, &[u8])]) -> Vec<Outcome> {
-        let started = std::time::Instant::now();
-        let mut reasons: Vec<Option<Reason>> = vec![None; items.len()];
-        let mut verifying: Option<(usize, Verifying)> = None;
+        let (_, batch) = self.ingest_batch_after(None, items).await;
+        self.finish_batch(batch).await
+    }
+
+    /// [`Node::ingest_many`] for a batch that follows `previous`, whose last step is still
+    /// verifying: this batch's first step is checked and starts verifying before that last
+    /// step is applied, so the cores do not idle between batches (catch-up pages). Returns
+    /// `previous`'s outcomes, every step of it applied, and this batch with its own last
+    /// step still verifying, for [`Node::finish_batch`] or the next call. The verdicts are
+    /// those of the two batches ingested as one.
+    pub(crate) async fn ingest_batch_after(
+        &self,
+        mut previous: Option<IngestingBatch>,
+        items: &[(MessageKind, &[u8])],
+    ) -> (Option<Vec<Outcome>>, IngestingBatch) {
+        let mut previous_outcomes = None;
+        let mut batch = IngestingBatch {
+            kinds: items.iter().map(|(kind, _)| *kind).collect(),
+            reasons: vec![None; items.len()],
+            last: None,
+            started: std::time::Instant::now(),
+        };
         let mut start = 0;
         while start < items.len() {
             let kind = items[start].0;
@@ -104,30 +140,52 @@ impl Node {
                 .count();
             let end = start + same_kind;
             let now = self.now();
-            if let Some((_, previous)) = &verifying
-                && previous.kind != kind
+            if let Some((_, verifying)) = &batch.last
+                && verifying.kind != kind
             {
-                let (offset, previous) = verifying.take().expect("checked just above");
-                self.apply_step(previous, offset, now, &mut reasons).await;
+                let (offset, verifying) = batch.last.take().expect("checked just above");
+                self.apply_step(verifying, offset, now, &mut batch.reasons)
+                    .await;
             }
-            let step = self.check_step(&items[start..end], start, now, &mut reasons);
-            if let Some((offset, previous)) = verifying.replace((start, step)) {
-                self.apply_step(previous, offset, now, &mut reasons).await;
+            if previous
+                .as_ref()
+                .is_some_and(|p| p.last_kind() != Some(kind))
+                && let Some(p) = previous.take()
+            {
+                previous_outcomes = Some(self.finish_batch(p).await);
+            }
+            let step = self.check_step(&items[start..end], start, now, &mut batch.reasons);
+            if let Some(p) = previous.take() {
+                previous_outcomes = Some(self.finish_batch(p).await);
+            }
+            if let Some((offset, verifying)) = batch.last.replace((start, step)) {
+                self.apply_step(verifying, offset, now, &mut batch.reasons)
+                    .await;
             }
             start = end;
         }
-        if let Some((offset, previous)) = verifying.take() {
-            self.apply_step(previous, offset, self.now(), &mut reasons)
+        if let Some(p) = previous.take() {
+            previous_outcomes = Some(self.finish_batch(p).await);
+        }
+        (previous_outcomes, batch)
+    }
+
+    /// Applies a batch's last step and returns the verdict of each of its messages.
+    pub(crate) async fn finish_batch(&self, mut batch: IngestingBatch) -> Vec<Outcome> {
+        if let Some((offset, verifying)) = batch.last.take() {
+            self.apply_step(verifying, offset, self.now(), &mut batch.reasons)
                 .await;
         }
         // Each message is counted with its share of the whole batch's time.
-        let took = started.elapsed() / u32::try_from(items.len().max(1)).unwrap_or(u32::MAX);
-        items
-            .iter()
-            .zip(reasons)
-            .map(|((kind, _), reason)| {
-                let reason = reason.unwrap_or_else(|| verification_failed(*kind));
-                self.record_ingested(*kind, reason, took)
+        let took =
+            batch.started.elapsed() / u32::try_from(batch.kinds.len().max(1)).unwrap_or(u32::MAX);
+        batch
+            .kinds
+            .into_iter()
+            .zip(batch.reasons)
+            .map(|(kind, reason)| {
+                let reason = reason.unwrap_or_else(|| verification_failed(kind));
+                self.record_ingested(kind, reason, took)
             })
             .collect()
     }

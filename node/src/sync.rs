@@ -10,7 +10,8 @@ use tokio::sync::mpsc;
 
 pub use commons_signaling::sync::*;
 
-use crate::node::Node;
+use crate::ingest::IngestingBatch;
+use crate::node::{Node, Outcome};
 use crate::store::{Store, StoreError};
 use crate::topics::gossip_topic;
 
@@ -125,10 +126,12 @@ const MAX_CATCHUP_PAGES: usize = 10_000;
 /// Pulls everything a newly connected peer holds, page by page, through the ingest
 /// pipeline. A peer whose pages do not decode, or carry invalid messages, is penalised.
 pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer: PeerId) {
-    let (mut taken, mut new) = (0usize, 0usize);
-    // The next page is asked for while this one is verified, so that the cores verifying
-    // signatures do not wait for the network between pages.
+    let mut taken = Taken::default();
+    // The next page is asked for while this one is verified, and each page's first step
+    // starts verifying before the previous page's last step is applied, so that the cores
+    // verifying signatures wait neither for the network nor for the apply between pages.
     let mut request = Some(request_page(&net, peer, None));
+    let mut held: Option<(Vec<SyncItem>, IngestingBatch)> = None;
     let mut complete = false;
     for _ in 0..MAX_CATCHUP_PAGES {
         let Some(asked) = request.take() else {
@@ -138,42 +141,86 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) => {
                 tracing::debug!(%peer, error = %e, "catch-up request failed");
-                return;
+                break;
             }
-            Err(_) => return,
+            Err(_) => break,
         };
         let (items, next) = match SyncResponse::decode(&bytes) {
             Ok(SyncResponse::Batch { items, next }) => (items, next),
             Ok(SyncResponse::Refused { reason }) => {
                 tracing::debug!(%peer, %reason, "catch-up refused");
-                return;
+                break;
             }
             Ok(SyncResponse::Delivered { .. }) | Err(_) => {
                 tracing::debug!(%peer, "catch-up answer is garbage; penalising");
                 let _ = net.penalize(peer).await;
-                return;
+                break;
             }
         };
         drop(bytes);
         request = next.map(|cursor| request_page(&net, peer, Some(cursor)));
+        let items = items.into_vec();
         let messages: Vec<(MessageKind, &[u8])> = items
             .iter()
             .map(|item| (item.kind, item.bytes.as_slice()))
             .collect();
-        let outcomes = node.ingest_many(&messages).await;
+        let (previous_items, previous_batch) = held.take().unzip();
+        let (outcomes, batch) = node.ingest_batch_after(previous_batch, &messages).await;
+        drop(messages);
+        // The previous page's verdicts are in once this page's first step is verifying.
+        if let (Some(outcomes), Some(previous_items)) = (outcomes, previous_items) {
+            taken
+                .settle(&net, &relay, peer, &previous_items, outcomes)
+                .await;
+        }
+        held = Some((items, batch));
+        if request.is_none() {
+            complete = true;
+        }
+    }
+    if let Some((items, batch)) = held.take() {
+        let outcomes = node.finish_batch(batch).await;
+        taken.settle(&net, &relay, peer, &items, outcomes).await;
+    }
+    if complete {
+        node.caught_up();
+    }
+    if taken.received > 0 {
+        tracing::info!(%peer, received = taken.received, new = taken.new, "caught up with peer");
+    }
+}
+
+/// What one catch-up took from its peer so far.
+#[derive(Default)]
+struct Taken {
+    received: usize,
+    new: usize,
+}
+
+impl Taken {
+    /// Counts a page's verdicts, relays the first new messages over gossip and penalises a
+    /// peer whose page carried invalid messages.
+    async fn settle(
+        &mut self,
+        net: &P2pHandle,
+        relay: &Relay,
+        peer: PeerId,
+        items: &[SyncItem],
+        outcomes: Vec<Outcome>,
+    ) {
         let mut rejected = 0usize;
         for (item, outcome) in items.iter().zip(outcomes) {
-            taken += 1;
+            self.received += 1;
             match outcome.verdict {
                 Verdict::Accept => {
-                    if new < MAX_RELAYED_PER_CATCHUP
+                    if self.new < MAX_RELAYED_PER_CATCHUP
                         && let Some(topic) = gossip_topic(item.kind)
                     {
                         // A full queue means relaying is behind; catch-up still got the
                         // message, and peers still have their own catch-up.
                         let _ = relay.try_send((topic, item.bytes.as_slice().to_vec()));
                     }
-                    new += 1;
+                    self.new += 1;
                 }
                 Verdict::Reject => rejected += 1,
                 Verdict::Ignore => {}
@@ -183,15 +230,6 @@ pub(crate) async fn catch_up(node: Arc<Node>, net: P2pHandle, relay: Relay, peer
             tracing::debug!(%peer, rejected, "catch-up carried invalid messages; penalising");
             let _ = net.penalize(peer).await;
         }
-        if request.is_none() {
-            complete = true;
-        }
-    }
-    if complete {
-        node.caught_up();
-    }
-    if taken > 0 {
-        tracing::info!(%peer, received = taken, new, "caught up with peer");
     }
 }
 
