@@ -112,6 +112,24 @@ impl Node {
         self.finish_batch(batch).await
     }
 
+    /// [`Node::ingest_many`] for consecutive pages (what a catch-up receives), pipelined as
+    /// catch-up pipelines them: each page's first step starts verifying before the previous
+    /// page's last step is applied. Returns each page's outcomes, which are those of all the
+    /// pages ingested as one batch.
+    pub async fn ingest_pages(&self, pages: &[&[(MessageKind, &[u8])]]) -> Vec<Vec<Outcome>> {
+        let mut outcomes = Vec::with_capacity(pages.len());
+        let mut in_flight = None;
+        for page in pages {
+            let (previous, batch) = self.ingest_batch_after(in_flight.take(), page).await;
+            outcomes.extend(previous);
+            in_flight = Some(batch);
+        }
+        if let Some(batch) = in_flight {
+            outcomes.push(self.finish_batch(batch).await);
+        }
+        outcomes
+    }
+
     /// [`Node::ingest_many`] for a batch that follows `previous`, whose last step is still
     /// verifying: this batch's first step is checked and starts verifying before that last
     /// step is applied, so the cores do not idle between batches (catch-up pages). Returns
@@ -147,11 +165,8 @@ impl Node {
                 self.apply_step(verifying, offset, now, &mut batch.reasons)
                     .await;
             }
-            if previous
-                .as_ref()
-                .is_some_and(|p| p.last_kind() != Some(kind))
-                && let Some(p) = previous.take()
-            {
+            // A step of another kind may depend on the previous batch's last step.
+            if let Some(p) = previous.take_if(|p| p.last_kind() != Some(kind)) {
                 previous_outcomes = Some(self.finish_batch(p).await);
             }
             let step = self.check_step(&items[start..end], start, now, &mut batch.reasons);

@@ -234,13 +234,14 @@ async fn attestations_from_this_nodes_future_are_kept_but_not_carried_until_thei
 }
 
 /// A catch-up page ingested as one batch (`Node::ingest_many`, which verifies on every core
-/// and pipelines its steps) gives every message the outcome it gets ingested one by one, and
-/// the same tally: a proposal and the signals on it in one page, more signals than one step
-/// holds, a signer's second signal superseding its first, a duplicate, a signal whose
-/// signature does not verify and one on a proposal nobody holds. (One reason may differ, not
-/// the verdict: see `superseded_copy`.)
+/// and pipelines its steps), or cut into pages pipelined one after the other
+/// (`Node::ingest_pages`, as catch-up ingests them), gives every message the outcome it gets
+/// ingested one by one, and the same tally: a proposal and the signals on it in one page,
+/// more signals than one step holds, a signer's second signal superseding its first, a
+/// duplicate, a signal whose signature does not verify and one on a proposal nobody holds.
+/// (One reason may differ, not the verdict: see `superseded_copy`.)
 #[tokio::test]
-async fn a_page_ingested_at_once_matches_one_by_one() {
+async fn a_page_ingested_at_once_or_in_pages_matches_one_by_one() {
     let spec = NetworkSpec::regtest_peer_attested();
     let t = 3_000_000;
     let p = common::proposal(&spec, "batch", t - 10, 100);
@@ -324,6 +325,31 @@ async fn a_page_ingested_at_once_matches_one_by_one() {
     );
     assert_eq!(ta, tb);
     assert_eq!(tb.choices.r#override.nodes, 1);
+
+    // Cut so that signals follow their proposal's page, a page ends inside a step, the
+    // duplicate and the superseding signal's copies sit a page away from their originals, and
+    // a presence is a page of its own.
+    assert_eq!((superseded_copy, items.len()), (607, 611));
+    let cuts = [0, 1, 3, 300, 606, 608, 610, batch.len()];
+    let pages: Vec<&[(MessageKind, &[u8])]> = cuts.windows(2).map(|w| &batch[w[0]..w[1]]).collect();
+    let dc = tempfile::tempdir().unwrap();
+    let in_pages = node(dc.path(), SecretKey::from_seed("c"), t);
+    let per_page = in_pages.ingest_pages(&pages).await;
+    assert_eq!(
+        per_page.iter().map(Vec::len).collect::<Vec<_>>(),
+        pages.iter().map(|p| p.len()).collect::<Vec<_>>()
+    );
+    let got: Vec<_> = per_page.into_iter().flatten().collect();
+    assert_eq!(got[superseded_copy].verdict, Verdict::Ignore);
+    let differing: Vec<_> = (0..items.len())
+        .filter(|&i| i != superseded_copy && got[i] != expected[i])
+        .map(|i| (i, items[i].0, got[i], expected[i]))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "(index, kind, in pages, one by one): {differing:?}"
+    );
+    assert_eq!(tally(&in_pages, &id.to_hex()).await, ta);
 }
 
 /// A signal carries the attestations of the signer's last presence, which the peers that
