@@ -51,6 +51,15 @@ fn assert_complete(phase: &Value) {
         phase["tally_converged_ms"].is_number(),
         "{name}: tallies did not agree: {phase}"
     );
+    // Tallies equal in full count the same signers, so they agree on the signals no later,
+    // and the denominators they agreed on are one number.
+    let choices = phase["choices_converged_ms"].as_f64();
+    assert!(
+        choices.is_some_and(|c| c <= phase["tally_converged_ms"].as_f64().unwrap()),
+        "{name}: choices agreed after the full tallies: {phase}"
+    );
+    let population = &phase["tally_total_nodes_range"];
+    assert_eq!(population[0], population[1], "{name}: {population}");
 }
 
 #[test]

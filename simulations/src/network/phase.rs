@@ -74,6 +74,8 @@ pub(super) async fn run_phase(
         signals: Vec::new(),
         last_cast: None,
         converged: None,
+        choices_converged: None,
+        total_nodes_range: None,
     }));
     let stop_watcher = Arc::new(AtomicBool::new(false));
     let watcher_thread = {
@@ -248,6 +250,8 @@ pub(super) async fn run_phase(
         measured_nodes: targets.len(),
         reach: reach_rows(&per_signal),
         tally_converged_ms: w.converged.map(ms),
+        choices_converged_ms: w.choices_converged.map(ms),
+        tally_total_nodes_range: w.total_nodes_range,
         gossip_received_per_node_per_signal: per(sum.signal_msgs_received_all),
         gossip_duplicates_per_node_per_signal: per(
             sum.signal_msgs_received_all - sum.signal_msgs_received_first

@@ -63,6 +63,16 @@ pub struct PhaseReport {
     /// proposal was the same (and included every signal); `None` if not within the settle
     /// timeout.
     pub tally_converged_ms: Option<f64>,
+    /// Milliseconds from the last signal's cast until every running honest node counted the
+    /// same signers for the same choices with the same weights (the tallies' `choices`,
+    /// `signers`, `uncounted_signers` and `excluded_signers`), whatever its denominator; at
+    /// or before `tally_converged_ms`. When only this one is reached, the nodes agree on the
+    /// signals and differ in the qualified population they count.
+    pub choices_converged_ms: Option<f64>,
+    /// The smallest and largest denominator (`total_nodes`) among the honest nodes' tallies at
+    /// the watcher's last comparison; `None` if the tallies were never compared (some signal
+    /// never reached every node).
+    pub tally_total_nodes_range: Option<(u64, u64)>,
     /// Per honest node and per signal cast: gossip messages received on the signals topic
     /// (duplicates included; in the spam phase spam included).
     pub gossip_received_per_node_per_signal: f64,
@@ -298,7 +308,7 @@ pub fn table(r: &Report) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>9}",
+        "{:<9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>11} {:>9}",
         "phase",
         "recv/n/s",
         "dup/n/s",
@@ -306,13 +316,15 @@ pub fn table(r: &Report) -> String {
         "B in/n/s",
         "B out/n/s",
         "all B/n/sec",
+        "choices ms",
         "tally ms",
+        "population",
         "rejected"
     );
     for p in &r.phases {
         let _ = writeln!(
             s,
-            "{:<9} {:>10.2} {:>10.2} {:>10.3} {:>10.0} {:>10.0} {:>12.0} {:>10} {:>9.0}",
+            "{:<9} {:>10.2} {:>10.2} {:>10.3} {:>10.0} {:>10.0} {:>12.0} {:>10} {:>10} {:>11} {:>9.0}",
             p.name,
             p.gossip_received_per_node_per_signal,
             p.gossip_duplicates_per_node_per_signal,
@@ -320,7 +332,10 @@ pub fn table(r: &Report) -> String {
             p.gossip_bytes_received_per_node_per_signal,
             p.gossip_bytes_sent_per_node_per_signal,
             p.transport_bytes_per_node_per_sec,
+            opt(p.choices_converged_ms),
             opt(p.tally_converged_ms),
+            p.tally_total_nodes_range
+                .map_or_else(|| "-".into(), |(lo, hi)| format!("{lo}..{hi}")),
             p.signals_rejected
         );
     }

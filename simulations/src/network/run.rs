@@ -13,7 +13,7 @@ use commons_signaling::{BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, 
 use super::args::{NetworkArgs, check};
 use super::cluster::{self, ClusterNode, Role, node_ip};
 use super::phase::{run_phase, unix_now};
-use super::report::{NodeRow, Report};
+use super::report::{NodeRow, PhaseReport, Report};
 use super::shared_verify::SharedVerification;
 use super::topology;
 use crate::error::SimError;
@@ -298,10 +298,7 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         log.line(&format!(
             "phase {name} done in {:.1} s; tallies {}",
             phase.duration_secs,
-            match phase.tally_converged_ms {
-                Some(t) => format!("agreed {t:.0} ms after the last signal"),
-                None => "did not agree".into(),
-            }
+            tally_outcome(&phase)
         ));
         phases.push(phase);
     }
@@ -379,4 +376,20 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// How a phase's tallies ended, for the log: agreed, agreed on the signals only (and the
+/// denominators they differed in), or not at all.
+fn tally_outcome(phase: &PhaseReport) -> String {
+    match (phase.tally_converged_ms, phase.choices_converged_ms) {
+        (Some(t), _) => format!("agreed {t:.0} ms after the last signal"),
+        (None, Some(c)) => format!(
+            "counted the same signals {c:.0} ms after the last one but never agreed in full: \
+             their qualified populations differed ({})",
+            phase
+                .tally_total_nodes_range
+                .map_or_else(|| "-".into(), |(lo, hi)| format!("{lo}..{hi} nodes"))
+        ),
+        (None, None) => "did not agree".into(),
+    }
 }

@@ -17,6 +17,20 @@ fn comparable(mut tally: Tally) -> Tally {
     tally
 }
 
+/// Whether two tallies count the same signers for the same choices with the same weights,
+/// whatever their denominators.
+fn same_counted_signers(a: Option<&Tally>, b: Option<&Tally>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            a.choices == b.choices
+                && a.signers == b.signers
+                && a.uncounted_signers == b.uncounted_signers
+                && a.excluded_signers == b.excluded_signers
+        }
+        _ => false,
+    }
+}
+
 /// One tracked signal.
 pub(super) struct Tracked {
     /// Its signer.
@@ -41,6 +55,14 @@ pub(super) struct Watch {
     pub(super) last_cast: Option<Instant>,
     /// How long after the last cast every tally was the same, once it was.
     pub(super) converged: Option<Duration>,
+    /// How long after the last cast every node counted the same signers for the same choices
+    /// with the same weights, once it did. This can come before `converged`: nodes whose
+    /// qualified populations differ (the denominator) still agree on who signalled what.
+    pub(super) choices_converged: Option<Duration>,
+    /// The smallest and largest denominator (`total_nodes`) among the tallies at the last
+    /// look, while the tallies were being compared: when they never agree, this says whether
+    /// the populations differed.
+    pub(super) total_nodes_range: Option<(u64, u64)>,
 }
 
 impl Watch {
@@ -63,7 +85,7 @@ pub(super) fn watcher(
     poll: Duration,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let (proposal, pending, last_cast, converged) = {
+        let (proposal, pending, last_cast, converged, choices_converged) = {
             let w = watch.lock().expect("watch lock");
             let pending: Vec<(usize, PublicKey, u64, Instant)> = w
                 .signals
@@ -72,10 +94,18 @@ pub(super) fn watcher(
                 .filter(|(_, s)| targets.iter().any(|&n| s.reached[n].is_none()))
                 .map(|(i, s)| (i, s.signer, s.sequence, s.cast_at))
                 .collect();
-            (w.proposal, pending, w.last_cast, w.converged)
+            (
+                w.proposal,
+                pending,
+                w.last_cast,
+                w.converged,
+                w.choices_converged,
+            )
         };
         let mut found: Vec<(usize, usize, Duration)> = Vec::new();
-        let check_tally = last_cast.is_some() && converged.is_none() && pending.is_empty();
+        let check_tally = last_cast.is_some()
+            && (converged.is_none() || choices_converged.is_none())
+            && pending.is_empty();
         let mut tallies: Vec<Option<Tally>> = Vec::new();
         for &n in &targets {
             let Some(node) = nodes[n].node() else {
@@ -103,10 +133,22 @@ pub(super) fn watcher(
             }
             if check_tally
                 && !tallies.is_empty()
-                && tallies.iter().all(|t| t.is_some() && *t == tallies[0])
                 && let Some(last) = w.last_cast
             {
-                w.converged = Some(last.elapsed());
+                let all_present = tallies.iter().all(Option::is_some);
+                let same_choices = all_present
+                    && tallies
+                        .iter()
+                        .all(|t| same_counted_signers(t.as_ref(), tallies[0].as_ref()));
+                if same_choices && w.choices_converged.is_none() {
+                    w.choices_converged = Some(last.elapsed());
+                }
+                if all_present && tallies.iter().all(|t| *t == tallies[0]) && w.converged.is_none()
+                {
+                    w.converged = Some(last.elapsed());
+                }
+                let totals = tallies.iter().flatten().map(|t| t.total_nodes);
+                w.total_nodes_range = totals.clone().min().zip(totals.max());
             }
         }
         std::thread::sleep(poll);
