@@ -85,6 +85,12 @@ fn eight_nodes_every_signal_reaches_every_node_and_tallies_agree() {
         serde_json::json!([8, 8]),
         "{summary}"
     );
+    // Every daemon counts every node, so none is listed as leaving one out.
+    assert_eq!(
+        summary["warmup_uncounted"],
+        serde_json::json!([]),
+        "{summary}"
+    );
     let phases = summary["phases"].as_array().unwrap();
     assert_eq!(phases.len(), 1, "no spam phase without spammers");
     assert_complete(&phases[0]);

@@ -158,6 +158,9 @@ pub struct Report {
     pub expected_qualified: u64,
     /// The smallest and largest qualified population the daemons counted after warm-up.
     pub qualified_range: (u64, u64),
+    /// At the end of the warm-up, every daemon that did not count a node it should have,
+    /// with what it held about each such node; empty when the warm-up completed.
+    pub warmup_uncounted: Vec<UncountedRow>,
     /// The phases.
     pub phases: Vec<PhaseReport>,
     /// Wall-clock seconds of the whole run.
@@ -167,6 +170,29 @@ pub struct Report {
     /// With `--shared-verification`: what the daemons' shared signature cache did over the
     /// run (`null` without it: every daemon verified every signature itself).
     pub shared_verification: Option<SharedVerificationCounts>,
+}
+
+/// A daemon that, at the end of the warm-up, did not count some of the nodes it should have.
+#[derive(Debug, Clone, Serialize)]
+pub struct UncountedRow {
+    /// The daemon.
+    pub node: usize,
+    /// The nodes it left out.
+    pub missing: Vec<UncountedNode>,
+}
+
+/// What a daemon held about a node it did not count.
+#[derive(Debug, Clone, Serialize)]
+pub struct UncountedNode {
+    /// The node left out.
+    pub node: usize,
+    /// Its uptime in epochs as this daemon saw it (0: no quorum of attesting netgroups).
+    pub uptime_epochs: u32,
+    /// How many distinct netgroups of attesters vouched for it there.
+    pub attester_netgroups: u32,
+    /// Whether the daemon counted it as qualified (true here means another node counted for
+    /// its address).
+    pub qualified: bool,
 }
 
 /// The p-th percentile (nearest rank) of sorted values.

@@ -8,12 +8,14 @@ use std::time::{Duration, Instant};
 
 use commons_p2p::{Multiaddr, TopicKind};
 use commons_signaling::spec::regtest_maintainer_key;
-use commons_signaling::{BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody};
+use commons_signaling::{
+    BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody, PublicKey,
+};
 
 use super::args::{NetworkArgs, check};
 use super::cluster::{self, ClusterNode, Role, node_ip};
 use super::phase::{run_phase, unix_now};
-use super::report::{NodeRow, PhaseReport, Report};
+use super::report::{NodeRow, PhaseReport, Report, UncountedNode, UncountedRow};
 use super::shared_verify::SharedVerification;
 use super::topology;
 use crate::error::SimError;
@@ -234,7 +236,8 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         .map_err(|e| SimError::Runtime(format!("proposal refused: {e:?}")))?;
 
     log.line("warming up: every daemon must count every daemon as qualified");
-    let expected = qualifiable(&spec, &nodes, &neighbours, &daemons);
+    let qualifiable_nodes = qualifiable(&spec, &nodes, &neighbours, &daemons);
+    let expected = qualifiable_nodes.len() as u64;
     let warm_start = Instant::now();
     let warm_deadline = warm_start + Duration::from_secs(args.warmup_timeout);
     let mut last_report = Instant::now();
@@ -269,6 +272,21 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         "warm after {warmup_secs:.1} s: qualified counts {}..{} of {expected}",
         qualified_range.0, qualified_range.1
     ));
+    let warmup_uncounted = uncounted(&nodes, &daemons, &qualifiable_nodes);
+    if !warmup_uncounted.is_empty() {
+        let missing: usize = warmup_uncounted.iter().map(|u| u.missing.len()).sum();
+        let mut nodes_missed: BTreeSet<usize> = BTreeSet::new();
+        for u in &warmup_uncounted {
+            nodes_missed.extend(u.missing.iter().map(|m| m.node));
+        }
+        log.line(&format!(
+            "  {} daemons do not count {missing} node(s) they should ({} distinct: {}); \
+             summary.json's warmup_uncounted says what each held about them",
+            warmup_uncounted.len(),
+            nodes_missed.len(),
+            abbreviated(&nodes_missed)
+        ));
+    }
 
     let mut phases = Vec::new();
     let phase_names: &[&str] = if spammers > 0 {
@@ -331,6 +349,7 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         warmup_secs,
         expected_qualified: expected,
         qualified_range,
+        warmup_uncounted,
         phases,
         runtime_secs: started.elapsed().as_secs_f64(),
         peak_rss_mib: peak_rss_mib(),
@@ -348,7 +367,7 @@ fn qualifiable(
     nodes: &[ClusterNode],
     neighbours: &[Vec<usize>],
     daemons: &[usize],
-) -> u64 {
+) -> Vec<usize> {
     let policy = commons_aggregator::Policy::from_spec(spec);
     let quorum = spec.attestation_quorum.max(1) as usize;
     daemons
@@ -361,7 +380,53 @@ fn qualifiable(
                 .collect();
             groups.len() >= quorum
         })
-        .count() as u64
+        .copied()
+        .collect()
+}
+
+/// Per running daemon that does not count every node of `qualifiable`: the ones it leaves
+/// out and what its aggregator holds about each, so that a warm-up that never completes says
+/// whether attestations were missing (too few netgroups) or late (too little uptime).
+fn uncounted(nodes: &[ClusterNode], daemons: &[usize], qualifiable: &[usize]) -> Vec<UncountedRow> {
+    let keys: Vec<(usize, PublicKey)> = qualifiable
+        .iter()
+        .filter_map(|&j| nodes[j].node().map(|n| (j, n.public_key())))
+        .collect();
+    let mut rows = Vec::new();
+    for &i in daemons {
+        let Some(node) = nodes[i].node() else {
+            continue;
+        };
+        let missing: Vec<UncountedNode> = node.with_aggregator(|agg| {
+            let counted: BTreeSet<std::net::IpAddr> =
+                agg.counted_nodes().into_iter().map(|(_, ip)| ip).collect();
+            keys.iter()
+                .filter(|(j, _)| !counted.contains(&std::net::IpAddr::V4(nodes[*j].ip)))
+                .map(|(j, key)| {
+                    let status = agg.uptime(key);
+                    UncountedNode {
+                        node: *j,
+                        uptime_epochs: status.as_ref().map_or(0, |s| s.uptime_epochs),
+                        attester_netgroups: status.as_ref().map_or(0, |s| s.attester_netgroups),
+                        qualified: status.is_some_and(|s| s.qualified),
+                    }
+                })
+                .collect()
+        });
+        if !missing.is_empty() {
+            rows.push(UncountedRow { node: i, missing });
+        }
+    }
+    rows
+}
+
+/// Up to ten numbers, then how many more.
+fn abbreviated(values: &BTreeSet<usize>) -> String {
+    let shown: Vec<String> = values.iter().take(10).map(usize::to_string).collect();
+    match values.len().saturating_sub(10) {
+        0 => shown.join(", "),
+        more => format!("{}, and {more} more", shown.join(", ")),
+    }
 }
 
 async fn stop_all(nodes: &Arc<Vec<ClusterNode>>, signal_topic: &str) {
