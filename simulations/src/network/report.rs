@@ -373,8 +373,26 @@ pub fn table(r: &Report) -> String {
                 p.name, p.spam_published, p.churn_stops
             );
         }
+        if let Some(line) = ingest_behind(&p.name, &p.counters) {
+            let _ = writeln!(s, "{line}");
+        }
     }
     s
+}
+
+/// A line for a phase whose honest daemons fell behind their gossip: verdicts given after
+/// gossipsub's validation window (accepted messages it then never forwarded) or events the
+/// networking layer shed. Either means the run measured an overloaded machine, not the
+/// protocol, which the reach times alone do not say. `None` when neither happened.
+fn ingest_behind(phase: &str, honest: &Counters) -> Option<String> {
+    if honest.late_verdicts == 0.0 && honest.events_dropped == 0.0 {
+        return None;
+    }
+    Some(format!(
+        "{phase}: the daemons fell behind their gossip: {:.0} verdicts came after gossipsub's \
+         validation window (those messages were not forwarded), {:.0} events shed",
+        honest.late_verdicts, honest.events_dropped
+    ))
 }
 
 /// Writes `summary.json` and `signals.csv` into `dir`.
@@ -410,4 +428,34 @@ pub(super) fn write_outputs(dir: &std::path::Path, r: &Report) -> Result<(), Sim
     }
     std::fs::write(dir.join("signals.csv"), csv).map_err(|e| fail("signals.csv", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phase_whose_daemons_kept_up_gets_no_backlog_line() {
+        assert_eq!(ingest_behind("baseline", &Counters::default()), None);
+    }
+
+    #[test]
+    fn late_verdicts_and_shed_events_are_reported() {
+        let late = Counters {
+            late_verdicts: 178_811.0,
+            ..Counters::default()
+        };
+        let line = ingest_behind("spam", &late).expect("late verdicts are reported");
+        assert!(line.starts_with("spam: "), "{line}");
+        assert!(line.contains("178811 verdicts came after"), "{line}");
+        let shed = Counters {
+            events_dropped: 3.0,
+            ..Counters::default()
+        };
+        let line = ingest_behind("baseline", &shed).expect("shed events are reported");
+        assert!(
+            line.contains("0 verdicts") && line.contains("3 events shed"),
+            "{line}"
+        );
+    }
 }
