@@ -723,17 +723,44 @@ impl Aggregator {
         all
     }
 
-    /// The attestations among `attestations` that would change something, and so need their
-    /// signatures verified before they are applied; known, superseded, expired and
-    /// self-attestations are left out.
+    /// The carried attestations among `attestations` that would change something, and so
+    /// need their signatures verified before they are applied; known, superseded, expired,
+    /// weightless (see [`Aggregator::weighs`]) and self-attestations are left out.
     pub fn unverified_attestations<'a>(
         &self,
         attestations: &'a [UptimeAttestation],
     ) -> Vec<&'a UptimeAttestation> {
         attestations
             .iter()
-            .filter(|a| self.population.classify(a) == AttestationOutcome::New)
+            .filter(|a| self.weighs(a) && self.is_new_attestation(a))
             .collect()
+    }
+
+    /// Whether [`Aggregator::add_attestation`] would store `attestation`: it is not held
+    /// already, superseded, expired or a self-attestation. Unlike
+    /// [`Aggregator::unverified_attestations`] this takes a weightless one too: a node holds
+    /// the attestations about itself that it carries, whoever made them.
+    pub fn is_new_attestation(&self, attestation: &UptimeAttestation) -> bool {
+        self.population.classify(attestation) == AttestationOutcome::New
+    }
+
+    /// Whether the qualification rule reads `attestation` at all. Under the measurer rule
+    /// only a measurer's attestation qualifies or places anyone: a measurer of the spec in
+    /// force, or of a staged version (so that its attestations are held when the version
+    /// comes into force). Every other attestation a presence or signal carries would cost a
+    /// signature check and a record on every node for nothing (at mainnet's 9 measurers and
+    /// 16 peers, 16 of the 25 a presence carries), so carried ones are neither checked nor
+    /// held. Under rule v1 and the tickets rule every attestation weighs.
+    pub fn weighs(&self, attestation: &UptimeAttestation) -> bool {
+        let Qualification::Measurers(rule) = self.qualification() else {
+            return true;
+        };
+        let attester = &attestation.body.attester;
+        rule.measurers.contains(attester)
+            || self
+                .staged
+                .iter()
+                .any(|spec| spec.measurers.iter().any(|m| m.key == *attester))
     }
 
     /// Absorbs an attestation whose signature the caller verified.
@@ -772,7 +799,8 @@ impl Aggregator {
     }
 
     /// Absorbs a verified attestation that `carrier` announced (in a presence or a signal):
-    /// only attestations about the carrier itself are taken.
+    /// only attestations about the carrier itself are taken, and only those that weigh
+    /// ([`Aggregator::weighs`]).
     pub fn add_carried_attestation(
         &mut self,
         carrier: &PublicKey,
@@ -780,6 +808,9 @@ impl Aggregator {
     ) -> AttestationOutcome {
         if attestation.body.subject != *carrier {
             return AttestationOutcome::NotCarriedBySubject;
+        }
+        if !self.weighs(&attestation) {
+            return AttestationOutcome::Weightless;
         }
         self.add_attestation(attestation)
     }

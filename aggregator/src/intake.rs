@@ -739,10 +739,8 @@ impl Intake {
         if attestation.body.epoch > self.max_epoch(now) {
             return Err(Reason::TooEarly);
         }
-        if self
-            .unverified(std::slice::from_ref(&attestation))
-            .is_empty()
-        {
+        // Weightless or not: this node carries it (docs/PROTOCOL.md, "Measurers").
+        if !self.aggregator.is_new_attestation(&attestation) {
             // Held, superseded, expired or a self-attestation: nothing it could change.
             return Err(Reason::Duplicate);
         }
@@ -909,13 +907,12 @@ impl Intake {
     }
 
     fn apply_attestation(&mut self, attestation: UptimeAttestation) -> Applied {
-        let Some(me) = self.me else {
+        if self.me != Some(attestation.body.subject) {
             return Applied::refused(Reason::NotCarriedBySubject);
-        };
-        match self
-            .aggregator
-            .add_carried_attestation(&me, attestation.clone())
-        {
+        }
+        // Held even when it weighs nothing: the store's attestations about this node are
+        // what its presences carry.
+        match self.aggregator.add_attestation(attestation.clone()) {
             AttestationOutcome::New => Applied::new(vec![Record::Attestation(attestation)]),
             _ => Applied::refused(Reason::Duplicate),
         }

@@ -40,6 +40,11 @@ pub enum AttestationOutcome {
     /// carries attestations about itself; otherwise any key could announce attestations that
     /// move an honest node to an address of the announcer's choosing.
     NotCarriedBySubject,
+    /// Carried by its subject, but from a key the qualification rule in force does not
+    /// read: under the measurer rule, an attester that is no measurer (of the spec in force
+    /// or of a staged version). It could change no standing, so it is neither verified nor
+    /// held; it stays inside the presence or signal that carried it, for audits.
+    Weightless,
 }
 
 /// What the aggregator knows about one node's uptime at the current epoch.

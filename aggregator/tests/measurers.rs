@@ -5,10 +5,13 @@
 mod common;
 
 use common::{attestation, key, policy, presence, proposal, signal_with};
-use commons_aggregator::{Aggregator, AttestationOutcome, Qualification, WEIGHT_SCALE};
+use commons_aggregator::{
+    Aggregator, AttestationOutcome, Checked, Intake, Qualification, Reason, Record, WEIGHT_SCALE,
+};
 use commons_signaling::spec::MeasurerSpec;
 use commons_signaling::{
-    Choice, Hash32, NetworkSpec, PublicKey, QualificationRule, SecretKey, UptimeAttestation,
+    Choice, Hash32, MessageKind, NetworkSpec, Presence, PublicKey, QualificationRule, SecretKey,
+    UptimeAttestation,
 };
 use commons_test_util::shuffle;
 use proptest::prelude::*;
@@ -162,7 +165,7 @@ fn fewer_than_qm_measurers_qualify_nobody() {
 }
 
 #[test]
-fn peer_attestations_are_held_but_qualify_and_place_nobody() {
+fn peer_attestations_weigh_nothing_and_are_not_held() {
     // Under rule v1 this world qualifies the subject: five placed peers in five netgroups.
     let build = |qualification: Qualification| {
         let spec = spec();
@@ -200,13 +203,154 @@ fn peer_attestations_are_held_but_qualify_and_place_nobody() {
         if recomputed {
             measured.set_epoch(EPOCH);
         }
-        let status = measured.uptime(&subject.public_key()).unwrap();
-        assert_eq!(status.ip, None);
-        assert!(!status.qualified);
+        // Nothing about the subject is held, so the aggregator does not even know it.
+        assert_eq!(measured.uptime(&subject.public_key()), None);
         assert_eq!(measured.population(), (0, 0));
     }
-    // Held for audits and for the tickets rule.
-    assert_eq!(measured.attestations().count(), 10);
+    // Rule v1 held all ten; the measurer rule holds none (they stay in the presences).
+    assert_eq!(v1.attestations().count(), 10);
+    assert_eq!(measured.attestations().count(), 0);
+}
+
+/// `subject`'s presence at EPOCH carrying two measurers' attestations and a peer's whose
+/// signature is forged, with the three attestations.
+fn presence_with_forged_peer(
+    net: &Hash32,
+    subject: &SecretKey,
+) -> (Presence, Vec<UptimeAttestation>, UptimeAttestation) {
+    let ip = "192.0.2.10";
+    let measured: Vec<UptimeAttestation> = (0..2)
+        .map(|m| attestation(net, &measurer(m), subject.public_key(), ip, EPOCH, 10))
+        .collect();
+    let mut forged = attestation(net, &key("peer"), subject.public_key(), ip, EPOCH, 10);
+    forged.signature.0[0] ^= 1;
+    let mut carried = measured.clone();
+    carried.push(forged.clone());
+    (presence(net, subject, EPOCH, carried), measured, forged)
+}
+
+/// Unix time in the middle of EPOCH.
+fn in_epoch(spec: &NetworkSpec) -> u64 {
+    EPOCH * spec.epoch_secs + spec.epoch_secs / 2
+}
+
+#[test]
+fn the_intake_checks_and_persists_only_the_measurer_attestations_a_presence_carries() {
+    let spec = spec();
+    let now = in_epoch(&spec);
+    let net = spec.network_id();
+    let mut intake = Intake::new(spec.clone(), EPOCH, Some(key("me").public_key()));
+    let subject = key("subject");
+    let (p, measured, forged) = presence_with_forged_peer(&net, &subject);
+    let Checked::Verify(pending) = intake.check(MessageKind::Presence, &p.encode(), now) else {
+        panic!("a new presence needs verifying");
+    };
+    assert_eq!(pending.attestations(), &measured[..]);
+    let applied = intake.apply(pending.verify(&spec, now), now);
+    assert_eq!(applied.reason, Reason::New);
+    // The presence is kept whole (the forged peer attestation inside it, for audits); only
+    // the measurers' are kept on their own.
+    let [
+        Record::Presence(kept),
+        Record::Attestation(a0),
+        Record::Attestation(a1),
+    ] = &applied.persist[..]
+    else {
+        panic!("unexpected records: {:?}", applied.persist);
+    };
+    assert!(kept.body.attestations.contains(&forged));
+    assert_eq!(vec![a0.clone(), a1.clone()], measured);
+    let held: Vec<UptimeAttestation> = intake.aggregator().attestations().collect();
+    assert_eq!(held.len(), 2);
+    assert!(!held.contains(&forged));
+    assert_eq!(
+        intake
+            .aggregator_mut()
+            .add_carried_attestation(&subject.public_key(), forged),
+        AttestationOutcome::Weightless
+    );
+    // Two measurers agree, quorum three: known, measured, not qualified.
+    let status = intake.aggregator().uptime(&subject.public_key()).unwrap();
+    assert_eq!(status.attester_netgroups, 2);
+}
+
+#[test]
+fn under_rule_v1_the_same_forged_peer_attestation_refuses_the_presence() {
+    let spec = NetworkSpec {
+        qualification: QualificationRule::PeerAttestations,
+        ..spec()
+    };
+    let now = in_epoch(&spec);
+    let mut intake = Intake::new(spec.clone(), EPOCH, Some(key("me").public_key()));
+    let (p, _, forged) = presence_with_forged_peer(&spec.network_id(), &key("subject"));
+    let Checked::Verify(pending) = intake.check(MessageKind::Presence, &p.encode(), now) else {
+        panic!("a new presence needs verifying");
+    };
+    assert!(pending.attestations().contains(&forged));
+    assert_eq!(
+        intake.apply(pending.verify(&spec, now), now).reason,
+        Reason::BadSignature
+    );
+}
+
+#[test]
+fn a_peer_attestation_about_the_node_itself_is_checked_and_held_for_its_presences() {
+    let spec = spec();
+    let now = in_epoch(&spec);
+    let net = spec.network_id();
+    let me = key("me");
+    let mut intake = Intake::new(spec.clone(), EPOCH, Some(me.public_key()));
+    let about_me = attestation(&net, &key("peer"), me.public_key(), "192.0.2.11", EPOCH, 4);
+    let applied = intake.ingest(MessageKind::Attestation, &about_me.encode(), now);
+    assert_eq!(applied.reason, Reason::New);
+    assert!(matches!(&applied.persist[..], [Record::Attestation(a)] if *a == about_me));
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Attestation, &about_me.encode(), now)
+            .reason,
+        Reason::Duplicate
+    );
+    let mut forged = about_me.clone();
+    forged.body.seen_epochs = 5;
+    assert_eq!(
+        intake
+            .ingest(MessageKind::Attestation, &forged.encode(), now)
+            .reason,
+        Reason::BadSignature
+    );
+}
+
+#[test]
+fn a_staged_versions_measurer_weighs_before_it_comes_into_force() {
+    let spec = spec();
+    let (agg, _) = aggregator(EPOCH);
+    let newcomer = key("next measurer");
+    let about = attestation(
+        agg.network_id(),
+        &newcomer,
+        key("s").public_key(),
+        "192.0.2.12",
+        EPOCH,
+        3,
+    );
+    assert!(!agg.weighs(&about));
+    let mut next = spec.successor_draft();
+    next.measurers.push(MeasurerSpec {
+        key: newcomer.public_key(),
+        addresses: vec![],
+    });
+    next.validate("test").unwrap();
+    let mut agg = agg;
+    agg.stage_successors(vec![next]).unwrap();
+    assert!(agg.weighs(&about));
+    assert!(agg.weighs(&measure(
+        &agg,
+        0,
+        key("s").public_key(),
+        "192.0.2.12",
+        EPOCH,
+        3
+    )));
 }
 
 #[test]
