@@ -30,6 +30,8 @@ pub mod store;
 pub mod sync;
 pub mod topics;
 
+pub use epoch::AUDIT_PEER_ATTESTATIONS;
+
 /// Resolves once `shutdown` holds true (or its sender is gone). The guard of
 /// `watch::Receiver::wait_for` is not `Send`, which would keep the servers' futures from
 /// being spawned; this borrows only between awaits.

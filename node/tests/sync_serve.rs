@@ -405,3 +405,60 @@ async fn signals_carry_the_last_presences_attestations_and_new_attesters_only() 
     assert_eq!(carried.len(), 2);
     assert!(carried.contains(&refreshed) && carried.contains(&newcomer));
 }
+
+#[tokio::test]
+async fn under_the_measurer_rule_a_presence_carries_every_measurer_and_four_peers() {
+    let spec = NetworkSpec::regtest();
+    assert_eq!(
+        spec.qualification,
+        commons_signaling::QualificationRule::Measurers
+    );
+    let t = 3_000_000;
+    let epoch = spec.epoch_at(t);
+    let dir = tempfile::tempdir().unwrap();
+    let me = SecretKey::from_seed("me");
+    let store = Arc::new(Store::open(&dir.path().join("db")).unwrap());
+    let n = Node::new(spec.clone(), me.clone(), store, None, Arc::new(move || t)).unwrap();
+    let ip = "127.0.0.5".parse().unwrap();
+    let measurers: Vec<SecretKey> = (0..3)
+        .map(|i| SecretKey::from_seed(&format!("commons-signal regtest measurer {i}")))
+        .collect();
+    assert!(
+        measurers
+            .iter()
+            .all(|m| spec.measurers.iter().any(|s| s.key == m.public_key()))
+    );
+    let peers: Vec<SecretKey> = (0..6)
+        .map(|i| SecretKey::from_seed(&format!("peer {i}")))
+        .collect();
+    // Peers first, so that arrival order cannot be what puts the measurers first.
+    for attester in peers.iter().chain(&measurers) {
+        let a = common::attestation(&spec, attester, &me, ip, epoch, 1);
+        let request = SyncRequest::Deliver {
+            attestations: BoundedVec::new(vec![BoundedBytes::new(a.encode()).unwrap()]).unwrap(),
+        };
+        let (bytes, bad) = n
+            .serve_sync(Some(attester.public_key()), &request.encode())
+            .await;
+        assert!(!bad);
+        // A peer's attestation weighs nothing under this rule, but this node carries it.
+        assert_eq!(
+            SyncResponse::decode(&bytes).unwrap(),
+            SyncResponse::Delivered { accepted: 1 }
+        );
+    }
+    let carried = n.make_presence(epoch).body.attestations.to_vec();
+    let attesters: Vec<_> = carried.iter().map(|a| a.body.attester).collect();
+    assert_eq!(carried.len(), 3 + commons_node::AUDIT_PEER_ATTESTATIONS);
+    for (i, m) in measurers.iter().enumerate() {
+        assert!(
+            attesters[..3].contains(&m.public_key()),
+            "measurer {i} is among the first three: {attesters:?}"
+        );
+    }
+    assert!(
+        attesters[3..]
+            .iter()
+            .all(|a| peers.iter().any(|p| p.public_key() == *a))
+    );
+}
