@@ -228,16 +228,15 @@ pub fn run_on(
         .map_err(|e| SimError::Runtime(format!("the aggregator refused the proposal: {e}")))?;
 
     let window = r.policy.uptime_window_epochs;
-    // Under the other rules a measurer's attestation weighs nothing: nobody attests a
-    // measurer, so rule v1 never places it and no ticket reaches it. Handing them over
-    // anyway would triple a million-node run's attestations (9 measurers beside 5 peers) for
-    // a byte-identical result.
+    // Under the measurer rule only measurers' attestations are taken, as the node takes them
+    // (`Aggregator::weighs`). Under the other rules a measurer's attestation weighs nothing:
+    // nobody attests a measurer, so rule v1 never places it and no ticket reaches it. Handing
+    // them over anyway would triple a million-node run's attestations (9 measurers beside 5
+    // peers) for a byte-identical result.
     // A handful of keys, checked for each of millions of attestations: their first eight
     // bytes, sorted, turn nearly every attester away without comparing a whole key.
-    let measurers: Vec<PublicKey> = match r.qualifying.rule {
-        QualificationRule::Measurers => Vec::new(),
-        _ => world.measurers.iter().map(|m| m.key).collect(),
-    };
+    let measurers: Vec<PublicKey> = world.measurers.iter().map(|m| m.key).collect();
+    let take_measurers = r.qualifying.rule == QualificationRule::Measurers;
     let key_prefix = |key: &PublicKey| u64::from_be_bytes(key.0[..8].try_into().expect("8 bytes"));
     let mut measurer_prefixes: Vec<u64> = measurers.iter().map(key_prefix).collect();
     measurer_prefixes.sort_unstable();
@@ -250,7 +249,7 @@ pub fn run_on(
             .binary_search(&key_prefix(attester))
             .is_ok()
             && measurers.contains(attester);
-        if !from_measurer && a.body.subject == carrier {
+        if from_measurer == take_measurers && a.body.subject == carrier {
             load.push(a);
             if load.len() == LOAD_BATCH {
                 agg.add_attestations(std::mem::replace(&mut load, Vec::with_capacity(LOAD_BATCH)));
