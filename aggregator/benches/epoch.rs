@@ -24,7 +24,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use commons_aggregator::{Aggregator, MeasurerPolicy, Policy, Qualification};
+use commons_aggregator::{Aggregator, AttestationOutcome, MeasurerPolicy, Policy, Qualification};
 use commons_signaling::{
     AttestationBody, Choice, NetworkSpec, PROTOCOL_VERSION, PublicKey, SecretKey, Signature,
     Signed, UptimeAttestation, WireIp,
@@ -33,6 +33,9 @@ use commons_signaling::{
 /// Peer attesters per node: one per connection a node keeps (`target_peers`, 16), which is
 /// what its presence carries under rule v1.
 const PEERS: u64 = 16;
+/// Peer attestations a node carries beside the measurers' under the measurer rule
+/// (`commons_node::AUDIT_PEER_ATTESTATIONS`; this crate cannot depend on the node).
+const AUDIT_PEERS: usize = 4;
 /// Mainnet's intended measurer set.
 const MEASURERS: u64 = 9;
 /// Seen epochs in every attestation: above mainnet's 90-epoch minimum.
@@ -126,7 +129,7 @@ fn resident_kib(field: &str) -> u64 {
 }
 
 /// One configuration, in this process: prints `load_ms boundary_ms next_ms add_us peak_kib
-/// attestations counted wall_1_thread_ms wall_2_threads_ms`, and checks that every node
+/// attestations counted wall_1_thread_ms wall_2_threads_ms held`, and checks that every node
 /// counts.
 fn one(nodes: u64, rule: &str) {
     let before = resident_kib("VmRSS:");
@@ -149,11 +152,15 @@ fn one(nodes: u64, rule: &str) {
     };
     let mut agg = Aggregator::with_qualification(spec, policy, qualification, 0);
 
+    // Carried by their subject, as presences bring them: under the measurer rule the
+    // peers' attestations weigh nothing and are not held (`Aggregator::weighs`).
     let start = Clock::now();
-    let mut attestations = 0u64;
+    let (mut attestations, mut held) = (0u64, 0u64);
     for i in 0..nodes {
         for a in about(i, nodes, &measurers, EPOCH) {
-            agg.add_attestation(a);
+            if agg.add_carried_attestation(&key(i), a) == AttestationOutcome::New {
+                held += 1;
+            }
             attestations += 1;
         }
     }
@@ -175,7 +182,7 @@ fn one(nodes: u64, rule: &str) {
     let mut added = 0u64;
     for i in 0..sample {
         for a in about(i, nodes, &measurers, EPOCH + 1) {
-            agg.add_attestation(a);
+            agg.add_carried_attestation(&key(i), a);
             added += 1;
         }
     }
@@ -191,7 +198,7 @@ fn one(nodes: u64, rule: &str) {
         *wall = start.elapsed().as_millis();
     }
     println!(
-        "{} {} {} {:.2} {} {} {} {} {}",
+        "{} {} {} {:.2} {} {} {} {} {} {}",
         load.as_millis(),
         boundary.as_millis(),
         next.as_millis(),
@@ -200,7 +207,8 @@ fn one(nodes: u64, rule: &str) {
         attestations,
         qualified,
         walls[0],
-        walls[1]
+        walls[1],
+        held
     );
     assert_eq!(
         qualified, nodes,
@@ -228,6 +236,14 @@ fn unit_costs() {
     let peers_only = &attested[..PEERS as usize];
     let presence_v1 = commons_test_util::presence(&net, &node, EPOCH, peers_only.to_vec());
     let presence_v2 = commons_test_util::presence(&net, &node, EPOCH, attested.clone());
+    // What a node sends under the measurer rule: every measurer's and 4 peers'
+    // (`commons_node::AUDIT_PEER_ATTESTATIONS`).
+    let sent_v2: Vec<UptimeAttestation> = attested[PEERS as usize..]
+        .iter()
+        .chain(&attested[..AUDIT_PEERS])
+        .cloned()
+        .collect();
+    let presence_v2_sent = commons_test_util::presence(&net, &node, EPOCH, sent_v2);
     let presence_bare = commons_test_util::presence(&net, &node, EPOCH, vec![]);
     let signal = commons_test_util::signal(
         &net,
@@ -252,6 +268,10 @@ fn unit_costs() {
     println!(
         "| presence, {MEASURERS} measurer + {PEERS} peer attestations | {} |",
         presence_v2.encode().len()
+    );
+    println!(
+        "| presence, {MEASURERS} measurer + {AUDIT_PEERS} peer attestations (sent under the measurer rule) | {} |",
+        presence_v2_sent.encode().len()
     );
     println!("| signal, 16 attestations | {} |", signal.encode().len());
 
@@ -332,9 +352,9 @@ fn main() {
     unit_costs();
     let exe = std::env::current_exe().expect("own executable");
     println!(
-        "| rule | nodes | attestations | load | boundary (first) | boundary (next) | add one attestation | aggregator peak memory | bytes per attestation | boundary wall, 1 thread | 2 threads |"
+        "| rule | nodes | attestations carried | held | load | boundary (first) | boundary (next) | add one carried attestation | aggregator peak memory | bytes per attestation held | boundary wall, 1 thread | 2 threads |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for rule in ["v1", "measurers"] {
         for &nodes in &sizes {
             let out = Command::new(&exe)
@@ -343,26 +363,29 @@ fn main() {
                 .expect("run one configuration");
             let text = String::from_utf8_lossy(&out.stdout);
             let f: Vec<&str> = text.split_whitespace().collect();
-            if f.len() != 9 {
+            if f.len() != 10 {
                 panic!(
                     "configuration {rule} {nodes} failed: {text} {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
             }
-            let (peak_kib, attestations): (u64, u64) =
-                (f[4].parse().unwrap(), f[5].parse().unwrap());
+            let (peak_kib, attestations, held): (u64, u64, u64) = (
+                f[4].parse().unwrap(),
+                f[5].parse().unwrap(),
+                f[9].parse().unwrap(),
+            );
             let rule_name = match rule {
                 "v1" => format!("v1, {PEERS} peers"),
                 _ => format!("measurers ({MEASURERS}) + {PEERS} peers"),
             };
             println!(
-                "| {rule_name} | {nodes} | {attestations} | {} ms | {} ms | {} ms | {} µs | {:.0} MiB | {} | {} ms | {} ms |",
+                "| {rule_name} | {nodes} | {attestations} | {held} | {} ms | {} ms | {} ms | {} µs | {:.0} MiB | {} | {} ms | {} ms |",
                 f[0],
                 f[1],
                 f[2],
                 f[3],
                 peak_kib as f64 / 1024.0,
-                peak_kib * 1024 / attestations.max(1),
+                peak_kib * 1024 / held.max(1),
                 f[7],
                 f[8],
             );
