@@ -212,6 +212,45 @@ fn a_shared_verification_cache_serves_every_daemon_and_still_rejects_forgeries()
 }
 
 #[test]
+fn under_the_measurer_rule_the_measurers_qualify_every_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (summary, stdout) = run(
+        dir.path(),
+        &[
+            "--nodes",
+            "8",
+            "--measurers",
+            "3",
+            "--signals",
+            "8",
+            "--rate",
+            "10",
+            "--degree",
+            "3",
+            "--first-address",
+            "127.0.44.1",
+        ],
+    );
+    assert_eq!(summary["network"], "regtest-m3-epoch2", "{summary}");
+    assert_eq!(summary["measurers"], serde_json::json!([3, 2]), "{summary}");
+    // Every daemon is measured, whatever its neighbours' netgroups.
+    assert_eq!(
+        summary["qualified_range"],
+        serde_json::json!([8, 8]),
+        "{summary}"
+    );
+    assert_eq!(summary["expected_qualified"].as_u64(), Some(8));
+    assert_complete(&summary["phases"][0]);
+    assert!(stdout.contains("measurer rule: nodes 0..2"), "{stdout}");
+    let out = Command::new(env!("CARGO_BIN_EXE_commons-sim"))
+        .args(["network", "--nodes", "20", "--measurers", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--measurers must be at most 9"));
+}
+
+#[test]
 fn bad_options_are_usage_errors() {
     let out = Command::new(env!("CARGO_BIN_EXE_commons-sim"))
         .args(["network", "--nodes", "10", "--drop", "0.6", "--spam", "0.5"])

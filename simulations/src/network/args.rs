@@ -9,6 +9,9 @@ use crate::error::SimError;
 /// The most nodes a run accepts: addresses come from one /16 of loopback space.
 pub const MAX_NODES: usize = 10_000;
 
+/// The most measurers a run may name (`--measurers`): mainnet's intended set is nine.
+pub const MAX_MEASURERS: usize = 9;
+
 /// Arguments of `commons-sim network`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct NetworkArgs {
@@ -88,6 +91,12 @@ pub struct NetworkArgs {
     /// costs each node (see the table's note).
     #[arg(long)]
     pub shared_verification: bool,
+    /// Run regtest's own rule, the measurer rule (rule v2), instead of rule v1: nodes 0 to
+    /// N-1 are the network's measurers and every daemon also connects to each of them once
+    /// an epoch to be measured, which adds up to N links per node to the topology. 0 (the
+    /// default): rule v1 over the topology alone.
+    #[arg(long, default_value_t = 0)]
+    pub measurers: usize,
     /// Worker threads of the runtime. Default: one per core.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -133,6 +142,11 @@ pub(super) fn check(args: &NetworkArgs) -> Result<(), SimError> {
     if args.topology == Topology::Full && args.nodes > 90 {
         // A node accepts 96 inbound connections (commons-p2p's connection limits).
         return usage("--topology full is limited to 90 nodes by the connection limits".into());
+    }
+    if args.measurers > MAX_MEASURERS || args.measurers >= args.nodes {
+        return usage(format!(
+            "--measurers must be at most {MAX_MEASURERS} and below --nodes"
+        ));
     }
     if args.epoch_secs == 0 {
         return usage("--epoch-secs must be at least 1".into());

@@ -88,6 +88,9 @@ pub struct ClusterNode {
     /// Its peer id, once started.
     peer_id: Mutex<Option<PeerId>>,
     running: Mutex<Option<Running>>,
+    /// The key it runs with when it must be a particular one (a measurer's, which the spec
+    /// lists); otherwise the daemon makes its own at the first start.
+    key: Mutex<Option<SecretKey>>,
     /// Counters accumulated over the incarnations of the current phase.
     acc: Mutex<Counters>,
     /// The reading at the start of the current phase or incarnation.
@@ -137,9 +140,17 @@ impl ClusterNode {
             port: Mutex::new(0),
             peer_id: Mutex::new(None),
             running: Mutex::new(None),
+            key: Mutex::new(None),
             acc: Mutex::new(Counters::default()),
             base: Mutex::new(Counters::default()),
         }
+    }
+
+    /// Makes this node run with `key` and listen on `port`, as a measurer the spec lists at
+    /// that address must. Before its first start.
+    pub fn run_as(&self, key: SecretKey, port: u16) {
+        *self.key.lock().expect("key lock") = Some(key);
+        *self.port.lock().expect("port lock") = port;
     }
 
     /// The address peers dial, once started.
@@ -192,6 +203,14 @@ impl ClusterNode {
                 };
                 let config = Config::resolve(&cli, || Ok(self.base_dir.clone()))
                     .map_err(|e| e.to_string())?;
+                let key_path = config.datadir.join(commons_node::daemon::KEY_FILE);
+                if let Some(key) = &*self.key.lock().expect("key lock")
+                    && !key_path.exists()
+                {
+                    std::fs::create_dir_all(&config.datadir)
+                        .and_then(|()| key.save(&key_path).map_err(std::io::Error::other))
+                        .map_err(|e| format!("node {}: cannot write its key: {e}", self.index))?;
+                }
                 let options = Options {
                     discovery: false,
                     resync_interval: self.setup.resync_interval,

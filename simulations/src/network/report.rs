@@ -143,8 +143,12 @@ pub struct Report {
     pub spam_rate: f64,
     /// Seed.
     pub seed: u64,
-    /// The network: regtest, or regtest with another epoch length.
+    /// The network: regtest under rule v1, or under the measurer rule with `--measurers`,
+    /// with the run's epoch length.
     pub network: String,
+    /// With `--measurers`: the measurer rule's measurers (nodes 0 to N-1) and quorum;
+    /// `null` under rule v1.
+    pub measurers: Option<(usize, u32)>,
     /// Its epoch length, seconds.
     pub epoch_secs: u64,
     /// Watcher resolution, milliseconds.
@@ -298,6 +302,14 @@ pub fn table(r: &Report) -> String {
         r.runtime_secs,
         opt(r.peak_rss_mib)
     );
+    if let Some((count, quorum)) = r.measurers {
+        let _ = writeln!(
+            s,
+            "measurer rule: nodes 0..{} are the network's {count} measurers (quorum {quorum}); every daemon \
+             also connects to each of them, so messages travel over the topology and those links",
+            count - 1
+        );
+    }
     if let Some(c) = r.shared_verification {
         let _ = writeln!(
             s,

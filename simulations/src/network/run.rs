@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commons_p2p::{Multiaddr, TopicKind};
-use commons_signaling::spec::regtest_maintainer_key;
+use commons_signaling::spec::{MeasurerSpec, regtest_maintainer_key};
 use commons_signaling::{
-    BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody, PublicKey,
+    BoundedString, NetworkSpec, PROTOCOL_VERSION, Proposal, ProposalBody, PublicKey, SecretKey,
 };
 
 use super::args::{NetworkArgs, check};
@@ -93,11 +93,22 @@ pub fn run(args: &NetworkArgs) -> Result<Report, SimError> {
     result
 }
 
-/// The network a run uses: regtest under rule v1 (peer attestations), with the epoch length
-/// of `epoch_secs`. Rule v1 because the run measures propagation over a chosen topology: under
-/// the measurer rule every node would also connect to every measurer, a shortcut through the
-/// topology.
-pub fn network_spec(epoch_secs: u64) -> NetworkSpec {
+/// The network a run uses, with the epoch length of `epoch_secs`. Without `measurers`,
+/// regtest under rule v1 (peer attestations): the run measures propagation over a chosen
+/// topology, and under the measurer rule every node also connects to every measurer, a
+/// shortcut through it. With them (`--measurers`), regtest's own measurer rule with these
+/// measurers instead of its well-known three, and quorum a majority of them.
+pub fn network_spec(epoch_secs: u64, measurers: &[MeasurerSpec]) -> NetworkSpec {
+    if !measurers.is_empty() {
+        let regtest = NetworkSpec::regtest();
+        return NetworkSpec {
+            name: format!("regtest-m{}-epoch{epoch_secs}", measurers.len()),
+            epoch_secs,
+            measurers: measurers.to_vec(),
+            measurer_quorum: (measurers.len() / 2 + 1) as u32,
+            ..regtest
+        };
+    }
     let mut spec = NetworkSpec::regtest_peer_attested();
     if epoch_secs != spec.epoch_secs {
         spec.name = format!("regtest-v1-epoch{epoch_secs}");
@@ -105,6 +116,16 @@ pub fn network_spec(epoch_secs: u64) -> NetworkSpec {
     }
     spec
 }
+
+/// The key of the run's measurer `i` (`--measurers`).
+pub fn measurer_key(i: usize) -> SecretKey {
+    SecretKey::from_seed(&format!("commons-sim measurer {i}"))
+}
+
+/// Where measurer `i` listens: a fixed port, since the spec that lists its address is
+/// written before any node starts (every node has a loopback address of its own, so one
+/// port serves all).
+const MEASURER_PORT: u16 = 19_000;
 
 /// A tier-1 proposal signed by three of the well-known regtest maintainer keys (the
 /// maintainers of regtest and of the networks [`network_spec`] derives from it), locked from
@@ -132,7 +153,18 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
     let started = Instant::now();
     let log = StageLog::new(started, !args.quiet);
     let n = args.nodes;
-    let spec = network_spec(args.epoch_secs);
+    let measurers: Vec<MeasurerSpec> = (0..args.measurers)
+        .map(|i| MeasurerSpec {
+            key: measurer_key(i).public_key(),
+            addresses: vec![format!(
+                "/ip4/{}/tcp/{MEASURER_PORT}",
+                node_ip(args.first_address, i)
+            )],
+        })
+        .collect();
+    let spec = network_spec(args.epoch_secs, &measurers);
+    spec.validate("the simulated network")
+        .map_err(|e| SimError::Runtime(format!("internal: {e}")))?;
     let network_arg = if spec == NetworkSpec::regtest() {
         "regtest".to_string()
     } else {
@@ -158,10 +190,11 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
     let edges = topology::edges(args.topology, n, args.degree, &mut topo_rng);
     let neighbours = topology::neighbours(n, &edges);
 
-    // Roles: a seeded shuffle; node 0 (which submits the proposal) always honest.
+    // Roles: a seeded shuffle; node 0 (which submits the proposal) and the measurers always
+    // honest.
     let droppers = (args.drop_share * n as f64).round() as usize;
     let spammers = (args.spam * n as f64).round() as usize;
-    let mut order: Vec<usize> = (1..n).collect();
+    let mut order: Vec<usize> = (args.measurers.max(1)..n).collect();
     let mut events = Rng::new(args.seed, Stream::NetworkEvents);
     for i in (1..order.len()).rev() {
         let j = events.below(i as u64 + 1) as usize;
@@ -176,7 +209,14 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
     }
     let nodes: Arc<Vec<ClusterNode>> = Arc::new(
         (0..n)
-            .map(|i| ClusterNode::new(i, roles[i], node_ip(args.first_address, i), setup.clone()))
+            .map(|i| {
+                let node =
+                    ClusterNode::new(i, roles[i], node_ip(args.first_address, i), setup.clone());
+                if i < args.measurers {
+                    node.run_as(measurer_key(i), MEASURER_PORT);
+                }
+                node
+            })
             .collect(),
     );
     let honest: Vec<usize> = (0..n).filter(|&i| roles[i] == Role::Honest).collect();
@@ -343,6 +383,7 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
         spam_rate: args.spam_rate,
         seed: args.seed,
         network: spec.name.clone(),
+        measurers: (!measurers.is_empty()).then_some((measurers.len(), spec.measurer_quorum)),
         epoch_secs: spec.epoch_secs,
         poll_ms: args.poll_ms,
         start_secs,
@@ -361,13 +402,17 @@ async fn simulate(args: &NetworkArgs, root: PathBuf) -> Result<Report, SimError>
 /// it is connected to (dropping nodes attest nobody), at the address they see; it qualifies
 /// when those attesters sit in at least the spec's quorum of netgroups, by the aggregator's
 /// own netgroup rule. With addresses handed out in order, a daemon whose neighbours all
-/// share one /30 never qualifies.
+/// share one /30 never qualifies. Under the measurer rule (`--measurers`) every daemon does.
 fn qualifiable(
     spec: &NetworkSpec,
     nodes: &[ClusterNode],
     neighbours: &[Vec<usize>],
     daemons: &[usize],
 ) -> Vec<usize> {
+    if spec.qualification == commons_signaling::QualificationRule::Measurers {
+        // Every daemon visits every measurer, which attests it whatever its neighbours.
+        return daemons.to_vec();
+    }
     let policy = commons_aggregator::Policy::from_spec(spec);
     let quorum = spec.attestation_quorum.max(1) as usize;
     daemons
