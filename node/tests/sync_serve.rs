@@ -14,6 +14,14 @@ use commons_signaling::{
     BoundedBytes, BoundedVec, Choice, MessageKind, NetworkSpec, SecretKey, UptimeAttestation,
 };
 
+/// A sync request delivering one attestation, as an attester hands it to its subject.
+fn deliver(attestation: &UptimeAttestation) -> SyncRequest {
+    SyncRequest::Deliver {
+        attestations: BoundedVec::new(vec![BoundedBytes::new(attestation.encode()).unwrap()])
+            .unwrap(),
+    }
+}
+
 fn node(dir: &std::path::Path, key: SecretKey, t: u64) -> Node {
     let store = Arc::new(Store::open(&dir.join("db")).unwrap());
     Node::new(
@@ -139,13 +147,10 @@ async fn misbehaviour_is_reported() {
     let peer = SecretKey::from_seed("peer");
     let other = SecretKey::from_seed("other");
     let ip = "127.0.0.5".parse().unwrap();
-    let deliver = |a: commons_signaling::UptimeAttestation| SyncRequest::Deliver {
-        attestations: BoundedVec::new(vec![BoundedBytes::new(a.encode()).unwrap()]).unwrap(),
-    };
     // Right attester, right subject: accepted.
     let good = common::attestation(&spec, &peer, &me, ip, spec.epoch_at(t), 1);
     let (bytes, bad) = n
-        .serve_sync(Some(peer.public_key()), &deliver(good).encode())
+        .serve_sync(Some(peer.public_key()), &deliver(&good).encode())
         .await;
     assert!(!bad);
     assert_eq!(
@@ -156,13 +161,13 @@ async fn misbehaviour_is_reported() {
     // About someone else, or made by someone other than the sender: misbehaviour.
     let wrong_subject = common::attestation(&spec, &peer, &other, ip, spec.epoch_at(t), 1);
     assert!(
-        n.serve_sync(Some(peer.public_key()), &deliver(wrong_subject).encode())
+        n.serve_sync(Some(peer.public_key()), &deliver(&wrong_subject).encode())
             .await
             .1
     );
     let wrong_sender = common::attestation(&spec, &other, &me, ip, spec.epoch_at(t), 1);
     assert!(
-        n.serve_sync(Some(peer.public_key()), &deliver(wrong_sender).encode())
+        n.serve_sync(Some(peer.public_key()), &deliver(&wrong_sender).encode())
             .await
             .1
     );
@@ -184,7 +189,7 @@ async fn misbehaviour_is_reported() {
     let mut forged = common::attestation(&spec, &peer, &me, ip, spec.epoch_at(t), 2);
     forged.signature.0[0] ^= 1;
     assert!(
-        n.serve_sync(Some(peer.public_key()), &deliver(forged).encode())
+        n.serve_sync(Some(peer.public_key()), &deliver(&forged).encode())
             .await
             .1
     );
@@ -204,11 +209,8 @@ async fn attestations_from_this_nodes_future_are_kept_but_not_carried_until_thei
     assert!(ahead > spec.epoch_at(t0));
     let peer = SecretKey::from_seed("peer ahead");
     let early = common::attestation(&spec, &peer, &me, "127.0.0.5".parse().unwrap(), ahead, 1);
-    let deliver = SyncRequest::Deliver {
-        attestations: BoundedVec::new(vec![BoundedBytes::new(early.encode()).unwrap()]).unwrap(),
-    };
     let (bytes, bad) = n
-        .serve_sync(Some(peer.public_key()), &deliver.encode())
+        .serve_sync(Some(peer.public_key()), &deliver(&early).encode())
         .await;
     assert!(!bad);
     assert_eq!(
@@ -364,10 +366,6 @@ async fn signals_carry_the_last_presences_attestations_and_new_attesters_only() 
     let (n, clock) = node_on_clock(dir.path(), me.clone(), t0);
     let (old_friend, new_friend) = (SecretKey::from_seed("a"), SecretKey::from_seed("b"));
     let ip = "127.0.0.5".parse().unwrap();
-    let deliver = |attestation: &UptimeAttestation| SyncRequest::Deliver {
-        attestations: BoundedVec::new(vec![BoundedBytes::new(attestation.encode()).unwrap()])
-            .unwrap(),
-    };
     let accepted = |from: &SecretKey, attestation: UptimeAttestation| {
         let n = &n;
         let request = deliver(&attestation);
@@ -434,11 +432,8 @@ async fn under_the_measurer_rule_a_presence_carries_every_measurer_and_four_peer
     // Peers first, so that arrival order cannot be what puts the measurers first.
     for attester in peers.iter().chain(&measurers) {
         let a = common::attestation(&spec, attester, &me, ip, epoch, 1);
-        let request = SyncRequest::Deliver {
-            attestations: BoundedVec::new(vec![BoundedBytes::new(a.encode()).unwrap()]).unwrap(),
-        };
         let (bytes, bad) = n
-            .serve_sync(Some(attester.public_key()), &request.encode())
+            .serve_sync(Some(attester.public_key()), &deliver(&a).encode())
             .await;
         assert!(!bad);
         // A peer's attestation weighs nothing under this rule, but this node carries it.

@@ -118,7 +118,7 @@ pub fn network_spec(epoch_secs: u64, measurers: &[MeasurerSpec]) -> NetworkSpec 
 }
 
 /// The key of the run's measurer `i` (`--measurers`).
-pub fn measurer_key(i: usize) -> SecretKey {
+fn measurer_key(i: usize) -> SecretKey {
     SecretKey::from_seed(&format!("commons-sim measurer {i}"))
 }
 
